@@ -1,0 +1,45 @@
+//! The command line. The flag names are a contract: scripts, the test command and the docs use
+//! them, so each is also readable from the environment variable named in `--help`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::Parser;
+
+/// farm-chat dev-server: the chat backend and the built widget on one local port.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "farm-chat-dev-server", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on. Port 0 picks a free port (the chosen URL is printed).
+    #[arg(long, env = "FARM_CHAT_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// Directory of the built widget (what `trunk build` writes), served at `/`.
+    #[arg(long, env = "FARM_CHAT_STATIC_DIR", default_value = "dist")]
+    pub static_dir: PathBuf,
+
+    /// An origin allowed to call the API cross-origin with credentials (repeatable;
+    /// comma-separated in the environment variable), e.g. `https://farm.example.jp`.
+    #[arg(
+        long = "allow-origin",
+        env = "FARM_CHAT_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allow_origins: Vec<String>,
+
+    /// Test mode: any `http://127.0.0.1:*` / `http://localhost:*` origin is allowed, as the
+    /// browser tests' pages are served from a random loopback port. Off by default.
+    #[arg(long, env = "FARM_CHAT_TEST_MODE")]
+    pub test_mode: bool,
+}
+
+impl Config {
+    /// The configuration for tests: port 0, test mode, no static files.
+    pub fn for_tests() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            static_dir: PathBuf::from("/nonexistent/farm-chat-static"),
+            allow_origins: Vec::new(),
+            test_mode: true,
+        }
+    }
+}

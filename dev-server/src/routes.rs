@@ -1,0 +1,63 @@
+//! The `/api` routes.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{Method, StatusCode, Uri},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use farm_chat_protocol::{Health, HealthStatus};
+
+use crate::{ApiError, AppState};
+
+/// The router mounted at `/api`. Unknown API paths answer a JSON 404, never the widget page.
+pub fn api(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .fallback(api_not_found)
+        .with_state(state)
+}
+
+/// `GET /api/health` → `{"status":"ok"}`.
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
+}
+
+async fn api_not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} /api{}", uri.path()))
+}
+
+/// A path outside `/api` that is not a file of the built widget. When the widget has not been
+/// built at all, say how to build it instead of a bare 404.
+pub(crate) async fn static_not_found(State(state): State<AppState>, uri: Uri) -> Response {
+    let dir = &state.config.static_dir;
+    if dir.join("index.html").is_file() {
+        (
+            StatusCode::NOT_FOUND,
+            Html(format!(
+                "<h1>404</h1><p>{} は見つかりません / not found</p>",
+                html_escape(uri.path())
+            )),
+        )
+            .into_response()
+    } else {
+        let dir = html_escape(&dir.display().to_string());
+        let body = format!(
+            "<!doctype html><meta charset=utf-8><title>farm-chat</title>\
+             <h1>ウィジェットがビルドされていません / The widget is not built</h1>\
+             <p><code>{dir}</code> に index.html がありません。<code>cargo xtask run</code> でビルドして起動してください。</p>\
+             <p>There is no index.html in <code>{dir}</code>. Run <code>cargo xtask run</code> to build and serve it.</p>"
+        );
+        (StatusCode::NOT_FOUND, Html(body)).into_response()
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

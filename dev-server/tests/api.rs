@@ -1,0 +1,116 @@
+//! REST behaviour through `tower::ServiceExt::oneshot`: no socket, the exact router `main` runs.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed test"
+)]
+
+use axum::{
+    body::Body,
+    http::{Request, StatusCode, header},
+};
+use farm_chat_dev_server::{AppState, Config, app};
+use farm_chat_protocol::{ErrorBody, Health, HealthStatus};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+async fn send(config: Config, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let res = app(AppState::new(config)).oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, headers, body)
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn health_answers_ok_as_json() {
+    let (status, headers, body) = send(Config::for_tests(), get("/api/health")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    let health: Health = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health.status, HealthStatus::Ok);
+}
+
+#[tokio::test]
+async fn an_unknown_api_route_is_a_json_404_not_the_page() {
+    let (status, _, body) = send(Config::for_tests(), get("/api/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let err: ErrorBody = serde_json::from_slice(&body).unwrap();
+    assert_eq!(err.error.code, "not_found");
+    assert!(
+        err.error.message.contains("/api/nope"),
+        "{}",
+        err.error.message
+    );
+}
+
+#[tokio::test]
+async fn the_built_widget_is_served_at_the_root() {
+    let dir = std::env::temp_dir().join(format!("farm-chat-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<!doctype html><title>牧場ダッシュボード</title>",
+    )
+    .unwrap();
+    let config = Config {
+        static_dir: dir.clone(),
+        ..Config::for_tests()
+    };
+    let (status, _, body) = send(config.clone(), get("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("牧場ダッシュボード")
+    );
+    let (status, _, _) = send(config, get("/missing.js")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn without_a_build_the_root_says_how_to_build() {
+    let (status, _, body) = send(Config::for_tests(), get("/")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8(body).unwrap().contains("cargo xtask run"));
+}
+
+fn preflight(origin: &str) -> Request<Body> {
+    Request::options("/api/health")
+        .header(header::ORIGIN, origin)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn test_mode_allows_loopback_pages_with_credentials() {
+    let (_, headers, _) = send(Config::for_tests(), preflight("http://127.0.0.1:45678")).await;
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "http://127.0.0.1:45678"
+    );
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+}
+
+#[tokio::test]
+async fn outside_test_mode_only_listed_origins_are_allowed() {
+    let config = Config {
+        test_mode: false,
+        allow_origins: vec!["https://farm.example.jp".into()],
+        ..Config::for_tests()
+    };
+    let (_, headers, _) = send(config.clone(), preflight("http://127.0.0.1:45678")).await;
+    assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    let (_, headers, _) = send(config, preflight("https://farm.example.jp")).await;
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://farm.example.jp"
+    );
+}

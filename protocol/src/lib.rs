@@ -1,0 +1,21 @@
+//! # farm-chat-protocol
+//!
+//! The wire types the widget and the dev-server share: one source of truth, so a field renamed
+//! on one side fails to compile on the other instead of failing silently in a browser.
+//!
+//! - [`ids`]: newtypes for every id on the wire (users, tenants, conversations, messages,
+//!   tasks), so a `MessageId` can never be passed where a `TaskId` is meant.
+//! - [`error`]: the JSON error body every failing API call answers with,
+//!   `{"error":{"code","message"}}`.
+//! - [`health`]: `GET /api/health`.
+//!
+//! This crate has no web or server dependencies (only `serde`): it compiles for the browser
+//! (wasm32) and for the server alike.
+
+pub mod error;
+pub mod health;
+pub mod ids;
+
+pub use error::{ErrorBody, ErrorDetail};
+pub use health::{Health, HealthStatus};
+pub use ids::{ConversationId, MessageId, TaskId, TenantId, UserId};

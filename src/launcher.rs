@@ -1,0 +1,48 @@
+//! [`ChatLauncher`]: the corner button that opens and closes the chat panel.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use leptos::prelude::*;
+
+use crate::i18n::{Locale, Text};
+
+/// Ids for `aria-controls`, unique per widget so several widgets can share a page.
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// A launcher button and the panel it toggles (closed at first). The panel holds `children`.
+#[component]
+pub fn ChatLauncher(
+    /// The language of the labels.
+    #[prop(optional)]
+    locale: Locale,
+    /// What the open panel shows.
+    children: Children,
+) -> impl IntoView {
+    let (open, set_open) = signal(false);
+    let panel_id = format!("fc-panel-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    view! {
+        <div class="fc-launcher" data-testid="farm-chat-launcher" lang=locale.tag()>
+            <section
+                id=panel_id.clone()
+                class="fc-panel"
+                data-testid="chat-panel"
+                role="dialog"
+                aria-label=locale.text(Text::ChatTitle)
+                hidden=move || !open.get()
+            >
+                <h2 class="fc-panel__title">{locale.text(Text::ChatTitle)}</h2>
+                {children()}
+            </section>
+            <button
+                type="button"
+                class="fc-launcher__toggle"
+                data-testid="launcher-toggle"
+                aria-controls=panel_id
+                aria-expanded=move || open.get().to_string()
+                on:click=move |_| set_open.update(|o| *o = !*o)
+            >
+                {move || locale.text(if open.get() { Text::CloseChat } else { Text::OpenChat })}
+            </button>
+        </div>
+    }
+}

@@ -1,0 +1,22 @@
+//! # farm-chat — the widget
+//!
+//! A streaming chat widget that farm management pages embed (Leptos CSR → WebAssembly, built
+//! by trunk). Map of the crate:
+//!
+//! - [`i18n`]: [`Locale`] (ja first, en) and every user-visible string. Pure Rust, native tests.
+//! - [`launcher`]: [`ChatLauncher`], the corner button that opens and closes the chat panel.
+//! - [`health`]: [`ServerHealth`], the panel's line that says whether the server answers.
+//! - [`mount`]: finds each `<farm-chat>` element on the host page and mounts a widget into it,
+//!   reading its `api-base` and `locale` attributes.
+//!
+//! Logic lives in plain types with ordinary `#[test]`s; components stay thin and render state.
+//! Browser behaviour is tested with wasm-bindgen-test in headless Chromium (`tests/browser.rs`).
+
+pub mod health;
+pub mod i18n;
+pub mod launcher;
+pub mod mount;
+
+pub use health::{HealthState, ServerHealth};
+pub use i18n::{Locale, Text};
+pub use launcher::ChatLauncher;

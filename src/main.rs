@@ -1,0 +1,15 @@
+//! The widget's entry point, as trunk builds it: mount into every `<farm-chat>` element.
+
+fn main() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        console_error_panic_hook::set_once();
+        if farm_chat::mount::mount_all() == 0 {
+            leptos::logging::warn!(
+                "farm-chat: no <farm-chat> element on this page; nothing mounted"
+            );
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("farm-chat is a browser widget: build it with `cargo xtask run` (trunk).");
+}

@@ -1,0 +1,55 @@
+//! Embedding: each `<farm-chat api-base="/api" locale="ja">` element on the host page gets its
+//! own widget, so a page can hold several.
+
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::{ChatLauncher, Locale, ServerHealth};
+
+/// Where the API is when the host element does not say.
+pub const DEFAULT_API_BASE: &str = "/api";
+
+/// The widget for one host element's settings.
+pub fn widget(api_base: String, locale: Locale) -> impl IntoView {
+    view! {
+        <ChatLauncher locale=locale>
+            <ServerHealth api_base=api_base locale=locale />
+        </ChatLauncher>
+    }
+}
+
+/// Mounts a widget into every `<farm-chat>` element of the document. Returns how many.
+pub fn mount_all() -> usize {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return 0;
+    };
+    let Ok(hosts) = document.query_selector_all("farm-chat") else {
+        return 0;
+    };
+    let page_lang = document
+        .document_element()
+        .and_then(|e| e.get_attribute("lang"))
+        .unwrap_or_default();
+    let mut mounted = 0;
+    for i in 0..hosts.length() {
+        let Some(host) = hosts
+            .item(i)
+            .and_then(|n| n.dyn_into::<web_sys::HtmlElement>().ok())
+        else {
+            continue;
+        };
+        let api_base = host
+            .get_attribute("api-base")
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
+        let locale = Locale::from_tag(
+            &host
+                .get_attribute("locale")
+                .unwrap_or_else(|| page_lang.clone()),
+        );
+        // The page owns the widget for its whole life: keep it mounted.
+        leptos::mount::mount_to(host, move || widget(api_base, locale)).forget();
+        mounted += 1;
+    }
+    mounted
+}

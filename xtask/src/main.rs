@@ -1,0 +1,71 @@
+//! # xtask — farm-chat's project command
+//!
+//! `cargo xtask <command>` (an alias in `.cargo/config.toml`). Plain Rust with no
+//! dependencies, so it compiles in seconds on a fresh machine and runs wherever cargo does.
+//!
+//! - [`tools`]: `bootstrap`, installing only what is missing (wasm32 target, Chromium +
+//!   chromedriver, wasm-opt, the wasm-bindgen CLI of the locked version, trunk) into the
+//!   project-local `.tools/` folder.
+//! - [`server`]: starts the dev-server on a free loopback port and stops it when dropped
+//!   (also when a test fails or panics).
+//! - [`suites`]: `test`, every suite with each runner's own summary, then a table.
+//! - [`product`]: `run` (build the widget, serve it with the API), `dev` (trunk serve with
+//!   hot reload, `/api` proxied) and `size` (transfer size of the release build).
+//! - [`proc`]: running commands with the tools on `PATH`, and a tiny HTTP/1.1 GET.
+
+mod proc;
+mod product;
+mod server;
+mod suites;
+mod tools;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+cargo xtask <command> [options]
+
+Commands:
+  bootstrap        Install what is missing (idempotent): wasm32 target, Chromium + chromedriver,
+                   wasm-opt, wasm-bindgen CLI (locked version), trunk. Tools go into .tools/.
+  run [ARGS…]      Build the widget (release) and serve it with the API on
+                   http://127.0.0.1:3000/ (ARGS go to farm-chat-dev-server, e.g. --addr).
+  test             Run every suite: native unit + integration tests, browser tests in headless
+                   Chromium against a dev-server it starts, and a smoke test of the built page.
+  dev              trunk serve (hot reload) on http://127.0.0.1:8080/ with /api proxied to a
+                   dev-server on 127.0.0.1:3000.
+  size             Transfer size of the release build in dist/ (raw and gzip).
+
+Environment:
+  FARM_CHAT_TOOLS_DIR   where tools are installed (default: <repo>/.tools)
+  CHROMIUM, CHROMEDRIVER  browser and driver (default: /usr/bin/chromium, /usr/bin/chromedriver)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((c, rest)) => (c.as_str(), rest),
+        None => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        "bootstrap" => tools::bootstrap().map(|_| ()),
+        "run" => product::run(rest),
+        "test" => suites::test(),
+        "dev" => product::dev(),
+        "size" => product::size().map(|_| ()),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The dev-server as the test and run commands use it: built, started on a port, stopped when
+//! dropped (on success, failure or panic alike).
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+};
+
+use crate::proc::{cmd, root, run};
+
+/// `target/debug/farm-chat-dev-server`, built if needed.
+pub(crate) fn build() -> Result<PathBuf, String> {
+    run(cmd("cargo").args(["build", "--quiet", "-p", "farm-chat-dev-server"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    Ok(target.join("debug").join("farm-chat-dev-server"))
+}
+
+/// A running dev-server; killed on drop.
+pub(crate) struct DevServer {
+    child: Child,
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+    /// Its log (stderr), kept for a failing run.
+    pub(crate) log: PathBuf,
+}
+
+impl DevServer {
+    /// Builds and starts the dev-server with `args` (an `--addr` among them, e.g. port 0) and
+    /// waits for the URL it prints once it listens.
+    pub(crate) fn start(args: &[String]) -> Result<Self, String> {
+        let bin = build()?;
+        let log_dir = root().join("target").join("xtask");
+        std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let log = log_dir.join(format!("dev-server-{}.log", std::process::id()));
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let mut child = Command::new(&bin)
+            .args(args)
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", bin.display()))?;
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            return Err("the dev-server's stdout is not piped".into());
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        let addr = first
+            .rsplit("http://")
+            .next()
+            .map(|s| s.trim_end_matches('/'))
+            .and_then(|s| s.parse::<SocketAddr>().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(format!(
+                "the dev-server did not start (stdout: {first:?})\n{tail}"
+            ));
+        };
+        // Keep draining stdout so the server never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        println!(
+            "xtask: dev-server on http://{addr}/ (log: {})",
+            log.display()
+        );
+        Ok(Self { child, addr, log })
+    }
+
+    /// `http://ADDR/api`.
+    pub(crate) fn api_base(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,229 @@
+//! `cargo xtask bootstrap`: install what is missing, idempotently, and say what it does.
+//!
+//! Versions and commands follow `shared/TOOLCHAIN.md` (checked on this machine kind):
+//! trunk 0.21.14 (0.22 needs a newer rustc), the wasm-bindgen CLI of exactly the version in
+//! Cargo.lock (installed without `--locked`, whose lockfile names a crate the registry lacks),
+//! wasm-opt from npm's binaryen 132 (Debian's binaryen 108 silently breaks the output).
+//! Everything cargo or npm installs goes into the project-local `.tools/`, never global.
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+};
+
+use crate::proc::{cmd, output, root, run};
+
+/// The trunk version that works with this toolchain.
+pub(crate) const TRUNK_VERSION: &str = "0.21.14";
+/// npm's binaryen package whose wasm-opt produces working output.
+pub(crate) const BINARYEN_VERSION: &str = "132";
+
+/// The browser and driver the tests use.
+pub(crate) struct Browser {
+    pub(crate) chromium: PathBuf,
+    pub(crate) chromedriver: PathBuf,
+}
+
+/// Where cargo/npm-installed tools live: `$FARM_CHAT_TOOLS_DIR`, else `<repo>/.tools`.
+pub(crate) fn tools_dir() -> PathBuf {
+    std::env::var_os("FARM_CHAT_TOOLS_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools"))
+}
+
+/// `PATH` with the project's tools first, so trunk finds exactly our wasm-bindgen and wasm-opt.
+pub(crate) fn path_with_tools() -> OsString {
+    let dir = tools_dir();
+    let mut parts = vec![dir.join("bin"), dir.join("node_modules").join(".bin")];
+    if let Some(path) = std::env::var_os("PATH") {
+        parts.extend(std::env::split_paths(&path));
+    }
+    std::env::join_paths(parts).unwrap_or_default()
+}
+
+fn say(what: &str, state: &str) {
+    println!("bootstrap: {what:<28} {state}");
+}
+
+/// Installs whatever is missing and returns the browser paths.
+pub(crate) fn bootstrap() -> Result<Browser, String> {
+    wasm_target()?;
+    let browser = chromium()?;
+    wasm_opt()?;
+    wasm_bindgen_cli()?;
+    trunk()?;
+    // Trunk builds with `cargo --offline` (Trunk.toml: offline = true): fetch everything first.
+    let mut fetch = cmd("cargo");
+    fetch.args(["fetch", "--quiet"]);
+    run(&mut fetch)?;
+    say("all tools", "ready");
+    Ok(browser)
+}
+
+fn wasm_target() -> Result<(), String> {
+    const TARGET: &str = "wasm32-unknown-unknown";
+    let installed = output(cmd("rustc").args(["--print", "sysroot"]))
+        .map(|sysroot| {
+            Path::new(&sysroot)
+                .join("lib/rustlib")
+                .join(TARGET)
+                .is_dir()
+        })
+        .unwrap_or(false);
+    if installed {
+        say(TARGET, "present");
+        return Ok(());
+    }
+    say(TARGET, "installing (rustup target add)");
+    run(cmd("rustup").args(["target", "add", TARGET]))
+        .map_err(|e| format!("{e}\nInstall the target with `rustup target add {TARGET}`."))
+}
+
+fn chromium() -> Result<Browser, String> {
+    let chromium = env_path("CHROMIUM", "/usr/bin/chromium");
+    let chromedriver = env_path("CHROMEDRIVER", "/usr/bin/chromedriver");
+    if chromium.is_file() && chromedriver.is_file() {
+        say("chromium + chromedriver", "present");
+        return Ok(Browser {
+            chromium,
+            chromedriver,
+        });
+    }
+    let is_root = output(std::process::Command::new("id").arg("-u")).as_deref() == Some("0");
+    let has_apt = Path::new("/usr/bin/apt-get").is_file();
+    if !(is_root && has_apt) {
+        return Err(format!(
+            "Chromium and ChromeDriver are missing ({} / {}).\n\
+             Install the Debian packages `chromium` and `chromium-driver` (as root: \
+             apt-get install chromium chromium-driver), or point CHROMIUM and CHROMEDRIVER at them.",
+            chromium.display(),
+            chromedriver.display()
+        ));
+    }
+    say("chromium + chromedriver", "installing (apt-get)");
+    run(cmd("apt-get").args(["update", "-qq"]))?;
+    run(cmd("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "chromium",
+            "chromium-driver",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if chromium.is_file() && chromedriver.is_file() {
+        Ok(Browser {
+            chromium,
+            chromedriver,
+        })
+    } else {
+        Err(
+            "apt-get finished but /usr/bin/chromium or /usr/bin/chromedriver is still missing"
+                .into(),
+        )
+    }
+}
+
+fn env_path(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default))
+}
+
+fn wasm_opt() -> Result<(), String> {
+    let bin = tools_dir().join("node_modules/.bin/wasm-opt");
+    let want = format!("version {BINARYEN_VERSION}");
+    if output(std::process::Command::new(&bin).arg("--version")).is_some_and(|v| v.contains(&want))
+    {
+        say("wasm-opt", &format!("present ({want})"));
+        return Ok(());
+    }
+    say(
+        "wasm-opt",
+        &format!("installing (npm binaryen@{BINARYEN_VERSION})"),
+    );
+    let dir = tools_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    run(cmd("npm")
+        .arg("install")
+        .arg("--prefix")
+        .arg(&dir)
+        .args(["--no-audit", "--no-fund", "--loglevel=error"])
+        .arg(format!("binaryen@{BINARYEN_VERSION}")))
+    .map_err(|e| {
+        format!("{e}\nwasm-opt comes from npm's binaryen package: is Node.js/npm installed?")
+    })
+}
+
+/// The wasm-bindgen version Cargo.lock pins (the CLI must match it exactly).
+pub(crate) fn locked_wasm_bindgen_version() -> Result<String, String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| format!("read Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == r#"name = "wasm-bindgen""#
+            && let Some(version) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+        {
+            return Ok(version.to_owned());
+        }
+    }
+    Err("Cargo.lock has no wasm-bindgen package".into())
+}
+
+fn wasm_bindgen_cli() -> Result<(), String> {
+    let version = locked_wasm_bindgen_version()?;
+    let bin = tools_dir().join("bin");
+    let have = output(std::process::Command::new(bin.join("wasm-bindgen")).arg("--version"));
+    if have.as_deref() == Some(&format!("wasm-bindgen {version}"))
+        && bin.join("wasm-bindgen-test-runner").is_file()
+    {
+        say("wasm-bindgen-cli", &format!("present ({version})"));
+        return Ok(());
+    }
+    say(
+        "wasm-bindgen-cli",
+        &format!("installing {version} (cargo install, ~4 min)"),
+    );
+    // No `--locked`: the CLI's own lockfile names a crate version the registry lacks.
+    run(cmd("cargo")
+        .args([
+            "install",
+            "wasm-bindgen-cli",
+            "--force",
+            "--version",
+            &version,
+            "--root",
+        ])
+        .arg(tools_dir()))
+}
+
+fn trunk() -> Result<(), String> {
+    let bin = tools_dir().join("bin/trunk");
+    if output(std::process::Command::new(&bin).arg("--version")).as_deref()
+        == Some(&format!("trunk {TRUNK_VERSION}"))
+    {
+        say("trunk", &format!("present ({TRUNK_VERSION})"));
+        return Ok(());
+    }
+    say(
+        "trunk",
+        &format!("installing {TRUNK_VERSION} (cargo install, ~12 min)"),
+    );
+    run(cmd("cargo")
+        .args([
+            "install",
+            "trunk",
+            "--locked",
+            "--force",
+            "--version",
+            TRUNK_VERSION,
+            "--root",
+        ])
+        .arg(tools_dir()))
+}
