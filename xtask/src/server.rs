@@ -6,6 +6,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
 };
 
 use crate::proc::{cmd, root, run};
@@ -35,7 +36,10 @@ impl DevServer {
         let bin = build()?;
         let log_dir = root().join("target").join("xtask");
         std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
-        let log = log_dir.join(format!("dev-server-{}.log", std::process::id()));
+        // One log per server of this run: the browser tests' and the page smoke's stay apart.
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let log = log_dir.join(format!("dev-server-{}-{n}.log", std::process::id()));
         let log_file =
             std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
         let mut child = Command::new(&bin)
