@@ -13,6 +13,11 @@ pub struct Config {
     #[arg(long, env = "FARM_CHAT_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
+    /// The SQLite database file (created on first run); `:memory:` keeps everything in memory
+    /// (lost on exit; for tests).
+    #[arg(long, env = "FARM_CHAT_DB", default_value = "farm-chat-dev.sqlite")]
+    pub db: PathBuf,
+
     /// Directory of the built widget (what `trunk build` writes), served at `/`.
     #[arg(long, env = "FARM_CHAT_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,
@@ -33,10 +38,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// The configuration for tests: port 0, test mode, no static files.
+    /// The configuration for tests: port 0, test mode, in-memory store, no static files.
     pub fn for_tests() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            db: PathBuf::from(":memory:"),
             static_dir: PathBuf::from("/nonexistent/farm-chat-static"),
             allow_origins: Vec::new(),
             test_mode: true,

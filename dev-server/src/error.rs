@@ -1,28 +1,82 @@
-//! [`ApiError`]: the server's one error type and its JSON answer.
+//! [`ApiError`]: the server's one error type and its JSON answer, plus the JSON and query
+//! extractors whose rejections answer in the same shape.
 
 use axum::{
     Json,
-    http::StatusCode,
+    extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
+    http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use farm_chat_protocol::ErrorBody;
+use serde::de::DeserializeOwned;
 
-/// Every way a request can fail. Each variant maps to one status and one stable `code`.
+use crate::store::StoreError;
+
+/// Every way a request can fail. Each variant maps to one status; `code`s are stable.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// No such route or resource.
+    /// 400: the request is malformed (`invalid_json`, `invalid_id`, `invalid_text`, …).
+    #[error("{message}")]
+    BadRequest {
+        /// Stable code.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// 401: no valid session.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403: signed in, but not allowed (`csrf_rejected`, `not_a_participant`).
+    #[error("{message}")]
+    Forbidden {
+        /// Stable code.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// 404: no such route or resource (or one of another tenant: not revealed).
     #[error("{0}")]
     NotFound(String),
-    /// A bug or a failed dependency: logged in full, answered with a generic message.
+    /// 409: the idempotency key was used with another body.
+    #[error("this idempotencyKey was already used for a different message")]
+    IdempotencyConflict,
+    /// 413: the body is over the limit.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 429: too many requests or streams; retry after the given seconds.
+    #[error("{message}")]
+    TooMany {
+        /// Stable code (`rate_limited`, `too_many_streams`).
+        code: &'static str,
+        /// For people.
+        message: String,
+        /// Seconds, for `Retry-After`.
+        retry_after: u64,
+    },
+    /// 500: a bug or a failed dependency. Logged in full, answered generically.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl ApiError {
+    /// A 400 with this code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::IdempotencyConflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -30,9 +84,21 @@ impl ApiError {
     /// The stable snake_case code clients branch on.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::BadRequest { code, .. }
+            | Self::Forbidden { code, .. }
+            | Self::TooMany { code, .. } => code,
+            Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Internal(_) => "internal",
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
     }
 }
 
@@ -46,6 +112,56 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        (status, Json(ErrorBody::new(self.code(), message))).into_response()
+        let mut response = (status, Json(ErrorBody::new(self.code(), message))).into_response();
+        if let Self::TooMany { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        response
+    }
+}
+
+/// `Json<T>` whose rejections are [`ApiError`]s: bad JSON and wrong types → 400
+/// `invalid_json`, a wrong content type → 400 `invalid_content_type`, too large → 413.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::bad_request(
+            "invalid_content_type",
+            "Content-Type must be application/json",
+        ),
+        r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge(crate::MAX_BODY_BYTES)
+        }
+        r => ApiError::bad_request("invalid_json", r.body_text()),
+    }
+}
+
+/// `Query<T>` whose rejection is a 400 `invalid_query`.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))
     }
 }

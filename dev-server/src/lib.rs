@@ -6,41 +6,157 @@
 //! - [`config`]: the command line (each flag also an environment variable).
 //! - [`error`]: [`ApiError`], the one error type; every failure answers
 //!   `{"error":{"code","message"}}` and 5xx details go to the log, not the client.
-//! - [`routes`]: the `/api` router.
-//! - [`cors`]: the cross-origin policy (allow-list; loopback origins in test mode).
-//! - [`app`] builds the whole [`Router`] (API + the built widget as static files);
-//!   [`run`] serves it until a shutdown future resolves. `main.rs` only parses, binds and calls
-//!   these, so tests drive exactly what production runs.
+//! - [`routes`]: the router of `/api`; [`session`], [`chat`] and [`stream`] its handlers.
+//! - [`auth`]: signed sessions (cookie or Bearer), CSRF, stream tickets.
+//! - [`hub`]: per-user event ids, backlog and fan-out to every open stream.
+//! - [`store`]: the durable [`Store`](store::Store) (SQLite file, or `:memory:`).
+//! - [`directory`]: the demo tenants and users. [`validate`]: input rules.
+//! - [`cors`]: the cross-origin policy. [`metrics`]: `GET /metrics`.
+//!
+//! [`app`] builds the whole [`Router`] (API + the built widget as static files); [`run`]
+//! serves it until a shutdown future resolves, closing open streams so shutdown completes.
+//! `main.rs` only parses, binds and calls these, so tests drive exactly what production runs.
 
+pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod cors;
+pub mod directory;
 pub mod error;
+pub mod hub;
+pub mod metrics;
 pub mod routes;
+pub mod session;
+pub mod store;
+pub mod stream;
+pub mod validate;
 
-use std::{future::Future, io, sync::Arc};
+use std::{
+    future::Future,
+    io,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
-use axum::Router;
-use tokio::net::TcpListener;
+use axum::{Router, extract::DefaultBodyLimit, http::Request};
+use tokio::{
+    net::TcpListener,
+    sync::{broadcast, watch},
+};
 use tower_http::{services::ServeDir, trace::TraceLayer};
 
 pub use config::Config;
 pub use error::ApiError;
 
+use crate::{
+    auth::{Signer, Tickets},
+    hub::{Hub, HubLimits},
+    metrics::Metrics,
+    store::{SqliteStore, Store, StoreError, StoreResult},
+    stream::StreamCounts,
+};
+
+/// The largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// What every handler shares.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AppState {
     /// The configuration the server was started with.
     pub config: Arc<Config>,
+    /// Durable storage.
+    pub store: Arc<dyn Store>,
+    /// Event ids, backlog and fan-out.
+    pub hub: Arc<Hub>,
+    /// Session token signing.
+    pub signer: Arc<Signer>,
+    /// Stream tickets.
+    pub tickets: Arc<Tickets>,
+    /// Open streams per user.
+    pub stream_counts: Arc<StreamCounts>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Ended sessions, so their streams close at once.
+    pub logouts: broadcast::Sender<String>,
+    /// How often streams send `ping` (15 s; tests shorten it).
+    pub ping_every: std::time::Duration,
+    /// Becomes `true` when the server shuts down: streams end so the shutdown completes.
+    pub shutdown: watch::Receiver<bool>,
+    shutdown_tx: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("epoch", &self.hub.epoch())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {
-    /// State for a server started with `config`.
-    pub fn new(config: Config) -> Self {
-        Self {
+    /// State for `config`, opening the store it names (`--db`).
+    pub fn new(config: Config) -> StoreResult<Self> {
+        let store = SqliteStore::open(&config.db)?;
+        Self::with_store(config, Arc::new(store), HubLimits::default())
+    }
+
+    /// State over an existing store (tests: restarts on the same store, small limits).
+    pub fn with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        limits: HubLimits,
+    ) -> StoreResult<Self> {
+        let epoch = store.next_epoch()?;
+        let signer = Signer::new(store.signing_key()?);
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        Ok(Self {
             config: Arc::new(config),
-        }
+            store,
+            hub: Arc::new(Hub::new(epoch, limits)),
+            signer: Arc::new(signer),
+            tickets: Arc::new(Tickets::default()),
+            stream_counts: Arc::new(StreamCounts::default()),
+            metrics: Arc::new(Metrics::default()),
+            logouts: broadcast::channel(64).0,
+            ping_every: stream::PING_EVERY,
+            shutdown,
+            shutdown_tx: Arc::new(shutdown_tx),
+        })
+    }
+
+    /// Runs a store operation on the blocking pool (SQLite calls block).
+    pub async fn db<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || op(&*store))
+            .await
+            .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+
+    /// Ends every open stream (graceful shutdown).
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown_tx.send(true);
     }
 }
+
+impl From<StoreError> for io::Error {
+    fn from(e: StoreError) -> Self {
+        io::Error::other(e.to_string())
+    }
+}
+
+/// Now, as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// The whole application: `/api/*` plus the built widget (`--static-dir`) at `/`.
 pub fn app(state: AppState) -> Router {
@@ -48,20 +164,41 @@ pub fn app(state: AppState) -> Router {
     let static_files = ServeDir::new(&state.config.static_dir)
         .append_index_html_on_directories(true)
         .not_found_service(axum::routing::any(routes::static_not_found).with_state(state.clone()));
+    // The span names the path but never the query: stream tickets must not reach the logs.
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        tracing::info_span!(
+            "request",
+            requestId = REQUEST_IDS.fetch_add(1, Ordering::Relaxed),
+            method = %req.method(),
+            path = %req.uri().path(),
+            userId = tracing::field::Empty,
+            conversationId = tracing::field::Empty,
+        )
+    });
     Router::new()
         .nest("/api", routes::api(state.clone()))
+        .route(
+            "/metrics",
+            axum::routing::get(routes::metrics).with_state(state.clone()),
+        )
         .fallback_service(static_files)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
-        .layer(TraceLayer::new_for_http())
+        .layer(trace)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes the requests in flight.
+/// Serves `state`'s app on `listener` until `shutdown` resolves; then open streams end and
+/// the requests in flight finish.
 pub async fn run(
     listener: TcpListener,
-    app: Router,
+    state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let router = app(state.clone());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            state.begin_shutdown();
+        })
         .await
 }

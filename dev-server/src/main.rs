@@ -2,7 +2,7 @@
 //! SIGTERM. Everything else lives in the library (`app`, `run`) so tests drive the same code.
 
 use clap::Parser;
-use farm_chat_dev_server::{AppState, Config, app, run};
+use farm_chat_dev_server::{AppState, Config, run};
 use std::io::Write;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -18,12 +18,21 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let listener = match TcpListener::bind(config.addr).await {
+    let db = config.db.display().to_string();
+    let state = match AppState::new(config) {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("farm-chat-dev-server: cannot open the database {db}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(db, epoch = state.hub.epoch(), "store open");
+    let listener = match TcpListener::bind(state.config.addr).await {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!(
                 "farm-chat-dev-server: cannot listen on {}: {e}",
-                config.addr
+                state.config.addr
             );
             return std::process::ExitCode::FAILURE;
         }
@@ -35,15 +44,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    if !config.static_dir.join("index.html").is_file() {
-        tracing::warn!(static_dir = %config.static_dir.display(), "no built widget here; `/` explains how to build it");
+    if !state.config.static_dir.join("index.html").is_file() {
+        tracing::warn!(static_dir = %state.config.static_dir.display(), "no built widget here; `/` explains how to build it");
     }
     // The first line on stdout is the URL: people read it, and `cargo xtask` parses it.
     println!("farm-chat-dev-server listening on http://{addr}/");
     let _ = std::io::stdout().flush();
 
-    let state = AppState::new(config);
-    match run(listener, app(state), shutdown_signal()).await {
+    match run(listener, state, shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("farm-chat-dev-server: {e}");

@@ -5,7 +5,7 @@ use axum::{
     extract::State,
     http::{Method, StatusCode, Uri},
     response::{Html, IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use farm_chat_protocol::{Health, HealthStatus};
 
@@ -15,6 +15,17 @@ use crate::{ApiError, AppState};
 pub fn api(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route(
+            "/session",
+            post(crate::session::login)
+                .get(crate::session::current)
+                .delete(crate::session::logout),
+        )
+        .route("/conversations", get(crate::chat::list))
+        .route("/chat/send", post(crate::chat::send))
+        .route("/chat/history", get(crate::chat::history))
+        .route("/chat/stream", get(crate::stream::stream))
+        .route("/chat/stream-ticket", post(crate::session::stream_ticket))
         .fallback(api_not_found)
         .with_state(state)
 }
@@ -24,6 +35,17 @@ async fn health() -> Json<Health> {
     Json(Health {
         status: HealthStatus::Ok,
     })
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }
 
 async fn api_not_found(method: Method, uri: Uri) -> ApiError {

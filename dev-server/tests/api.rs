@@ -15,7 +15,10 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 async fn send(config: Config, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let res = app(AppState::new(config)).oneshot(req).await.unwrap();
+    let res = app(AppState::new(config).unwrap())
+        .oneshot(req)
+        .await
+        .unwrap();
     let status = res.status();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();

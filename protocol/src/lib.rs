@@ -8,14 +8,21 @@
 //! - [`error`]: the JSON error body every failing API call answers with,
 //!   `{"error":{"code","message"}}`.
 //! - [`health`]: `GET /api/health`.
+//! - [`session`]: signing in and out, the current user, stream tickets.
+//! - [`chat`]: conversations, sending (idempotent) and paged history.
+//! - [`stream`]: the SSE events of `GET /api/chat/stream`, their ids and their decoding.
 //!
-//! This crate has no web or server dependencies (only `serde`): it compiles for the browser
+//! This crate has no web or server dependencies (only `serde` and `serde_json`): it compiles for the browser
 //! (wasm32) and for the server alike.
 
+pub mod chat;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod session;
+pub mod stream;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use health::{Health, HealthStatus};
 pub use ids::{ConversationId, MessageId, TaskId, TenantId, UserId};
+pub use stream::{EventId, StreamEvent};

@@ -1,0 +1,319 @@
+//! Sessions: signing in and out, the signed token (cookie or `Authorization: Bearer`), the
+//! [`AuthUser`] extractor with its CSRF check, and single-use stream tickets.
+//!
+//! A session is a random 128-bit id stored in the [`Store`](crate::store::Store) with an
+//! expiry; the token is that id plus an HMAC-SHA256 of it under a key kept in the store, so
+//! tokens survive restarts and can't be forged or guessed. User and tenant come only from the
+//! stored session, never from a header the client controls.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    extract::FromRequestParts,
+    http::{HeaderMap, Method, header, request::Parts},
+};
+use farm_chat_protocol::{TenantId, UserId};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::{ApiError, AppState, directory::DirUser};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "farm_chat_session";
+/// How long a session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+/// How long a stream ticket stays valid.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Signs and verifies session tokens.
+#[derive(Clone)]
+pub struct Signer {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer(..)")
+    }
+}
+
+impl Signer {
+    /// A signer with this secret key.
+    pub fn new(key: Vec<u8>) -> Self {
+        Self { key }
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC takes keys of any length.
+        HmacSha256::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("hmac accepts any key length"))
+    }
+
+    /// `session_id.signature`.
+    pub fn sign(&self, session_id: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(session_id.as_bytes());
+        format!("{session_id}.{}", hex(&mac.finalize().into_bytes()))
+    }
+
+    /// The session id of a token with a valid signature.
+    pub fn verify<'t>(&self, token: &'t str) -> Option<&'t str> {
+        let (id, sig) = token.split_once('.')?;
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let sig = unhex(sig)?;
+        let mut mac = self.mac();
+        mac.update(id.as_bytes());
+        mac.verify_slice(&sig).ok().map(|()| id)
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 128 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// 128 random bits as hex: session ids, tickets, message ids.
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    // The OS random source does not fail on the platforms we run on; if it ever does, a
+    // panic in this request is better than a predictable id.
+    getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("OS random source failed: {e}"));
+    hex(&bytes)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// How the request proved who it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The session cookie (CSRF-checked for unsafe methods).
+    Cookie,
+    /// `Authorization: Bearer`.
+    Bearer,
+    /// A single-use stream ticket.
+    Ticket,
+}
+
+/// The signed-in user of a request.
+#[derive(Clone, Debug)]
+pub struct AuthUser {
+    /// From the directory.
+    pub user: &'static DirUser,
+    /// The session the request belongs to.
+    pub session_id: String,
+    /// When the session ends (seconds since the Unix epoch).
+    pub expires_at: u64,
+    /// How it authenticated.
+    pub via: Via,
+}
+
+impl AuthUser {
+    /// The user id.
+    pub fn user_id(&self) -> UserId {
+        UserId(self.user.id.to_owned())
+    }
+
+    /// The user's tenant.
+    pub fn tenant_id(&self) -> TenantId {
+        TenantId(self.user.tenant.to_owned())
+    }
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            pair.trim()
+                .strip_prefix(COOKIE)?
+                .strip_prefix('=')
+                .map(str::to_owned)
+        })
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<Result<String, ApiError>> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    Some(token.ok_or(ApiError::Unauthorized(
+        "the Authorization header is not `Bearer <token>`",
+    )))
+}
+
+/// Who is asking: the Bearer token if there is one, else the session cookie. For unsafe
+/// methods with the cookie, the `Origin` must be allowed (CSRF).
+pub async fn authenticate(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<AuthUser, ApiError> {
+    let (token, via) = match bearer_token(headers) {
+        Some(token) => (token?, Via::Bearer),
+        None => match cookie_token(headers) {
+            Some(token) => (token, Via::Cookie),
+            None => {
+                return Err(ApiError::Unauthorized(
+                    "サインインしてください / sign in first",
+                ));
+            }
+        },
+    };
+    let Some(session_id) = state.signer.verify(&token).map(str::to_owned) else {
+        return Err(ApiError::Unauthorized("the session token is not valid"));
+    };
+    let user = session_user(state, session_id, via).await?;
+    if via == Via::Cookie && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        crate::cors::check_csrf(&state.config, headers)?;
+    }
+    Ok(user)
+}
+
+async fn session_user(
+    state: &AppState,
+    session_id: String,
+    via: Via,
+) -> Result<AuthUser, ApiError> {
+    let lookup = session_id.clone();
+    let session = state.db(move |s| s.session(&lookup)).await?;
+    let Some(session) = session.filter(|s| s.expires_at > unix_now()) else {
+        return Err(ApiError::Unauthorized(
+            "セッションの有効期限が切れました / the session has ended",
+        ));
+    };
+    let Some(user) = crate::directory::user(session.user_id.as_str()) else {
+        return Err(ApiError::Unauthorized(
+            "the session's user no longer exists",
+        ));
+    };
+    tracing::Span::current().record("userId", user.id);
+    Ok(AuthUser {
+        user,
+        session_id,
+        expires_at: session.expires_at,
+        via,
+    })
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(state, &parts.method, &parts.headers).await
+    }
+}
+
+/// Single-use stream tickets, for pages whose cookies can't reach the API: a long-lived token
+/// never has to go into a URL.
+#[derive(Debug, Default)]
+pub struct Tickets {
+    open: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl Tickets {
+    /// A new ticket for this session, valid for [`TICKET_TTL`].
+    pub fn issue(&self, session_id: &str) -> String {
+        let ticket = random_id();
+        let now = Instant::now();
+        if let Ok(mut open) = self.open.lock() {
+            open.retain(|_, (_, expires)| *expires > now);
+            open.insert(ticket.clone(), (session_id.to_owned(), now + TICKET_TTL));
+        }
+        ticket
+    }
+
+    /// The session of a valid ticket, which is used up by this call.
+    pub fn redeem(&self, ticket: &str) -> Option<String> {
+        let (session, expires) = self.open.lock().ok()?.remove(ticket)?;
+        (expires > Instant::now()).then_some(session)
+    }
+}
+
+/// Authenticates a stream request by its ticket.
+pub async fn authenticate_ticket(state: &AppState, ticket: &str) -> Result<AuthUser, ApiError> {
+    let Some(session_id) = state.tickets.redeem(ticket) else {
+        return Err(ApiError::Unauthorized(
+            "the stream ticket is unknown, used or expired",
+        ));
+    };
+    session_user(state, session_id, Via::Ticket).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_with_the_key_that_signed_them() {
+        let signer = Signer::new(vec![7; 32]);
+        let id = random_id();
+        let token = signer.sign(&id);
+        assert_eq!(signer.verify(&token), Some(id.as_str()));
+        assert_eq!(Signer::new(vec![8; 32]).verify(&token), None);
+        let mut tampered = token.clone();
+        tampered.replace_range(0..1, if token.starts_with('0') { "1" } else { "0" });
+        assert_eq!(signer.verify(&tampered), None);
+        for bad in [
+            "",
+            ".",
+            "abc.def",
+            "zz",
+            &format!("{id}."),
+            &format!("{id}.zz"),
+        ] {
+            assert_eq!(signer.verify(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "a=1; farm_chat_session=tok.en; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie_token(&headers).as_deref(), Some("tok.en"));
+        headers.insert(header::COOKIE, "farm_chat_session_x=1".parse().unwrap());
+        assert_eq!(cookie_token(&headers), None);
+    }
+
+    #[test]
+    fn a_ticket_works_once() {
+        let tickets = Tickets::default();
+        let t = tickets.issue("s1");
+        assert_eq!(tickets.redeem(&t).as_deref(), Some("s1"));
+        assert_eq!(tickets.redeem(&t), None);
+        assert_eq!(tickets.redeem("nope"), None);
+    }
+}

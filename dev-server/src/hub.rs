@@ -1,0 +1,267 @@
+//! The per-user event hub: every event for a user gets the next [`EventId`], goes into that
+//! user's bounded backlog (for resuming) and out to every open stream of that user.
+//!
+//! Subscribing takes the backlog slice and the live receiver under one lock, so a resuming
+//! stream sees each event exactly once: nothing between the replay and the live feed is lost or
+//! repeated. A stream that falls more than [`HubLimits::live_buffer`] events behind is lagged
+//! by the broadcast channel; the stream then ends and the client resumes from its last id.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use farm_chat_protocol::{EventId, StreamEvent, UserId, stream::ResetReason};
+use tokio::sync::broadcast;
+
+/// One event of one user.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Its id.
+    pub id: EventId,
+    /// The event.
+    pub event: Arc<StreamEvent>,
+    at: Instant,
+}
+
+/// How much the hub keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct HubLimits {
+    /// Events kept per user regardless of age.
+    pub backlog_min_events: usize,
+    /// Events younger than this are kept too…
+    pub backlog_max_age: Duration,
+    /// …up to this many per user, so memory stays bounded.
+    pub backlog_hard_cap: usize,
+    /// Events a stream may fall behind before it is disconnected.
+    pub live_buffer: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        Self {
+            backlog_min_events: 1000,
+            backlog_max_age: Duration::from_secs(600),
+            backlog_hard_cap: 10_000,
+            live_buffer: 1024,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct UserLog {
+    last_n: u64,
+    backlog: VecDeque<Entry>,
+    live: broadcast::Sender<Entry>,
+}
+
+/// Where a new stream starts.
+#[derive(Debug)]
+pub enum Resume {
+    /// Replay these, then go live.
+    Replay(Vec<Entry>),
+    /// The backlog can't fill the gap: the client must refetch history.
+    Reset(ResetReason),
+}
+
+/// A new stream's start.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The newest id of the user when subscribing.
+    pub latest: EventId,
+    /// What to send before the live events.
+    pub resume: Resume,
+    /// The live events (only those after `latest` matter).
+    pub live: broadcast::Receiver<Entry>,
+}
+
+/// All users' event logs of this server start (`epoch`).
+#[derive(Debug)]
+pub struct Hub {
+    epoch: u32,
+    limits: HubLimits,
+    users: Mutex<HashMap<UserId, UserLog>>,
+}
+
+impl Hub {
+    /// An empty hub for server start `epoch`.
+    pub fn new(epoch: u32, limits: HubLimits) -> Self {
+        Self {
+            epoch,
+            limits,
+            users: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This server start's epoch.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    fn log<'a>(&self, users: &'a mut HashMap<UserId, UserLog>, user: &UserId) -> &'a mut UserLog {
+        users.entry(user.clone()).or_insert_with(|| UserLog {
+            last_n: 0,
+            backlog: VecDeque::new(),
+            live: broadcast::channel(self.limits.live_buffer.max(1)).0,
+        })
+    }
+
+    /// Gives `event` the user's next id, keeps it for resuming and sends it to their streams.
+    pub fn publish(&self, user: &UserId, event: StreamEvent) -> EventId {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let limits = self.limits;
+        let epoch = self.epoch;
+        let log = self.log(&mut users, user);
+        log.last_n += 1;
+        let now = Instant::now();
+        let entry = Entry {
+            id: EventId::new(epoch, log.last_n),
+            event: Arc::new(event),
+            at: now,
+        };
+        log.backlog.push_back(entry.clone());
+        while log.backlog.len() > limits.backlog_hard_cap
+            || (log.backlog.len() > limits.backlog_min_events
+                && log
+                    .backlog
+                    .front()
+                    .is_some_and(|e| now.duration_since(e.at) > limits.backlog_max_age))
+        {
+            log.backlog.pop_front();
+        }
+        // No open stream is not an error: the event waits in the backlog.
+        let _ = log.live.send(entry.clone());
+        entry.id
+    }
+
+    /// A stream of `user`'s events after `after` (or from now, for `None`).
+    pub fn subscribe(&self, user: &UserId, after: Option<EventId>) -> Subscription {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = self.epoch;
+        let log = self.log(&mut users, user);
+        let latest = EventId::new(epoch, log.last_n);
+        let resume = match after {
+            None => Resume::Replay(Vec::new()),
+            Some(id) if id.epoch() < epoch => Resume::Reset(ResetReason::Restarted),
+            Some(id) if id.epoch() > epoch || id.n() > log.last_n => {
+                Resume::Reset(ResetReason::Unknown)
+            }
+            Some(id) => {
+                // The backlog holds ids oldest_n..=last_n; resuming needs everything after id.
+                let oldest_n = log.backlog.front().map_or(log.last_n + 1, |e| e.id.n());
+                if id.n() + 1 < oldest_n {
+                    Resume::Reset(ResetReason::TooOld)
+                } else {
+                    Resume::Replay(log.backlog.iter().filter(|e| e.id > id).cloned().collect())
+                }
+            }
+        };
+        Subscription {
+            latest,
+            resume,
+            live: log.live.subscribe(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use farm_chat_protocol::stream::{MessageCreated, StreamEvent};
+
+    fn created(seq: u64) -> StreamEvent {
+        StreamEvent::MessageCreated(MessageCreated {
+            conversation_id: "c".into(),
+            message_id: format!("m{seq}").as_str().into(),
+            seq,
+        })
+    }
+
+    fn ids(resume: &Resume) -> Vec<u64> {
+        match resume {
+            Resume::Replay(entries) => entries.iter().map(|e| e.id.n()).collect(),
+            Resume::Reset(r) => panic!("reset {r:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_are_monotonic_per_user() {
+        let hub = Hub::new(3, HubLimits::default());
+        let (a, b) = (UserId("a".into()), UserId("b".into()));
+        assert_eq!(hub.publish(&a, created(1)), EventId::new(3, 1));
+        assert_eq!(hub.publish(&a, created(2)), EventId::new(3, 2));
+        assert_eq!(hub.publish(&b, created(1)), EventId::new(3, 1));
+    }
+
+    #[test]
+    fn resume_replays_exactly_what_came_after() {
+        let hub = Hub::new(1, HubLimits::default());
+        let u = UserId("u".into());
+        for i in 1..=5 {
+            hub.publish(&u, created(i));
+        }
+        assert_eq!(
+            ids(&hub.subscribe(&u, Some(EventId::new(1, 2))).resume),
+            [3, 4, 5]
+        );
+        assert_eq!(
+            ids(&hub.subscribe(&u, Some(EventId::new(1, 5))).resume),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            ids(&hub.subscribe(&u, Some(EventId::new(1, 0))).resume),
+            [1, 2, 3, 4, 5]
+        );
+    }
+
+    #[test]
+    fn resets_for_old_other_epoch_and_future_ids() {
+        let limits = HubLimits {
+            backlog_min_events: 3,
+            backlog_hard_cap: 3,
+            ..HubLimits::default()
+        };
+        let hub = Hub::new(2, limits);
+        let u = UserId("u".into());
+        for i in 1..=10 {
+            hub.publish(&u, created(i));
+        }
+        let reset = |after| match hub.subscribe(&u, Some(after)).resume {
+            Resume::Reset(r) => Some(r),
+            Resume::Replay(_) => None,
+        };
+        assert_eq!(reset(EventId::new(2, 7)), None, "8, 9, 10 are still kept");
+        assert_eq!(reset(EventId::new(2, 6)), Some(ResetReason::TooOld));
+        assert_eq!(reset(EventId::new(1, 10)), Some(ResetReason::Restarted));
+        assert_eq!(reset(EventId::new(2, 11)), Some(ResetReason::Unknown));
+        assert_eq!(reset(EventId::new(3, 1)), Some(ResetReason::Unknown));
+    }
+
+    #[test]
+    fn live_receivers_get_events_published_after_subscribing() {
+        let hub = Hub::new(1, HubLimits::default());
+        let u = UserId("u".into());
+        hub.publish(&u, created(1));
+        let mut sub = hub.subscribe(&u, None);
+        assert_eq!(sub.latest, EventId::new(1, 1));
+        hub.publish(&u, created(2));
+        assert_eq!(sub.live.try_recv().map(|e| e.id.n()).ok(), Some(2));
+    }
+
+    #[test]
+    fn the_backlog_is_bounded() {
+        let limits = HubLimits {
+            backlog_min_events: 10,
+            backlog_hard_cap: 50,
+            ..HubLimits::default()
+        };
+        let hub = Hub::new(1, limits);
+        let u = UserId("u".into());
+        for i in 1..=500 {
+            hub.publish(&u, created(i));
+        }
+        let users = hub.users.lock().unwrap();
+        assert_eq!(users[&u].backlog.len(), 50);
+    }
+}

@@ -1,0 +1,66 @@
+//! `GET /metrics` in the Prometheus text format.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Adds `n` (negative to subtract).
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The server's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// SSE streams open now.
+    pub open_streams: Gauge,
+    /// SSE events written to streams.
+    pub events_sent: Counter,
+    /// Messages stored by `POST /api/chat/send` (retries not counted).
+    pub messages_sent: Counter,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        format!(
+            "# HELP farm_chat_open_streams SSE streams open now.\n\
+             # TYPE farm_chat_open_streams gauge\n\
+             farm_chat_open_streams {}\n\
+             # HELP farm_chat_events_sent_total SSE events written to streams.\n\
+             # TYPE farm_chat_events_sent_total counter\n\
+             farm_chat_events_sent_total {}\n\
+             # HELP farm_chat_messages_sent_total Messages stored (idempotent retries not counted).\n\
+             # TYPE farm_chat_messages_sent_total counter\n\
+             farm_chat_messages_sent_total {}\n",
+            self.open_streams.get(),
+            self.events_sent.get(),
+            self.messages_sent.get(),
+        )
+    }
+}

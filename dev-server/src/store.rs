@@ -1,0 +1,159 @@
+//! Durable storage behind a narrow [`Store`] trait.
+//!
+//! The one implementation, [`SqliteStore`], keeps a SQLite file (WAL, so a message whose send
+//! was acknowledged survives `kill -9`) or, for `--db :memory:`, an in-memory database. The
+//! trait is synchronous and small on purpose: the server calls it on the blocking pool
+//! ([`crate::AppState::db`]), and a PostgreSQL backend can implement the same operations.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use farm_chat_protocol::{
+    ConversationId, MessageId, TenantId, UserId,
+    chat::{ConversationKind, Message},
+};
+
+/// A storage failure. Never shown to clients: the server logs it and answers 500.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// What store operations return.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A signed-in session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Random, 128 bits, hex.
+    pub id: String,
+    /// Who.
+    pub user_id: UserId,
+    /// Seconds since the Unix epoch after which the session is no longer valid.
+    pub expires_at: u64,
+}
+
+/// A conversation and who takes part in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationRecord {
+    /// Its id.
+    pub id: ConversationId,
+    /// The farm it belongs to.
+    pub tenant_id: TenantId,
+    /// Assistant or support.
+    pub kind: ConversationKind,
+    /// Its title.
+    pub title: String,
+    /// The farmer it was made for.
+    pub owner: UserId,
+    /// Who may read, send and receive its events.
+    pub participants: Vec<UserId>,
+}
+
+/// A message to store.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// Assigned by the server before storing.
+    pub message_id: MessageId,
+    /// Where.
+    pub conversation_id: ConversationId,
+    /// Author.
+    pub sender: farm_chat_protocol::chat::Sender,
+    /// Text, trimmed.
+    pub text: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// The idempotency record of a send: the user's key and a fingerprint of the body.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    /// The sender.
+    pub user_id: UserId,
+    /// The client's key.
+    pub key: String,
+    /// Conversation and text as sent: the same key with a different body is a conflict.
+    pub fingerprint: String,
+}
+
+/// What appending a message did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored now: notify the participants.
+    Created(Message),
+    /// The key was seen with the same body: the message stored then (nothing new to notify).
+    Replayed(Message),
+    /// The key was seen with a different body.
+    Conflict,
+}
+
+/// Which page of history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cursor {
+    /// The newest messages.
+    Latest,
+    /// Messages with `seq` below this one (scrolling up).
+    Before(u64),
+    /// Messages with `seq` above this one (catching up after a reconnect).
+    After(u64),
+}
+
+/// The operations the server needs. Each is one transaction.
+pub trait Store: Send + Sync + 'static {
+    /// Counts a server start and returns its number (1, 2, …): the epoch of event ids.
+    fn next_epoch(&self) -> StoreResult<u32>;
+    /// The key sessions are signed with, created on first use and kept across restarts.
+    fn signing_key(&self) -> StoreResult<Vec<u8>>;
+
+    /// Stores a new session.
+    fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// The session with this id, if it exists (expired ones included; the caller checks).
+    fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Ends a session. Returns whether it existed.
+    fn delete_session(&self, id: &str) -> StoreResult<bool>;
+
+    /// Stores the conversation unless one with its id exists; returns the stored one.
+    fn ensure_conversation(
+        &self,
+        conversation: &ConversationRecord,
+    ) -> StoreResult<ConversationRecord>;
+    /// A conversation of a tenant.
+    fn conversation(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<ConversationRecord>>;
+    /// The conversations of a tenant in which the user takes part, oldest first.
+    fn conversations_of(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Vec<ConversationRecord>>;
+
+    /// Appends a message with the next `seq` of its conversation, at most once per
+    /// idempotency key.
+    fn append_message(
+        &self,
+        message: &NewMessage,
+        idempotency: Option<&Idempotency>,
+    ) -> StoreResult<Appended>;
+    /// A page of history in `seq` order, and whether more exist beyond it.
+    fn history(
+        &self,
+        conversation: &ConversationId,
+        cursor: Cursor,
+        limit: u32,
+    ) -> StoreResult<(Vec<Message>, bool)>;
+    /// The newest message of a conversation.
+    fn last_message(&self, conversation: &ConversationId) -> StoreResult<Option<Message>>;
+    /// Notes that the user has seen the conversation up to `seq` (never moves backwards).
+    fn mark_read(&self, conversation: &ConversationId, user: &UserId, seq: u64) -> StoreResult<()>;
+    /// Messages by others after the user's read mark.
+    fn unread(&self, conversation: &ConversationId, user: &UserId) -> StoreResult<u32>;
+}

@@ -1,0 +1,583 @@
+//! [`SqliteStore`]: the embedded default store.
+
+use std::{path::Path, sync::Mutex};
+
+use farm_chat_protocol::{
+    ConversationId, MessageId, TenantId, UserId,
+    chat::{ConversationKind, Message, Sender, SenderKind},
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    Appended, ConversationRecord, Cursor, Idempotency, NewMessage, SessionRecord, Store,
+    StoreError, StoreResult,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, kind TEXT NOT NULL, title TEXT NOT NULL,
+    owner TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS participants (
+    conversation_id TEXT NOT NULL REFERENCES conversations(id), user_id TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, user_id));
+CREATE INDEX IF NOT EXISTS participants_by_user ON participants(user_id);
+CREATE TABLE IF NOT EXISTS messages (
+    conversation_id TEXT NOT NULL REFERENCES conversations(id), seq INTEGER NOT NULL,
+    message_id TEXT NOT NULL UNIQUE, sender_id TEXT NOT NULL, sender_kind TEXT NOT NULL,
+    sender_name TEXT NOT NULL, text TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, seq));
+CREATE TABLE IF NOT EXISTS idempotency (
+    user_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    message_id TEXT NOT NULL, PRIMARY KEY (user_id, key));
+CREATE TABLE IF NOT EXISTS reads (
+    conversation_id TEXT NOT NULL, user_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, user_id));
+";
+
+/// SQLite behind one connection. Every operation is one transaction under the mutex, which
+/// also serialises concurrent sends with the same idempotency key.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`; `:memory:` gives an in-memory store.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let conn = if path.as_os_str() == ":memory:" {
+            Connection::open_in_memory()?
+        } else {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError(format!("create {}: {e}", dir.display())))?;
+            }
+            Connection::open(path)?
+        };
+        // WAL: a committed transaction is in the log file before the send is acknowledged, so
+        // it survives the process being killed; NORMAL sync is enough for that.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// An in-memory store (tests).
+    pub fn in_memory() -> StoreResult<Self> {
+        Self::open(Path::new(":memory:"))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError("connection mutex poisoned".into()))?;
+        Ok(f(&mut conn)?)
+    }
+}
+
+fn kind_str(kind: ConversationKind) -> &'static str {
+    match kind {
+        ConversationKind::Assistant => "assistant",
+        ConversationKind::Support => "support",
+    }
+}
+
+fn kind_from(s: &str) -> ConversationKind {
+    if s == "assistant" {
+        ConversationKind::Assistant
+    } else {
+        ConversationKind::Support
+    }
+}
+
+fn sender_kind_str(kind: SenderKind) -> &'static str {
+    match kind {
+        SenderKind::User => "user",
+        SenderKind::Assistant => "assistant",
+        SenderKind::Support => "support",
+    }
+}
+
+fn sender_kind_from(s: &str) -> SenderKind {
+    match s {
+        "assistant" => SenderKind::Assistant,
+        "support" => SenderKind::Support,
+        _ => SenderKind::User,
+    }
+}
+
+const MESSAGE_COLUMNS: &str =
+    "message_id, conversation_id, seq, sender_id, sender_kind, sender_name, text, created_at";
+
+fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        message_id: MessageId(row.get(0)?),
+        conversation_id: ConversationId(row.get(1)?),
+        seq: row.get::<_, i64>(2)? as u64,
+        sender: Sender {
+            id: UserId(row.get(3)?),
+            kind: sender_kind_from(&row.get::<_, String>(4)?),
+            display_name: row.get(5)?,
+        },
+        text: row.get(6)?,
+        created_at: row.get(7)?,
+    })
+}
+
+fn message_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Message>> {
+    conn.query_row(
+        &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?1"),
+        [id],
+        message_row,
+    )
+    .optional()
+}
+
+fn load_conversation(conn: &Connection, id: &str) -> rusqlite::Result<Option<ConversationRecord>> {
+    let Some((tenant, kind, title, owner)) = conn
+        .query_row(
+            "SELECT tenant_id, kind, title, owner FROM conversations WHERE id = ?1",
+            [id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            },
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare("SELECT user_id FROM participants WHERE conversation_id = ?1 ORDER BY user_id")?;
+    let participants = stmt
+        .query_map([id], |r| Ok(UserId(r.get(0)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(ConversationRecord {
+        id: ConversationId(id.to_owned()),
+        tenant_id: TenantId(tenant),
+        kind: kind_from(&kind),
+        title,
+        owner: UserId(owner),
+        participants,
+    }))
+}
+
+impl Store for SqliteStore {
+    fn next_epoch(&self) -> StoreResult<u32> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let epoch: i64 = tx
+                .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .unwrap_or(0)
+                + 1;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?1)",
+                [epoch],
+            )?;
+            tx.commit()?;
+            Ok(epoch as u32)
+        })
+    }
+
+    fn signing_key(&self) -> StoreResult<Vec<u8>> {
+        let existing: Option<Vec<u8>> = self.with(|conn| {
+            conn.query_row(
+                "SELECT value FROM meta WHERE key = 'signing_key'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        if let Some(key) = existing.filter(|k| k.len() == 32) {
+            return Ok(key);
+        }
+        let mut key = vec![0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| StoreError(format!("random: {e}")))?;
+        self.with(|conn| {
+            // Another start may have raced us: keep whichever key was stored first.
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('signing_key', ?1)",
+                [&key],
+            )?;
+            conn.query_row(
+                "SELECT value FROM meta WHERE key = 'signing_key'",
+                [],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO sessions (id, user_id, expires_at) VALUES (?1, ?2, ?3)",
+                params![s.id, s.user_id.as_str(), s.expires_at as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT id, user_id, expires_at FROM sessions WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(SessionRecord {
+                        id: r.get(0)?,
+                        user_id: UserId(r.get(1)?),
+                        expires_at: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn delete_session(&self, id: &str) -> StoreResult<bool> {
+        self.with(|conn| Ok(conn.execute("DELETE FROM sessions WHERE id = ?1", [id])? > 0))
+    }
+
+    fn ensure_conversation(&self, c: &ConversationRecord) -> StoreResult<ConversationRecord> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT OR IGNORE INTO conversations (id, tenant_id, kind, title, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![c.id.as_str(), c.tenant_id.as_str(), kind_str(c.kind), c.title, c.owner.as_str()],
+            )?;
+            for user in &c.participants {
+                tx.execute(
+                    "INSERT OR IGNORE INTO participants (conversation_id, user_id) VALUES (?1, ?2)",
+                    params![c.id.as_str(), user.as_str()],
+                )?;
+            }
+            let stored = load_conversation(&tx, c.id.as_str())?;
+            tx.commit()?;
+            stored.ok_or(rusqlite::Error::QueryReturnedNoRows)
+        })
+    }
+
+    fn conversation(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<ConversationRecord>> {
+        let found = self.with(|conn| load_conversation(conn, id.as_str()))?;
+        Ok(found.filter(|c| &c.tenant_id == tenant))
+    }
+
+    fn conversations_of(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Vec<ConversationRecord>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT c.id FROM conversations c JOIN participants p ON p.conversation_id = c.id \
+                 WHERE c.tenant_id = ?1 AND p.user_id = ?2 ORDER BY c.rowid",
+            )?;
+            let ids = stmt
+                .query_map([tenant.as_str(), user.as_str()], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(c) = load_conversation(conn, &id)? {
+                    out.push(c);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn append_message(&self, m: &NewMessage, idem: Option<&Idempotency>) -> StoreResult<Appended> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            if let Some(idem) = idem {
+                let seen: Option<(String, String)> = tx
+                    .query_row(
+                        "SELECT fingerprint, message_id FROM idempotency WHERE user_id = ?1 AND key = ?2",
+                        [idem.user_id.as_str(), idem.key.as_str()],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                if let Some((fingerprint, message_id)) = seen {
+                    if fingerprint != idem.fingerprint {
+                        return Ok(Appended::Conflict);
+                    }
+                    let message = message_by_id(&tx, &message_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                    return Ok(Appended::Replayed(message));
+                }
+            }
+            let seq: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?1",
+                [m.conversation_id.as_str()],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                &format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    m.message_id.as_str(),
+                    m.conversation_id.as_str(),
+                    seq,
+                    m.sender.id.as_str(),
+                    sender_kind_str(m.sender.kind),
+                    m.sender.display_name,
+                    m.text,
+                    m.created_at
+                ],
+            )?;
+            if let Some(idem) = idem {
+                tx.execute(
+                    "INSERT INTO idempotency (user_id, key, fingerprint, message_id) VALUES (?1, ?2, ?3, ?4)",
+                    params![idem.user_id.as_str(), idem.key, idem.fingerprint, m.message_id.as_str()],
+                )?;
+            }
+            let message = message_by_id(&tx, m.message_id.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            tx.commit()?;
+            Ok(Appended::Created(message))
+        })
+    }
+
+    fn history(
+        &self,
+        conversation: &ConversationId,
+        cursor: Cursor,
+        limit: u32,
+    ) -> StoreResult<(Vec<Message>, bool)> {
+        let id = conversation.as_str();
+        // One extra row tells whether there is more beyond the page.
+        let fetch = i64::from(limit) + 1;
+        self.with(|conn| {
+            let (sql, bound) = match cursor {
+                Cursor::Latest => ("seq >= ?2 ORDER BY seq DESC", 0),
+                Cursor::Before(seq) => ("seq < ?2 ORDER BY seq DESC", seq as i64),
+                Cursor::After(seq) => ("seq > ?2 ORDER BY seq ASC", seq as i64),
+            };
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND {sql} LIMIT ?3"
+            ))?;
+            let mut rows = stmt
+                .query_map(params![id, bound, fetch], message_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let has_more = rows.len() as i64 > i64::from(limit);
+            rows.truncate(limit as usize);
+            rows.sort_by_key(|m| m.seq);
+            Ok((rows, has_more))
+        })
+    }
+
+    fn last_message(&self, conversation: &ConversationId) -> StoreResult<Option<Message>> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY seq DESC LIMIT 1"),
+                [conversation.as_str()],
+                message_row,
+            )
+            .optional()
+        })
+    }
+
+    fn mark_read(&self, conversation: &ConversationId, user: &UserId, seq: u64) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO reads (conversation_id, user_id, seq) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (conversation_id, user_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                params![conversation.as_str(), user.as_str(), seq as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    fn unread(&self, conversation: &ConversationId, user: &UserId) -> StoreResult<u32> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = ?1 AND sender_id != ?2 \
+                 AND seq > COALESCE((SELECT seq FROM reads WHERE conversation_id = ?1 AND user_id = ?2), 0)",
+                [conversation.as_str(), user.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u32)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conversation(id: &str) -> ConversationRecord {
+        ConversationRecord {
+            id: ConversationId(id.into()),
+            tenant_id: TenantId("demo-farm".into()),
+            kind: ConversationKind::Support,
+            title: "サポート".into(),
+            owner: UserId("u-farmer".into()),
+            participants: vec![UserId("u-farmer".into()), UserId("u-support".into())],
+        }
+    }
+
+    fn new_message(id: &str, conv: &str, text: &str) -> NewMessage {
+        NewMessage {
+            message_id: MessageId(id.into()),
+            conversation_id: ConversationId(conv.into()),
+            sender: Sender {
+                id: UserId("u-farmer".into()),
+                kind: SenderKind::User,
+                display_name: "山田 太郎".into(),
+            },
+            text: text.into(),
+            created_at: "2026-11-22T00:00:00Z".into(),
+        }
+    }
+
+    fn idem(key: &str, fingerprint: &str) -> Idempotency {
+        Idempotency {
+            user_id: UserId("u-farmer".into()),
+            key: key.into(),
+            fingerprint: fingerprint.into(),
+        }
+    }
+
+    #[test]
+    fn seq_counts_per_conversation() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.ensure_conversation(&conversation("c-a")).unwrap();
+        store.ensure_conversation(&conversation("c-b")).unwrap();
+        let seqs: Vec<u64> = [("m1", "c-a"), ("m2", "c-a"), ("m3", "c-b"), ("m4", "c-a")]
+            .iter()
+            .map(
+                |(m, c)| match store.append_message(&new_message(m, c, "x"), None).unwrap() {
+                    Appended::Created(msg) => msg.seq,
+                    other => panic!("{other:?}"),
+                },
+            )
+            .collect();
+        assert_eq!(seqs, [1, 2, 1, 3]);
+    }
+
+    #[test]
+    fn an_idempotency_key_stores_once_and_conflicts_on_another_body() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.ensure_conversation(&conversation("c-a")).unwrap();
+        let first = store
+            .append_message(&new_message("m1", "c-a", "hi"), Some(&idem("k", "c-a|hi")))
+            .unwrap();
+        let Appended::Created(first) = first else {
+            panic!("{first:?}")
+        };
+        let again = store
+            .append_message(&new_message("m2", "c-a", "hi"), Some(&idem("k", "c-a|hi")))
+            .unwrap();
+        assert_eq!(again, Appended::Replayed(first));
+        let other = store
+            .append_message(
+                &new_message("m3", "c-a", "bye"),
+                Some(&idem("k", "c-a|bye")),
+            )
+            .unwrap();
+        assert_eq!(other, Appended::Conflict);
+        assert_eq!(
+            store
+                .history(&ConversationId("c-a".into()), Cursor::Latest, 50)
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn history_pages_both_ways_in_seq_order() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.ensure_conversation(&conversation("c-a")).unwrap();
+        for i in 1..=7 {
+            store
+                .append_message(&new_message(&format!("m{i}"), "c-a", "x"), None)
+                .unwrap();
+        }
+        let c = ConversationId("c-a".into());
+        let seqs = |(msgs, more): (Vec<Message>, bool)| {
+            (msgs.iter().map(|m| m.seq).collect::<Vec<_>>(), more)
+        };
+        assert_eq!(
+            seqs(store.history(&c, Cursor::Latest, 3).unwrap()),
+            (vec![5, 6, 7], true)
+        );
+        assert_eq!(
+            seqs(store.history(&c, Cursor::Before(5), 3).unwrap()),
+            (vec![2, 3, 4], true)
+        );
+        assert_eq!(
+            seqs(store.history(&c, Cursor::Before(2), 3).unwrap()),
+            (vec![1], false)
+        );
+        assert_eq!(
+            seqs(store.history(&c, Cursor::After(4), 2).unwrap()),
+            (vec![5, 6], true)
+        );
+        assert_eq!(
+            seqs(store.history(&c, Cursor::After(5), 5).unwrap()),
+            (vec![6, 7], false)
+        );
+    }
+
+    #[test]
+    fn epochs_and_keys_survive_reopening_the_file() {
+        let path =
+            std::env::temp_dir().join(format!("farm-chat-store-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let (key, epoch) = {
+            let store = SqliteStore::open(&path).unwrap();
+            store.ensure_conversation(&conversation("c-a")).unwrap();
+            store
+                .append_message(&new_message("m1", "c-a", "残る"), None)
+                .unwrap();
+            (store.signing_key().unwrap(), store.next_epoch().unwrap())
+        };
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.signing_key().unwrap(), key);
+        assert_eq!(store.next_epoch().unwrap(), epoch + 1);
+        let (msgs, _) = store
+            .history(&ConversationId("c-a".into()), Cursor::Latest, 10)
+            .unwrap();
+        assert_eq!(msgs[0].text, "残る");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    #[test]
+    fn unread_counts_others_after_the_read_mark() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.ensure_conversation(&conversation("c-a")).unwrap();
+        let mut m = new_message("m1", "c-a", "x");
+        m.sender.id = UserId("u-support".into());
+        store.append_message(&m, None).unwrap();
+        m.message_id = MessageId("m2".into());
+        store.append_message(&m, None).unwrap();
+        let (c, farmer) = (ConversationId("c-a".into()), UserId("u-farmer".into()));
+        assert_eq!(store.unread(&c, &farmer).unwrap(), 2);
+        store.mark_read(&c, &farmer, 1).unwrap();
+        assert_eq!(store.unread(&c, &farmer).unwrap(), 1);
+        store.mark_read(&c, &farmer, 0).unwrap();
+        assert_eq!(
+            store.unread(&c, &farmer).unwrap(),
+            1,
+            "the mark never moves back"
+        );
+    }
+}

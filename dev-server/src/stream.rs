@@ -1,0 +1,272 @@
+//! `GET /api/chat/stream`: one SSE stream per user for all their conversations.
+//!
+//! The stream starts with `ready` (and `retry: 1000`), then replays the user's events after
+//! the client's last id (`Last-Event-ID` header, else `?lastEventId=`) or sends `reset` when
+//! the backlog can't fill the gap, then goes live. `ping` every 15 s. It ends when the client
+//! goes away, falls too far behind (it will resume), its session ends, or the server stops.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    convert::Infallible,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, Method, header},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, Sse},
+    },
+};
+use farm_chat_protocol::{
+    EventId, StreamEvent, UserId,
+    stream::{Ping, Ready, Reset},
+};
+use futures_util::stream::Stream;
+use serde::Deserialize;
+use tokio::sync::{broadcast, watch};
+
+use crate::{
+    ApiError, AppState,
+    auth::{self, AuthUser},
+    error::ApiQuery,
+    hub::{Entry, Resume},
+};
+
+/// At most this many open streams per user (tabs, devices).
+pub const MAX_STREAMS_PER_USER: usize = 10;
+
+/// Query of the stream route.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamQuery {
+    last_event_id: Option<String>,
+    ticket: Option<String>,
+}
+
+/// Counts open streams per user; a [`StreamSlot`] gives its place back when dropped.
+#[derive(Debug, Default)]
+pub struct StreamCounts {
+    open: Mutex<HashMap<UserId, usize>>,
+}
+
+/// One open stream's place in [`StreamCounts`].
+#[derive(Debug)]
+pub struct StreamSlot {
+    counts: Arc<StreamCounts>,
+    user: UserId,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl StreamCounts {
+    fn acquire(
+        self: &Arc<Self>,
+        user: &UserId,
+        metrics: &Arc<crate::metrics::Metrics>,
+    ) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(user.clone()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        metrics.open_streams.add(1);
+        Some(StreamSlot {
+            counts: self.clone(),
+            user: user.clone(),
+            metrics: metrics.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+        self.metrics.open_streams.add(-1);
+    }
+}
+
+/// How often `ping` is sent.
+pub const PING_EVERY: Duration = Duration::from_secs(15);
+
+/// `GET /api/chat/stream`.
+pub async fn stream(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+) -> Result<Response, ApiError> {
+    let auth = match &query.ticket {
+        Some(ticket) => auth::authenticate_ticket(&state, ticket).await?,
+        None => auth::authenticate(&state, &method, &headers).await?,
+    };
+    // The header wins over the query: it is what EventSource itself sends on reconnect.
+    let asked = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(query.last_event_id);
+    let after = match asked.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => match text.parse::<EventId>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                // Not an id we wrote: resume is impossible, so the client gets `reset`.
+                tracing::warn!(
+                    userId = auth.user.id,
+                    "unparseable Last-Event-ID; sending reset"
+                );
+                Some(EventId(u64::MAX))
+            }
+        },
+    };
+    let user = auth.user_id();
+    let Some(slot) = state.stream_counts.acquire(&user, &state.metrics) else {
+        return Err(ApiError::TooMany {
+            code: "too_many_streams",
+            message: format!("at most {MAX_STREAMS_PER_USER} streams per user are open at once"),
+            retry_after: 5,
+        });
+    };
+    let subscription = state.hub.subscribe(&user, after);
+    tracing::info!(userId = auth.user.id, after = ?after.map(|a| a.0), "stream opened");
+
+    // `ready` carries the id the client stands at, so EventSource keeps a correct lastEventId.
+    let start = match (&subscription.resume, after) {
+        (Resume::Replay(_), Some(after)) => after,
+        _ => subscription.latest,
+    };
+    let mut pending = VecDeque::new();
+    pending.push_back(
+        sse_event(
+            start,
+            &StreamEvent::Ready(Ready {
+                last_event_id: subscription.latest,
+                server_time: crate::now_rfc3339(),
+            }),
+        )
+        .retry(Duration::from_millis(1000)),
+    );
+    let mut last_sent = start;
+    match subscription.resume {
+        Resume::Replay(entries) => {
+            for entry in entries {
+                last_sent = entry.id;
+                pending.push_back(sse_event(entry.id, &entry.event));
+            }
+        }
+        Resume::Reset(reason) => {
+            tracing::info!(userId = auth.user.id, ?reason, "stream reset");
+            pending.push_back(sse_event(start, &StreamEvent::Reset(Reset { reason })));
+        }
+    }
+    let every = state.ping_every;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let conn = Conn {
+        pending,
+        live: subscription.live,
+        last_sent,
+        ping,
+        shutdown: state.shutdown.clone(),
+        logouts: state.logouts.subscribe(),
+        auth,
+        metrics: state.metrics.clone(),
+        _slot: slot,
+    };
+    let headers = [
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-store"),
+        ),
+        (
+            header::HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        ),
+    ];
+    Ok((headers, Sse::new(events(conn))).into_response())
+}
+
+fn sse_event(id: EventId, event: &StreamEvent) -> Event {
+    Event::default()
+        .id(id.to_string())
+        .event(event.name())
+        .data(event.data())
+}
+
+/// One open stream's state.
+struct Conn {
+    pending: VecDeque<Event>,
+    live: broadcast::Receiver<Entry>,
+    last_sent: EventId,
+    ping: tokio::time::Interval,
+    shutdown: watch::Receiver<bool>,
+    logouts: broadcast::Receiver<String>,
+    auth: AuthUser,
+    metrics: Arc<crate::metrics::Metrics>,
+    _slot: StreamSlot,
+}
+
+fn events(conn: Conn) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(conn, |mut conn| async move {
+        let event = next_event(&mut conn).await?;
+        conn.metrics.events_sent.inc();
+        Some((Ok(event), conn))
+    })
+}
+
+/// The next event to write, or `None` to end the stream.
+async fn next_event(conn: &mut Conn) -> Option<Event> {
+    if let Some(event) = conn.pending.pop_front() {
+        return Some(event);
+    }
+    let user = conn.auth.user.id;
+    let session_end = Duration::from_secs(conn.auth.expires_at.saturating_sub(auth::unix_now()));
+    let session_end = tokio::time::sleep(session_end);
+    tokio::pin!(session_end);
+    loop {
+        tokio::select! {
+            biased;
+            _ = conn.shutdown.changed() => {
+                tracing::info!(userId = user, "stream closed: server shutting down");
+                return None;
+            }
+            logout = conn.logouts.recv() => match logout {
+                Ok(session) if session == conn.auth.session_id => {
+                    tracing::info!(userId = user, "stream closed: signed out");
+                    return None;
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            },
+            () = &mut session_end => {
+                tracing::info!(userId = user, "stream closed: session expired");
+                return None;
+            }
+            entry = conn.live.recv() => match entry {
+                // Already sent as part of the replay.
+                Ok(entry) if entry.id <= conn.last_sent => continue,
+                Ok(entry) => {
+                    conn.last_sent = entry.id;
+                    return Some(sse_event(entry.id, &entry.event));
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(userId = user, missed, "stream closed: consumer too slow; it will resume");
+                    return None;
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            },
+            _ = conn.ping.tick() => {
+                return Some(sse_event(conn.last_sent, &StreamEvent::Ping(Ping { server_time: crate::now_rfc3339() })));
+            }
+        }
+    }
+}

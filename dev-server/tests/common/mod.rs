@@ -1,0 +1,232 @@
+//! Helpers for tests that talk to the server over a real loopback socket: start and stop a
+//! server, plain HTTP/1.0 requests (close-delimited bodies, no chunking to undo) and an SSE
+//! reader.
+
+#![expect(clippy::unwrap_used, reason = "in a test, a failed unwrap is a failed test")]
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different part of this module
+
+use std::{net::SocketAddr, time::Duration};
+
+use farm_chat_dev_server::{AppState, run};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+    task::JoinHandle,
+};
+
+/// A server on 127.0.0.1:0, stopped gracefully by [`TestServer::stop`] (or at drop, abruptly).
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(state: AppState) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        Self { addr, state, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Graceful shutdown; returns once the server has finished.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the server stops within 10 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim().to_ascii_lowercase() == name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+fn request_text(method: &str, path: &str, addr: SocketAddr, headers: &[(&str, &str)], body: Option<&str>) -> String {
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(body) = body {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    if let Some(body) = body {
+        req.push_str(body);
+    }
+    req
+}
+
+/// One request; the whole answer.
+pub async fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request_text(method, path, addr, headers, body).as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    Reply { status, head: head.to_owned(), body: body.to_owned() }
+}
+
+/// Signs in; returns the Bearer token.
+pub async fn login(addr: SocketAddr, user: &str) -> String {
+    let reply = call(addr, "POST", "/api/session", &[], Some(&format!(r#"{{"userId":"{user}"}}"#))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["token"].as_str().unwrap().to_owned()
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Sends a message as `token`; returns the answer.
+pub async fn send(addr: SocketAddr, token: &str, conversation: &str, text: &str, key: &str) -> Reply {
+    let body = serde_json::json!({"conversationId": conversation, "text": text, "idempotencyKey": key}).to_string();
+    call(addr, "POST", "/api/chat/send", &[("Authorization", &bearer(token))], Some(&body)).await
+}
+
+/// One SSE event as received.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+    pub retry: Option<String>,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+
+    pub fn id_u64(&self) -> u64 {
+        self.id.as_deref().unwrap().parse().unwrap()
+    }
+}
+
+/// An open SSE stream.
+pub struct Sse {
+    pub status: u16,
+    pub head: String,
+    stream: TcpStream,
+    buf: String,
+}
+
+impl Sse {
+    /// Opens `path` (e.g. `/api/chat/stream?lastEventId=3`) with these headers.
+    pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Self {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request_text("GET", path, addr, headers, None).as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await.unwrap().unwrap();
+            assert!(n > 0, "connection closed before the headers: {}", String::from_utf8_lossy(&raw));
+            raw.push(byte[0]);
+        }
+        let head = String::from_utf8(raw).unwrap();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        Self { status, head, stream, buf: String::new() }
+    }
+
+    /// Opens the stream as `token`.
+    pub async fn open_as(addr: SocketAddr, token: &str, query: &str) -> Self {
+        Self::open(addr, &format!("/api/chat/stream{query}"), &[("Authorization", &bearer(token))]).await
+    }
+
+    /// The next event, `None` when the stream ended; panics after `within` without either.
+    pub async fn next_within(&mut self, within: Duration) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    let (field, value) = line.split_once(':').map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+                    match field {
+                        "id" => event.id = Some(value.to_owned()),
+                        "event" => event.event = value.to_owned(),
+                        "data" => data.push(value.to_owned()),
+                        "retry" => event.retry = Some(value.to_owned()),
+                        _ => {}
+                    }
+                }
+                event.data = data.join("\n");
+                if event.event.is_empty() && event.data.is_empty() && event.retry.is_none() {
+                    continue; // a comment or keep-alive
+                }
+                return Some(event);
+            }
+            let mut chunk = [0u8; 8192];
+            let n = tokio::time::timeout(within, self.stream.read(&mut chunk))
+                .await
+                .expect("an event or the end of the stream in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            self.buf.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    }
+
+    /// The next event (10 s at most).
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        self.next_within(Duration::from_secs(10)).await
+    }
+
+    /// The next event that is not a `ping`.
+    pub async fn next_non_ping(&mut self) -> Option<SseEvent> {
+        loop {
+            let event = self.next().await?;
+            if event.event != "ping" {
+                return Some(event);
+            }
+        }
+    }
+
+    /// The underlying socket, for tests that stall reading.
+    pub fn socket(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}

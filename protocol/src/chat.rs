@@ -1,0 +1,162 @@
+//! Conversations, sending and history: `GET /api/conversations`, `POST /api/chat/send`,
+//! `GET /api/chat/history`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ConversationId, MessageId, TaskId, UserId};
+
+/// Which kind of conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    /// A farmer and the farm assistant: each message starts a task.
+    Assistant,
+    /// A farmer and the farm's support staff.
+    Support,
+}
+
+/// One entry of `GET /api/conversations`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationSummary {
+    /// The conversation.
+    pub id: ConversationId,
+    /// Assistant or support.
+    pub kind: ConversationKind,
+    /// For the list, in the server's words, e.g. 「牧場アシスタント」.
+    pub title: String,
+    /// The newest message, if any.
+    pub last_message: Option<Message>,
+    /// Messages by others after the newest one this user has sent or read.
+    pub unread: u32,
+}
+
+/// `GET /api/conversations` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationList {
+    /// The user's conversations.
+    pub conversations: Vec<ConversationSummary>,
+}
+
+/// `POST /api/chat/send` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendRequest {
+    /// Where to send.
+    pub conversation_id: ConversationId,
+    /// 1–4000 characters after trimming; no NUL.
+    pub text: String,
+    /// Chosen by the client (a UUID) and reused on every retry of the same send: the server
+    /// stores the message once and answers retries with the same `messageId`.
+    pub idempotency_key: String,
+}
+
+/// `POST /api/chat/send` answer (201 the first time, 200 for a retry with the same key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendResponse {
+    /// The stored message.
+    pub message_id: MessageId,
+    /// Where it was stored.
+    pub conversation_id: ConversationId,
+    /// Its place in the conversation (1, 2, …).
+    pub seq: u64,
+    /// When the server accepted it (RFC 3339, UTC).
+    pub created_at: String,
+    /// The assistant task the message started, in an assistant conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+}
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderKind {
+    /// A farmer.
+    User,
+    /// The farm assistant.
+    Assistant,
+    /// Support staff.
+    Support,
+}
+
+/// The author of a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sender {
+    /// A user id, or `assistant`.
+    pub id: UserId,
+    /// User, assistant or support.
+    pub kind: SenderKind,
+    /// How the chat shows them.
+    pub display_name: String,
+}
+
+/// A stored message, as history returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// Assigned by the server.
+    pub message_id: MessageId,
+    /// Its conversation.
+    pub conversation_id: ConversationId,
+    /// Its place in the conversation: history is ordered by it.
+    pub seq: u64,
+    /// Its author.
+    pub sender: Sender,
+    /// What was written.
+    pub text: String,
+    /// When the server accepted it (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+/// `GET /api/chat/history` answer: messages in `seq` order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryPage {
+    /// At most `limit` messages, oldest first.
+    pub messages: Vec<Message>,
+    /// More messages exist beyond this page in the direction asked for (older for `before`
+    /// or no cursor, newer for `after`).
+    pub has_more: bool,
+}
+
+/// The longest message text, in characters, after trimming.
+pub const MAX_TEXT_CHARS: usize = 4000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_request_golden_json() {
+        let golden = r#"{"conversationId":"c-1","text":"発情予定の牛は？","idempotencyKey":"k-1"}"#;
+        let req: SendRequest = serde_json::from_str(golden).unwrap();
+        assert_eq!(req.conversation_id.as_str(), "c-1");
+        assert_eq!(serde_json::to_string(&req).unwrap(), golden);
+    }
+
+    #[test]
+    fn send_response_omits_an_absent_task() {
+        let res = SendResponse {
+            message_id: "m-1".into(),
+            conversation_id: "c-1".into(),
+            seq: 3,
+            created_at: "2026-11-22T00:00:00Z".into(),
+            task_id: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&res).unwrap(),
+            r#"{"messageId":"m-1","conversationId":"c-1","seq":3,"createdAt":"2026-11-22T00:00:00Z"}"#
+        );
+    }
+
+    #[test]
+    fn message_golden_json() {
+        let golden = r#"{"messageId":"m-1","conversationId":"c-1","seq":1,"sender":{"id":"u-farmer","kind":"user","displayName":"山田 太郎"},"text":"こんにちは","createdAt":"2026-11-22T00:00:00Z"}"#;
+        let msg: Message = serde_json::from_str(golden).unwrap();
+        assert_eq!(msg.sender.kind, SenderKind::User);
+        assert_eq!(serde_json::to_string(&msg).unwrap(), golden);
+    }
+}

@@ -1,0 +1,281 @@
+//! `GET /api/chat/stream`: the SSE events. Each event travels as `id:` ([`EventId`]), `event:`
+//! ([`StreamEvent::name`]) and one JSON `data:` line ([`StreamEvent::data`]); clients turn the
+//! last two back into a [`StreamEvent`] with [`StreamEvent::decode`].
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ConversationId, MessageId};
+
+/// An SSE event id: `(epoch << 40) | n`, written in decimal.
+///
+/// `n` counts one user's events; `epoch` counts server starts on the same durable store. So
+/// ids stay monotonic across a restart, and a resume from before it is recognised (its epoch
+/// is older) and answered with `reset` instead of a silent gap.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct EventId(pub u64);
+
+impl EventId {
+    const SHIFT: u32 = 40;
+
+    /// The id of event `n` of epoch `epoch`.
+    pub fn new(epoch: u32, n: u64) -> Self {
+        Self((u64::from(epoch) << Self::SHIFT) | (n & ((1 << Self::SHIFT) - 1)))
+    }
+
+    /// The server start this id belongs to.
+    pub fn epoch(self) -> u32 {
+        (self.0 >> Self::SHIFT) as u32
+    }
+
+    /// The event's number within its epoch.
+    pub fn n(self) -> u64 {
+        self.0 & ((1 << Self::SHIFT) - 1)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A `Last-Event-ID` that is not an id this server wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadEventId;
+
+impl fmt::Display for BadEventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event id is a decimal number of at most 20 digits")
+    }
+}
+
+impl std::error::Error for BadEventId {}
+
+impl FromStr for EventId {
+    type Err = BadEventId;
+
+    /// Strict: ASCII digits only (no sign, space, NUL or CR/LF), at most 20 of them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(BadEventId);
+        }
+        s.parse::<u64>().map(Self).map_err(|_| BadEventId)
+    }
+}
+
+/// The first event of every stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ready {
+    /// The newest event id the server holds for this user.
+    pub last_event_id: EventId,
+    /// The server's clock (RFC 3339, UTC).
+    pub server_time: String,
+}
+
+/// A message was stored: fetch it through history (ids only on the stream).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageCreated {
+    /// Where.
+    pub conversation_id: ConversationId,
+    /// Which message.
+    pub message_id: MessageId,
+    /// Its place in the conversation.
+    pub seq: u64,
+}
+
+/// Keep-alive, every 15 s: a stream that has sent nothing for 45 s is dead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ping {
+    /// The server's clock (RFC 3339, UTC).
+    pub server_time: String,
+}
+
+/// Why a stream cannot resume where the client asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetReason {
+    /// The id is older than the backlog the server keeps.
+    TooOld,
+    /// The id is from before a server restart.
+    Restarted,
+    /// The id is newer than anything the server wrote.
+    Unknown,
+}
+
+/// The client must refetch history: events after its last id are not all available.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reset {
+    /// Why.
+    pub reason: ResetReason,
+}
+
+/// Every event of the stream. The SSE `event:` name is [`StreamEvent::name`]; in JSON (for
+/// example between browser tabs) it is `{"type":name,"data":{…}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum StreamEvent {
+    /// `ready`: first on every stream.
+    #[serde(rename = "ready")]
+    Ready(Ready),
+    /// `message.created`: a message was stored in one of the user's conversations.
+    #[serde(rename = "message.created")]
+    MessageCreated(MessageCreated),
+    /// `ping`: keep-alive.
+    #[serde(rename = "ping")]
+    Ping(Ping),
+    /// `reset`: refetch history, the backlog cannot fill the gap.
+    #[serde(rename = "reset")]
+    Reset(Reset),
+}
+
+/// An SSE event the client cannot turn into a [`StreamEvent`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// An `event:` name this protocol does not have.
+    UnknownEvent(String),
+    /// The `data:` is not the JSON that event carries.
+    BadData {
+        /// The event name.
+        event: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownEvent(name) => write!(f, "unknown event {name:?}"),
+            Self::BadData { event, reason } => write!(f, "bad data for {event}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl StreamEvent {
+    /// The SSE `event:` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Ready(_) => "ready",
+            Self::MessageCreated(_) => "message.created",
+            Self::Ping(_) => "ping",
+            Self::Reset(_) => "reset",
+        }
+    }
+
+    /// The SSE `data:` line: one line of JSON.
+    pub fn data(&self) -> String {
+        let json = match self {
+            Self::Ready(d) => serde_json::to_string(d),
+            Self::MessageCreated(d) => serde_json::to_string(d),
+            Self::Ping(d) => serde_json::to_string(d),
+            Self::Reset(d) => serde_json::to_string(d),
+        };
+        // Plain structs of strings and numbers always serialize.
+        json.unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// The event for an SSE `event:` name and `data:` text.
+    pub fn decode(name: &str, data: &str) -> Result<Self, DecodeError> {
+        fn parse<T: serde::de::DeserializeOwned>(name: &str, data: &str) -> Result<T, DecodeError> {
+            serde_json::from_str(data).map_err(|e| DecodeError::BadData {
+                event: name.to_owned(),
+                reason: e.to_string(),
+            })
+        }
+        Ok(match name {
+            "ready" => Self::Ready(parse(name, data)?),
+            "message.created" => Self::MessageCreated(parse(name, data)?),
+            "ping" => Self::Ping(parse(name, data)?),
+            "reset" => Self::Reset(parse(name, data)?),
+            other => return Err(DecodeError::UnknownEvent(other.to_owned())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_carry_the_epoch_and_stay_monotonic_across_it() {
+        let before = EventId::new(1, 999_999);
+        let after = EventId::new(2, 1);
+        assert!(after > before, "a restart never makes ids go backwards");
+        assert_eq!((after.epoch(), after.n()), (2, 1));
+        assert_eq!(after.to_string().parse::<EventId>().unwrap(), after);
+    }
+
+    #[test]
+    fn event_ids_parse_strictly() {
+        for bad in [
+            "",
+            "-1",
+            " 1",
+            "1\0",
+            "1\r\n2",
+            "0x10",
+            "123456789012345678901",
+            "1.5",
+        ] {
+            assert_eq!(bad.parse::<EventId>(), Err(BadEventId), "{bad:?}");
+        }
+        assert_eq!("42".parse::<EventId>(), Ok(EventId(42)));
+    }
+
+    #[test]
+    fn message_created_golden_wire_form() {
+        let data = r#"{"conversationId":"c-1","messageId":"m-7","seq":7}"#;
+        let event = StreamEvent::decode("message.created", data).unwrap();
+        assert_eq!(event.name(), "message.created");
+        assert_eq!(event.data(), data);
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            format!(r#"{{"type":"message.created","data":{data}}}"#)
+        );
+    }
+
+    #[test]
+    fn decode_names_what_is_wrong() {
+        assert_eq!(
+            StreamEvent::decode("message.deleted", "{}"),
+            Err(DecodeError::UnknownEvent("message.deleted".into()))
+        );
+        assert!(matches!(
+            StreamEvent::decode("message.created", "{not json"),
+            Err(DecodeError::BadData { event, .. }) if event == "message.created"
+        ));
+    }
+
+    #[test]
+    fn every_event_round_trips_through_its_wire_form() {
+        let events = [
+            StreamEvent::Ready(Ready {
+                last_event_id: EventId(5),
+                server_time: "t".into(),
+            }),
+            StreamEvent::Ping(Ping {
+                server_time: "t".into(),
+            }),
+            StreamEvent::Reset(Reset {
+                reason: ResetReason::Restarted,
+            }),
+        ];
+        for event in events {
+            assert_eq!(
+                StreamEvent::decode(event.name(), &event.data()).unwrap(),
+                event
+            );
+        }
+    }
+}
