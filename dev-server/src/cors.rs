@@ -48,6 +48,37 @@ fn is_loopback_http(origin: &str) -> bool {
     (host == "127.0.0.1" || host == "localhost") && port_ok
 }
 
+/// CSRF check for a cookie-authenticated unsafe request: an `Origin` that is not the server's
+/// own (the scheme, host and port it was reached at), not on the allow-list and (in test
+/// mode) not loopback is rejected. Browsers send `Origin` on every cross-origin POST/DELETE;
+/// a request without one is not a browser's cross-site request.
+pub fn check_csrf(config: &Config, headers: &axum::http::HeaderMap) -> Result<(), crate::ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let own = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .zip(origin.to_str().ok())
+        .is_some_and(|(host, origin)| {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(host)
+        });
+    if own || origin_allowed(origin, &config.allow_origins, config.test_mode) {
+        Ok(())
+    } else {
+        Err(crate::ApiError::Forbidden {
+            code: "csrf_rejected",
+            message: format!(
+                "requests from origin {} are not allowed",
+                origin.to_str().unwrap_or("(not text)")
+            ),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,36 +115,5 @@ mod tests {
         let list = ["https://farm.example.jp/"];
         assert!(allowed("https://farm.example.jp", &list, false));
         assert!(!allowed("https://farm.example.jp.evil", &list, false));
-    }
-}
-
-/// CSRF check for a cookie-authenticated unsafe request: an `Origin` that is not the server's
-/// own (the scheme, host and port it was reached at), not on the allow-list and (in test
-/// mode) not loopback is rejected. Browsers send `Origin` on every cross-origin POST/DELETE;
-/// a request without one is not a browser's cross-site request.
-pub fn check_csrf(config: &Config, headers: &axum::http::HeaderMap) -> Result<(), crate::ApiError> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let own = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .zip(origin.to_str().ok())
-        .is_some_and(|(host, origin)| {
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                == Some(host)
-        });
-    if own || origin_allowed(origin, &config.allow_origins, config.test_mode) {
-        Ok(())
-    } else {
-        Err(crate::ApiError::Forbidden {
-            code: "csrf_rejected",
-            message: format!(
-                "requests from origin {} are not allowed",
-                origin.to_str().unwrap_or("(not text)")
-            ),
-        })
     }
 }

@@ -1,7 +1,5 @@
 //! The server on a real loopback port: what the browser tests and `cargo xtask run` rely on.
 
-#![expect(clippy::unwrap_used, reason = "in a test, a failed unwrap is a failed test")]
-
 mod common;
 
 use common::{TestServer, call};
@@ -16,5 +14,8 @@ async fn health_on_a_real_port_then_a_graceful_stop() {
     assert_eq!(res.status, 200);
     assert_eq!(res.body, r#"{"status":"ok"}"#);
     server.stop().await;
-    assert!(TcpStream::connect(addr).await.is_err(), "the port is closed after shutdown");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the port is closed after shutdown"
+    );
 }

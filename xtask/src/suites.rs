@@ -58,6 +58,8 @@ fn browser_tests(browser: &Browser) -> Result<(), String> {
         "--addr".into(),
         "127.0.0.1:0".into(),
         "--test-mode".into(),
+        "--db".into(),
+        ":memory:".into(),
         "--static-dir".into(),
         empty.display().to_string(),
     ])?;

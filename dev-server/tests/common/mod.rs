@@ -2,7 +2,10 @@
 //! server, plain HTTP/1.0 requests (close-delimited bodies, no chunking to undo) and an SSE
 //! reader.
 
-#![expect(clippy::unwrap_used, reason = "in a test, a failed unwrap is a failed test")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed test"
+)]
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different part of this module
 
 use std::{net::SocketAddr, time::Duration};
@@ -31,7 +34,12 @@ impl TestServer {
         let task = tokio::spawn(run(listener, state.clone(), async {
             let _ = stopped.await;
         }));
-        Self { addr, state, stop: Some(stop), task: Some(task) }
+        Self {
+            addr,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Graceful shutdown; returns once the server has finished.
@@ -79,13 +87,22 @@ impl Reply {
     }
 }
 
-fn request_text(method: &str, path: &str, addr: SocketAddr, headers: &[(&str, &str)], body: Option<&str>) -> String {
+fn request_text(
+    method: &str,
+    path: &str,
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> String {
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some(body) = body {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
     }
     req.push_str("\r\n");
     if let Some(body) = body {
@@ -95,9 +112,18 @@ fn request_text(method: &str, path: &str, addr: SocketAddr, headers: &[(&str, &s
 }
 
 /// One request; the whole answer.
-pub async fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+pub async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request_text(method, path, addr, headers, body).as_bytes()).await.unwrap();
+    stream
+        .write_all(request_text(method, path, addr, headers, body).as_bytes())
+        .await
+        .unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
         .await
@@ -106,12 +132,23 @@ pub async fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     let raw = String::from_utf8(raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    Reply { status, head: head.to_owned(), body: body.to_owned() }
+    Reply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
 }
 
 /// Signs in; returns the Bearer token.
 pub async fn login(addr: SocketAddr, user: &str) -> String {
-    let reply = call(addr, "POST", "/api/session", &[], Some(&format!(r#"{{"userId":"{user}"}}"#))).await;
+    let reply = call(
+        addr,
+        "POST",
+        "/api/session",
+        &[],
+        Some(&format!(r#"{{"userId":"{user}"}}"#)),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.json()["token"].as_str().unwrap().to_owned()
 }
@@ -121,9 +158,24 @@ pub fn bearer(token: &str) -> String {
 }
 
 /// Sends a message as `token`; returns the answer.
-pub async fn send(addr: SocketAddr, token: &str, conversation: &str, text: &str, key: &str) -> Reply {
-    let body = serde_json::json!({"conversationId": conversation, "text": text, "idempotencyKey": key}).to_string();
-    call(addr, "POST", "/api/chat/send", &[("Authorization", &bearer(token))], Some(&body)).await
+pub async fn send(
+    addr: SocketAddr,
+    token: &str,
+    conversation: &str,
+    text: &str,
+    key: &str,
+) -> Reply {
+    let body =
+        serde_json::json!({"conversationId": conversation, "text": text, "idempotencyKey": key})
+            .to_string();
+    call(
+        addr,
+        "POST",
+        "/api/chat/send",
+        &[("Authorization", &bearer(token))],
+        Some(&body),
+    )
+    .await
 }
 
 /// One SSE event as received.
@@ -157,22 +209,42 @@ impl Sse {
     /// Opens `path` (e.g. `/api/chat/stream?lastEventId=3`) with these headers.
     pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Self {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(request_text("GET", path, addr, headers, None).as_bytes()).await.unwrap();
+        stream
+            .write_all(request_text("GET", path, addr, headers, None).as_bytes())
+            .await
+            .unwrap();
         let mut raw = Vec::new();
         let mut byte = [0u8; 1];
         while !raw.ends_with(b"\r\n\r\n") {
-            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await.unwrap().unwrap();
-            assert!(n > 0, "connection closed before the headers: {}", String::from_utf8_lossy(&raw));
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                n > 0,
+                "connection closed before the headers: {}",
+                String::from_utf8_lossy(&raw)
+            );
             raw.push(byte[0]);
         }
         let head = String::from_utf8(raw).unwrap();
         let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        Self { status, head, stream, buf: String::new() }
+        Self {
+            status,
+            head,
+            stream,
+            buf: String::new(),
+        }
     }
 
     /// Opens the stream as `token`.
     pub async fn open_as(addr: SocketAddr, token: &str, query: &str) -> Self {
-        Self::open(addr, &format!("/api/chat/stream{query}"), &[("Authorization", &bearer(token))]).await
+        Self::open(
+            addr,
+            &format!("/api/chat/stream{query}"),
+            &[("Authorization", &bearer(token))],
+        )
+        .await
     }
 
     /// The next event, `None` when the stream ended; panics after `within` without either.
@@ -183,7 +255,9 @@ impl Sse {
                 let mut event = SseEvent::default();
                 let mut data = Vec::new();
                 for line in block.lines() {
-                    let (field, value) = line.split_once(':').map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+                    let (field, value) = line
+                        .split_once(':')
+                        .map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
                     match field {
                         "id" => event.id = Some(value.to_owned()),
                         "event" => event.event = value.to_owned(),
