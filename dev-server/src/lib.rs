@@ -17,12 +17,14 @@
 //! serves it until a shutdown future resolves, closing open streams so shutdown completes.
 //! `main.rs` only parses, binds and calls these, so tests drive exactly what production runs.
 
+pub mod assistant;
 pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod cors;
 pub mod directory;
 pub mod error;
+pub mod herd;
 pub mod hub;
 pub mod metrics;
 pub mod routes;

@@ -83,7 +83,7 @@ pub struct Idempotency {
 }
 
 /// What appending a message did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Appended {
     /// Stored now: notify the participants.
     Created(Message),

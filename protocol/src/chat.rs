@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ConversationId, MessageId, TaskId, UserId};
+use crate::{
+    ids::{ConversationId, MessageId, TaskId, UserId},
+    task::TaskSnapshot,
+};
 
 /// Which kind of conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -16,7 +19,7 @@ pub enum ConversationKind {
 }
 
 /// One entry of `GET /api/conversations`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationSummary {
     /// The conversation.
@@ -32,7 +35,7 @@ pub struct ConversationSummary {
 }
 
 /// `GET /api/conversations` answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationList {
     /// The user's conversations.
@@ -94,7 +97,7 @@ pub struct Sender {
 }
 
 /// A stored message, as history returns it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     /// Assigned by the server.
@@ -109,10 +112,14 @@ pub struct Message {
     pub text: String,
     /// When the server accepted it (RFC 3339, UTC).
     pub created_at: String,
+    /// For an assistant's reply: its task with every part so far and the result, so a reload
+    /// restores the reply from history alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskSnapshot>,
 }
 
 /// `GET /api/chat/history` answer: messages in `seq` order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryPage {
     /// At most `limit` messages, oldest first.

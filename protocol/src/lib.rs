@@ -10,6 +10,7 @@
 //! - [`health`]: `GET /api/health`.
 //! - [`session`]: signing in and out, the current user, stream tickets.
 //! - [`chat`]: conversations, sending (idempotent) and paged history.
+//! - [`task`]: assistant tasks, the parts of their replies and their typed results.
 //! - [`stream`]: the SSE events of `GET /api/chat/stream`, their ids and their decoding.
 //!
 //! This crate has no web or server dependencies (only `serde` and `serde_json`): it compiles for the browser
@@ -21,6 +22,7 @@ pub mod health;
 pub mod ids;
 pub mod session;
 pub mod stream;
+pub mod task;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use health::{Health, HealthStatus};

@@ -6,7 +6,10 @@ use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ConversationId, MessageId};
+use crate::{
+    ids::{ConversationId, MessageId, TaskId},
+    task::{PartBody, TaskPart, TaskState},
+};
 
 /// An SSE event id: `(epoch << 40) | n`, written in decimal.
 ///
@@ -118,9 +121,39 @@ pub struct Reset {
     pub reason: ResetReason,
 }
 
+/// A part of an assistant task's reply (`task.status`, `task.intermediate`, `task.progress`,
+/// `task.result`, `task.error`): the task's ids and the part, keyed by `(taskId, part)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskPartEvent {
+    /// The task.
+    pub task_id: TaskId,
+    /// The assistant message the reply belongs to.
+    pub message_id: MessageId,
+    /// Its conversation.
+    pub conversation_id: ConversationId,
+    /// The part: its number, type and content.
+    #[serde(flatten)]
+    pub part: TaskPart,
+}
+
+/// `task.done`: the task finished; no more parts follow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDone {
+    /// The task.
+    pub task_id: TaskId,
+    /// The assistant message the reply belongs to.
+    pub message_id: MessageId,
+    /// Its conversation.
+    pub conversation_id: ConversationId,
+    /// How it ended.
+    pub state: TaskState,
+}
+
 /// Every event of the stream. The SSE `event:` name is [`StreamEvent::name`]; in JSON (for
 /// example between browser tabs) it is `{"type":name,"data":{…}}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum StreamEvent {
     /// `ready`: first on every stream.
@@ -129,6 +162,24 @@ pub enum StreamEvent {
     /// `message.created`: a message was stored in one of the user's conversations.
     #[serde(rename = "message.created")]
     MessageCreated(MessageCreated),
+    /// `task.status`: what the assistant is doing.
+    #[serde(rename = "task.status")]
+    TaskStatus(TaskPartEvent),
+    /// `task.intermediate`: something found on the way.
+    #[serde(rename = "task.intermediate")]
+    TaskIntermediate(TaskPartEvent),
+    /// `task.progress`: current / total / percentage.
+    #[serde(rename = "task.progress")]
+    TaskProgress(TaskPartEvent),
+    /// `task.result`: the typed result.
+    #[serde(rename = "task.result")]
+    TaskResult(TaskPartEvent),
+    /// `task.error`: why the task failed or stopped.
+    #[serde(rename = "task.error")]
+    TaskError(TaskPartEvent),
+    /// `task.done`: the task finished.
+    #[serde(rename = "task.done")]
+    TaskDone(TaskDone),
     /// `ping`: keep-alive.
     #[serde(rename = "ping")]
     Ping(Ping),
@@ -163,11 +214,28 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 impl StreamEvent {
+    /// The event for a task part: its name follows the part's type.
+    pub fn task_part(event: TaskPartEvent) -> Self {
+        match event.part.body {
+            PartBody::Status { .. } => Self::TaskStatus(event),
+            PartBody::Intermediate { .. } => Self::TaskIntermediate(event),
+            PartBody::Progress { .. } => Self::TaskProgress(event),
+            PartBody::Result { .. } => Self::TaskResult(event),
+            PartBody::Error { .. } => Self::TaskError(event),
+        }
+    }
+
     /// The SSE `event:` name.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Ready(_) => "ready",
             Self::MessageCreated(_) => "message.created",
+            Self::TaskStatus(_) => "task.status",
+            Self::TaskIntermediate(_) => "task.intermediate",
+            Self::TaskProgress(_) => "task.progress",
+            Self::TaskResult(_) => "task.result",
+            Self::TaskError(_) => "task.error",
+            Self::TaskDone(_) => "task.done",
             Self::Ping(_) => "ping",
             Self::Reset(_) => "reset",
         }
@@ -178,6 +246,12 @@ impl StreamEvent {
         let json = match self {
             Self::Ready(d) => serde_json::to_string(d),
             Self::MessageCreated(d) => serde_json::to_string(d),
+            Self::TaskStatus(d)
+            | Self::TaskIntermediate(d)
+            | Self::TaskProgress(d)
+            | Self::TaskResult(d)
+            | Self::TaskError(d) => serde_json::to_string(d),
+            Self::TaskDone(d) => serde_json::to_string(d),
             Self::Ping(d) => serde_json::to_string(d),
             Self::Reset(d) => serde_json::to_string(d),
         };
@@ -196,6 +270,18 @@ impl StreamEvent {
         Ok(match name {
             "ready" => Self::Ready(parse(name, data)?),
             "message.created" => Self::MessageCreated(parse(name, data)?),
+            "task.status" | "task.intermediate" | "task.progress" | "task.result"
+            | "task.error" => {
+                let event = Self::task_part(parse(name, data)?);
+                if event.name() != name {
+                    return Err(DecodeError::BadData {
+                        event: name.to_owned(),
+                        reason: format!("the part is a {}", event.name()),
+                    });
+                }
+                event
+            }
+            "task.done" => Self::TaskDone(parse(name, data)?),
             "ping" => Self::Ping(parse(name, data)?),
             "reset" => Self::Reset(parse(name, data)?),
             other => return Err(DecodeError::UnknownEvent(other.to_owned())),
@@ -255,6 +341,30 @@ mod tests {
             StreamEvent::decode("message.created", "{not json"),
             Err(DecodeError::BadData { event, .. }) if event == "message.created"
         ));
+    }
+
+    #[test]
+    fn task_events_carry_the_fields_of_the_protocol() {
+        let data = r#"{"taskId":"t-1","messageId":"m-2","conversationId":"c-1","part":0,"type":"status","text":"発情予定の牛を検索中..."}"#;
+        let event = StreamEvent::decode("task.status", data).unwrap();
+        assert_eq!(event.data(), data);
+        let progress = r#"{"taskId":"t-1","messageId":"m-2","conversationId":"c-1","part":3,"type":"progress","current":2,"total":4,"percentage":50,"text":"x"}"#;
+        assert_eq!(
+            StreamEvent::decode("task.progress", progress)
+                .unwrap()
+                .name(),
+            "task.progress"
+        );
+        assert!(
+            matches!(
+                StreamEvent::decode("task.result", data),
+                Err(DecodeError::BadData { .. })
+            ),
+            "a status part under the task.result name is rejected"
+        );
+        let done =
+            r#"{"taskId":"t-1","messageId":"m-2","conversationId":"c-1","state":"succeeded"}"#;
+        assert_eq!(StreamEvent::decode("task.done", done).unwrap().data(), done);
     }
 
     #[test]

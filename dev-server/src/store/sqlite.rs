@@ -128,6 +128,7 @@ fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         },
         text: row.get(6)?,
         created_at: row.get(7)?,
+        task: None,
     })
 }
 
