@@ -8,23 +8,25 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use farm_chat_protocol::{
-    ConversationId, MessageId, UserId,
+    ConversationId, MessageId, TaskId, UserId,
     chat::{
         ConversationKind, ConversationList, ConversationSummary, HistoryPage, SendRequest,
         SendResponse, Sender, SenderKind,
     },
     session::Role,
     stream::{MessageCreated, StreamEvent},
+    task::{TaskSnapshot, TaskState},
 };
 use serde::Deserialize;
 
 use crate::{
     ApiError, AppState,
+    assistant::{self, Lang, Plan},
     auth::AuthUser,
     directory,
     error::{ApiJson, ApiQuery},
-    store::{Appended, ConversationRecord, Cursor, Idempotency, NewMessage},
-    validate,
+    store::{Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Reply, TaskRecord},
+    tasks, validate,
 };
 
 /// The conversations every farmer of a tenant has: their assistant chat and a support chat
@@ -141,6 +143,7 @@ pub async fn send(
         Role::Farmer => SenderKind::User,
         Role::Support => SenderKind::Support,
     };
+    let now = crate::now_rfc3339();
     let message = NewMessage {
         message_id: MessageId(format!("m-{}", crate::auth::random_id())),
         conversation_id: conversation.id.clone(),
@@ -150,38 +153,66 @@ pub async fn send(
             display_name: auth.user.display_name.to_owned(),
         },
         text,
-        created_at: crate::now_rfc3339(),
+        created_at: now.clone(),
+        task_id: None,
     };
+    // In the assistant conversation the farmer's message starts a task: its reply message and
+    // task are stored in the same transaction as the message, so neither exists without the other.
+    let assistant = (conversation.kind == ConversationKind::Assistant
+        && auth.user.role == Role::Farmer)
+        .then(|| assistant_reply(&auth, &message, &now));
     let idempotency = Idempotency {
         user_id: auth.user_id(),
         key: req.idempotency_key.clone(),
         // The body as sent (untrimmed): a retry sends the very same bytes.
         fingerprint: format!("{}\u{1f}{}", req.conversation_id, req.text),
     };
+    let reply = assistant.as_ref().map(|(reply, _, _)| reply.clone());
     let appended = state
-        .db(move |s| s.append_message(&message, Some(&idempotency)))
+        .db(move |s| s.append_message(&message, Some(&idempotency), reply.as_ref()))
         .await?;
-    let (status, stored) = match appended {
-        Appended::Created(stored) => {
+    let (status, stored, task_id) = match appended {
+        Appended::Created {
+            message: stored,
+            reply,
+        } => {
             let (conv, user, seq) = (stored.conversation_id.clone(), auth.user_id(), stored.seq);
             state.db(move |s| s.mark_read(&conv, &user, seq)).await?;
-            for participant in &conversation.participants {
-                state.hub.publish(
-                    participant,
-                    StreamEvent::MessageCreated(MessageCreated {
-                        conversation_id: stored.conversation_id.clone(),
-                        message_id: stored.message_id.clone(),
-                        seq: stored.seq,
-                    }),
-                );
+            for message in std::iter::once(&stored).chain(reply.as_ref()) {
+                for participant in &conversation.participants {
+                    state.hub.publish(
+                        participant,
+                        StreamEvent::MessageCreated(MessageCreated {
+                            conversation_id: message.conversation_id.clone(),
+                            message_id: message.message_id.clone(),
+                            seq: message.seq,
+                        }),
+                    );
+                }
             }
             state.metrics.messages_sent.inc();
             tracing::info!(messageId = %stored.message_id, seq = stored.seq, "message stored");
-            (StatusCode::CREATED, stored)
+            let task_id = assistant.map(|(reply, plan, lang)| {
+                let id = reply.task.snapshot.task_id.clone();
+                state.metrics.task_finished(TaskState::Running);
+                tracing::info!(taskId = %id, kind = ?plan.kind, "task started");
+                tasks::start(
+                    &state,
+                    reply.task,
+                    conversation.participants.clone(),
+                    lang,
+                    plan,
+                );
+                id
+            });
+            (StatusCode::CREATED, stored, task_id)
         }
-        Appended::Replayed(stored) => {
+        Appended::Replayed {
+            message: stored,
+            task_id,
+        } => {
             tracing::info!(messageId = %stored.message_id, "idempotent retry answered");
-            (StatusCode::OK, stored)
+            (StatusCode::OK, stored, task_id)
         }
         Appended::Conflict => return Err(ApiError::IdempotencyConflict),
     };
@@ -190,9 +221,52 @@ pub async fn send(
         conversation_id: stored.conversation_id,
         seq: stored.seq,
         created_at: stored.created_at,
-        task_id: None,
+        task_id,
     };
     Ok((status, Json(body)).into_response())
+}
+
+/// The assistant's reply message and its task (running, no parts yet) for a farmer's message.
+fn assistant_reply(auth: &AuthUser, message: &NewMessage, now: &str) -> (Reply, Plan, Lang) {
+    let plan = assistant::plan_for(auth.user.tenant, &message.text);
+    let lang = assistant::intent::lang(&message.text);
+    let task_id = TaskId(format!("t-{}", crate::auth::random_id()));
+    let reply_id = MessageId(format!("m-{}", crate::auth::random_id()));
+    let snapshot = TaskSnapshot {
+        task_id: task_id.clone(),
+        conversation_id: message.conversation_id.clone(),
+        message_id: reply_id.clone(),
+        kind: plan.kind,
+        state: TaskState::Running,
+        progress: None,
+        parts: Vec::new(),
+        created_at: now.to_owned(),
+        updated_at: now.to_owned(),
+    };
+    let reply = Reply {
+        message: NewMessage {
+            message_id: reply_id,
+            conversation_id: message.conversation_id.clone(),
+            sender: Sender {
+                id: UserId("assistant".into()),
+                kind: SenderKind::Assistant,
+                display_name: match lang {
+                    Lang::Ja => "牧場アシスタント".into(),
+                    Lang::En => "Farm assistant".into(),
+                },
+            },
+            text: plan.title.clone(),
+            created_at: now.to_owned(),
+            task_id: Some(task_id),
+        },
+        task: TaskRecord {
+            snapshot,
+            owner: auth.user_id(),
+            source_message_id: message.message_id.clone(),
+            version: 0,
+        },
+    };
+    (reply, plan, lang)
 }
 
 /// `GET /api/chat/history` query. All strings: parsed strictly by hand, so a bad value gets
@@ -254,5 +328,13 @@ pub async fn history(
             Ok(page)
         })
         .await?;
+    // A running task's hot snapshot is fresher than the stored one.
+    let messages = messages
+        .into_iter()
+        .map(|mut m| {
+            m.task = m.task.map(|t| tasks::freshest(&state, t));
+            m
+        })
+        .collect();
     Ok(Json(HistoryPage { messages, has_more }))
 }

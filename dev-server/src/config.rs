@@ -3,7 +3,27 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// How fast the assistant's tasks play.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum AssistantSpeed {
+    /// Human pace: about 0.7 s between steps, so progress is visible.
+    #[default]
+    Realtime,
+    /// A few milliseconds between steps (tests).
+    Fast,
+}
+
+impl AssistantSpeed {
+    /// The pause before each step.
+    pub fn step(self) -> std::time::Duration {
+        match self {
+            Self::Realtime => std::time::Duration::from_millis(700),
+            Self::Fast => std::time::Duration::from_millis(5),
+        }
+    }
+}
 
 /// farm-chat dev-server: the chat backend and the built widget on one local port.
 #[derive(Clone, Debug, Parser)]
@@ -21,6 +41,10 @@ pub struct Config {
     /// Directory of the built widget (what `trunk build` writes), served at `/`.
     #[arg(long, env = "FARM_CHAT_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,
+
+    /// How fast assistant tasks play: `realtime` (human pace) or `fast` (tests).
+    #[arg(long, env = "FARM_CHAT_ASSISTANT_SPEED", value_enum, default_value_t = AssistantSpeed::Realtime)]
+    pub assistant_speed: AssistantSpeed,
 
     /// An origin allowed to call the API cross-origin with credentials (repeatable;
     /// comma-separated in the environment variable), e.g. `https://farm.example.jp`.
@@ -43,6 +67,7 @@ impl Config {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             db: PathBuf::from(":memory:"),
+            assistant_speed: AssistantSpeed::Fast,
             static_dir: PathBuf::from("/nonexistent/farm-chat-static"),
             allow_origins: Vec::new(),
             test_mode: true,

@@ -40,6 +40,14 @@ pub enum ApiError {
     /// 409: the idempotency key was used with another body.
     #[error("this idempotencyKey was already used for a different message")]
     IdempotencyConflict,
+    /// 409: the request conflicts with the resource's state (`task_not_running`).
+    #[error("{message}")]
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
     /// 413: the body is over the limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -74,7 +82,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::IdempotencyConflict => StatusCode::CONFLICT,
+            Self::IdempotencyConflict | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,7 +94,8 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. }
             | Self::Forbidden { code, .. }
-            | Self::TooMany { code, .. } => code,
+            | Self::TooMany { code, .. }
+            | Self::Conflict { code, .. } => code,
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::IdempotencyConflict => "idempotency_conflict",

@@ -9,6 +9,8 @@
 //! - [`routes`]: the router of `/api`; [`session`], [`chat`] and [`stream`] its handlers.
 //! - [`auth`]: signed sessions (cookie or Bearer), CSRF, stream tickets.
 //! - [`hub`]: per-user event ids, backlog and fan-out to every open stream.
+//! - [`assistant`]: intent routing and the task plans, computed from the demo [`herd`];
+//!   [`tasks`] runs them (pacing, snapshots hot and durable, cancel, `/api/tasks`).
 //! - [`store`]: the durable [`Store`](store::Store) (SQLite file, or `:memory:`).
 //! - [`directory`]: the demo tenants and users. [`validate`]: input rules.
 //! - [`cors`]: the cross-origin policy. [`metrics`]: `GET /metrics`.
@@ -31,6 +33,7 @@ pub mod routes;
 pub mod session;
 pub mod store;
 pub mod stream;
+pub mod tasks;
 pub mod validate;
 
 use std::{
@@ -80,6 +83,10 @@ pub struct AppState {
     pub stream_counts: Arc<StreamCounts>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Assistant tasks' hot snapshots.
+    pub tasks: Arc<tasks::Tasks>,
+    /// The pause before each assistant step (`--assistant-speed`; tests may change it).
+    pub assistant_step: std::time::Duration,
     /// Ended sessions, so their streams close at once.
     pub logouts: broadcast::Sender<String>,
     /// How often streams send `ping` (15 s; tests shorten it).
@@ -112,8 +119,16 @@ impl AppState {
         limits: HubLimits,
     ) -> StoreResult<Self> {
         let epoch = store.next_epoch()?;
+        let interrupted = tasks::interrupt_orphans(&*store)?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "tasks left running by the previous process marked failed"
+            );
+        }
         let signer = Signer::new(store.signing_key()?);
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let assistant_step = config.assistant_speed.step();
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -122,6 +137,8 @@ impl AppState {
             tickets: Arc::new(Tickets::default()),
             stream_counts: Arc::new(StreamCounts::default()),
             metrics: Arc::new(Metrics::default()),
+            tasks: Arc::new(tasks::Tasks::default()),
+            assistant_step,
             logouts: broadcast::channel(64).0,
             ping_every: stream::PING_EVERY,
             shutdown,

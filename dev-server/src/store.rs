@@ -10,8 +10,9 @@ mod sqlite;
 pub use sqlite::SqliteStore;
 
 use farm_chat_protocol::{
-    ConversationId, MessageId, TenantId, UserId,
+    ConversationId, MessageId, TaskId, TenantId, UserId,
     chat::{ConversationKind, Message},
+    task::{TaskSnapshot, TaskState},
 };
 
 /// A storage failure. Never shown to clients: the server logs it and answers 500.
@@ -69,6 +70,31 @@ pub struct NewMessage {
     pub text: String,
     /// RFC 3339.
     pub created_at: String,
+    /// The task whose reply this message is (assistant messages).
+    pub task_id: Option<TaskId>,
+}
+
+/// A task as stored: its snapshot, whose it is, and a version that only grows, so a late
+/// write of an older snapshot never overwrites a newer one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskRecord {
+    /// Everything the clients see.
+    pub snapshot: TaskSnapshot,
+    /// The farmer who asked.
+    pub owner: UserId,
+    /// The farmer's message that started it.
+    pub source_message_id: MessageId,
+    /// Bumped on every change.
+    pub version: u64,
+}
+
+/// The assistant's reply stored together with the message that asked for it.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// The assistant message (its `task_id` set).
+    pub message: NewMessage,
+    /// The task, running, no parts yet.
+    pub task: TaskRecord,
 }
 
 /// The idempotency record of a send: the user's key and a fingerprint of the body.
@@ -85,10 +111,21 @@ pub struct Idempotency {
 /// What appending a message did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Appended {
-    /// Stored now: notify the participants.
-    Created(Message),
-    /// The key was seen with the same body: the message stored then (nothing new to notify).
-    Replayed(Message),
+    /// Stored now (with the assistant's reply message, if one was given): notify.
+    Created {
+        /// The message.
+        message: Message,
+        /// The reply message, stored right after it.
+        reply: Option<Message>,
+    },
+    /// The key was seen with the same body: the message stored then (nothing new to notify),
+    /// and the task it started, if any.
+    Replayed {
+        /// The message stored the first time.
+        message: Message,
+        /// The task it started.
+        task_id: Option<TaskId>,
+    },
     /// The key was seen with a different body.
     Conflict,
 }
@@ -137,11 +174,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<ConversationRecord>>;
 
     /// Appends a message with the next `seq` of its conversation, at most once per
-    /// idempotency key.
+    /// idempotency key, and with it (same transaction) the assistant's reply and its task.
     fn append_message(
         &self,
         message: &NewMessage,
         idempotency: Option<&Idempotency>,
+        reply: Option<&Reply>,
     ) -> StoreResult<Appended>;
     /// A page of history in `seq` order, and whether more exist beyond it.
     fn history(
@@ -156,4 +194,13 @@ pub trait Store: Send + Sync + 'static {
     fn mark_read(&self, conversation: &ConversationId, user: &UserId, seq: u64) -> StoreResult<()>;
     /// Messages by others after the user's read mark.
     fn unread(&self, conversation: &ConversationId, user: &UserId) -> StoreResult<u32>;
+
+    /// Stores a task's snapshot unless a newer version is stored already.
+    fn save_task(&self, task: &TaskRecord) -> StoreResult<()>;
+    /// A task.
+    fn task(&self, id: &TaskId) -> StoreResult<Option<TaskRecord>>;
+    /// A user's tasks, newest first (at most 100), optionally in one state.
+    fn tasks_of(&self, owner: &UserId, state: Option<TaskState>) -> StoreResult<Vec<TaskRecord>>;
+    /// Every task still marked running (after a restart: interrupted).
+    fn running_tasks(&self) -> StoreResult<Vec<TaskRecord>>;
 }

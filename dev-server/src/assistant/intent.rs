@@ -91,22 +91,22 @@ fn cow_number(t: &str) -> Option<u32> {
     };
     // A number right before 番 / 号.
     for i in 0..chars.len() {
-        if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_digit()) {
-            if let Some((n, end)) = digits_at(i) {
-                if matches!(chars.get(end), Some('番' | '号')) {
-                    return Some(n);
-                }
-            }
+        if chars[i].is_ascii_digit()
+            && (i == 0 || !chars[i - 1].is_ascii_digit())
+            && let Some((n, end)) = digits_at(i)
+            && matches!(chars.get(end), Some('番' | '号'))
+        {
+            return Some(n);
         }
     }
     // A number right after a marker word.
     for marker in ["cow", "#", "no.", "no", "number", "tag"] {
         let m: Vec<char> = marker.chars().collect();
         for i in 0..chars.len().saturating_sub(m.len() - 1) {
-            if chars[i..].starts_with(&m) {
-                if let Some((n, _)) = digits_at(i + m.len()) {
-                    return Some(n);
-                }
+            if chars[i..].starts_with(&m)
+                && let Some((n, _)) = digits_at(i + m.len())
+            {
+                return Some(n);
             }
         }
     }

@@ -3,14 +3,15 @@
 use std::{path::Path, sync::Mutex};
 
 use farm_chat_protocol::{
-    ConversationId, MessageId, TenantId, UserId,
+    ConversationId, MessageId, TaskId, TenantId, UserId,
     chat::{ConversationKind, Message, Sender, SenderKind},
+    task::{TaskSnapshot, TaskState},
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Appended, ConversationRecord, Cursor, Idempotency, NewMessage, SessionRecord, Store,
-    StoreError, StoreResult,
+    Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Reply, SessionRecord, Store,
+    StoreError, StoreResult, TaskRecord,
 };
 
 const SCHEMA: &str = "
@@ -27,7 +28,7 @@ CREATE INDEX IF NOT EXISTS participants_by_user ON participants(user_id);
 CREATE TABLE IF NOT EXISTS messages (
     conversation_id TEXT NOT NULL REFERENCES conversations(id), seq INTEGER NOT NULL,
     message_id TEXT NOT NULL UNIQUE, sender_id TEXT NOT NULL, sender_kind TEXT NOT NULL,
-    sender_name TEXT NOT NULL, text TEXT NOT NULL, created_at TEXT NOT NULL,
+    sender_name TEXT NOT NULL, text TEXT NOT NULL, created_at TEXT NOT NULL, task_id TEXT,
     PRIMARY KEY (conversation_id, seq));
 CREATE TABLE IF NOT EXISTS idempotency (
     user_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
@@ -35,6 +36,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE TABLE IF NOT EXISTS reads (
     conversation_id TEXT NOT NULL, user_id TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (conversation_id, user_id));
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY, owner TEXT NOT NULL, source_message_id TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL, version INTEGER NOT NULL, snapshot TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks(owner, state);
 ";
 
 /// SQLite behind one connection. Every operation is one transaction under the mutex, which
@@ -62,7 +67,15 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > 1 {
+            return Err(StoreError(format!(
+                "{} was written by a newer farm-chat (schema {version}); refusing to touch it",
+                path.display()
+            )));
+        }
         conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", 1)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -113,8 +126,18 @@ fn sender_kind_from(s: &str) -> SenderKind {
     }
 }
 
-const MESSAGE_COLUMNS: &str =
-    "message_id, conversation_id, seq, sender_id, sender_kind, sender_name, text, created_at";
+fn state_str(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Running => "running",
+        TaskState::Succeeded => "succeeded",
+        TaskState::Failed => "failed",
+        TaskState::Cancelled => "cancelled",
+    }
+}
+
+/// Messages with their task's stored snapshot.
+const MESSAGE_SELECT: &str = "SELECT m.message_id, m.conversation_id, m.seq, m.sender_id, m.sender_kind, \
+     m.sender_name, m.text, m.created_at, t.snapshot FROM messages m LEFT JOIN tasks t ON t.task_id = m.task_id";
 
 fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -128,17 +151,77 @@ fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         },
         text: row.get(6)?,
         created_at: row.get(7)?,
-        task: None,
+        task: row
+            .get::<_, Option<String>>(8)?
+            .and_then(|json| serde_json::from_str::<TaskSnapshot>(&json).ok()),
     })
 }
 
 fn message_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Message>> {
     conn.query_row(
-        &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?1"),
+        &format!("{MESSAGE_SELECT} WHERE m.message_id = ?1"),
         [id],
         message_row,
     )
     .optional()
+}
+
+/// Inserts with the next `seq` of the conversation.
+fn insert_message(conn: &Connection, m: &NewMessage) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO messages (message_id, conversation_id, seq, sender_id, sender_kind, sender_name, text, \
+         created_at, task_id) VALUES (?1, ?2, \
+         (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            m.message_id.as_str(),
+            m.conversation_id.as_str(),
+            m.sender.id.as_str(),
+            sender_kind_str(m.sender.kind),
+            m.sender.display_name,
+            m.text,
+            m.created_at,
+            m.task_id.as_ref().map(TaskId::as_str),
+        ],
+    )
+    .map(drop)
+}
+
+fn to_json(snapshot: &TaskSnapshot) -> rusqlite::Result<String> {
+    serde_json::to_string(snapshot)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn insert_task(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<()> {
+    let s = &task.snapshot;
+    conn.execute(
+        "INSERT INTO tasks (task_id, owner, source_message_id, state, version, snapshot, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            s.task_id.as_str(),
+            task.owner.as_str(),
+            task.source_message_id.as_str(),
+            state_str(s.state),
+            task.version as i64,
+            to_json(s)?,
+            s.created_at,
+        ],
+    )
+    .map(drop)
+}
+
+const TASK_COLUMNS: &str = "snapshot, owner, source_message_id, version";
+
+fn task_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let json: String = row.get(0)?;
+    let snapshot = serde_json::from_str(&json).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(TaskRecord {
+        snapshot,
+        owner: UserId(row.get(1)?),
+        source_message_id: MessageId(row.get(2)?),
+        version: row.get::<_, i64>(3)? as u64,
+    })
 }
 
 fn load_conversation(conn: &Connection, id: &str) -> rusqlite::Result<Option<ConversationRecord>> {
@@ -304,7 +387,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append_message(&self, m: &NewMessage, idem: Option<&Idempotency>) -> StoreResult<Appended> {
+    fn append_message(
+        &self,
+        m: &NewMessage,
+        idem: Option<&Idempotency>,
+        reply: Option<&Reply>,
+    ) -> StoreResult<Appended> {
         self.with(|conn| {
             let tx = conn.transaction()?;
             if let Some(idem) = idem {
@@ -320,36 +408,33 @@ impl Store for SqliteStore {
                         return Ok(Appended::Conflict);
                     }
                     let message = message_by_id(&tx, &message_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                    return Ok(Appended::Replayed(message));
+                    let task_id = tx
+                        .query_row("SELECT task_id FROM tasks WHERE source_message_id = ?1", [&message_id], |r| {
+                            r.get::<_, String>(0)
+                        })
+                        .optional()?
+                        .map(TaskId);
+                    return Ok(Appended::Replayed { message, task_id });
                 }
             }
-            let seq: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?1",
-                [m.conversation_id.as_str()],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                &format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-                params![
-                    m.message_id.as_str(),
-                    m.conversation_id.as_str(),
-                    seq,
-                    m.sender.id.as_str(),
-                    sender_kind_str(m.sender.kind),
-                    m.sender.display_name,
-                    m.text,
-                    m.created_at
-                ],
-            )?;
+            insert_message(&tx, m)?;
             if let Some(idem) = idem {
                 tx.execute(
                     "INSERT INTO idempotency (user_id, key, fingerprint, message_id) VALUES (?1, ?2, ?3, ?4)",
                     params![idem.user_id.as_str(), idem.key, idem.fingerprint, m.message_id.as_str()],
                 )?;
             }
+            if let Some(reply) = reply {
+                insert_task(&tx, &reply.task)?;
+                insert_message(&tx, &reply.message)?;
+            }
             let message = message_by_id(&tx, m.message_id.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            let reply = match reply {
+                Some(r) => message_by_id(&tx, r.message.message_id.as_str())?,
+                None => None,
+            };
             tx.commit()?;
-            Ok(Appended::Created(message))
+            Ok(Appended::Created { message, reply })
         })
     }
 
@@ -364,12 +449,12 @@ impl Store for SqliteStore {
         let fetch = i64::from(limit) + 1;
         self.with(|conn| {
             let (sql, bound) = match cursor {
-                Cursor::Latest => ("seq >= ?2 ORDER BY seq DESC", 0),
-                Cursor::Before(seq) => ("seq < ?2 ORDER BY seq DESC", seq as i64),
-                Cursor::After(seq) => ("seq > ?2 ORDER BY seq ASC", seq as i64),
+                Cursor::Latest => ("m.seq >= ?2 ORDER BY m.seq DESC", 0),
+                Cursor::Before(seq) => ("m.seq < ?2 ORDER BY m.seq DESC", seq as i64),
+                Cursor::After(seq) => ("m.seq > ?2 ORDER BY m.seq ASC", seq as i64),
             };
             let mut stmt = conn.prepare(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND {sql} LIMIT ?3"
+                "{MESSAGE_SELECT} WHERE m.conversation_id = ?1 AND {sql} LIMIT ?3"
             ))?;
             let mut rows = stmt
                 .query_map(params![id, bound, fetch], message_row)?
@@ -384,7 +469,9 @@ impl Store for SqliteStore {
     fn last_message(&self, conversation: &ConversationId) -> StoreResult<Option<Message>> {
         self.with(|conn| {
             conn.query_row(
-                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY seq DESC LIMIT 1"),
+                &format!(
+                    "{MESSAGE_SELECT} WHERE m.conversation_id = ?1 ORDER BY m.seq DESC LIMIT 1"
+                ),
                 [conversation.as_str()],
                 message_row,
             )
@@ -412,6 +499,52 @@ impl Store for SqliteStore {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u32)
+        })
+    }
+
+    fn save_task(&self, task: &TaskRecord) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE tasks SET state = ?2, version = ?3, snapshot = ?4 WHERE task_id = ?1 AND version < ?3",
+                params![
+                    task.snapshot.task_id.as_str(),
+                    state_str(task.snapshot.state),
+                    task.version as i64,
+                    to_json(&task.snapshot)?
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    fn task(&self, id: &TaskId) -> StoreResult<Option<TaskRecord>> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?1"),
+                [id.as_str()],
+                task_row,
+            )
+            .optional()
+        })
+    }
+
+    fn tasks_of(&self, owner: &UserId, state: Option<TaskState>) -> StoreResult<Vec<TaskRecord>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE owner = ?1 AND (?2 IS NULL OR state = ?2) \
+                 ORDER BY rowid DESC LIMIT 100"
+            ))?;
+            stmt.query_map(params![owner.as_str(), state.map(state_str)], task_row)?
+                .collect()
+        })
+    }
+
+    fn running_tasks(&self) -> StoreResult<Vec<TaskRecord>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'running'"
+            ))?;
+            stmt.query_map([], task_row)?.collect()
         })
     }
 }
@@ -442,6 +575,7 @@ mod tests {
             },
             text: text.into(),
             created_at: "2026-11-22T00:00:00Z".into(),
+            task_id: None,
         }
     }
 
@@ -460,12 +594,15 @@ mod tests {
         store.ensure_conversation(&conversation("c-b")).unwrap();
         let seqs: Vec<u64> = [("m1", "c-a"), ("m2", "c-a"), ("m3", "c-b"), ("m4", "c-a")]
             .iter()
-            .map(
-                |(m, c)| match store.append_message(&new_message(m, c, "x"), None).unwrap() {
-                    Appended::Created(msg) => msg.seq,
+            .map(|(m, c)| {
+                match store
+                    .append_message(&new_message(m, c, "x"), None, None)
+                    .unwrap()
+                {
+                    Appended::Created { message, .. } => message.seq,
                     other => panic!("{other:?}"),
-                },
-            )
+                }
+            })
             .collect();
         assert_eq!(seqs, [1, 2, 1, 3]);
     }
@@ -475,19 +612,34 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap();
         store.ensure_conversation(&conversation("c-a")).unwrap();
         let first = store
-            .append_message(&new_message("m1", "c-a", "hi"), Some(&idem("k", "c-a|hi")))
+            .append_message(
+                &new_message("m1", "c-a", "hi"),
+                Some(&idem("k", "c-a|hi")),
+                None,
+            )
             .unwrap();
-        let Appended::Created(first) = first else {
+        let Appended::Created { message: first, .. } = first else {
             panic!("{first:?}")
         };
         let again = store
-            .append_message(&new_message("m2", "c-a", "hi"), Some(&idem("k", "c-a|hi")))
+            .append_message(
+                &new_message("m2", "c-a", "hi"),
+                Some(&idem("k", "c-a|hi")),
+                None,
+            )
             .unwrap();
-        assert_eq!(again, Appended::Replayed(first));
+        assert_eq!(
+            again,
+            Appended::Replayed {
+                message: first,
+                task_id: None
+            }
+        );
         let other = store
             .append_message(
                 &new_message("m3", "c-a", "bye"),
                 Some(&idem("k", "c-a|bye")),
+                None,
             )
             .unwrap();
         assert_eq!(other, Appended::Conflict);
@@ -507,7 +659,7 @@ mod tests {
         store.ensure_conversation(&conversation("c-a")).unwrap();
         for i in 1..=7 {
             store
-                .append_message(&new_message(&format!("m{i}"), "c-a", "x"), None)
+                .append_message(&new_message(&format!("m{i}"), "c-a", "x"), None, None)
                 .unwrap();
         }
         let c = ConversationId("c-a".into());
@@ -545,7 +697,7 @@ mod tests {
             let store = SqliteStore::open(&path).unwrap();
             store.ensure_conversation(&conversation("c-a")).unwrap();
             store
-                .append_message(&new_message("m1", "c-a", "残る"), None)
+                .append_message(&new_message("m1", "c-a", "残る"), None, None)
                 .unwrap();
             (store.signing_key().unwrap(), store.next_epoch().unwrap())
         };
@@ -567,9 +719,9 @@ mod tests {
         store.ensure_conversation(&conversation("c-a")).unwrap();
         let mut m = new_message("m1", "c-a", "x");
         m.sender.id = UserId("u-support".into());
-        store.append_message(&m, None).unwrap();
+        store.append_message(&m, None, None).unwrap();
         m.message_id = MessageId("m2".into());
-        store.append_message(&m, None).unwrap();
+        store.append_message(&m, None, None).unwrap();
         let (c, farmer) = (ConversationId("c-a".into()), UserId("u-farmer".into()));
         assert_eq!(store.unread(&c, &farmer).unwrap(), 2);
         store.mark_read(&c, &farmer, 1).unwrap();
