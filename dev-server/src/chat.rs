@@ -134,6 +134,15 @@ pub async fn send(
     auth: AuthUser,
     ApiJson(req): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
+    if let Err(retry_after) = state.send_limit.check(&auth.user_id()) {
+        return Err(ApiError::TooMany {
+            code: "rate_limited",
+            message: format!(
+                "送信が多すぎます。{retry_after}秒後にお試しください / too many messages; retry in {retry_after} s"
+            ),
+            retry_after,
+        });
+    }
     validate::id("conversationId", req.conversation_id.as_str())?;
     validate::id("idempotencyKey", &req.idempotency_key)?;
     let text = validate::text(&req.text)?.to_owned();

@@ -28,6 +28,7 @@ pub mod directory;
 pub mod error;
 pub mod herd;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
 pub mod session;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Assistant tasks' hot snapshots.
     pub tasks: Arc<tasks::Tasks>,
+    /// Sends per user: a burst of 30, then 5 per second.
+    pub send_limit: Arc<limits::RateLimiter>,
     /// The pause before each assistant step (`--assistant-speed`; tests may change it).
     pub assistant_step: std::time::Duration,
     /// Ended sessions, so their streams close at once.
@@ -139,6 +142,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             tasks: Arc::new(tasks::Tasks::default()),
             assistant_step,
+            send_limit: Arc::new(limits::RateLimiter::new(30, 5.0)),
             logouts: broadcast::channel(64).0,
             ping_every: stream::PING_EVERY,
             shutdown,

@@ -580,6 +580,38 @@ async fn send_errors() {
 }
 
 #[tokio::test]
+async fn sends_are_rate_limited_per_user_with_retry_after() {
+    let api = Api::new();
+    let (farmer, _) = api.login("u-farmer").await;
+    let (support, _) = api.login("u-support").await;
+    let mut limited = None;
+    for i in 0..40 {
+        let reply = api
+            .send(&farmer, SUPPORT, "連投", &format!("burst{i}"))
+            .await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((i, reply));
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+    let (at, reply) = limited.expect("a burst of 40 is limited");
+    assert!(at >= 20, "a human-sized burst passes (limited at {at})");
+    assert_eq!(reply.code(), "rate_limited");
+    let retry: u64 = reply.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    assert_eq!(
+        api.send(&support, SUPPORT, "別の人", "other").await.status,
+        StatusCode::CREATED,
+        "per user"
+    );
+}
+
+#[tokio::test]
 async fn oversized_bodies_are_413() {
     let api = Api::new();
     let (farmer, _) = api.login("u-farmer").await;
