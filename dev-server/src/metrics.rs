@@ -1,6 +1,20 @@
 //! `GET /metrics` in the Prometheus text format.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    sync::{
+        Mutex,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::Response,
+};
 
 use farm_chat_protocol::task::TaskState;
 
@@ -36,6 +50,80 @@ impl Gauge {
     }
 }
 
+/// Upper bounds (seconds) of the latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Request latency per (method, route): routes are the router's patterns, so the number of
+/// series is bounded by the API, not by what clients send.
+#[derive(Debug, Default)]
+pub struct Latencies {
+    by_route: Mutex<BTreeMap<(String, String), Histogram>>,
+}
+
+impl Latencies {
+    /// Records one request.
+    pub fn observe(&self, method: &str, route: &str, seconds: f64) {
+        let mut map = self.by_route.lock().unwrap_or_else(|p| p.into_inner());
+        let h = map
+            .entry((method.to_owned(), route.to_owned()))
+            .or_default();
+        for (bucket, bound) in h.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    fn render(&self, out: &mut String) {
+        const NAME: &str = "farm_chat_http_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {NAME} Time to answer API requests (for the stream: until it starts)."
+        );
+        let _ = writeln!(out, "# TYPE {NAME} histogram");
+        let map = self.by_route.lock().unwrap_or_else(|p| p.into_inner());
+        for ((method, route), h) in map.iter() {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            for (count, bound) in h.buckets.iter().zip(LATENCY_BUCKETS) {
+                let _ = writeln!(out, "{NAME}_bucket{{{labels},le=\"{bound}\"}} {count}");
+            }
+            let _ = writeln!(out, "{NAME}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "{NAME}_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(out, "{NAME}_count{{{labels}}} {}", h.count);
+        }
+    }
+}
+
+/// Middleware (a route layer, so the matched route is known): times each API request.
+pub async fn track(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics
+        .latencies
+        .observe(&method, &route, started.elapsed().as_secs_f64());
+    response
+}
+
 /// The server's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -49,6 +137,8 @@ pub struct Metrics {
     pub tasks_started: Counter,
     /// Tasks finished, by final state: succeeded, failed, cancelled.
     pub tasks_finished: [Counter; 3],
+    /// API request latency.
+    pub latencies: Latencies,
 }
 
 impl Metrics {
@@ -64,7 +154,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        format!(
+        let mut out = format!(
             "# HELP farm_chat_open_streams SSE streams open now.\n\
              # TYPE farm_chat_open_streams gauge\n\
              farm_chat_open_streams {}\n\
@@ -87,6 +177,8 @@ impl Metrics {
             self.tasks_finished[0].get(),
             self.tasks_finished[1].get(),
             self.tasks_finished[2].get(),
-        )
+        );
+        self.latencies.render(&mut out);
+        out
     }
 }

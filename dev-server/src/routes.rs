@@ -29,6 +29,10 @@ pub fn api(state: AppState) -> Router {
         .route("/tasks", get(crate::tasks::list))
         .route("/tasks/{task_id}", get(crate::tasks::get))
         .route("/tasks/{task_id}/cancel", post(crate::tasks::cancel))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track,
+        ))
         .fallback(api_not_found)
         .with_state(state)
 }
