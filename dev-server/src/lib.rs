@@ -13,7 +13,8 @@
 //!   [`tasks`] runs them (pacing, snapshots hot and durable, cancel, `/api/tasks`).
 //! - [`store`]: the durable [`Store`](store::Store) (SQLite file, or `:memory:`).
 //! - [`directory`]: the demo tenants and users. [`validate`]: input rules.
-//! - [`cors`]: the cross-origin policy. [`metrics`]: `GET /metrics`.
+//! - [`cors`]: the cross-origin policy. [`metrics`]: `GET /metrics`. [`openapi`]: the API's
+//!   description. [`limits`]: per-user send rate.
 //!
 //! [`app`] builds the whole [`Router`] (API + the built widget as static files); [`run`]
 //! serves it until a shutdown future resolves, closing open streams so shutdown completes.
@@ -30,6 +31,7 @@ pub mod herd;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod session;
 pub mod store;

@@ -16,6 +16,10 @@ pub fn api(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route(
+            "/openapi.json",
+            get(|| async { Json(crate::openapi::spec()) }),
+        )
+        .route(
             "/session",
             post(crate::session::login)
                 .get(crate::session::current)

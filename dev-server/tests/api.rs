@@ -117,3 +117,56 @@ async fn outside_test_mode_only_listed_origins_are_allowed() {
         "https://farm.example.jp"
     );
 }
+
+#[tokio::test]
+async fn openapi_describes_exactly_the_routes_that_exist() {
+    let (status, _, body) = send(Config::for_tests(), get("/api/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    let spec: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    documented.sort();
+    let expected = [
+        ("DELETE", "/api/session"),
+        ("GET", "/api/chat/history"),
+        ("GET", "/api/chat/stream"),
+        ("GET", "/api/conversations"),
+        ("GET", "/api/health"),
+        ("GET", "/api/openapi.json"),
+        ("GET", "/api/session"),
+        ("GET", "/api/tasks"),
+        ("GET", "/api/tasks/{taskId}"),
+        ("POST", "/api/chat/send"),
+        ("POST", "/api/chat/stream-ticket"),
+        ("POST", "/api/session"),
+        ("POST", "/api/tasks/{taskId}/cancel"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, expected);
+    // Each documented route exists: it may refuse (401, 400) but never with "no route".
+    for (method, path) in &documented {
+        let uri = path.replace("{taskId}", "t-1");
+        let req = Request::builder()
+            .method(method.as_str())
+            .uri(&uri)
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = send(Config::for_tests(), req).await;
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("no route for"),
+            "{method} {path} is documented but not routed: {status} {text}"
+        );
+    }
+    // And an undocumented one does not.
+    let (_, _, body) = send(Config::for_tests(), get("/api/undocumented")).await;
+    assert!(String::from_utf8_lossy(&body).contains("no route for"));
+}
