@@ -38,6 +38,15 @@ pub const USERS: &[DirUser] = &[
     },
 ];
 
+/// A farm's name, for documents such as the shipment report.
+pub fn farm_name(tenant: &str) -> &'static str {
+    match tenant {
+        "demo-farm" => "山田牧場",
+        "other-farm" => "鈴木牧場",
+        _ => "牧場",
+    }
+}
+
 /// The user with this id.
 pub fn user(id: &str) -> Option<&'static DirUser> {
     USERS.iter().find(|u| u.id == id)

@@ -14,7 +14,7 @@
 //! - [`store`]: the durable [`Store`](store::Store) (SQLite file, or `:memory:`).
 //! - [`directory`]: the demo tenants and users. [`validate`]: input rules.
 //! - [`cors`]: the cross-origin policy. [`metrics`]: `GET /metrics`. [`openapi`]: the API's
-//!   description. [`limits`]: per-user send rate.
+//!   description. [`limits`]: per-user send rate. [`report`]: the shipment report PDF.
 //!
 //! [`app`] builds the whole [`Router`] (API + the built widget as static files); [`run`]
 //! serves it until a shutdown future resolves, closing open streams so shutdown completes.
@@ -32,6 +32,7 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod report;
 pub mod routes;
 pub mod session;
 pub mod store;

@@ -110,6 +110,11 @@ pub fn spec() -> Value {
                 "parameters": [task_id_param()],
                 "responses": merge(json!({"200": ok("TaskSnapshot", "cancelled")}), error_responses(&[("401", "not signed in"), ("403", "csrf_rejected"), ("404", "no such task of this user"), ("409", "task_not_running")]))
             }},
+            "/api/reports/{reportId}.pdf": {"get": {
+                "summary": "The signed-in user's farm's monthly shipment report as a PDF (reportId: shipments-YYYY-MM)",
+                "parameters": [{"name": "reportId", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^shipments-[0-9]{4}-[0-9]{2}$"}}],
+                "responses": merge(json!({"200": {"description": "the report", "content": {"application/pdf": {}}}}), error_responses(&[("401", "not signed in"), ("404", "no such report")]))
+            }},
             "/api/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}
         },
         "components": {

@@ -30,6 +30,7 @@ pub fn api(state: AppState) -> Router {
         .route("/chat/history", get(crate::chat::history))
         .route("/chat/stream", get(crate::stream::stream))
         .route("/chat/stream-ticket", post(crate::session::stream_ticket))
+        .route("/reports/{file}", get(crate::report::get))
         .route("/tasks", get(crate::tasks::list))
         .route("/tasks/{task_id}", get(crate::tasks::get))
         .route("/tasks/{task_id}/cancel", post(crate::tasks::cancel))

@@ -138,6 +138,7 @@ async fn openapi_describes_exactly_the_routes_that_exist() {
         ("GET", "/api/conversations"),
         ("GET", "/api/health"),
         ("GET", "/api/openapi.json"),
+        ("GET", "/api/reports/{reportId}.pdf"),
         ("GET", "/api/session"),
         ("GET", "/api/tasks"),
         ("GET", "/api/tasks/{taskId}"),
@@ -153,7 +154,9 @@ async fn openapi_describes_exactly_the_routes_that_exist() {
     assert_eq!(documented, expected);
     // Each documented route exists: it may refuse (401, 400) but never with "no route".
     for (method, path) in &documented {
-        let uri = path.replace("{taskId}", "t-1");
+        let uri = path
+            .replace("{taskId}", "t-1")
+            .replace("{reportId}", "shipments-2026-01");
         let req = Request::builder()
             .method(method.as_str())
             .uri(&uri)

@@ -11,16 +11,36 @@ use crate::{
     task::{PartBody, TaskPart, TaskState},
 };
 
-/// An SSE event id: `(epoch << 40) | n`, written in decimal.
+/// An SSE event id: `(epoch << 40) | n`, written in decimal (in JSON as a string, so that
+/// JavaScript clients never round it).
 ///
 /// `n` counts one user's events; `epoch` counts server starts on the same durable store. So
 /// ids stay monotonic across a restart, and a resume from before it is recognised (its epoch
 /// is older) and answered with `reset` instead of a silent gap.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId(pub u64);
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    /// A decimal string (what we write) or a number.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Text(String),
+            Number(u64),
+        }
+        match Wire::deserialize(d)? {
+            Wire::Text(text) => text.parse().map_err(serde::de::Error::custom),
+            Wire::Number(n) => Ok(Self(n)),
+        }
+    }
+}
 
 impl EventId {
     const SHIFT: u32 = 40;
@@ -300,6 +320,17 @@ mod tests {
         assert!(after > before, "a restart never makes ids go backwards");
         assert_eq!((after.epoch(), after.n()), (2, 1));
         assert_eq!(after.to_string().parse::<EventId>().unwrap(), after);
+    }
+
+    #[test]
+    fn event_ids_are_json_strings_so_javascript_keeps_every_digit() {
+        let id = EventId::new(9000, 5);
+        assert!(id.0 > 1 << 53);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{}\"", id.0));
+        assert_eq!(serde_json::from_str::<EventId>(&json).unwrap(), id);
+        assert_eq!(serde_json::from_str::<EventId>("42").unwrap(), EventId(42));
+        assert!(serde_json::from_str::<EventId>("\"4 2\"").is_err());
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //! - [`suites`]: `test`, every suite with each runner's own summary, then a table.
 //! - [`product`]: `run` (build the widget, serve it with the API), `dev` (trunk serve with
 //!   hot reload, `/api` proxied) and `size` (transfer size of the release build).
+//! - [`font`]: `report-font`, the PDF report's embedded font subset.
 //! - [`proc`]: running commands with the tools on `PATH`, and a tiny HTTP/1.1 GET.
 
+mod font;
 mod proc;
 mod product;
 mod server;
@@ -34,6 +36,7 @@ Commands:
   dev              trunk serve (hot reload) on http://127.0.0.1:8080/ with /api proxied to a
                    dev-server on 127.0.0.1:3000.
   size             Transfer size of the release build in dist/ (raw and gzip).
+  report-font      Rebuild the PDF report's embedded font subset (dev-server/assets).
 
 Environment:
   FARM_CHAT_TOOLS_DIR   where tools are installed (default: <repo>/.tools)
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         "test" => suites::test(),
         "dev" => product::dev(),
         "size" => product::size().map(|_| ()),
+        "report-font" => font::report_font(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
