@@ -40,6 +40,9 @@ pub enum ApiError {
     /// 409: the idempotency key was used with another body.
     #[error("this idempotencyKey was already used for a different message")]
     IdempotencyConflict,
+    /// 405: the route exists, but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409: the request conflicts with the resource's state (`task_not_running`).
     #[error("{message}")]
     Conflict {
@@ -82,6 +85,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::IdempotencyConflict | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -98,6 +102,7 @@ impl ApiError {
             | Self::Conflict { code, .. } => code,
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Internal(_) => "internal",

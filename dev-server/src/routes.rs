@@ -39,6 +39,7 @@ pub fn api(state: AppState) -> Router {
             crate::metrics::track,
         ))
         .fallback(api_not_found)
+        .method_not_allowed_fallback(api_method_not_allowed)
         .with_state(state)
 }
 
@@ -58,6 +59,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         )],
         state.metrics.render(),
     )
+}
+
+async fn api_method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("/api{} does not answer {method}", uri.path()))
 }
 
 async fn api_not_found(method: Method, uri: Uri) -> ApiError {

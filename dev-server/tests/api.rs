@@ -52,6 +52,22 @@ async fn an_unknown_api_route_is_a_json_404_not_the_page() {
 }
 
 #[tokio::test]
+async fn a_wrong_method_is_a_json_405() {
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/api/session")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(Config::for_tests(), req).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let err: ErrorBody = serde_json::from_slice(&body).unwrap();
+    assert_eq!(err.error.code, "method_not_allowed");
+    let (status, _, body) = send(Config::for_tests(), get("/api/chat/send")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(serde_json::from_slice::<ErrorBody>(&body).is_ok());
+}
+
+#[tokio::test]
 async fn the_built_widget_is_served_at_the_root() {
     let dir = std::env::temp_dir().join(format!("farm-chat-static-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
