@@ -60,6 +60,8 @@ fn browser_tests(browser: &Browser) -> Result<(), String> {
         "--test-mode".into(),
         "--db".into(),
         ":memory:".into(),
+        "--assistant-speed".into(),
+        "fast".into(),
         "--static-dir".into(),
         empty.display().to_string(),
     ])?;
