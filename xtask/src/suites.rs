@@ -93,9 +93,12 @@ fn browser_tests(browser: &Browser) -> Result<(), String> {
 /// browser and talking to the API of the same origin.
 fn page_smoke(browser: &Browser) -> Result<(), String> {
     product::build_release()?;
+    // As `run` serves it, but with a throwaway store: tests leave no files behind.
     let server = DevServer::start(&[
         "--addr".into(),
         "127.0.0.1:0".into(),
+        "--db".into(),
+        ":memory:".into(),
         "--static-dir".into(),
         "dist".into(),
     ])?;
