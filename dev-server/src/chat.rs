@@ -86,7 +86,7 @@ pub async fn list(
                 .into_iter()
                 .map(|c| {
                     Ok(ConversationSummary {
-                        last_message: s.last_message(&c.id)?,
+                        last_message: s.last_message(&c.id)?.map(|m| for_reader(m, &user)),
                         unread: s.unread(&c.id, &user)?,
                         id: c.id,
                         kind: c.kind,
@@ -278,6 +278,17 @@ fn assistant_reply(auth: &AuthUser, message: &NewMessage, now: &str) -> (Reply, 
     (reply, plan, lang)
 }
 
+/// A message as `reader` may see it: the idempotency key only on their own messages.
+fn for_reader(
+    mut message: farm_chat_protocol::chat::Message,
+    reader: &UserId,
+) -> farm_chat_protocol::chat::Message {
+    if &message.sender.id != reader {
+        message.idempotency_key = None;
+    }
+    message
+}
+
 /// `GET /api/chat/history` query. All strings: parsed strictly by hand, so a bad value gets
 /// a precise 400.
 #[derive(Debug, Deserialize)]
@@ -338,11 +349,12 @@ pub async fn history(
         })
         .await?;
     // A running task's hot snapshot is fresher than the stored one.
+    let reader = auth.user_id();
     let messages = messages
         .into_iter()
         .map(|mut m| {
             m.task = m.task.map(|t| tasks::freshest(&state, t));
-            m
+            for_reader(m, &reader)
         })
         .collect();
     Ok(Json(HistoryPage { messages, has_more }))

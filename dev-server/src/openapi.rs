@@ -146,7 +146,8 @@ pub fn spec() -> Value {
                     "messageId": {"type": "string"}, "conversationId": {"type": "string"}, "seq": {"type": "integer"},
                     "sender": {"type": "object", "properties": {"id": {"type": "string"}, "kind": {"enum": ["user", "assistant", "support"]}, "displayName": {"type": "string"}}},
                     "text": {"type": "string"}, "createdAt": {"type": "string", "format": "date-time"},
-                    "task": {"$ref": "#/components/schemas/TaskSnapshot"}}},
+                    "task": {"$ref": "#/components/schemas/TaskSnapshot"},
+                    "idempotencyKey": {"type": "string", "description": "only on the reader's own messages"}}},
                 "TaskState": {"enum": ["running", "succeeded", "failed", "cancelled"]},
                 "TaskList": {"type": "object", "properties": {"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/TaskSnapshot"}}}},
                 "TaskSnapshot": {"type": "object", "properties": {

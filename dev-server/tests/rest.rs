@@ -662,6 +662,17 @@ async fn history_pages_by_seq_and_validates_its_query() {
         first.body["messages"][0]["sender"],
         json!({"id": "u-farmer", "kind": "user", "displayName": "山田 太郎"})
     );
+    assert_eq!(
+        first.body["messages"][0]["idempotencyKey"], "h1",
+        "the sender sees their key"
+    );
+    let (support, _) = api.login("u-support").await;
+    let uri = format!("/api/chat/history?conversationId={SUPPORT}&limit=1");
+    let theirs = api.as_user(&support, "GET", &uri, None).await;
+    assert!(
+        theirs.body["messages"][0].get("idempotencyKey").is_none(),
+        "others never see it"
+    );
     for bad in [
         "&limit=0",
         "&limit=101",
@@ -679,7 +690,6 @@ async fn history_pages_by_seq_and_validates_its_query() {
     }
     let missing = api.as_user(&farmer, "GET", "/api/chat/history", None).await;
     assert_eq!(missing.code(), "invalid_query");
-    let (support, _) = api.login("u-support").await;
     let forbidden = api
         .as_user(
             &support,

@@ -116,6 +116,10 @@ pub struct Message {
     /// restores the reply from history alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskSnapshot>,
+    /// Only on the reader's own messages: the key they were sent with, so a client can match
+    /// its optimistic bubble to the stored message even before the send's answer arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// `GET /api/chat/history` answer: messages in `seq` order.

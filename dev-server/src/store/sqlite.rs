@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS idempotency (
     user_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
     message_id TEXT NOT NULL, PRIMARY KEY (user_id, key));
+CREATE INDEX IF NOT EXISTS idempotency_by_message ON idempotency(message_id);
 CREATE TABLE IF NOT EXISTS reads (
     conversation_id TEXT NOT NULL, user_id TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (conversation_id, user_id));
@@ -137,7 +138,8 @@ fn state_str(state: TaskState) -> &'static str {
 
 /// Messages with their task's stored snapshot.
 const MESSAGE_SELECT: &str = "SELECT m.message_id, m.conversation_id, m.seq, m.sender_id, m.sender_kind, \
-     m.sender_name, m.text, m.created_at, t.snapshot FROM messages m LEFT JOIN tasks t ON t.task_id = m.task_id";
+     m.sender_name, m.text, m.created_at, t.snapshot, i.key FROM messages m \
+     LEFT JOIN tasks t ON t.task_id = m.task_id LEFT JOIN idempotency i ON i.message_id = m.message_id";
 
 fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -154,6 +156,8 @@ fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         task: row
             .get::<_, Option<String>>(8)?
             .and_then(|json| serde_json::from_str::<TaskSnapshot>(&json).ok()),
+        // The sender's key; the server shows it only to the sender.
+        idempotency_key: row.get(9)?,
     })
 }
 
