@@ -3,6 +3,8 @@
 //! A streaming chat widget that farm management pages embed (Leptos CSR → WebAssembly, built
 //! by trunk). Map of the crate:
 //!
+//! - [`backoff`]: reconnect delays (exponential, full jitter, reset after a healthy stream).
+//! - [`compose`]: the composer's rules (Enter sends, never during an IME composition).
 //! - [`i18n`]: [`Locale`] (ja first, en) and every user-visible string. Pure Rust, native tests.
 //! - [`launcher`]: [`ChatLauncher`], the corner button that opens and closes the chat panel.
 //! - [`health`]: [`ServerHealth`], the panel's line that says whether the server answers.
@@ -12,6 +14,8 @@
 //! Logic lives in plain types with ordinary `#[test]`s; components stay thin and render state.
 //! Browser behaviour is tested with wasm-bindgen-test in headless Chromium (`tests/browser.rs`).
 
+pub mod backoff;
+pub mod compose;
 pub mod health;
 pub mod i18n;
 pub mod launcher;
