@@ -90,7 +90,11 @@ mod tests {
         }
         let mut b = Backoff::default();
         assert_eq!(b.next_delay(0.0), Duration::ZERO);
-        assert_eq!(b.next_delay(0.5), Duration::from_millis(500), "half of the second ceiling (1 s)");
+        assert_eq!(
+            b.next_delay(0.5),
+            Duration::from_millis(500),
+            "half of the second ceiling (1 s)"
+        );
     }
 
     #[test]

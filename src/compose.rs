@@ -31,7 +31,11 @@ pub fn on_keydown(k: KeyDown<'_>) -> KeyAction {
     if k.is_composing || k.key_code == 229 {
         return KeyAction::Default;
     }
-    if k.key == "Enter" && !k.shift { KeyAction::Send } else { KeyAction::Default }
+    if k.key == "Enter" && !k.shift {
+        KeyAction::Send
+    } else {
+        KeyAction::Default
+    }
 }
 
 /// Whether `text` can be sent: something besides white space, and not too long.
@@ -51,7 +55,12 @@ mod tests {
     use super::*;
 
     fn key(key: &str, shift: bool, is_composing: bool, key_code: u32) -> KeyAction {
-        on_keydown(KeyDown { key, shift, is_composing, key_code })
+        on_keydown(KeyDown {
+            key,
+            shift,
+            is_composing,
+            key_code,
+        })
     }
 
     #[test]
@@ -63,8 +72,16 @@ mod tests {
 
     #[test]
     fn no_send_while_an_ime_composition_is_active() {
-        assert_eq!(key("Enter", false, true, 13), KeyAction::Default, "isComposing");
-        assert_eq!(key("Enter", false, false, 229), KeyAction::Default, "keyCode 229 (Safari's confirming Enter)");
+        assert_eq!(
+            key("Enter", false, true, 13),
+            KeyAction::Default,
+            "isComposing"
+        );
+        assert_eq!(
+            key("Enter", false, false, 229),
+            KeyAction::Default,
+            "keyCode 229 (Safari's confirming Enter)"
+        );
         assert_eq!(key("Process", false, true, 229), KeyAction::Default);
     }
 

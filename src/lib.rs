@@ -8,6 +8,8 @@
 //! - [`i18n`]: [`Locale`] (ja first, en) and every user-visible string. Pure Rust, native tests.
 //! - [`launcher`]: [`ChatLauncher`], the corner button that opens and closes the chat panel.
 //! - [`health`]: [`ServerHealth`], the panel's line that says whether the server answers.
+//! - [`store`]: the message store: merge by messageId, order by seq, optimistic sends that
+//!   become the stored message in place, task parts keyed by (taskId, part). Pure Rust.
 //! - [`mount`]: finds each `<farm-chat>` element on the host page and mounts a widget into it,
 //!   reading its `api-base` and `locale` attributes.
 //!
@@ -20,6 +22,7 @@ pub mod health;
 pub mod i18n;
 pub mod launcher;
 pub mod mount;
+pub mod store;
 
 pub use health::{HealthState, ServerHealth};
 pub use i18n::{Locale, Text};
