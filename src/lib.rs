@@ -3,7 +3,10 @@
 //! A streaming chat widget that farm management pages embed (Leptos CSR → WebAssembly, built
 //! by trunk). Map of the crate:
 //!
+//! - [`api`]: the REST client (cookies or a Bearer token provider; retryable failures).
 //! - [`backoff`]: reconnect delays (exponential, full jitter, reset after a healthy stream).
+//! - [`connection`]: the stream connection as a state machine (reconnect, session check,
+//!   offline, dead stream, refetch) and its browser hook, `use_chat_stream`.
 //! - [`compose`]: the composer's rules (Enter sends, never during an IME composition).
 //! - [`i18n`]: [`Locale`] (ja first, en) and every user-visible string. Pure Rust, native tests.
 //! - [`launcher`]: [`ChatLauncher`], the corner button that opens and closes the chat panel.
@@ -16,8 +19,10 @@
 //! Logic lives in plain types with ordinary `#[test]`s; components stay thin and render state.
 //! Browser behaviour is tested with wasm-bindgen-test in headless Chromium (`tests/browser.rs`).
 
+pub mod api;
 pub mod backoff;
 pub mod compose;
+pub mod connection;
 pub mod health;
 pub mod i18n;
 pub mod launcher;

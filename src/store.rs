@@ -201,14 +201,15 @@ impl ChatStore {
             c.pending.retain(|p| &p.key != key);
         }
         if let Some((parts, state)) = early
-            && let Some(task) = message.task.as_mut() {
-                for part in parts {
-                    merge_part(task, part);
-                }
-                if let Some(state) = state {
-                    task.state = state;
-                }
+            && let Some(task) = message.task.as_mut()
+        {
+            for part in parts {
+                merge_part(task, part);
             }
+            if let Some(state) = state {
+                task.state = state;
+            }
+        }
         match c.seq_of.get(&message.message_id).copied() {
             Some(seq) => {
                 if let Some(held) = c.messages.get_mut(&seq) {

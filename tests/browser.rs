@@ -11,7 +11,17 @@
     reason = "in a test, a failed unwrap is a failed test"
 )]
 
-use farm_chat::{ChatLauncher, Locale, ServerHealth};
+use std::{cell::RefCell, rc::Rc};
+
+use farm_chat::{
+    ChatLauncher, Locale, ServerHealth,
+    api::{Api, TokenProvider},
+    connection::{
+        Status,
+        hook::{UseChatStreamOptions, UseChatStreamReturn, use_chat_stream_with_options},
+    },
+};
+use farm_chat_protocol::{MessageId, StreamEvent, chat::SendResponse};
 use leptos::{prelude::*, task::tick};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -56,6 +66,206 @@ async fn settled_state(el: &HtmlElement) -> String {
         sleep_ms(50).await;
     }
     panic!("the health check never settled");
+}
+
+fn api_base() -> &'static str {
+    // Not `env!`: the other tests (and clippy) must still build without a server.
+    let Some(base) = option_env!("FARM_CHAT_TEST_API_BASE") else {
+        panic!("FARM_CHAT_TEST_API_BASE is unset: run the browser tests with `cargo xtask test`");
+    };
+    base
+}
+
+/// Waits (generously: this is not a speed check) until `done()` holds.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        tick().await;
+        if done() {
+            return;
+        }
+        sleep_ms(50).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Signs in as `u-farmer` (cookie and token) and returns the token.
+async fn sign_in(api: &Api) -> String {
+    let (_, session): (u16, serde_json::Value) = api
+        .post("/session", &serde_json::json!({"userId": "u-farmer"}))
+        .await
+        .unwrap();
+    session["token"].as_str().unwrap().to_owned()
+}
+
+async fn send(api: &Api, text: &str) -> MessageId {
+    let key = format!("k-{}", js_sys::Math::random());
+    let body = serde_json::json!({"conversationId": "c-u-farmer-support", "text": text, "idempotencyKey": key});
+    let (status, sent): (u16, SendResponse) = api.post("/chat/send", &body).await.unwrap();
+    assert_eq!(status, 201);
+    sent.message_id
+}
+
+type Events = Rc<RefCell<Vec<StreamEvent>>>;
+
+/// Mounts a component using the hook; returns the recorded events, the hook's return and the
+/// mount (dropping it unmounts).
+fn mount_stream(
+    options: UseChatStreamOptions,
+) -> (
+    Events,
+    Rc<RefCell<Option<UseChatStreamReturn>>>,
+    impl Drop,
+    HtmlElement,
+) {
+    let events: Events = Rc::default();
+    let hook: Rc<RefCell<Option<UseChatStreamReturn>>> = Rc::default();
+    let root = fresh_root();
+    let (record, slot) = (events.clone(), hook.clone());
+    let mounted = leptos::mount::mount_to(root.clone(), move || {
+        let options = options.on_event(move |e| record.borrow_mut().push(e));
+        let ret = use_chat_stream_with_options(options);
+        let status = ret.status;
+        *slot.borrow_mut() = Some(ret);
+        view! { <p data-testid="stream-status">{move || format!("{:?}", status.get())}</p> }
+    });
+    (events, hook, mounted, root)
+}
+
+fn created(events: &Events, id: &MessageId) -> usize {
+    events
+        .borrow()
+        .iter()
+        .filter(|e| matches!(e, StreamEvent::MessageCreated(m) if &m.message_id == id))
+        .count()
+}
+
+#[wasm_bindgen_test]
+async fn the_stream_hook_resumes_after_a_cut_without_loss_or_duplicates() {
+    let api = Api::new(api_base());
+    sign_in(&api).await;
+    let refetches = Rc::new(std::cell::Cell::new(0));
+    let counter = refetches.clone();
+    let options = UseChatStreamOptions::default()
+        .api_base(api_base())
+        .on_refetch(move || counter.set(counter.get() + 1));
+    let (events, hook, _mounted, root) = mount_stream(options);
+    let status = move || hook.borrow().as_ref().map(|h| h.status.get_untracked());
+    wait_until("connected", || status() == Some(Status::Connected)).await;
+    assert_eq!(
+        by_testid(&root, "stream-status").text_content().as_deref(),
+        Some("Connected")
+    );
+    wait_until("ready", || {
+        events
+            .borrow()
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Ready(_)))
+    })
+    .await;
+
+    let before = send(&api, "切断前").await;
+    wait_until("the first message's event", || {
+        created(&events, &before) == 1
+    })
+    .await;
+
+    // The server cuts every stream; a message is sent while the widget is reconnecting.
+    let _: serde_json::Value = api.post_empty("/test/drop-streams").await.unwrap();
+    let during = send(&api, "切断中").await;
+    wait_until("the reconnect's refetch", || refetches.get() >= 1).await;
+    wait_until("the message sent during the cut", || {
+        created(&events, &during) == 1
+    })
+    .await;
+    wait_until("connected again", || status() == Some(Status::Connected)).await;
+
+    let after = send(&api, "再接続後").await;
+    wait_until("a live message after the reconnect", || {
+        created(&events, &after) == 1
+    })
+    .await;
+    for id in [&before, &during, &after] {
+        assert_eq!(created(&events, id), 1, "{id} exactly once");
+    }
+    let readies = events
+        .borrow()
+        .iter()
+        .filter(|e| matches!(e, StreamEvent::Ready(_)))
+        .count();
+    assert_eq!(readies, 2, "one ready per connection");
+}
+
+#[wasm_bindgen_test]
+async fn with_a_token_provider_the_stream_uses_a_ticket() {
+    let token = sign_in(&Api::new(api_base())).await;
+    let bearer = Api {
+        base: api_base().to_owned(),
+        token: Some(TokenProvider::fixed(token.clone())),
+    };
+    let options = UseChatStreamOptions::default()
+        .api_base(api_base())
+        .token(Some(TokenProvider::fixed(token)));
+    let (events, _hook, _mounted, _root) = mount_stream(options);
+    wait_until("ready over a ticket", || {
+        events
+            .borrow()
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Ready(_)))
+    })
+    .await;
+    let id = send(&bearer, "トークンで").await;
+    wait_until("the event", || created(&events, &id) == 1).await;
+}
+
+async fn open_streams() -> i64 {
+    let origin = api_base().trim_end_matches("/api");
+    let text = gloo_net::http::Request::get(&format!("{origin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("farm_chat_open_streams "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// Waits until the server counts `n` open streams; returns the last count seen.
+async fn open_streams_become(n: i64) -> i64 {
+    let mut now = open_streams().await;
+    for _ in 0..100 {
+        if now == n {
+            break;
+        }
+        sleep_ms(200).await;
+        now = open_streams().await;
+    }
+    now
+}
+
+#[wasm_bindgen_test]
+async fn unmounting_closes_the_stream() {
+    sign_in(&Api::new(api_base())).await;
+    // Earlier tests' streams close as they unmount: start from none.
+    assert_eq!(open_streams_become(0).await, 0);
+    let (events, _hook, mounted, _root) =
+        mount_stream(UseChatStreamOptions::default().api_base(api_base()));
+    wait_until("ready", || {
+        events
+            .borrow()
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Ready(_)))
+    })
+    .await;
+    assert_eq!(open_streams().await, 1);
+    drop(mounted);
+    assert_eq!(
+        open_streams_become(0).await,
+        0,
+        "the server saw the stream close"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -110,10 +320,7 @@ async fn launcher_speaks_english_when_asked() {
 
 #[wasm_bindgen_test]
 async fn health_line_shows_the_real_dev_server_answering() {
-    // Not `env!`: the other tests (and clippy) must still build without a server.
-    let Some(api_base) = option_env!("FARM_CHAT_TEST_API_BASE") else {
-        panic!("FARM_CHAT_TEST_API_BASE is unset: run the browser tests with `cargo xtask test`");
-    };
+    let api_base = api_base();
     let root = fresh_root();
     let _mounted = leptos::mount::mount_to(root.clone(), move || {
         view! { <ServerHealth api_base=api_base locale=Locale::Ja /> }

@@ -97,6 +97,9 @@ pub struct AppState {
     pub logouts: broadcast::Sender<String>,
     /// How often streams send `ping` (15 s; tests shorten it).
     pub ping_every: std::time::Duration,
+    /// Bumped by the test-mode switch `POST /api/test/drop-streams`: every open stream ends
+    /// (clients reconnect and resume), as if the network had cut them.
+    pub drop_streams: Arc<watch::Sender<u64>>,
     /// Becomes `true` when the server shuts down: streams end so the shutdown completes.
     pub shutdown: watch::Receiver<bool>,
     shutdown_tx: Arc<watch::Sender<bool>>,
@@ -148,6 +151,7 @@ impl AppState {
             send_limit: Arc::new(limits::RateLimiter::new(30, 5.0)),
             logouts: broadcast::channel(64).0,
             ping_every: stream::PING_EVERY,
+            drop_streams: Arc::new(watch::channel(0).0),
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
         })

@@ -13,7 +13,13 @@ use crate::{ApiError, AppState};
 
 /// The router mounted at `/api`. Unknown API paths answer a JSON 404, never the widget page.
 pub fn api(state: AppState) -> Router {
+    let test_only = if state.config.test_mode {
+        Router::new().route("/test/drop-streams", post(crate::stream::drop_streams))
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(test_only)
         .route("/health", get(health))
         .route(
             "/openapi.json",

@@ -177,6 +177,7 @@ pub async fn stream(
         last_sent,
         ping,
         shutdown: state.shutdown.clone(),
+        dropped: state.drop_streams.subscribe(),
         logouts: state.logouts.subscribe(),
         auth,
         metrics: state.metrics.clone(),
@@ -209,6 +210,7 @@ struct Conn {
     last_sent: EventId,
     ping: tokio::time::Interval,
     shutdown: watch::Receiver<bool>,
+    dropped: watch::Receiver<u64>,
     logouts: broadcast::Receiver<String>,
     auth: AuthUser,
     metrics: Arc<crate::metrics::Metrics>,
@@ -237,6 +239,10 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
             biased;
             _ = conn.shutdown.changed() => {
                 tracing::info!(userId = user, "stream closed: server shutting down");
+                return None;
+            }
+            _ = conn.dropped.changed() => {
+                tracing::info!(userId = user, "stream closed: dropped by the test-mode switch");
                 return None;
             }
             logout = conn.logouts.recv() => match logout {
@@ -269,4 +275,12 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
             }
         }
     }
+}
+
+/// `POST /api/test/drop-streams` (only with `--test-mode`): ends every open stream, so tests
+/// can prove that clients reconnect and lose nothing.
+pub async fn drop_streams(State(state): State<AppState>) -> axum::http::StatusCode {
+    state.drop_streams.send_modify(|n| *n += 1);
+    tracing::warn!("test mode: every open stream dropped");
+    axum::http::StatusCode::NO_CONTENT
 }

@@ -432,3 +432,37 @@ async fn streams_are_per_user_and_tenant() {
     let event = other_sse.next_non_ping().await.unwrap();
     assert_eq!(event.json()["conversationId"], "c-u-other-support");
 }
+
+#[tokio::test]
+async fn the_test_mode_switch_drops_streams_and_clients_resume_losslessly() {
+    let s = server().await;
+    let token = login(s.addr, "u-farmer").await;
+    let (mut sse, _) = open_ready(&s, &token, "").await;
+    let ids = send_and_collect(&s, &token, &mut sse, 1, "d").await;
+    let reply = call(s.addr, "POST", "/api/test/drop-streams", &[], None).await;
+    assert_eq!(reply.status, 204);
+    assert_eq!(sse.next_non_ping().await, None, "the stream was cut");
+    assert_eq!(
+        send(s.addr, &token, SUPPORT, "切断中", "during")
+            .await
+            .status,
+        201
+    );
+    let (mut again, _) = open_ready(&s, &token, &format!("?lastEventId={}", ids[0])).await;
+    assert_eq!(
+        again.next_non_ping().await.unwrap().json()["seq"],
+        2,
+        "the message sent meanwhile is replayed"
+    );
+}
+
+#[tokio::test]
+async fn the_test_switch_does_not_exist_outside_test_mode() {
+    let config = Config {
+        test_mode: false,
+        ..Config::for_tests()
+    };
+    let s = TestServer::start(AppState::new(config).unwrap()).await;
+    let reply = call(s.addr, "POST", "/api/test/drop-streams", &[], None).await;
+    assert_eq!(reply.status, 404);
+}
