@@ -19,23 +19,140 @@ pub enum Text {
     CloseChat,
     /// The panel's heading.
     ChatTitle,
+    /// The support chat's heading.
+    SupportTitle,
     /// Waiting for the server's health answer.
     ServerChecking,
     /// The server answered.
     ServerOk,
     /// The server did not answer.
     ServerUnreachable,
+    /// The stream is opening.
+    Connecting,
+    /// The stream is live.
+    Connected,
+    /// The browser is offline.
+    Offline,
+    /// The session ended.
+    SignedOut,
+    /// Closed on purpose.
+    Closed,
+    /// History is loading.
+    Loading,
+    /// History could not be loaded.
+    LoadFailed,
+    /// No messages yet.
+    Empty,
+    /// Button: page older messages in.
+    LoadOlder,
+    /// The composer's placeholder.
+    Placeholder,
+    /// The composer's accessible name.
+    MessageLabel,
+    /// The send button.
+    Send,
+    /// A bubble on its way.
+    Sending,
+    /// A bubble that was not sent.
+    SendFailed,
+    /// Retry a failed send.
+    Retry,
+    /// Cancel a running task.
+    Stop,
+    /// The progress bar's name.
+    Progress,
+    /// Download the cow list.
+    DownloadCsv,
+    /// Open the report PDF.
+    OpenPdf,
+    /// Cow table: ear tag.
+    Tag,
+    /// Cow table: name.
+    Name,
+    /// Cow table: last insemination.
+    LastInsemination,
+    /// Cow table: days since.
+    DaysSince,
+    /// Cow table: expected estrus.
+    ExpectedDate,
+    /// Health: 30-day milk average.
+    MilkAverage,
+    /// Health: baseline.
+    Baseline,
+    /// Health: activity.
+    Activity,
+    /// Health: risk.
+    Risk,
+    /// Risk level low.
+    RiskLow,
+    /// Risk level medium.
+    RiskMedium,
+    /// Risk level high.
+    RiskHigh,
+    /// Health: findings.
+    Findings,
+    /// Health: recommended actions.
+    Actions,
+    /// Report: period.
+    Period,
+    /// Report: head shipped.
+    HeadShipped,
+    /// Report: total kg.
+    TotalShipped,
+    /// Help: examples.
+    TryAsking,
+    /// The user's own bubbles.
+    You,
 }
 
 impl Text {
     /// All strings, for checks that none is missing in any locale.
-    pub const ALL: [Text; 6] = [
+    pub const ALL: [Text; 45] = [
         Text::OpenChat,
         Text::CloseChat,
         Text::ChatTitle,
+        Text::SupportTitle,
         Text::ServerChecking,
         Text::ServerOk,
         Text::ServerUnreachable,
+        Text::Connecting,
+        Text::Connected,
+        Text::Offline,
+        Text::SignedOut,
+        Text::Closed,
+        Text::Loading,
+        Text::LoadFailed,
+        Text::Empty,
+        Text::LoadOlder,
+        Text::Placeholder,
+        Text::MessageLabel,
+        Text::Send,
+        Text::Sending,
+        Text::SendFailed,
+        Text::Retry,
+        Text::Stop,
+        Text::Progress,
+        Text::DownloadCsv,
+        Text::OpenPdf,
+        Text::Tag,
+        Text::Name,
+        Text::LastInsemination,
+        Text::DaysSince,
+        Text::ExpectedDate,
+        Text::MilkAverage,
+        Text::Baseline,
+        Text::Activity,
+        Text::Risk,
+        Text::RiskLow,
+        Text::RiskMedium,
+        Text::RiskHigh,
+        Text::Findings,
+        Text::Actions,
+        Text::Period,
+        Text::HeadShipped,
+        Text::TotalShipped,
+        Text::TryAsking,
+        Text::You,
     ];
 }
 
@@ -69,12 +186,106 @@ impl Locale {
             (Self::En, CloseChat) => "Close chat",
             (Self::Ja, ChatTitle) => "牧場アシスタント",
             (Self::En, ChatTitle) => "Farm assistant",
+            (Self::Ja, SupportTitle) => "サポート",
+            (Self::En, SupportTitle) => "Support",
             (Self::Ja, ServerChecking) => "サーバーに接続しています…",
             (Self::En, ServerChecking) => "Connecting to the server…",
             (Self::Ja, ServerOk) => "サーバーに接続しました",
             (Self::En, ServerOk) => "Connected to the server",
             (Self::Ja, ServerUnreachable) => "サーバーに接続できません",
             (Self::En, ServerUnreachable) => "Cannot reach the server",
+            (Self::Ja, Connecting) => "接続中…",
+            (Self::En, Connecting) => "Connecting…",
+            (Self::Ja, Connected) => "接続済み",
+            (Self::En, Connected) => "Connected",
+            (Self::Ja, Offline) => "オフラインです。接続が戻ると再開します",
+            (Self::En, Offline) => "You are offline. The chat resumes when you are back",
+            (Self::Ja, SignedOut) => "サインインしてください",
+            (Self::En, SignedOut) => "Please sign in",
+            (Self::Ja, Closed) => "切断しました",
+            (Self::En, Closed) => "Disconnected",
+            (Self::Ja, Loading) => "読み込み中…",
+            (Self::En, Loading) => "Loading…",
+            (Self::Ja, LoadFailed) => "読み込めませんでした",
+            (Self::En, LoadFailed) => "Could not load the chat",
+            (Self::Ja, Empty) => "まだメッセージはありません",
+            (Self::En, Empty) => "No messages yet",
+            (Self::Ja, LoadOlder) => "以前のメッセージを読み込む",
+            (Self::En, LoadOlder) => "Load earlier messages",
+            (Self::Ja, Placeholder) => "メッセージを入力（Enterで送信、Shift+Enterで改行）",
+            (Self::En, Placeholder) => "Type a message (Enter sends, Shift+Enter adds a line)",
+            (Self::Ja, MessageLabel) => "メッセージ",
+            (Self::En, MessageLabel) => "Message",
+            (Self::Ja, Send) => "送信",
+            (Self::En, Send) => "Send",
+            (Self::Ja, Sending) => "送信中…",
+            (Self::En, Sending) => "Sending…",
+            (Self::Ja, SendFailed) => "送信できませんでした",
+            (Self::En, SendFailed) => "Not sent",
+            (Self::Ja, Retry) => "再送",
+            (Self::En, Retry) => "Retry",
+            (Self::Ja, Stop) => "停止",
+            (Self::En, Stop) => "Stop",
+            (Self::Ja, Progress) => "進捗",
+            (Self::En, Progress) => "Progress",
+            (Self::Ja, DownloadCsv) => "CSVをダウンロード",
+            (Self::En, DownloadCsv) => "Download CSV",
+            (Self::Ja, OpenPdf) => "PDFを開く",
+            (Self::En, OpenPdf) => "Open the PDF",
+            (Self::Ja, Tag) => "耳標",
+            (Self::En, Tag) => "Tag",
+            (Self::Ja, Name) => "名前",
+            (Self::En, Name) => "Name",
+            (Self::Ja, LastInsemination) => "最終種付日",
+            (Self::En, LastInsemination) => "Last insemination",
+            (Self::Ja, DaysSince) => "経過日数",
+            (Self::En, DaysSince) => "Days since",
+            (Self::Ja, ExpectedDate) => "発情予定日",
+            (Self::En, ExpectedDate) => "Expected estrus",
+            (Self::Ja, MilkAverage) => "乳量（30日平均）",
+            (Self::En, MilkAverage) => "Milk (30-day average)",
+            (Self::Ja, Baseline) => "基準値",
+            (Self::En, Baseline) => "Baseline",
+            (Self::Ja, Activity) => "活動量",
+            (Self::En, Activity) => "Activity",
+            (Self::Ja, Risk) => "健康リスク",
+            (Self::En, Risk) => "Health risk",
+            (Self::Ja, RiskLow) => "低",
+            (Self::En, RiskLow) => "Low",
+            (Self::Ja, RiskMedium) => "中",
+            (Self::En, RiskMedium) => "Medium",
+            (Self::Ja, RiskHigh) => "高",
+            (Self::En, RiskHigh) => "High",
+            (Self::Ja, Findings) => "所見",
+            (Self::En, Findings) => "Findings",
+            (Self::Ja, Actions) => "推奨アクション",
+            (Self::En, Actions) => "Recommended actions",
+            (Self::Ja, Period) => "対象期間",
+            (Self::En, Period) => "Period",
+            (Self::Ja, HeadShipped) => "出荷頭数",
+            (Self::En, HeadShipped) => "Head shipped",
+            (Self::Ja, TotalShipped) => "総出荷量",
+            (Self::En, TotalShipped) => "Total shipped",
+            (Self::Ja, TryAsking) => "こんなふうに聞いてみてください",
+            (Self::En, TryAsking) => "Try asking",
+            (Self::Ja, You) => "あなた",
+            (Self::En, You) => "You",
+        }
+    }
+
+    /// "Reconnecting (attempt n, next try in s)".
+    pub fn reconnecting(self, attempt: u32, seconds: f64) -> String {
+        match self {
+            Self::Ja => format!("再接続中（{attempt}回目、{seconds:.1}秒後に再試行）"),
+            Self::En => format!("Reconnecting (attempt {attempt}, next try in {seconds:.1} s)"),
+        }
+    }
+
+    /// A bubble retrying its send.
+    pub fn retrying(self, attempt: u32) -> String {
+        match self {
+            Self::Ja => format!("送信中…（再試行 {attempt}回目）"),
+            Self::En => format!("Sending… (retry {attempt})"),
         }
     }
 }

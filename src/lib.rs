@@ -13,6 +13,8 @@
 //! - [`health`]: [`ServerHealth`], the panel's line that says whether the server answers.
 //! - [`store`]: the message store: merge by messageId, order by seq, optimistic sends that
 //!   become the stored message in place, task parts keyed by (taskId, part). Pure Rust.
+//! - [`widget`]: [`ChatWidget`]: one live conversation (history + stream + store), with its
+//!   task replies (`StreamingMessage`, `ProgressBar`, `DataRenderer`) and the composer.
 //! - [`mount`]: finds each `<farm-chat>` element on the host page and mounts a widget into it,
 //!   reading its `api-base` and `locale` attributes.
 //!
@@ -28,7 +30,9 @@ pub mod i18n;
 pub mod launcher;
 pub mod mount;
 pub mod store;
+pub mod widget;
 
 pub use health::{HealthState, ServerHealth};
 pub use i18n::{Locale, Text};
 pub use launcher::ChatLauncher;
+pub use widget::ChatWidget;

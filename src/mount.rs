@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::{ChatLauncher, Locale, ServerHealth};
+use crate::{ChatLauncher, ChatWidget, Locale, ServerHealth};
 
 /// Where the API is when the host element does not say.
 pub const DEFAULT_API_BASE: &str = "/api";
@@ -13,7 +13,8 @@ pub const DEFAULT_API_BASE: &str = "/api";
 pub fn widget(api_base: String, locale: Locale) -> impl IntoView {
     view! {
         <ChatLauncher locale=locale>
-            <ServerHealth api_base=api_base locale=locale />
+            <ServerHealth api_base=api_base.clone() locale=locale />
+            <ChatWidget api_base=api_base locale=locale />
         </ChatLauncher>
     }
 }

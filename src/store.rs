@@ -80,6 +80,19 @@ pub enum PageKind {
     Newer,
 }
 
+/// An owned bubble, for rendering.
+#[derive(Clone, Debug, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived render copies; boxing buys nothing"
+)]
+pub enum BubbleData {
+    /// A stored message.
+    Stored(Message),
+    /// An optimistic send.
+    Pending(Pending),
+}
+
 /// One conversation's state.
 #[derive(Clone, Debug, Default)]
 pub struct Conversation {
@@ -181,6 +194,34 @@ impl ChatStore {
             .map(Bubble::Stored)
             .chain(c.pending.iter().map(Bubble::Pending))
             .collect()
+    }
+
+    /// The keys of a conversation's bubbles, in display order.
+    pub fn bubble_keys(&self, id: &ConversationId) -> Vec<String> {
+        self.bubbles(id)
+            .iter()
+            .map(|b| b.key().to_owned())
+            .collect()
+    }
+
+    /// An owned copy of the bubble with this key.
+    pub fn bubble(&self, id: &ConversationId, key: &str) -> Option<BubbleData> {
+        self.bubbles(id)
+            .into_iter()
+            .find(|b| b.key() == key)
+            .map(|b| match b {
+                Bubble::Stored(m) => BubbleData::Stored(m.clone()),
+                Bubble::Pending(p) => BubbleData::Pending(p.clone()),
+            })
+    }
+
+    /// Whether any task of the conversation is still running.
+    pub fn busy(&self, id: &ConversationId) -> bool {
+        self.conversations.get(id).is_some_and(|c| {
+            c.messages
+                .values()
+                .any(|m| m.task.as_ref().is_some_and(|t| !t.state.is_final()))
+        })
     }
 
     /// The message with this id, wherever it is.

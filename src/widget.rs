@@ -1,0 +1,468 @@
+//! [`ChatWidget`]: one conversation (the assistant, or support) with its live stream.
+//!
+//! The widget owns a [`ChatStore`] in a signal, feeds it from history and from
+//! [`use_chat_stream`](crate::connection::hook::use_chat_stream_with_options), and renders it.
+//! A [`Controller`] holds what is not a signal (the API client, the coalescing of history
+//! fetches) and lives in a local `StoredValue`.
+//!
+//! - [`parts`]: a task reply: `StreamingMessage`, `ProgressBar`, `DataRenderer`.
+//! - [`composer`]: the text box (IME-safe Enter) and the send button.
+
+pub mod composer;
+pub mod parts;
+
+use std::{cell::Cell, rc::Rc, time::Duration};
+
+use farm_chat_protocol::{
+    ConversationId, StreamEvent,
+    chat::{
+        ConversationKind, ConversationList, HistoryPage, SendRequest, SendResponse, Sender,
+        SenderKind,
+    },
+    session::SessionInfo,
+};
+use leptos::{prelude::*, task::spawn_local};
+
+use crate::{
+    api::{Api, ApiFailure, TokenProvider},
+    backoff::Backoff,
+    connection::{
+        Status,
+        hook::{UseChatStreamOptions, use_chat_stream_with_options},
+    },
+    i18n::{Locale, Text},
+    store::{BubbleData, ChatStore, PageKind, SendState},
+};
+
+/// What the widget is showing besides messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Loading the conversation and its history.
+    Loading,
+    /// Ready.
+    Ready,
+    /// Not signed in.
+    SignedOut,
+    /// Could not load; the reason.
+    Failed(String),
+}
+
+/// The widget's non-signal state.
+pub struct Controller {
+    api: Api,
+    kind: ConversationKind,
+    store: RwSignal<ChatStore>,
+    conversation: RwSignal<Option<ConversationId>>,
+    me: RwSignal<Option<Sender>>,
+    phase: RwSignal<Phase>,
+    fetching: Cell<bool>,
+    again: Cell<bool>,
+}
+
+impl Controller {
+    fn conversation(&self) -> Option<ConversationId> {
+        self.conversation.get_untracked()
+    }
+
+    /// Finds the conversation, who we are, and the newest page of history.
+    async fn load(self: Rc<Self>) {
+        let session = self.api.get::<SessionInfo>("/session").await;
+        let session = match session {
+            Ok(s) => s,
+            Err(ApiFailure::Http { status: 401, .. }) => return self.phase.set(Phase::SignedOut),
+            Err(e) => return self.phase.set(Phase::Failed(e.to_string())),
+        };
+        self.me.set(Some(Sender {
+            id: session.user_id.clone(),
+            kind: match session.role {
+                farm_chat_protocol::session::Role::Farmer => SenderKind::User,
+                farm_chat_protocol::session::Role::Support => SenderKind::Support,
+            },
+            display_name: session.display_name,
+        }));
+        let list = match self.api.get::<ConversationList>("/conversations").await {
+            Ok(list) => list,
+            Err(e) => return self.phase.set(Phase::Failed(e.to_string())),
+        };
+        let Some(found) = list.conversations.into_iter().find(|c| c.kind == self.kind) else {
+            return self.phase.set(Phase::Failed("no such conversation".into()));
+        };
+        self.conversation.set(Some(found.id.clone()));
+        match self
+            .api
+            .get::<HistoryPage>(&format!(
+                "/chat/history?conversationId={}&limit=50",
+                found.id
+            ))
+            .await
+        {
+            Ok(page) => {
+                self.store.update(|s| {
+                    s.apply_history(&found.id, page, PageKind::Latest);
+                });
+                self.phase.set(Phase::Ready);
+                // Events that arrived while loading may point past this page.
+                self.catch_up();
+            }
+            Err(e) => self.phase.set(Phase::Failed(e.to_string())),
+        }
+    }
+
+    /// Fetches history after the last contiguous message, page by page. Concurrent requests
+    /// coalesce: one fetch runs, and runs once more if asked again meanwhile.
+    fn catch_up(self: &Rc<Self>) {
+        if self.fetching.replace(true) {
+            self.again.set(true);
+            return;
+        }
+        let this = self.clone();
+        spawn_local(async move {
+            loop {
+                this.again.set(false);
+                let Some(conversation) = this.conversation() else {
+                    break;
+                };
+                loop {
+                    let after = this.store.with_untracked(|s| {
+                        s.conversation(&conversation)
+                            .map(|c| c.contiguous_seq())
+                            .unwrap_or(0)
+                    });
+                    let path = format!(
+                        "/chat/history?conversationId={conversation}&after={after}&limit=100"
+                    );
+                    let Ok(page) = this.api.get::<HistoryPage>(&path).await else {
+                        break;
+                    };
+                    let more = this
+                        .store
+                        .try_update(|s| s.apply_history(&conversation, page, PageKind::Newer))
+                        .unwrap_or(false);
+                    if !more {
+                        break;
+                    }
+                }
+                if !this.again.get() {
+                    break;
+                }
+            }
+            this.fetching.set(false);
+        });
+    }
+
+    fn on_event(self: &Rc<Self>, event: StreamEvent) {
+        match event {
+            StreamEvent::MessageCreated(created) => {
+                let missing = self
+                    .store
+                    .try_update(|s| s.message_created(&created))
+                    .flatten();
+                if missing.is_some()
+                    && self.conversation().as_ref() == Some(&created.conversation_id)
+                {
+                    self.catch_up();
+                }
+            }
+            StreamEvent::TaskStatus(e)
+            | StreamEvent::TaskIntermediate(e)
+            | StreamEvent::TaskProgress(e)
+            | StreamEvent::TaskResult(e)
+            | StreamEvent::TaskError(e) => {
+                self.store.update(|s| s.apply_task_part(e));
+            }
+            StreamEvent::TaskDone(done) => self.store.update(|s| s.apply_task_done(&done)),
+            StreamEvent::Reset(_) => self.catch_up(),
+            StreamEvent::Ready(_) | StreamEvent::Ping(_) => {}
+        }
+    }
+
+    /// Sends `text` optimistically; retries network errors and 5xx with the same key until
+    /// the server answers (a send is never silently dropped).
+    pub fn send(self: &Rc<Self>, text: String) {
+        let Some(conversation) = self.conversation() else {
+            return;
+        };
+        let key = new_key();
+        self.store
+            .update(|s| s.begin_send(&conversation, &key, &text));
+        self.deliver(key);
+    }
+
+    /// (Re)tries the pending send with this key.
+    pub fn deliver(self: &Rc<Self>, key: String) {
+        let this = self.clone();
+        spawn_local(async move {
+            let mut backoff = Backoff::default();
+            let mut attempt = 1;
+            loop {
+                let Some((conversation, text)) = this
+                    .store
+                    .try_update(|s| s.send_attempt(&key, attempt))
+                    .flatten()
+                else {
+                    return;
+                };
+                let request = SendRequest {
+                    conversation_id: conversation.clone(),
+                    text,
+                    idempotency_key: key.clone(),
+                };
+                match this
+                    .api
+                    .post::<_, SendResponse>("/chat/send", &request)
+                    .await
+                {
+                    Ok((_, response)) => {
+                        let me = this.me.get_untracked().unwrap_or(Sender {
+                            id: "me".into(),
+                            kind: SenderKind::User,
+                            display_name: String::new(),
+                        });
+                        this.store
+                            .update(|s| s.send_acknowledged(&key, &response, &me));
+                        return;
+                    }
+                    Err(e) if e.retryable() => {
+                        attempt += 1;
+                        sleep(backoff.next_delay(js_sys::Math::random())).await;
+                    }
+                    Err(e) => {
+                        let reason = match &e {
+                            ApiFailure::Http { message, .. } => message.clone(),
+                            other => other.to_string(),
+                        };
+                        this.store.update(|s| s.send_failed(&key, &reason));
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Asks the server to stop a running task.
+    pub fn cancel(self: &Rc<Self>, task_id: String) {
+        let api = self.api.clone();
+        spawn_local(async move {
+            if let Err(e) = api
+                .post_empty::<serde_json::Value>(&format!("/tasks/{task_id}/cancel"))
+                .await
+            {
+                leptos::logging::warn!("farm-chat: cancel failed: {e}");
+            }
+        });
+    }
+
+    /// The URL of an API-relative link such as a report's `/api/reports/….pdf`.
+    pub fn link(&self, path: &str) -> String {
+        match path.strip_prefix("/api") {
+            Some(rest) => self.api.url(rest),
+            None => path.to_owned(),
+        }
+    }
+}
+
+async fn sleep(duration: Duration) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(
+                &resolve,
+                duration.as_millis() as i32,
+            );
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// A new idempotency key: `crypto.randomUUID()` where available.
+fn new_key() -> String {
+    web_sys::window()
+        .and_then(|w| w.crypto().ok())
+        .map(|c| c.random_uuid())
+        .unwrap_or_else(|| {
+            format!(
+                "k-{}-{}",
+                js_sys::Date::now(),
+                js_sys::Math::random().to_bits()
+            )
+        })
+}
+
+/// The controller, reachable from views.
+pub type Ctl = StoredValue<Rc<Controller>, LocalStorage>;
+
+/// One conversation with the farm assistant (or support), live.
+#[component]
+pub fn ChatWidget(
+    /// Where the API lives, e.g. `/api`.
+    #[prop(into)]
+    api_base: String,
+    /// The widget's language.
+    #[prop(optional)]
+    locale: Locale,
+    /// Which conversation: the assistant (default) or support.
+    #[prop(optional)]
+    support: bool,
+    /// Bearer tokens instead of cookies (cross-origin pages).
+    #[prop(optional)]
+    token: Option<TokenProvider>,
+) -> impl IntoView {
+    let api = Api {
+        base: api_base.trim_end_matches('/').to_owned(),
+        token: token.clone(),
+    };
+    let controller = Rc::new(Controller {
+        api,
+        kind: if support {
+            ConversationKind::Support
+        } else {
+            ConversationKind::Assistant
+        },
+        store: RwSignal::new(ChatStore::default()),
+        conversation: RwSignal::new(None),
+        me: RwSignal::new(None),
+        phase: RwSignal::new(Phase::Loading),
+        fetching: Cell::new(false),
+        again: Cell::new(false),
+    });
+    let (store, conversation, phase) =
+        (controller.store, controller.conversation, controller.phase);
+    let on_event = controller.clone();
+    let on_refetch = controller.clone();
+    let stream = use_chat_stream_with_options(
+        UseChatStreamOptions::default()
+            .api_base(api_base)
+            .token(token)
+            .on_event(move |e| on_event.on_event(e))
+            .on_refetch(move || on_refetch.catch_up()),
+    );
+    spawn_local(controller.clone().load());
+    let ctl: Ctl = StoredValue::new_local(controller);
+
+    let status = stream.status;
+    let status_text = move || match status.get() {
+        Status::Connecting => locale.text(Text::Connecting).to_owned(),
+        Status::Connected => locale.text(Text::Connected).to_owned(),
+        Status::Reconnecting { attempt, retry_in } => {
+            locale.reconnecting(attempt, retry_in.as_secs_f64())
+        }
+        Status::Offline => locale.text(Text::Offline).to_owned(),
+        Status::SignedOut => locale.text(Text::SignedOut).to_owned(),
+        Status::Closed => locale.text(Text::Closed).to_owned(),
+    };
+    let status_name = move || match status.get() {
+        Status::Connecting => "connecting",
+        Status::Connected => "connected",
+        Status::Reconnecting { .. } => "reconnecting",
+        Status::Offline => "offline",
+        Status::SignedOut => "signed-out",
+        Status::Closed => "closed",
+    };
+    let keys = move || {
+        conversation.with(|c| {
+            c.as_ref()
+                .map(|c| store.with(|s| s.bubble_keys(c)))
+                .unwrap_or_default()
+        })
+    };
+    let busy = move || conversation.with(|c| c.as_ref().is_some_and(|c| store.with(|s| s.busy(c))));
+
+    view! {
+        <div class="fc-widget" data-testid="chat-widget" lang=locale.tag()>
+            <p class="fc-status" data-testid="connection-status" data-state=status_name role="status">
+                {status_text}
+            </p>
+            {move || match phase.get() {
+                Phase::Loading => view! { <p class="fc-note">{locale.text(Text::Loading)}</p> }.into_any(),
+                Phase::SignedOut => view! { <p class="fc-note" data-testid="signed-out">{locale.text(Text::SignedOut)}</p> }.into_any(),
+                Phase::Failed(why) => view! { <p class="fc-note fc-note--error" title=why>{locale.text(Text::LoadFailed)}</p> }.into_any(),
+                Phase::Ready => ().into_any(),
+            }}
+            <ol class="fc-log" data-testid="message-list" role="log" aria-live="polite" aria-busy=move || busy().to_string()>
+                <For each=keys key=|k| k.clone() let:key>
+                    <Bubble ctl=ctl bubble_key=key locale=locale />
+                </For>
+            </ol>
+            <composer::Composer ctl=ctl locale=locale />
+        </div>
+    }
+}
+
+/// One bubble, looked up by key so it re-renders only when it changes.
+#[component]
+fn Bubble(ctl: Ctl, bubble_key: String, locale: Locale) -> impl IntoView {
+    let (store, conversation) = ctl.with_value(|c| (c.store, c.conversation));
+    let key = bubble_key.clone();
+    let data = Memo::new(move |_| {
+        conversation.with(|c| c.as_ref().and_then(|c| store.with(|s| s.bubble(c, &key))))
+    });
+    // The task changes with every part; the rest of the bubble almost never. Two memos, so a
+    // part re-renders only the task reply.
+    let task = Memo::new(move |_| {
+        data.with(|d| match d {
+            Some(BubbleData::Stored(m)) => m.task.clone(),
+            _ => None,
+        })
+    });
+    let head = Memo::new(move |_| {
+        data.with(|d| {
+            d.clone().map(|d| match d {
+                BubbleData::Stored(mut m) => {
+                    m.task = None;
+                    BubbleData::Stored(m)
+                }
+                pending => pending,
+            })
+        })
+    });
+    let has_task = Memo::new(move |_| task.with(Option::is_some));
+    move || match head.get() {
+        None => ().into_any(),
+        Some(BubbleData::Pending(p)) => {
+            let key = p.key.clone();
+            let (state, failed) = match &p.state {
+                SendState::Sending { attempt: 1 } => (locale.text(Text::Sending).to_owned(), false),
+                SendState::Sending { attempt } => (locale.retrying(attempt - 1), false),
+                SendState::Failed { reason } => (
+                    format!("{} ({reason})", locale.text(Text::SendFailed)),
+                    true,
+                ),
+            };
+            view! {
+                <li class="fc-bubble fc-bubble--mine" data-testid="bubble" data-key=p.key.clone() data-state=if failed { "failed" } else { "sending" }>
+                    <p class="fc-text">{p.text.clone()}</p>
+                    <p class="fc-meta">{state}</p>
+                    {failed.then(|| view! {
+                        <button type="button" class="fc-button" data-testid="retry"
+                            on:click=move |_| ctl.with_value(|c| c.deliver(key.clone()))>
+                            {locale.text(Text::Retry)}
+                        </button>
+                    })}
+                </li>
+            }
+            .into_any()
+        }
+        Some(BubbleData::Stored(m)) => {
+            let mine = ctl.with_value(|c| {
+                c.me.with_untracked(|me| me.as_ref().is_some_and(|me| me.id == m.sender.id))
+            });
+            let who = if mine {
+                locale.text(Text::You).to_owned()
+            } else {
+                m.sender.display_name.clone()
+            };
+            let class = match (mine, m.sender.kind) {
+                (true, _) => "fc-bubble fc-bubble--mine",
+                (false, SenderKind::Assistant) => "fc-bubble fc-bubble--assistant",
+                (false, _) => "fc-bubble fc-bubble--other",
+            };
+            view! {
+                <li class=class data-testid="bubble" data-key=bubble_key.clone() data-message-id=m.message_id.to_string() data-state="sent">
+                    <p class="fc-meta">{who}</p>
+                    <p class="fc-text">{m.text.clone()}</p>
+                    {move || has_task.get().then(|| view! { <parts::TaskReply ctl=ctl task=task locale=locale /> })}
+                </li>
+            }
+            .into_any()
+        }
+    }
+}

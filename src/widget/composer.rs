@@ -1,0 +1,67 @@
+//! The composer: a text box where Enter sends (never during an IME composition), Shift+Enter
+//! adds a line, the send button is disabled while empty, and a counter appears near the limit.
+
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::Ctl;
+use crate::{
+    compose::{self, KeyAction, KeyDown},
+    i18n::{Locale, Text},
+};
+
+/// The text box and send button.
+#[component]
+pub fn Composer(ctl: Ctl, locale: Locale) -> impl IntoView {
+    let text = RwSignal::new(String::new());
+    let send = move || {
+        let value = text.get_untracked();
+        if compose::can_send(&value) {
+            ctl.with_value(|c| c.send(value.trim().to_owned()));
+            text.set(String::new());
+        }
+    };
+    let on_keydown = move |e: web_sys::KeyboardEvent| {
+        let action = compose::on_keydown(KeyDown {
+            key: &e.key(),
+            shift: e.shift_key(),
+            is_composing: e.is_composing(),
+            key_code: e.key_code(),
+        });
+        if action == KeyAction::Send {
+            e.prevent_default();
+            send();
+        }
+    };
+    let on_input = move |e: web_sys::Event| {
+        if let Some(area) = e
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlTextAreaElement>().ok())
+        {
+            text.set(area.value());
+        }
+    };
+    view! {
+        <form class="fc-composer" on:submit=move |e| { e.prevent_default(); send(); }>
+            <textarea
+                class="fc-input"
+                data-testid="composer"
+                rows="2"
+                aria-label=locale.text(Text::MessageLabel)
+                placeholder=locale.text(Text::Placeholder)
+                prop:value=move || text.get()
+                on:input=on_input
+                on:keydown=on_keydown
+            ></textarea>
+            {move || text.with(|t| compose::counter(t)).map(|(used, limit)| view! {
+                <span class="fc-counter" data-testid="counter" data-over=(used > limit).to_string()>
+                    {format!("{used} / {limit}")}
+                </span>
+            })}
+            <button type="submit" class="fc-button fc-send" data-testid="send"
+                disabled=move || !text.with(|t| compose::can_send(t))>
+                {locale.text(Text::Send)}
+            </button>
+        </form>
+    }
+}
