@@ -1,5 +1,7 @@
 //! Embedding: each `<farm-chat api-base="/api" locale="ja">` element on the host page gets its
-//! own widget, so a page can hold several.
+//! own widget, so a page can hold several. A demo page adds `demo-user="u-farmer"`: the widget
+//! then signs in through the dev-server's `POST /api/session` first (standing in for the host
+//! site's single sign-on).
 
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -48,8 +50,21 @@ pub fn mount_all() -> usize {
                 .get_attribute("locale")
                 .unwrap_or_else(|| page_lang.clone()),
         );
-        // The page owns the widget for its whole life: keep it mounted.
-        leptos::mount::mount_to(host, move || widget(api_base, locale)).forget();
+        let demo_user = host
+            .get_attribute("demo-user")
+            .filter(|u| !u.trim().is_empty());
+        // Not Leptos's spawn_local: its executor starts with the first mount, below.
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Some(user) = demo_user {
+                let api = crate::api::Api::new(api_base.clone());
+                let login = serde_json::json!({ "userId": user });
+                if let Err(e) = api.post::<_, serde_json::Value>("/session", &login).await {
+                    leptos::logging::warn!("farm-chat: demo sign-in as {user} failed: {e}");
+                }
+            }
+            // The page owns the widget for its whole life: keep it mounted.
+            leptos::mount::mount_to(host, move || widget(api_base, locale)).forget();
+        });
         mounted += 1;
     }
     mounted

@@ -13,15 +13,16 @@
 
 use std::{cell::RefCell, rc::Rc};
 
+use farm_chat::widget::parts::{ProgressBar, StreamingMessage, prefers_reduced_motion};
 use farm_chat::{
-    ChatLauncher, Locale, ServerHealth,
+    ChatLauncher, ChatWidget, Locale, ServerHealth,
     api::{Api, TokenProvider},
     connection::{
         Status,
         hook::{UseChatStreamOptions, UseChatStreamReturn, use_chat_stream_with_options},
     },
 };
-use farm_chat_protocol::{MessageId, StreamEvent, chat::SendResponse};
+use farm_chat_protocol::{MessageId, StreamEvent, chat::SendResponse, task::Progress};
 use leptos::{prelude::*, task::tick};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -351,4 +352,239 @@ async fn health_line_says_so_when_nothing_answers() {
         line.text_content().as_deref(),
         Some("Cannot reach the server")
     );
+}
+
+fn all_by_testid(root: &HtmlElement, id: &str) -> Vec<HtmlElement> {
+    let list = root
+        .query_selector_all(&format!("[data-testid='{id}']"))
+        .unwrap();
+    (0..list.length())
+        .filter_map(|i| list.item(i))
+        .map(|n| n.unchecked_into())
+        .collect()
+}
+
+fn text_of(el: &HtmlElement) -> String {
+    el.text_content().unwrap_or_default()
+}
+
+/// Types `text` into the widget's composer and presses its send button.
+async fn type_and_send(root: &HtmlElement, text: &str) {
+    let area: web_sys::HtmlTextAreaElement = by_testid(root, "composer").unchecked_into();
+    area.set_value(text);
+    area.dispatch_event(&web_sys::Event::new("input").unwrap())
+        .unwrap();
+    tick().await;
+    let send = by_testid(root, "send");
+    assert!(
+        !send.has_attribute("disabled"),
+        "the send button is enabled once there is text"
+    );
+    send.click();
+    tick().await;
+}
+
+/// Bubbles whose text contains `needle`.
+fn bubbles_with(root: &HtmlElement, needle: &str) -> Vec<HtmlElement> {
+    all_by_testid(root, "bubble")
+        .into_iter()
+        .filter(|b| text_of(b).contains(needle))
+        .collect()
+}
+
+async fn mount_widget(support: bool) -> (HtmlElement, impl Drop) {
+    sign_in(&Api::new(api_base())).await;
+    let root = fresh_root();
+    let mounted = leptos::mount::mount_to(root.clone(), move || {
+        view! { <ChatWidget api_base=api_base() locale=Locale::Ja support=support /> }
+    });
+    wait_until("connected", || {
+        by_testid(&root, "connection-status")
+            .get_attribute("data-state")
+            .as_deref()
+            == Some("connected")
+    })
+    .await;
+    (root, mounted)
+}
+
+fn unique(text: &str) -> String {
+    format!("{text} #{}", (js_sys::Math::random() * 1e9) as u64)
+}
+
+#[wasm_bindgen_test]
+async fn a_sent_message_shows_exactly_once() {
+    let (root, _mounted) = mount_widget(true).await;
+    let first = unique("一通目");
+    type_and_send(&root, &first).await;
+    assert_eq!(
+        bubbles_with(&root, &first).len(),
+        1,
+        "the bubble appears at once"
+    );
+    wait_until("stored", || {
+        bubbles_with(&root, &first)
+            .first()
+            .and_then(|b| b.get_attribute("data-state"))
+            .as_deref()
+            == Some("sent")
+    })
+    .await;
+    // A second message: once its echo is in, the first one's is too (events are ordered).
+    let second = unique("二通目");
+    type_and_send(&root, &second).await;
+    wait_until("second stored", || {
+        bubbles_with(&root, &second)
+            .first()
+            .and_then(|b| b.get_attribute("data-state"))
+            .as_deref()
+            == Some("sent")
+    })
+    .await;
+    assert_eq!(
+        bubbles_with(&root, &first).len(),
+        1,
+        "one bubble, never two"
+    );
+    assert_eq!(bubbles_with(&root, &second).len(), 1);
+    let area: web_sys::HtmlTextAreaElement = by_testid(&root, "composer").unchecked_into();
+    assert_eq!(area.value(), "", "the composer is cleared");
+    assert!(
+        by_testid(&root, "send").has_attribute("disabled"),
+        "and the send button disabled"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn the_estrus_flow_shows_its_lines_a_full_progress_bar_and_a_sortable_table() {
+    let (root, _mounted) = mount_widget(false).await;
+    let question = unique("発情予定の牛のリストを作って");
+    type_and_send(&root, &question).await;
+    let finished = || {
+        all_by_testid(&root, "task")
+            .last()
+            .and_then(|t| t.get_attribute("data-state"))
+            .as_deref()
+            == Some("succeeded")
+            && all_by_testid(&root, "bubble")
+                .last()
+                .is_some_and(|b| text_of(b).contains("発情予定の牛"))
+    };
+    wait_until("the task to finish", finished).await;
+    let reply = all_by_testid(&root, "bubble").into_iter().last().unwrap();
+    let lines: Vec<String> = all_by_testid(&reply, "streaming-line")
+        .iter()
+        .map(text_of)
+        .collect();
+    assert!(lines[0].contains("発情予定の牛を検索中..."), "{lines:?}");
+    assert!(
+        lines[1].contains("検索条件: 最終種付日から21日以上経過"),
+        "{lines:?}"
+    );
+    let found: usize = lines[2]
+        .split("該当個体: ")
+        .nth(1)
+        .and_then(|r| r.split('頭').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let bar = by_testid(&reply, "progress");
+    assert_eq!(bar.get_attribute("role").as_deref(), Some("progressbar"));
+    assert_eq!(
+        bar.get_attribute("aria-valuenow"),
+        bar.get_attribute("aria-valuemax")
+    );
+    assert!(text_of(&bar).contains("(100%)"), "{}", text_of(&bar));
+    let rows = || all_by_testid(&reply, "cow-row");
+    assert_eq!(
+        rows().len(),
+        found,
+        "the table lists the cows the search found"
+    );
+    assert!(
+        all_by_testid(&reply, "stop").is_empty(),
+        "no stop button once done"
+    );
+    // Sort by tag: ascending, then descending.
+    let tags = || {
+        rows()
+            .iter()
+            .map(|r| {
+                text_of(r)
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse::<u32>()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    all_by_testid(&reply, "sort")[0].click();
+    tick().await;
+    let ascending = tags();
+    assert!(ascending.windows(2).all(|w| w[0] <= w[1]), "{ascending:?}");
+    all_by_testid(&reply, "sort")[0].click();
+    tick().await;
+    let descending = tags();
+    assert!(
+        descending.windows(2).all(|w| w[0] >= w[1]),
+        "{descending:?}"
+    );
+    assert!(
+        by_testid(&reply, "csv")
+            .get_attribute("href")
+            .unwrap()
+            .starts_with("data:text/csv")
+    );
+}
+
+#[wasm_bindgen_test]
+async fn after_a_cut_the_widget_reconnects_and_shows_a_message_sent_meanwhile_once() {
+    let (root, _mounted) = mount_widget(true).await;
+    let api = Api::new(api_base());
+    let _: serde_json::Value = api.post_empty("/test/drop-streams").await.unwrap();
+    let meanwhile = unique("切断中に別タブから");
+    send(&api, &meanwhile).await;
+    wait_until("the message sent meanwhile", || {
+        bubbles_with(&root, &meanwhile).len() == 1
+    })
+    .await;
+    wait_until("connected again", || {
+        by_testid(&root, "connection-status")
+            .get_attribute("data-state")
+            .as_deref()
+            == Some("connected")
+    })
+    .await;
+    let after = unique("再接続後");
+    send(&api, &after).await;
+    wait_until("a live message", || bubbles_with(&root, &after).len() == 1).await;
+    assert_eq!(bubbles_with(&root, &meanwhile).len(), 1, "exactly once");
+}
+
+#[wasm_bindgen_test]
+async fn the_progress_bar_exposes_its_values() {
+    let root = fresh_root();
+    let _mounted = leptos::mount::mount_to(root.clone(), || {
+        view! { <ProgressBar progress=Progress::new(3, 4) label="進捗" /> }
+    });
+    let bar = by_testid(&root, "progress");
+    assert_eq!(bar.get_attribute("role").as_deref(), Some("progressbar"));
+    assert_eq!(bar.get_attribute("aria-valuemin").as_deref(), Some("0"));
+    assert_eq!(bar.get_attribute("aria-valuemax").as_deref(), Some("4"));
+    assert_eq!(bar.get_attribute("aria-valuenow").as_deref(), Some("3"));
+    assert_eq!(bar.get_attribute("aria-label").as_deref(), Some("進捗"));
+    assert_eq!(text_of(&bar), "3 / 4 (75%)");
+}
+
+#[wasm_bindgen_test]
+async fn under_reduced_motion_a_streaming_line_appears_whole_at_once() {
+    // webdriver.json starts Chromium with --force-prefers-reduced-motion.
+    assert!(prefers_reduced_motion());
+    let root = fresh_root();
+    let _mounted = leptos::mount::mount_to(root.clone(), || {
+        view! { <StreamingMessage text="過去30日間のデータを分析中..." animate=true /> }
+    });
+    let line = by_testid(&root, "streaming-line");
+    assert_eq!(line.get_attribute("data-done").as_deref(), Some("true"));
+    assert!(text_of(&line).starts_with("過去30日間のデータを分析中..."));
 }

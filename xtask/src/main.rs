@@ -12,6 +12,7 @@
 //! - [`product`]: `run` (build the widget, serve it with the API), `dev` (trunk serve with
 //!   hot reload, `/api` proxied) and `size` (transfer size of the release build).
 //! - [`font`]: `report-font`, the PDF report's embedded font subset.
+//! - [`webdriver`]: just enough WebDriver to load a page in headless Chromium and check it.
 //! - [`proc`]: running commands with the tools on `PATH`, and a tiny HTTP/1.1 GET.
 
 mod font;
@@ -20,6 +21,7 @@ mod product;
 mod server;
 mod suites;
 mod tools;
+mod webdriver;
 
 use std::process::ExitCode;
 

@@ -57,33 +57,85 @@ pub(crate) fn show(c: &Command) -> String {
 
 /// One HTTP/1.1 GET; returns (status, headers lower-cased, body).
 pub(crate) fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String, Vec<u8>), String> {
+    http(addr, "GET", path, None)
+}
+
+/// One HTTP/1.1 request (with a JSON body if given); returns (status, headers lower-cased, body).
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<(u16, String, Vec<u8>), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect {addr}: {e}"))?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
+    let body = json.unwrap_or("");
+    let content = match json {
+        Some(_) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ),
+        None => String::new(),
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{content}\r\n{body}"
     )
-    .map_err(|e| format!("send GET {path}: {e}"))?;
+    .map_err(|e| format!("send {method} {path}: {e}"))?;
+    // Read the head, then exactly Content-Length bytes when given (some servers, chromedriver
+    // among them, keep the socket open despite `Connection: close`), else to the end.
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read GET {path}: {e}"))?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("GET {path}: no HTTP header in the answer"))?;
+    let mut chunk = [0u8; 8192];
+    let split = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|e| format!("read {method} {path}: {e}"))?;
+        if n == 0 {
+            return Err(format!("{method} {path}: no HTTP header in the answer"));
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    };
+    let length = String::from_utf8_lossy(&raw[..split])
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        });
+    match length {
+        Some(length) => {
+            while raw.len() < split + 4 + length {
+                let n = stream
+                    .read(&mut chunk)
+                    .map_err(|e| format!("read {method} {path}: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&chunk[..n]);
+            }
+        }
+        None => {
+            stream
+                .read_to_end(&mut raw)
+                .map_err(|e| format!("read {method} {path}: {e}"))?;
+        }
+    }
     let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("GET {path}: bad status line"))?;
+        .ok_or_else(|| format!("{method} {path}: bad status line"))?;
     let mut body = raw[split + 4..].to_vec();
     if head.contains("transfer-encoding: chunked") {
-        body = dechunk(&body).ok_or_else(|| format!("GET {path}: bad chunked body"))?;
+        body = dechunk(&body).ok_or_else(|| format!("{method} {path}: bad chunked body"))?;
     }
     Ok((status, head, body))
 }

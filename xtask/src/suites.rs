@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every suite, each runner's own output, then one summary table.
 //! A failing suite does not stop the others; the command fails if any failed.
 
-use std::{path::Path, process::Command};
+use std::{path::Path, time::Duration};
 
 use crate::{
     proc::{cmd, http_get, root, run},
@@ -139,23 +139,10 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
         },
     ));
 
-    checks.push(("the widget mounts in Chromium and reaches /api/health", {
-        let url = format!("http://{}/", server.addr);
-        match rendered_dom(browser, &url) {
-            Ok(dom)
-                if dom.contains(r#"data-testid="farm-chat-launcher""#)
-                    && dom.contains(r#"data-state="ok""#) =>
-            {
-                Ok(())
-            }
-            Ok(dom) => Err(format!(
-                "launcher mounted: {}, health ok: {}",
-                dom.contains("farm-chat-launcher"),
-                dom.contains(r#"data-state="ok""#)
-            )),
-            Err(e) => Err(e),
-        }
-    }));
+    checks.push((
+        "in Chromium the widget mounts, signs in, reaches the API and goes live",
+        page_in_browser(browser, &format!("http://{}/", server.addr)),
+    ));
 
     let mut failed = 0;
     for (check, result) in &checks {
@@ -187,26 +174,36 @@ fn wasm_path(html: &str) -> Option<String> {
     path.starts_with('/').then(|| path.to_owned())
 }
 
-/// The DOM after the page has run its scripts (headless Chromium `--dump-dom`).
-fn rendered_dom(browser: &Browser, url: &str) -> Result<String, String> {
-    let profile = root()
-        .join("target")
-        .join("xtask")
-        .join(format!("chromium-profile-{}", std::process::id()));
+/// Loads the page in headless Chromium (WebDriver) and waits for the widget to be live; then
+/// opens the chat panel and saves a screenshot (`target/xtask/page.png`).
+fn page_in_browser(browser: &Browser, url: &str) -> Result<(), String> {
+    let dir = root().join("target").join("xtask");
+    let profile = dir.join(format!("chromium-profile-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
-    let out = Command::new(&browser.chromium)
-        .args(chromium_flags(&profile))
-        .args(["--virtual-time-budget=15000", "--dump-dom", url])
-        .output()
-        .map_err(|e| format!("start {}: {e}", browser.chromium.display()))?;
+    let result = (|| {
+        let session = crate::webdriver::Session::start(browser, &profile)?;
+        session.open(url)?;
+        let live = "const q = (id) => document.querySelector(`[data-testid=${id}]`);\
+            return q('farm-chat-launcher') !== null && q('server-health')?.dataset.state === 'ok' \
+            && q('connection-status')?.dataset.state === 'connected';";
+        session.wait_for(live, Duration::from_secs(30))?;
+        session.script(
+            "document.querySelector('[data-testid=launcher-toggle]').click(); return true;",
+        )?;
+        session.wait_for(
+            "return !document.querySelector('[data-testid=chat-panel]').hidden;",
+            Duration::from_secs(10),
+        )?;
+        let shot = dir.join("page.png");
+        session.screenshot(&shot)?;
+        println!(
+            "  (screenshot of the page with the chat open: {})",
+            shot.display()
+        );
+        Ok(())
+    })();
     let _ = std::fs::remove_dir_all(&profile);
-    if !out.status.success() {
-        return Err(format!(
-            "chromium failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    result
 }
 
 /// Headless Chromium as root on a machine without network: no sandbox, no background traffic.
