@@ -11,7 +11,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use common::{Sse, SseEvent, TestServer, bearer, call, login, send};
+use common::{Sse, SseEvent, TestServer, bearer, call, call_as, login, send};
 use farm_chat_dev_server::{
     AppState, Config,
     herd::{Date, herd},
@@ -278,12 +278,11 @@ async fn history_alone_restores_a_finished_reply() {
     let s = server().await;
     let token = login(s.addr, "u-farmer").await;
     let (task_id, events) = ask(&s, &token, "発情予定の牛は？", "hist").await;
-    let history = call(
+    let history = call_as(
         s.addr,
         "GET",
         &format!("/api/chat/history?conversationId={ASSISTANT}"),
-        &[("Authorization", &bearer(&token))],
-        None,
+        &token,
     )
     .await;
     let messages = history.json()["messages"].as_array().unwrap().clone();
@@ -427,14 +426,7 @@ async fn a_retried_assistant_send_does_not_start_a_second_task() {
     let retry = send(s.addr, &token, ASSISTANT, "発情予定の牛", "same").await;
     assert_eq!((first.status, retry.status), (201, 200));
     assert_eq!(first.json()["taskId"], retry.json()["taskId"]);
-    let all = call(
-        s.addr,
-        "GET",
-        "/api/tasks",
-        &[("Authorization", &bearer(&token))],
-        None,
-    )
-    .await;
+    let all = call_as(s.addr, "GET", "/api/tasks", &token).await;
     assert_eq!(all.json()["tasks"].as_array().unwrap().len(), 1);
 }
 
@@ -466,14 +458,7 @@ async fn other_users_cannot_see_or_cancel_a_task() {
         .await;
         assert_eq!(cancel.status, 404, "{user}");
     }
-    let bad = call(
-        s.addr,
-        "GET",
-        "/api/tasks/t%0Ax",
-        &[("Authorization", &bearer(&farmer))],
-        None,
-    )
-    .await;
+    let bad = call_as(s.addr, "GET", "/api/tasks/t%0Ax", &farmer).await;
     assert_eq!(bad.status, 400);
 }
 
@@ -493,14 +478,7 @@ async fn a_task_cut_short_by_a_restart_is_marked_interrupted() {
         AppState::with_store(Config::for_tests(), store, HubLimits::default()).unwrap(),
     )
     .await;
-    let task = call(
-        second.addr,
-        "GET",
-        &format!("/api/tasks/{task_id}"),
-        &[("Authorization", &bearer(&token))],
-        None,
-    )
-    .await;
+    let task = call_as(second.addr, "GET", &format!("/api/tasks/{task_id}"), &token).await;
     let task = task.json();
     assert_eq!(task["state"], "failed");
     assert_eq!(

@@ -16,7 +16,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use common::{Sse, bearer, call, login, send};
+use common::{Sse, call_as, login, send};
 
 struct Server {
     child: Child,
@@ -93,22 +93,14 @@ async fn acknowledged_messages_survive_kill_9_and_resume_says_reset() {
 
     let second = start(&db);
     // The session (and the key that signed it) survived.
-    let me = call(
-        second.addr,
-        "GET",
-        "/api/session",
-        &[("Authorization", &bearer(&token))],
-        None,
-    )
-    .await;
+    let me = call_as(second.addr, "GET", "/api/session", &token).await;
     assert_eq!(me.status, 200, "{}", me.body);
     // Every acknowledged message is in history, in order.
-    let history = call(
+    let history = call_as(
         second.addr,
         "GET",
         "/api/chat/history?conversationId=c-u-farmer-support",
-        &[("Authorization", &bearer(&token))],
-        None,
+        &token,
     )
     .await;
     let ids: Vec<String> = history.json()["messages"]

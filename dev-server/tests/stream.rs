@@ -10,7 +10,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use common::{Sse, TestServer, bearer, call, login, send};
+use common::{Sse, TestServer, bearer, call, call_as, login, send};
 use farm_chat_dev_server::{AppState, Config, hub::HubLimits, store::SqliteStore};
 use farm_chat_protocol::{EventId, StreamEvent, UserId, stream::MessageCreated};
 
@@ -299,14 +299,7 @@ async fn signing_out_closes_that_sessions_streams() {
     let other_session = login(s.addr, "u-farmer").await;
     let (mut sse, _) = open_ready(&s, &token, "").await;
     let (mut other, _) = open_ready(&s, &other_session, "").await;
-    let reply = call(
-        s.addr,
-        "DELETE",
-        "/api/session",
-        &[("Authorization", &bearer(&token))],
-        None,
-    )
-    .await;
+    let reply = call_as(s.addr, "DELETE", "/api/session", &token).await;
     assert_eq!(reply.status, 204);
     assert_eq!(
         sse.next_non_ping().await,
@@ -314,15 +307,7 @@ async fn signing_out_closes_that_sessions_streams() {
         "the signed-out stream ends"
     );
     assert_eq!(
-        call(
-            s.addr,
-            "GET",
-            "/api/session",
-            &[("Authorization", &bearer(&token))],
-            None
-        )
-        .await
-        .status,
+        call_as(s.addr, "GET", "/api/session", &token).await.status,
         401
     );
     assert_eq!(Sse::open_as(s.addr, &token, "").await.status, 401);
@@ -391,14 +376,7 @@ async fn at_most_ten_streams_per_user() {
 async fn a_stream_ticket_works_once_and_without_the_token() {
     let s = server().await;
     let token = login(s.addr, "u-farmer").await;
-    let reply = call(
-        s.addr,
-        "POST",
-        "/api/chat/stream-ticket",
-        &[("Authorization", &bearer(&token))],
-        None,
-    )
-    .await;
+    let reply = call_as(s.addr, "POST", "/api/chat/stream-ticket", &token).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["expiresIn"], 30);
     let ticket = reply.json()["ticket"].as_str().unwrap().to_owned();

@@ -153,6 +153,18 @@ pub async fn login(addr: SocketAddr, user: &str) -> String {
     reply.json()["token"].as_str().unwrap().to_owned()
 }
 
+/// One request as the holder of `token`, without a body.
+pub async fn call_as(addr: SocketAddr, method: &str, path: &str, token: &str) -> Reply {
+    call(
+        addr,
+        method,
+        path,
+        &[("Authorization", &bearer(token))],
+        None,
+    )
+    .await
+}
+
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
