@@ -55,8 +55,9 @@ pub struct Config {
     )]
     pub allow_origins: Vec<String>,
 
-    /// Test mode: any `http://127.0.0.1:*` / `http://localhost:*` origin is allowed, as the
-    /// browser tests' pages are served from a random loopback port. Off by default.
+    /// Test mode: any `http://127.0.0.1:*` / `http://localhost:*` origin is allowed (browser
+    /// tests' pages come from a random loopback port), and the test-only switch
+    /// `POST /api/test/drop-streams` exists. Off by default.
     #[arg(long, env = "FARM_CHAT_TEST_MODE")]
     pub test_mode: bool,
 }
