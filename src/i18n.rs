@@ -103,11 +103,13 @@ pub enum Text {
     TryAsking,
     /// The user's own bubbles.
     You,
+    /// The unread badge's accessible name (after the count).
+    Unread,
 }
 
 impl Text {
     /// All strings, for checks that none is missing in any locale.
-    pub const ALL: [Text; 45] = [
+    pub const ALL: [Text; 46] = [
         Text::OpenChat,
         Text::CloseChat,
         Text::ChatTitle,
@@ -153,6 +155,7 @@ impl Text {
         Text::TotalShipped,
         Text::TryAsking,
         Text::You,
+        Text::Unread,
     ];
 }
 
@@ -270,6 +273,8 @@ impl Locale {
             (Self::En, TryAsking) => "Try asking",
             (Self::Ja, You) => "あなた",
             (Self::En, You) => "You",
+            (Self::Ja, Unread) => "件の未読メッセージ",
+            (Self::En, Unread) => "unread messages",
         }
     }
 

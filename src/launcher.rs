@@ -6,6 +6,16 @@ use leptos::prelude::*;
 
 use crate::i18n::{Locale, Text};
 
+/// What the launcher shares with the widget inside it: whether the panel is open, and the
+/// unread count the widget reports for the badge.
+#[derive(Clone, Copy, Debug)]
+pub struct LauncherContext {
+    /// The panel is open.
+    pub open: ReadSignal<bool>,
+    /// Messages from others the user has not seen (the widget writes it).
+    pub unread: RwSignal<u32>,
+}
+
 /// Ids for `aria-controls`, unique per widget so several widgets can share a page.
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
@@ -19,6 +29,8 @@ pub fn ChatLauncher(
     children: Children,
 ) -> impl IntoView {
     let (open, set_open) = signal(false);
+    let unread = RwSignal::new(0u32);
+    provide_context(LauncherContext { open, unread });
     let panel_id = format!("fc-panel-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     view! {
         <div class="fc-launcher" data-testid="farm-chat-launcher" lang=locale.tag()>
@@ -42,6 +54,12 @@ pub fn ChatLauncher(
                 on:click=move |_| set_open.update(|o| *o = !*o)
             >
                 {move || locale.text(if open.get() { Text::CloseChat } else { Text::OpenChat })}
+                {move || (!open.get() && unread.get() > 0).then(|| view! {
+                    <span class="fc-badge fc-unread" data-testid="unread-badge"
+                        aria-label=format!("{} {}", unread.get(), locale.text(Text::Unread))>
+                        {unread.get()}
+                    </span>
+                })}
             </button>
         </div>
     }

@@ -215,6 +215,29 @@ impl ChatStore {
             })
     }
 
+    /// The highest `seq` held.
+    pub fn top_seq(&self, id: &ConversationId) -> u64 {
+        self.conversations
+            .get(id)
+            .and_then(|c| c.messages.keys().next_back().copied())
+            .unwrap_or(0)
+    }
+
+    /// Messages held with `seq` above `seen` that someone other than `me` wrote.
+    pub fn unread_after(
+        &self,
+        id: &ConversationId,
+        seen: u64,
+        me: &farm_chat_protocol::UserId,
+    ) -> u32 {
+        self.conversations.get(id).map_or(0, |c| {
+            c.messages
+                .range(seen + 1..)
+                .filter(|(_, m)| &m.sender.id != me)
+                .count() as u32
+        })
+    }
+
     /// Whether any task of the conversation is still running.
     pub fn busy(&self, id: &ConversationId) -> bool {
         self.conversations.get(id).is_some_and(|c| {
@@ -547,6 +570,23 @@ mod tests {
             !s.conversation(&conv()).unwrap().has_older,
             "an after-page says nothing about older ones"
         );
+    }
+
+    #[test]
+    fn unread_counts_only_others_after_what_was_seen() {
+        let mut s = ChatStore::default();
+        let mut others = page(&[1, 2, 3]);
+        others.messages[1].sender.id = UserId("assistant".into());
+        others.messages[2].sender.id = UserId("u-support".into());
+        s.apply_history(&conv(), others, PageKind::Latest);
+        assert_eq!(s.top_seq(&conv()), 3);
+        assert_eq!(
+            s.unread_after(&conv(), 0, &me().id),
+            2,
+            "my own message is not unread"
+        );
+        assert_eq!(s.unread_after(&conv(), 2, &me().id), 1);
+        assert_eq!(s.unread_after(&conv(), 3, &me().id), 0);
     }
 
     #[test]

@@ -366,6 +366,26 @@ pub fn ChatWidget(
     };
     let busy = move || conversation.with(|c| c.as_ref().is_some_and(|c| store.with(|s| s.busy(c))));
 
+    // Inside a launcher: report messages from others that arrive while the panel is closed.
+    if let Some(launcher) = use_context::<crate::launcher::LauncherContext>() {
+        let me = ctl.with_value(|c| c.me);
+        let seen = RwSignal::new(None::<u64>);
+        Effect::new(move |_| {
+            let Some(c) = conversation.get() else { return };
+            let top = store.with(|s| s.top_seq(&c));
+            if launcher.open.get() || seen.get_untracked().is_none() {
+                // Open (or first load): everything held is seen.
+                seen.set(Some(top));
+                launcher.unread.set(0);
+            } else if let Some(me) = me.get() {
+                let after = seen.get_untracked().unwrap_or(top);
+                launcher
+                    .unread
+                    .set(store.with(|s| s.unread_after(&c, after, &me.id)));
+            }
+        });
+    }
+
     view! {
         <div class="fc-widget" data-testid="chat-widget" lang=locale.tag()>
             <p class="fc-status" data-testid="connection-status" data-state=status_name role="status">

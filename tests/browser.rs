@@ -460,15 +460,16 @@ async fn the_estrus_flow_shows_its_lines_a_full_progress_bar_and_a_sortable_tabl
     let (root, _mounted) = mount_widget(false).await;
     let question = unique("発情予定の牛のリストを作って");
     type_and_send(&root, &question).await;
+    // Finished: the last bubble is a reply whose own task succeeded (not an earlier task).
     let finished = || {
-        all_by_testid(&root, "task")
-            .last()
-            .and_then(|t| t.get_attribute("data-state"))
-            .as_deref()
-            == Some("succeeded")
-            && all_by_testid(&root, "bubble")
-                .last()
-                .is_some_and(|b| text_of(b).contains("発情予定の牛"))
+        all_by_testid(&root, "bubble").last().is_some_and(|b| {
+            all_by_testid(b, "task")
+                .first()
+                .and_then(|t| t.get_attribute("data-state"))
+                .as_deref()
+                == Some("succeeded")
+                && text_of(b).contains("発情予定の牛")
+        })
     };
     wait_until("the task to finish", finished).await;
     let reply = all_by_testid(&root, "bubble").into_iter().last().unwrap();
@@ -587,4 +588,48 @@ async fn under_reduced_motion_a_streaming_line_appears_whole_at_once() {
     let line = by_testid(&root, "streaming-line");
     assert_eq!(line.get_attribute("data-done").as_deref(), Some("true"));
     assert!(text_of(&line).starts_with("過去30日間のデータを分析中..."));
+}
+
+#[wasm_bindgen_test]
+async fn the_launcher_badge_counts_replies_that_arrive_while_closed() {
+    sign_in(&Api::new(api_base())).await;
+    let root = fresh_root();
+    let _mounted = leptos::mount::mount_to(root.clone(), || {
+        view! {
+            <ChatLauncher locale=Locale::Ja>
+                <ChatWidget api_base=api_base() locale=Locale::Ja />
+            </ChatLauncher>
+        }
+    });
+    wait_until("connected", || {
+        by_testid(&root, "connection-status")
+            .get_attribute("data-state")
+            .as_deref()
+            == Some("connected")
+    })
+    .await;
+    assert!(
+        all_by_testid(&root, "unread-badge").is_empty(),
+        "nothing unread at first"
+    );
+    // Another tab asks the assistant: the question is the user's own, the reply is not.
+    let body = serde_json::json!({"conversationId": "c-u-farmer-assistant", "text": unique("こんにちは"), "idempotencyKey": unique("k").replace([' ', '#'], "")});
+    let (_, _): (u16, SendResponse) = Api::new(api_base())
+        .post("/chat/send", &body)
+        .await
+        .unwrap();
+    wait_until("the badge", || {
+        all_by_testid(&root, "unread-badge")
+            .first()
+            .map(text_of)
+            .as_deref()
+            == Some("1")
+    })
+    .await;
+    by_testid(&root, "launcher-toggle").click();
+    tick().await;
+    assert!(
+        all_by_testid(&root, "unread-badge").is_empty(),
+        "opening the panel clears it"
+    );
 }
