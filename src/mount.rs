@@ -21,6 +21,13 @@ pub fn widget(api_base: String, locale: Locale) -> impl IntoView {
     }
 }
 
+/// A query parameter of the page's URL.
+fn query_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    let params = web_sys::UrlSearchParams::new_with_str(&search).ok()?;
+    params.get(name).filter(|v| !v.is_empty())
+}
+
 /// Mounts a widget into every `<farm-chat>` element of the document. Returns how many.
 pub fn mount_all() -> usize {
     let Some(document) = web_sys::window().and_then(|w| w.document()) else {
@@ -50,9 +57,11 @@ pub fn mount_all() -> usize {
                 .get_attribute("locale")
                 .unwrap_or_else(|| page_lang.clone()),
         );
+        // The demo page's user switcher: `?demo-user=u-support` overrides the attribute.
         let demo_user = host
             .get_attribute("demo-user")
-            .filter(|u| !u.trim().is_empty());
+            .filter(|u| !u.trim().is_empty())
+            .map(|attribute| query_param("demo-user").unwrap_or(attribute));
         // Not Leptos's spawn_local: its executor starts with the first mount, below.
         wasm_bindgen_futures::spawn_local(async move {
             if let Some(user) = demo_user {

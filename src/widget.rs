@@ -84,8 +84,14 @@ impl Controller {
             Ok(list) => list,
             Err(e) => return self.phase.set(Phase::Failed(e.to_string())),
         };
-        let Some(found) = list.conversations.into_iter().find(|c| c.kind == self.kind) else {
-            return self.phase.set(Phase::Failed("no such conversation".into()));
+        // Support staff have no assistant conversation: they get their first support chat.
+        let mut conversations = list.conversations.into_iter();
+        let Some(found) = conversations
+            .clone()
+            .find(|c| c.kind == self.kind)
+            .or_else(|| conversations.next())
+        else {
+            return self.phase.set(Phase::Failed("no conversation".into()));
         };
         self.conversation.set(Some(found.id.clone()));
         match self

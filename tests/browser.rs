@@ -633,3 +633,21 @@ async fn the_launcher_badge_counts_replies_that_arrive_while_closed() {
         "opening the panel clears it"
     );
 }
+
+#[wasm_bindgen_test]
+async fn support_staff_get_the_support_chat() {
+    let api = Api::new(api_base());
+    let _: (u16, serde_json::Value) = api.post("/session", &serde_json::json!({"userId": "u-support"})).await.unwrap();
+    let root = fresh_root();
+    let mounted = leptos::mount::mount_to(root.clone(), || view! { <ChatWidget api_base=api_base() locale=Locale::Ja /> });
+    wait_until("connected", || by_testid(&root, "connection-status").get_attribute("data-state").as_deref() == Some("connected"))
+        .await;
+    let reply = unique("ご用件をどうぞ");
+    type_and_send(&root, &reply).await;
+    wait_until("stored", || bubbles_with(&root, &reply).first().and_then(|b| b.get_attribute("data-state")).as_deref() == Some("sent")).await;
+    let history: farm_chat_protocol::chat::HistoryPage =
+        api.get("/chat/history?conversationId=c-u-farmer-support&limit=5").await.unwrap();
+    assert!(history.messages.iter().any(|m| m.text == reply && m.sender.id.as_str() == "u-support"), "it went to the farmer's support chat");
+    drop(mounted);
+    sign_in(&api).await; // back to the farmer for the other tests
+}
