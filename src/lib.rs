@@ -30,6 +30,8 @@ pub mod i18n;
 pub mod launcher;
 pub mod mount;
 pub mod store;
+#[cfg(test)]
+mod style_check;
 pub mod widget;
 
 pub use health::{HealthState, ServerHealth};
