@@ -219,6 +219,13 @@ impl ChatStore {
             })
     }
 
+    /// The lowest `seq` held (history `before` it pages older messages in).
+    pub fn first_seq(&self, id: &ConversationId) -> Option<u64> {
+        self.conversations
+            .get(id)
+            .and_then(|c| c.messages.keys().next().copied())
+    }
+
     /// The highest `seq` held.
     pub fn top_seq(&self, id: &ConversationId) -> u64 {
         self.conversations

@@ -10,18 +10,27 @@ pub(crate) fn selectors(css: &str) -> Vec<String> {
     // Drop comments.
     while let Some(start) = rest.find("/*") {
         text.push_str(&rest[..start]);
-        rest = rest[start..].find("*/").map_or("", |end| &rest[start + end + 2..]);
+        rest = rest[start..]
+            .find("*/")
+            .map_or("", |end| &rest[start + end + 2..]);
     }
     text.push_str(rest);
     for block in text.split('}') {
         // The rule's selector is what stands before its block's last `{`; inside
         // `@media (...) { .x { … } }` it follows the at-rule's brace.
-        let Some((before, _)) = block.rsplit_once('{') else { continue };
+        let Some((before, _)) = block.rsplit_once('{') else {
+            continue;
+        };
         let prelude = before.rsplit('{').next().unwrap_or(before).trim();
         if prelude.is_empty() || prelude.starts_with('@') {
             continue;
         }
-        out.extend(prelude.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()));
+        out.extend(
+            prelude
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+        );
     }
     out
 }

@@ -245,6 +245,29 @@ impl Controller {
         });
     }
 
+    /// Pages the 50 messages before the oldest held one in (the user scrolled up).
+    pub fn load_older(self: &Rc<Self>) {
+        let Some(conversation) = self.conversation() else {
+            return;
+        };
+        let Some(first) = self.store.with_untracked(|s| s.first_seq(&conversation)) else {
+            return;
+        };
+        let this = self.clone();
+        spawn_local(async move {
+            let path =
+                format!("/chat/history?conversationId={conversation}&before={first}&limit=50");
+            match this.api.get::<HistoryPage>(&path).await {
+                Ok(page) => {
+                    this.store.update(|s| {
+                        s.apply_history(&conversation, page, PageKind::Older);
+                    });
+                }
+                Err(e) => leptos::logging::warn!("farm-chat: could not load older messages: {e}"),
+            }
+        });
+    }
+
     /// Asks the server to stop a running task.
     pub fn cancel(self: &Rc<Self>, task_id: String) {
         let api = self.api.clone();
@@ -371,6 +394,12 @@ pub fn ChatWidget(
         })
     };
     let busy = move || conversation.with(|c| c.as_ref().is_some_and(|c| store.with(|s| s.busy(c))));
+    let has_older = move || {
+        conversation.with(|c| {
+            c.as_ref()
+                .is_some_and(|c| store.with(|s| s.conversation(c).is_some_and(|c| c.has_older)))
+        })
+    };
 
     // Inside a launcher: report messages from others that arrive while the panel is closed.
     if let Some(launcher) = use_context::<crate::launcher::LauncherContext>() {
@@ -403,6 +432,12 @@ pub fn ChatWidget(
                 Phase::Failed(why) => view! { <p class="fc-note fc-note--error" title=why>{locale.text(Text::LoadFailed)}</p> }.into_any(),
                 Phase::Ready => ().into_any(),
             }}
+            {move || has_older().then(|| view! {
+                <button type="button" class="fc-link fc-older" data-testid="load-older"
+                    on:click=move |_| ctl.with_value(|c| c.load_older())>
+                    {locale.text(Text::LoadOlder)}
+                </button>
+            })}
             <ol class="fc-log" data-testid="message-list" role="log" aria-live="polite" aria-busy=move || busy().to_string()>
                 <For each=keys key=|k| k.clone() let:key>
                     <Bubble ctl=ctl bubble_key=key locale=locale />

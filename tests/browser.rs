@@ -637,17 +637,98 @@ async fn the_launcher_badge_counts_replies_that_arrive_while_closed() {
 #[wasm_bindgen_test]
 async fn support_staff_get_the_support_chat() {
     let api = Api::new(api_base());
-    let _: (u16, serde_json::Value) = api.post("/session", &serde_json::json!({"userId": "u-support"})).await.unwrap();
+    let _: (u16, serde_json::Value) = api
+        .post("/session", &serde_json::json!({"userId": "u-support"}))
+        .await
+        .unwrap();
     let root = fresh_root();
-    let mounted = leptos::mount::mount_to(root.clone(), || view! { <ChatWidget api_base=api_base() locale=Locale::Ja /> });
-    wait_until("connected", || by_testid(&root, "connection-status").get_attribute("data-state").as_deref() == Some("connected"))
-        .await;
+    let mounted = leptos::mount::mount_to(
+        root.clone(),
+        || view! { <ChatWidget api_base=api_base() locale=Locale::Ja /> },
+    );
+    wait_until("connected", || {
+        by_testid(&root, "connection-status")
+            .get_attribute("data-state")
+            .as_deref()
+            == Some("connected")
+    })
+    .await;
     let reply = unique("ご用件をどうぞ");
     type_and_send(&root, &reply).await;
-    wait_until("stored", || bubbles_with(&root, &reply).first().and_then(|b| b.get_attribute("data-state")).as_deref() == Some("sent")).await;
-    let history: farm_chat_protocol::chat::HistoryPage =
-        api.get("/chat/history?conversationId=c-u-farmer-support&limit=5").await.unwrap();
-    assert!(history.messages.iter().any(|m| m.text == reply && m.sender.id.as_str() == "u-support"), "it went to the farmer's support chat");
+    wait_until("stored", || {
+        bubbles_with(&root, &reply)
+            .first()
+            .and_then(|b| b.get_attribute("data-state"))
+            .as_deref()
+            == Some("sent")
+    })
+    .await;
+    let history: farm_chat_protocol::chat::HistoryPage = api
+        .get("/chat/history?conversationId=c-u-farmer-support&limit=5")
+        .await
+        .unwrap();
+    assert!(
+        history
+            .messages
+            .iter()
+            .any(|m| m.text == reply && m.sender.id.as_str() == "u-support"),
+        "it went to the farmer's support chat"
+    );
+    drop(mounted);
+    sign_in(&api).await; // back to the farmer for the other tests
+}
+
+#[wasm_bindgen_test]
+async fn older_messages_page_in_when_asked() {
+    // u-other's own support chat, so the farmer's send rate is not touched.
+    let api = Api::new(api_base());
+    let _: (u16, serde_json::Value) = api
+        .post("/session", &serde_json::json!({"userId": "u-other"}))
+        .await
+        .unwrap();
+    let history: farm_chat_protocol::chat::HistoryPage = api
+        .get("/chat/history?conversationId=c-u-other-support&limit=1")
+        .await
+        .unwrap();
+    let already = history.messages.first().map_or(0, |m| m.seq);
+    for i in already..60 {
+        let body = serde_json::json!({"conversationId": "c-u-other-support", "text": format!("古い {i}"), "idempotencyKey": format!("older-{i}")});
+        loop {
+            match api.post::<_, SendResponse>("/chat/send", &body).await {
+                Ok(_) => break,
+                Err(farm_chat::api::ApiFailure::Http { status: 429, .. }) => sleep_ms(300).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    let root = fresh_root();
+    let mounted = leptos::mount::mount_to(
+        root.clone(),
+        || view! { <ChatWidget api_base=api_base() locale=Locale::Ja support=true /> },
+    );
+    wait_until("the newest page", || {
+        all_by_testid(&root, "bubble").len() == 50
+    })
+    .await;
+    assert!(
+        bubbles_with(&root, "古い 0").is_empty(),
+        "the oldest are not loaded yet"
+    );
+    by_testid(&root, "load-older").click();
+    wait_until("the older page", || {
+        all_by_testid(&root, "bubble").len() == 60
+    })
+    .await;
+    let texts: Vec<String> = all_by_testid(&root, "bubble").iter().map(text_of).collect();
+    assert!(
+        texts[0].contains("古い 0"),
+        "oldest first: {:?}",
+        &texts[..2]
+    );
+    assert!(
+        all_by_testid(&root, "load-older").is_empty(),
+        "nothing older is left"
+    );
     drop(mounted);
     sign_in(&api).await; // back to the farmer for the other tests
 }
