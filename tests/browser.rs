@@ -91,11 +91,27 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// Signs in as `u-farmer` (cookie and token) and returns the token.
 async fn sign_in(api: &Api) -> String {
+    sign_in_as(api, "u-farmer").await
+}
+
+/// Signs in as `user` (cookie and token) and returns the token.
+async fn sign_in_as(api: &Api, user: &str) -> String {
     let (_, session): (u16, serde_json::Value) = api
-        .post("/session", &serde_json::json!({"userId": "u-farmer"}))
+        .post("/session", &serde_json::json!({"userId": user}))
         .await
         .unwrap();
     session["token"].as_str().unwrap().to_owned()
+}
+
+/// Waits until the widget under `root` shows a live stream.
+async fn wait_connected(root: &HtmlElement) {
+    wait_until("connected", || {
+        by_testid(root, "connection-status")
+            .get_attribute("data-state")
+            .as_deref()
+            == Some("connected")
+    })
+    .await;
 }
 
 async fn send(api: &Api, text: &str) -> MessageId {
@@ -398,13 +414,7 @@ async fn mount_widget(support: bool) -> (HtmlElement, impl Drop) {
     let mounted = leptos::mount::mount_to(root.clone(), move || {
         view! { <ChatWidget api_base=api_base() locale=Locale::Ja support=support /> }
     });
-    wait_until("connected", || {
-        by_testid(&root, "connection-status")
-            .get_attribute("data-state")
-            .as_deref()
-            == Some("connected")
-    })
-    .await;
+    wait_connected(&root).await;
     (root, mounted)
 }
 
@@ -549,13 +559,7 @@ async fn after_a_cut_the_widget_reconnects_and_shows_a_message_sent_meanwhile_on
         bubbles_with(&root, &meanwhile).len() == 1
     })
     .await;
-    wait_until("connected again", || {
-        by_testid(&root, "connection-status")
-            .get_attribute("data-state")
-            .as_deref()
-            == Some("connected")
-    })
-    .await;
+    wait_connected(&root).await;
     let after = unique("再接続後");
     send(&api, &after).await;
     wait_until("a live message", || bubbles_with(&root, &after).len() == 1).await;
@@ -601,13 +605,7 @@ async fn the_launcher_badge_counts_replies_that_arrive_while_closed() {
             </ChatLauncher>
         }
     });
-    wait_until("connected", || {
-        by_testid(&root, "connection-status")
-            .get_attribute("data-state")
-            .as_deref()
-            == Some("connected")
-    })
-    .await;
+    wait_connected(&root).await;
     assert!(
         all_by_testid(&root, "unread-badge").is_empty(),
         "nothing unread at first"
@@ -637,22 +635,13 @@ async fn the_launcher_badge_counts_replies_that_arrive_while_closed() {
 #[wasm_bindgen_test]
 async fn support_staff_get_the_support_chat() {
     let api = Api::new(api_base());
-    let _: (u16, serde_json::Value) = api
-        .post("/session", &serde_json::json!({"userId": "u-support"}))
-        .await
-        .unwrap();
+    sign_in_as(&api, "u-support").await;
     let root = fresh_root();
     let mounted = leptos::mount::mount_to(
         root.clone(),
         || view! { <ChatWidget api_base=api_base() locale=Locale::Ja /> },
     );
-    wait_until("connected", || {
-        by_testid(&root, "connection-status")
-            .get_attribute("data-state")
-            .as_deref()
-            == Some("connected")
-    })
-    .await;
+    wait_connected(&root).await;
     let reply = unique("ご用件をどうぞ");
     type_and_send(&root, &reply).await;
     wait_until("stored", || {
@@ -682,10 +671,7 @@ async fn support_staff_get_the_support_chat() {
 async fn older_messages_page_in_when_asked() {
     // u-other's own support chat, so the farmer's send rate is not touched.
     let api = Api::new(api_base());
-    let _: (u16, serde_json::Value) = api
-        .post("/session", &serde_json::json!({"userId": "u-other"}))
-        .await
-        .unwrap();
+    sign_in_as(&api, "u-other").await;
     let history: farm_chat_protocol::chat::HistoryPage = api
         .get("/chat/history?conversationId=c-u-other-support&limit=1")
         .await
