@@ -1,24 +1,47 @@
 //! Embedding: each `<farm-chat api-base="/api" locale="ja">` element on the host page gets its
-//! own widget, so a page can hold several. A demo page adds `demo-user="u-farmer"`: the widget
+//! own widget, so a page can hold several. `token-provider="fnName"` makes it authenticate with
+//! `Authorization: Bearer fnName()` (and a stream ticket) instead of cookies. A demo page adds `demo-user="u-farmer"`: the widget
 //! then signs in through the dev-server's `POST /api/session` first (standing in for the host
 //! site's single sign-on).
 
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::{ChatLauncher, ChatWidget, Locale, ServerHealth};
+use std::rc::Rc;
+
+use crate::{ChatLauncher, ChatWidget, Locale, ServerHealth, api::TokenProvider};
 
 /// Where the API is when the host element does not say.
 pub const DEFAULT_API_BASE: &str = "/api";
 
 /// The widget for one host element's settings.
-pub fn widget(api_base: String, locale: Locale) -> impl IntoView {
+pub fn widget(api_base: String, locale: Locale, token: Option<TokenProvider>) -> impl IntoView {
+    // The launcher's children must be `Send`; the browser has one thread, so this is only a
+    // formality for the `Rc` inside a token provider.
+    let token = send_wrapper::SendWrapper::new(token);
     view! {
         <ChatLauncher locale=locale>
             <ServerHealth api_base=api_base.clone() locale=locale />
-            <ChatWidget api_base=api_base locale=locale />
+            <ChatWidget api_base=api_base locale=locale token=token.take() />
         </ChatLauncher>
     }
+}
+
+/// `token-provider="name"`: the host page's global function `name()` returns the Bearer token
+/// (for pages whose cookies can't reach the API). Asked before every request, so the host
+/// can refresh it.
+fn token_provider(name: String) -> TokenProvider {
+    TokenProvider(Rc::new(move || {
+        let window = web_sys::window()?;
+        let function = js_sys::Reflect::get(&window, &wasm_bindgen::JsValue::from_str(&name))
+            .ok()?
+            .dyn_into::<js_sys::Function>()
+            .ok()?;
+        function
+            .call0(&wasm_bindgen::JsValue::NULL)
+            .ok()?
+            .as_string()
+    }))
 }
 
 /// A query parameter of the page's URL.
@@ -62,6 +85,10 @@ pub fn mount_all() -> usize {
             .get_attribute("demo-user")
             .filter(|u| !u.trim().is_empty())
             .map(|attribute| query_param("demo-user").unwrap_or(attribute));
+        let token = host
+            .get_attribute("token-provider")
+            .filter(|n| !n.trim().is_empty())
+            .map(token_provider);
         // Not Leptos's spawn_local: its executor starts with the first mount, below.
         wasm_bindgen_futures::spawn_local(async move {
             if let Some(user) = demo_user {
@@ -72,7 +99,7 @@ pub fn mount_all() -> usize {
                 }
             }
             // The page owns the widget for its whole life: keep it mounted.
-            leptos::mount::mount_to(host, move || widget(api_base, locale)).forget();
+            leptos::mount::mount_to(host, move || widget(api_base, locale, token)).forget();
         });
         mounted += 1;
     }

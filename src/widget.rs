@@ -331,8 +331,8 @@ pub fn ChatWidget(
     /// Which conversation: the assistant (default) or support.
     #[prop(optional)]
     support: bool,
-    /// Bearer tokens instead of cookies (cross-origin pages).
-    #[prop(optional)]
+    /// Bearer tokens instead of cookies (cross-origin pages). Default: cookies.
+    #[prop(default = None)]
     token: Option<TokenProvider>,
 ) -> impl IntoView {
     let api = Api {

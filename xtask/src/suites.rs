@@ -140,8 +140,18 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
     ));
 
     checks.push((
-        "in Chromium the widget mounts, signs in, reaches the API and goes live",
-        page_in_browser(browser, &format!("http://{}/", server.addr)),
+        "GET /public/embed.html (the token-provider host page) answers 200",
+        match http_get(server.addr, "/public/embed.html") {
+            Ok((200, _, body)) if String::from_utf8_lossy(&body).contains("token-provider") => {
+                Ok(())
+            }
+            Ok((status, _, _)) => Err(format!("HTTP {status}")),
+            Err(e) => Err(e),
+        },
+    ));
+    checks.push((
+        "in Chromium both pages' widgets mount, sign in (token, then cookie) and go live",
+        page_in_browser(browser, &format!("http://{}", server.addr)),
     ));
 
     let mut failed = 0;
@@ -174,32 +184,37 @@ fn wasm_path(html: &str) -> Option<String> {
     path.starts_with('/').then(|| path.to_owned())
 }
 
-/// Loads the page in headless Chromium (WebDriver) and waits for the widget to be live; then
-/// opens the chat panel and saves a screenshot (`target/xtask/page.png`).
-fn page_in_browser(browser: &Browser, url: &str) -> Result<(), String> {
+/// Loads the pages in headless Chromium (WebDriver) and waits for each widget to be live: first
+/// `public/embed.html` (no cookie yet: it must work on the token alone), then `/` (cookie sign-in).
+/// Opens each chat panel and saves screenshots in `target/xtask/`.
+fn page_in_browser(browser: &Browser, origin: &str) -> Result<(), String> {
     let dir = root().join("target").join("xtask");
     let profile = dir.join(format!("chromium-profile-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
     let result = (|| {
         let session = crate::webdriver::Session::start(browser, &profile)?;
-        session.open(url)?;
         let live = "const q = (id) => document.querySelector(`[data-testid=${id}]`);\
             return q('farm-chat-launcher') !== null && q('server-health')?.dataset.state === 'ok' \
             && q('connection-status')?.dataset.state === 'connected';";
-        session.wait_for(live, Duration::from_secs(30))?;
-        session.script(
-            "document.querySelector('[data-testid=launcher-toggle]').click(); return true;",
-        )?;
-        session.wait_for(
-            "return !document.querySelector('[data-testid=chat-panel]').hidden;",
-            Duration::from_secs(10),
-        )?;
-        let shot = dir.join("page.png");
-        session.screenshot(&shot)?;
-        println!(
-            "  (screenshot of the page with the chat open: {})",
-            shot.display()
-        );
+        for (path, shot) in [("/public/embed.html", "embed.png"), ("/", "page.png")] {
+            session.open(&format!("{origin}{path}"))?;
+            session
+                .wait_for(live, Duration::from_secs(30))
+                .map_err(|e| format!("{path}: {e}"))?;
+            session.script(
+                "document.querySelector('[data-testid=launcher-toggle]').click(); return true;",
+            )?;
+            session.wait_for(
+                "return !document.querySelector('[data-testid=chat-panel]').hidden;",
+                Duration::from_secs(10),
+            )?;
+            let shot = dir.join(shot);
+            session.screenshot(&shot)?;
+            println!(
+                "  (screenshot of {path} with the chat open: {})",
+                shot.display()
+            );
+        }
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&profile);
