@@ -8,6 +8,7 @@
 //! - [`connection`]: the stream connection as a state machine (reconnect, session check,
 //!   offline, dead stream, refetch) and its browser hook, `use_chat_stream`.
 //! - [`compose`]: the composer's rules (Enter sends, never during an IME composition).
+//! - [`format`]: dates and numbers through the browser's `Intl`, in the widget's locale.
 //! - [`i18n`]: [`Locale`] (ja first, en) and every user-visible string. Pure Rust, native tests.
 //! - [`launcher`]: [`ChatLauncher`], the corner button that opens and closes the chat panel.
 //! - [`health`]: [`ServerHealth`], the panel's line that says whether the server answers.
@@ -25,6 +26,7 @@ pub mod api;
 pub mod backoff;
 pub mod compose;
 pub mod connection;
+pub mod format;
 pub mod health;
 pub mod i18n;
 pub mod launcher;

@@ -511,6 +511,7 @@ fn Bubble(ctl: Ctl, bubble_key: String, locale: Locale) -> impl IntoView {
             } else {
                 m.sender.display_name.clone()
             };
+            let when = crate::format::time(locale, &m.created_at);
             let class = match (mine, m.sender.kind) {
                 (true, _) => "fc-bubble fc-bubble--mine",
                 (false, SenderKind::Assistant) => "fc-bubble fc-bubble--assistant",
@@ -518,7 +519,7 @@ fn Bubble(ctl: Ctl, bubble_key: String, locale: Locale) -> impl IntoView {
             };
             view! {
                 <li class=class data-testid="bubble" data-key=bubble_key.clone() data-message-id=m.message_id.to_string() data-state="sent">
-                    <p class="fc-meta">{who}</p>
+                    <p class="fc-meta">{who}" · "<time data-testid="time" datetime=m.created_at.clone()>{when}</time></p>
                     <p class="fc-text">{m.text.clone()}</p>
                     {move || has_task.get().then(|| view! { <parts::TaskReply ctl=ctl task=task locale=locale /> })}
                 </li>

@@ -718,3 +718,20 @@ async fn older_messages_page_in_when_asked() {
     drop(mounted);
     sign_in(&api).await; // back to the farmer for the other tests
 }
+
+#[wasm_bindgen_test]
+fn dates_and_numbers_follow_the_widgets_locale() {
+    use farm_chat::format;
+    assert_eq!(format::number(Locale::Ja, 14639.0), "14,639");
+    assert_eq!(format::number(Locale::En, 30.2), "30.2");
+    assert_eq!(format::day(Locale::Ja, "2026-11-22"), "2026年11月22日");
+    assert_eq!(format::day(Locale::En, "2026-11-22"), "Nov 22, 2026");
+    assert_eq!(
+        format::day(Locale::Ja, "not a date"),
+        "not a date",
+        "bad input is shown as it came"
+    );
+    let time = format::time(Locale::Ja, "2026-11-22T16:52:54.744Z");
+    assert!(time.len() == 5 && time.as_bytes()[2] == b':', "{time}");
+    assert_eq!(format::time(Locale::Ja, "garbage"), "");
+}

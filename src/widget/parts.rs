@@ -11,7 +11,10 @@ use farm_chat_protocol::task::{
 use leptos::prelude::*;
 
 use super::Ctl;
-use crate::i18n::{Locale, Text};
+use crate::{
+    format,
+    i18n::{Locale, Text},
+};
 
 /// Whether the user asked for less motion.
 pub fn prefers_reduced_motion() -> bool {
@@ -293,8 +296,8 @@ fn CowTable(list: CowList, locale: Locale) -> impl IntoView {
                 <tbody>
                     {move || sorted().into_iter().map(|c| view! {
                         <tr data-testid="cow-row">
-                            <td>{c.tag}</td><td>{c.name}</td><td>{c.last_insemination}</td>
-                            <td>{c.days_since}</td><td>{c.expected_date}</td>
+                            <td>{c.tag}</td><td>{c.name}</td><td>{format::day(locale, &c.last_insemination)}</td>
+                            <td>{c.days_since}</td><td>{format::day(locale, &c.expected_date)}</td>
                         </tr>
                     }).collect_view()}
                 </tbody>
@@ -319,8 +322,8 @@ fn HealthCards(report: HealthReport, locale: Locale) -> impl IntoView {
                     {locale.text(Text::Risk)}": "
                     <span class="fc-badge" data-testid="risk" data-risk=risk>{locale.text(risk_text)}</span>
                 </p>
-                <p>{format!("{}: {} kg / {}: {} kg", locale.text(Text::MilkAverage), report.milk_average_kg, locale.text(Text::Baseline), report.milk_baseline_kg)}</p>
-                <p>{format!("{}: {}", locale.text(Text::Activity), report.activity_index)}</p>
+                <p>{format!("{}: {} kg / {}: {} kg", locale.text(Text::MilkAverage), format::number(locale, report.milk_average_kg), locale.text(Text::Baseline), format::number(locale, report.milk_baseline_kg))}</p>
+                <p>{format!("{}: {}", locale.text(Text::Activity), format::number(locale, report.activity_index))}</p>
             </div>
             <div class="fc-card">
                 <p class="fc-card__title">{locale.text(Text::Findings)}</p>
@@ -339,9 +342,9 @@ fn ShipmentSummary(ctl: Ctl, report: ShipmentReport, locale: Locale) -> impl Int
     let href = ctl.with_value(|c| c.link(&report.pdf_url));
     view! {
         <dl class="fc-figures" data-testid="shipment-report">
-            <div><dt>{locale.text(Text::Period)}</dt><dd>{format!("{} – {}", report.period_start, report.period_end)}</dd></div>
-            <div><dt>{locale.text(Text::HeadShipped)}</dt><dd>{report.head}</dd></div>
-            <div><dt>{locale.text(Text::TotalShipped)}</dt><dd>{format!("{} kg", report.total_kg)}</dd></div>
+            <div><dt>{locale.text(Text::Period)}</dt><dd>{format!("{} – {}", format::day(locale, &report.period_start), format::day(locale, &report.period_end))}</dd></div>
+            <div><dt>{locale.text(Text::HeadShipped)}</dt><dd>{format::number(locale, f64::from(report.head))}</dd></div>
+            <div><dt>{locale.text(Text::TotalShipped)}</dt><dd>{format!("{} kg", format::number(locale, report.total_kg))}</dd></div>
         </dl>
         <a class="fc-link" data-testid="pdf" href=href target="_blank" rel="noopener">{locale.text(Text::OpenPdf)}</a>
     }
