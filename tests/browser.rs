@@ -400,6 +400,18 @@ async fn type_and_send(root: &HtmlElement, text: &str) {
     tick().await;
 }
 
+/// Waits until the bubble containing `text` is stored (no longer sending).
+async fn wait_sent(root: &HtmlElement, text: &str) {
+    wait_until("the bubble to be stored", || {
+        bubbles_with(root, text)
+            .first()
+            .and_then(|b| b.get_attribute("data-state"))
+            .as_deref()
+            == Some("sent")
+    })
+    .await;
+}
+
 /// Bubbles whose text contains `needle`.
 fn bubbles_with(root: &HtmlElement, needle: &str) -> Vec<HtmlElement> {
     all_by_testid(root, "bubble")
@@ -432,25 +444,11 @@ async fn a_sent_message_shows_exactly_once() {
         1,
         "the bubble appears at once"
     );
-    wait_until("stored", || {
-        bubbles_with(&root, &first)
-            .first()
-            .and_then(|b| b.get_attribute("data-state"))
-            .as_deref()
-            == Some("sent")
-    })
-    .await;
+    wait_sent(&root, &first).await;
     // A second message: once its echo is in, the first one's is too (events are ordered).
     let second = unique("二通目");
     type_and_send(&root, &second).await;
-    wait_until("second stored", || {
-        bubbles_with(&root, &second)
-            .first()
-            .and_then(|b| b.get_attribute("data-state"))
-            .as_deref()
-            == Some("sent")
-    })
-    .await;
+    wait_sent(&root, &second).await;
     assert_eq!(
         bubbles_with(&root, &first).len(),
         1,
@@ -644,14 +642,7 @@ async fn support_staff_get_the_support_chat() {
     wait_connected(&root).await;
     let reply = unique("ご用件をどうぞ");
     type_and_send(&root, &reply).await;
-    wait_until("stored", || {
-        bubbles_with(&root, &reply)
-            .first()
-            .and_then(|b| b.get_attribute("data-state"))
-            .as_deref()
-            == Some("sent")
-    })
-    .await;
+    wait_sent(&root, &reply).await;
     let history: farm_chat_protocol::chat::HistoryPage = api
         .get("/chat/history?conversationId=c-u-farmer-support&limit=5")
         .await

@@ -438,22 +438,13 @@ async fn other_users_cannot_see_or_cancel_a_task() {
     let task_id = reply.json()["taskId"].as_str().unwrap().to_owned();
     for user in ["u-other", "u-support"] {
         let token = login(s.addr, user).await;
-        let auth = bearer(&token);
-        let seen = call(
-            s.addr,
-            "GET",
-            &format!("/api/tasks/{task_id}"),
-            &[("Authorization", &auth)],
-            None,
-        )
-        .await;
+        let seen = call_as(s.addr, "GET", &format!("/api/tasks/{task_id}"), &token).await;
         assert_eq!(seen.status, 404, "{user}");
-        let cancel = call(
+        let cancel = call_as(
             s.addr,
             "POST",
             &format!("/api/tasks/{task_id}/cancel"),
-            &[("Authorization", &auth)],
-            None,
+            &token,
         )
         .await;
         assert_eq!(cancel.status, 404, "{user}");
