@@ -1,15 +1,25 @@
 //! Embedding: each `<farm-chat api-base="/api" locale="ja">` element on the host page gets its
 //! own widget, so a page can hold several. `token-provider="fnName"` makes it authenticate with
-//! `Authorization: Bearer fnName()` (and a stream ticket) instead of cookies. A demo page adds `demo-user="u-farmer"`: the widget
-//! then signs in through the dev-server's `POST /api/session` first (standing in for the host
-//! site's single sign-on).
+//! `Authorization: Bearer fnName()` (and a stream ticket) instead of cookies. A demo page adds
+//! `demo-user="u-farmer"`: the widget then signs in through the dev-server's `POST /api/session`
+//! first (standing in for the host site's single sign-on), and `?demo-user=` / `?lang=` in the
+//! page's URL switch user and language.
+//!
+//! Each widget lives in its element's (open) shadow root with its stylesheet compiled in, so
+//! embedding is one script and one element, the host page's CSS cannot reach inside, and the
+//! widget's cannot reach out. Theming still works: custom properties (`--fc-accent`, …) set on
+//! `farm-chat` or any ancestor are inherited through the shadow boundary.
 
 use leptos::prelude::*;
+use leptos::tachys::view::Mountable;
 use wasm_bindgen::JsCast;
 
 use std::rc::Rc;
 
 use crate::{ChatLauncher, ChatWidget, Locale, ServerHealth, api::TokenProvider};
+
+/// The widget's stylesheet, placed in every shadow root.
+pub const STYLESHEET: &str = include_str!("../style/farm-chat.css");
 
 /// Where the API is when the host element does not say.
 pub const DEFAULT_API_BASE: &str = "/api";
@@ -51,6 +61,37 @@ fn query_param(name: &str) -> Option<String> {
     params.get(name).filter(|v| !v.is_empty())
 }
 
+/// Mounts a widget into `host`'s shadow root (attached here, open, with the stylesheet) and
+/// returns the handle that unmounts it. Where the element already has a shadow root (a page that
+/// mounted twice) or cannot take one, the widget mounts into the light DOM instead, with the
+/// stylesheet beside it: it still works, only without the style isolation.
+pub fn mount_in_shadow(
+    host: web_sys::HtmlElement,
+    api_base: String,
+    locale: Locale,
+    token: Option<TokenProvider>,
+) -> Option<leptos::mount::UnmountHandle<impl Mountable>> {
+    let document = web_sys::window()?.document()?;
+    let container: web_sys::Node = match host
+        .attach_shadow(&web_sys::ShadowRootInit::new(web_sys::ShadowRootMode::Open))
+    {
+        Ok(shadow) => shadow.into(),
+        Err(_) => {
+            leptos::logging::warn!("farm-chat: no shadow root available; styles are not isolated");
+            host.clone().into()
+        }
+    };
+    let style = document.create_element("style").ok()?;
+    style.set_text_content(Some(STYLESHEET));
+    container.append_child(&style).ok()?;
+    let root: web_sys::HtmlElement = document.create_element("div").ok()?.unchecked_into();
+    root.set_class_name("fc-root");
+    container.append_child(&root).ok()?;
+    Some(leptos::mount::mount_to(root, move || {
+        widget(api_base, locale, token)
+    }))
+}
+
 /// Mounts a widget into every `<farm-chat>` element of the document. Returns how many.
 pub fn mount_all() -> usize {
     let Some(document) = web_sys::window().and_then(|w| w.document()) else {
@@ -75,16 +116,18 @@ pub fn mount_all() -> usize {
             .get_attribute("api-base")
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
-        let locale = Locale::from_tag(
-            &host
-                .get_attribute("locale")
-                .unwrap_or_else(|| page_lang.clone()),
-        );
         // The demo page's user switcher: `?demo-user=u-support` overrides the attribute.
         let demo_user = host
             .get_attribute("demo-user")
             .filter(|u| !u.trim().is_empty())
             .map(|attribute| query_param("demo-user").unwrap_or(attribute));
+        // And its language switcher, `?lang=en`, on demo pages only: a real host page decides.
+        let locale_tag = demo_user
+            .as_ref()
+            .and_then(|_| query_param("lang"))
+            .or_else(|| host.get_attribute("locale"))
+            .unwrap_or_else(|| page_lang.clone());
+        let locale = Locale::from_tag(&locale_tag);
         let token = host
             .get_attribute("token-provider")
             .filter(|n| !n.trim().is_empty())
@@ -99,7 +142,9 @@ pub fn mount_all() -> usize {
                 }
             }
             // The page owns the widget for its whole life: keep it mounted.
-            leptos::mount::mount_to(host, move || widget(api_base, locale, token)).forget();
+            if let Some(handle) = mount_in_shadow(host, api_base, locale, token) {
+                handle.forget();
+            }
         });
         mounted += 1;
     }

@@ -1,5 +1,6 @@
-//! The widget's stylesheet stays inside its namespace: every selector starts at `farm-chat`
-//! or an `fc-` class, so the host page's styles and the widget's never meet by accident.
+//! The widget's stylesheet stays inside its namespace: every selector starts at `:host` (the
+//! shadow host), `farm-chat` or an `fc-` class, so even where a page forces the light-DOM
+//! fallback the host page's styles and the widget's never meet by accident.
 //! (A test-only module: it reads `style/farm-chat.css` at compile time.)
 
 /// The selectors of a stylesheet (comments and at-rule preludes skipped).
@@ -46,7 +47,9 @@ mod tests {
         assert!(all.len() > 20, "{all:?}");
         for selector in all {
             assert!(
-                selector.starts_with("farm-chat") || selector.starts_with(".fc-"),
+                selector.starts_with(":host")
+                    || selector.starts_with("farm-chat")
+                    || selector.starts_with(".fc-"),
                 "selector {selector:?} is not scoped to the widget"
             );
         }

@@ -393,6 +393,7 @@ pub fn ChatWidget(
                 .unwrap_or_default()
         })
     };
+    let empty = Memo::new(move |_| keys().is_empty());
     let busy = move || conversation.with(|c| c.as_ref().is_some_and(|c| store.with(|s| s.busy(c))));
     let has_older = move || {
         conversation.with(|c| {
@@ -421,6 +422,25 @@ pub fn ChatWidget(
         });
     }
 
+    // Stick to the newest message while the user is at the bottom; leave them be once they
+    // scroll up to read. After the frame is laid out, so the new bubble's height counts.
+    let log_ref = NodeRef::<leptos::html::Ol>::new();
+    let stuck = StoredValue::new(true);
+    Effect::new(move |_| {
+        store.track();
+        if let Some(list) = log_ref.get_untracked()
+            && stuck.get_value()
+        {
+            request_animation_frame(move || list.set_scroll_top(list.scroll_height()));
+        }
+    });
+    let on_scroll = move |_| {
+        if let Some(list) = log_ref.get_untracked() {
+            let from_bottom = list.scroll_height() - list.scroll_top() - list.client_height();
+            stuck.set_value(from_bottom < 48);
+        }
+    };
+
     view! {
         <div class="fc-widget" data-testid="chat-widget" lang=locale.tag()>
             <p class="fc-status" data-testid="connection-status" data-state=status_name role="status">
@@ -430,7 +450,9 @@ pub fn ChatWidget(
                 Phase::Loading => view! { <p class="fc-note">{locale.text(Text::Loading)}</p> }.into_any(),
                 Phase::SignedOut => view! { <p class="fc-note" data-testid="signed-out">{locale.text(Text::SignedOut)}</p> }.into_any(),
                 Phase::Failed(why) => view! { <p class="fc-note fc-note--error" title=why>{locale.text(Text::LoadFailed)}</p> }.into_any(),
-                Phase::Ready => ().into_any(),
+                Phase::Ready => empty.get().then(|| view! {
+                    <p class="fc-note" data-testid="empty">{locale.text(Text::Empty)}</p>
+                }).into_any(),
             }}
             {move || has_older().then(|| view! {
                 <button type="button" class="fc-link fc-older" data-testid="load-older"
@@ -438,7 +460,8 @@ pub fn ChatWidget(
                     {locale.text(Text::LoadOlder)}
                 </button>
             })}
-            <ol class="fc-log" data-testid="message-list" role="log" aria-live="polite" aria-busy=move || busy().to_string()>
+            <ol class="fc-log" data-testid="message-list" role="log" aria-live="polite"
+                aria-busy=move || busy().to_string() node_ref=log_ref on:scroll=on_scroll>
                 <For each=keys key=|k| k.clone() let:key>
                     <Bubble ctl=ctl bubble_key=key locale=locale />
                 </For>

@@ -43,7 +43,8 @@ pub(crate) fn dev() -> Result<(), String> {
     run_cmd(cmd("trunk").arg("serve"))
 }
 
-/// Transfer size of `dist/` (wasm + js + css), raw and gzip -9. Returns the gzip total.
+/// Transfer size of the widget in `dist/` (its wasm + js + css: the `farm-chat*` files; the demo
+/// page's own stylesheet is not the widget's), raw and gzip -9. Returns the gzip total.
 pub(crate) fn size() -> Result<u64, String> {
     let dist = root().join("dist");
     let mut files: Vec<_> = std::fs::read_dir(&dist)
@@ -58,13 +59,15 @@ pub(crate) fn size() -> Result<u64, String> {
         .filter(|p| {
             p.extension()
                 .is_some_and(|x| x == "wasm" || x == "js" || x == "css")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("farm-chat"))
         })
         .collect();
     files.sort();
     let (mut raw_total, mut gz_total) = (0, 0);
     println!(
         "\n{:<48} {:>10} {:>10}",
-        "release transfer size", "raw B", "gzip -9 B"
+        "release transfer size of the widget", "raw B", "gzip -9 B"
     );
     for file in &files {
         let raw = std::fs::metadata(file).map_err(|e| e.to_string())?.len();

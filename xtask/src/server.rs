@@ -78,6 +78,12 @@ impl DevServer {
         Ok(Self { child, addr, log })
     }
 
+    /// Stops it at once (SIGKILL: no graceful shutdown, as a crash would).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `http://ADDR/api`.
     pub(crate) fn api_base(&self) -> String {
         format!("http://{}/api", self.addr)
@@ -86,7 +92,6 @@ impl DevServer {
 
 impl Drop for DevServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

@@ -93,15 +93,30 @@ fn browser_tests(browser: &Browser) -> Result<(), String> {
 /// browser and talking to the API of the same origin.
 fn page_smoke(browser: &Browser) -> Result<(), String> {
     product::build_release()?;
-    // As `run` serves it, but with a throwaway store: tests leave no files behind.
-    let server = DevServer::start(&[
-        "--addr".into(),
-        "127.0.0.1:0".into(),
-        "--db".into(),
-        ":memory:".into(),
-        "--static-dir".into(),
-        "dist".into(),
-    ])?;
+    // As `run` serves it, on a store of its own (a file, so the server can be killed and
+    // restarted on it mid-test), removed afterwards.
+    let dir = root().join("target").join("xtask");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let db = dir.join(format!("page-smoke-{}.sqlite", std::process::id()));
+    let remove_db = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+    };
+    remove_db();
+    let args = |addr: &str| -> Vec<String> {
+        [
+            "--addr",
+            addr,
+            "--db",
+            &db.display().to_string(),
+            "--static-dir",
+            "dist",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut server = DevServer::start(&args("127.0.0.1:0"))?;
     let mut checks: Vec<(&str, Result<(), String>)> = Vec::new();
 
     let page = http_get(server.addr, "/");
@@ -150,9 +165,14 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
         },
     ));
     checks.push((
-        "in Chromium both pages' widgets mount, sign in (token, then cookie) and go live",
-        page_in_browser(browser, &format!("http://{}", server.addr)),
+        "in Chromium both pages' widgets mount, sign in (token, then cookie) and go live; \
+         in ja and en the assistant streams progress, a cow table and a health report; \
+         after a kill -9 and restart of the server the widget reconnects",
+        page_in_browser(browser, &mut server, &args),
     ));
+    let log = server.log.clone();
+    drop(server);
+    remove_db();
 
     let mut failed = 0;
     for (check, result) in &checks {
@@ -171,7 +191,7 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
     if failed == 0 {
         Ok(())
     } else {
-        println!("dev-server log: {}", server.log.display());
+        println!("dev-server log: {}", log.display());
         Err(format!("{failed} page check(s) failed"))
     }
 }
@@ -184,39 +204,144 @@ fn wasm_path(html: &str) -> Option<String> {
     path.starts_with('/').then(|| path.to_owned())
 }
 
-/// Loads the pages in headless Chromium (WebDriver) and waits for each widget to be live: first
-/// `public/embed.html` (no cookie yet: it must work on the token alone), then `/` (cookie sign-in).
-/// Opens each chat panel and saves screenshots in `target/xtask/`.
-fn page_in_browser(browser: &Browser, origin: &str) -> Result<(), String> {
+/// In-page helpers for scripts: `q(testid)` / `qa(testid)` look inside the (first) widget's
+/// shadow root.
+const IN_WIDGET: &str = "const w = document.querySelector('farm-chat')?.shadowRoot; \
+    const q = (id) => w?.querySelector(`[data-testid=${id}]`); \
+    const qa = (id) => w ? [...w.querySelectorAll(`[data-testid=${id}]`)] : [];";
+
+/// What the page smoke asks the assistant, per language: the estrus list, then a health report.
+const QUESTIONS: [(&str, &str, [&str; 2]); 2] = [
+    (
+        "ja",
+        "u-farmer",
+        [
+            "発情予定の牛のリストを作って",
+            "14番の牛の健康状態を分析して",
+        ],
+    ),
+    (
+        "en",
+        "u-other",
+        [
+            "Which cows are due for estrus?",
+            "Analyse the health of cow 14",
+        ],
+    ),
+];
+
+/// Loads the pages in headless Chromium (WebDriver) and uses them as a user would:
+/// - `public/embed.html` first (no cookie yet: it must work on the token alone);
+/// - then the dashboard `/` in ja (u-farmer) and en (u-other): ask for the estrus list and a
+///   health report, then kill -9 the dev-server, see the widget reconnecting, restart the
+///   server on the same port and store, and see it live again.
+///
+/// Saves a screenshot of each state in `target/xtask/` (they are the widget's documentation).
+fn page_in_browser(
+    browser: &Browser,
+    server: &mut DevServer,
+    args: &dyn Fn(&str) -> Vec<String>,
+) -> Result<(), String> {
+    let origin = format!("http://{}", server.addr);
     let dir = root().join("target").join("xtask");
     let profile = dir.join(format!("chromium-profile-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
+    let session = crate::webdriver::Session::start(browser, &profile)?;
     let result = (|| {
-        let session = crate::webdriver::Session::start(browser, &profile)?;
-        let live = "const q = (id) => document.querySelector(`[data-testid=${id}]`);\
-            return q('farm-chat-launcher') !== null && q('server-health')?.dataset.state === 'ok' \
-            && q('connection-status')?.dataset.state === 'connected';";
-        for (path, shot) in [("/public/embed.html", "embed.png"), ("/", "page.png")] {
-            session.open(&format!("{origin}{path}"))?;
+        let run = |script: &str| session.script(&format!("{IN_WIDGET} {script}"));
+        let wait = |what: &str, script: &str, secs: u64| {
             session
-                .wait_for(live, Duration::from_secs(30))
-                .map_err(|e| format!("{path}: {e}"))?;
-            session.script(
-                "document.querySelector('[data-testid=launcher-toggle]').click(); return true;",
+                .wait_for(&format!("{IN_WIDGET} {script}"), Duration::from_secs(secs))
+                .map_err(|_| format!("{what}: not within {secs} s"))
+        };
+        let shot = |name: &str| -> Result<(), String> {
+            let path = dir.join(name);
+            session.screenshot(&path)?;
+            println!("  (screenshot: {})", path.display());
+            Ok(())
+        };
+        let live = "return q('farm-chat-launcher') != null && q('server-health')?.dataset.state === 'ok' \
+            && q('connection-status')?.dataset.state === 'connected';";
+        let open_panel = || -> Result<(), String> {
+            run("q('launcher-toggle').click(); return true;")?;
+            wait(
+                "the chat panel opens",
+                "return !q('chat-panel').hidden;",
+                10,
+            )
+        };
+        let ask = |text: &str| -> Result<(), String> {
+            run(&format!(
+                "const t = q('composer'); t.value = {text:?}; \
+                 t.dispatchEvent(new Event('input', {{bubbles: true}})); return true;"
+            ))?;
+            // The button enables once the widget has seen the input (a render later).
+            wait("the send button enables", "return !q('send').disabled;", 5)?;
+            run("q('send').click(); return true;").map(drop)
+        };
+
+        session.open(&format!("{origin}/public/embed.html"))?;
+        wait("embed.html: the widget goes live on a token", live, 30)?;
+        open_panel()?;
+        shot("embed.png")?;
+
+        for (lang, user, [estrus, health]) in QUESTIONS {
+            session.open(&format!("{origin}/?lang={lang}&demo-user={user}"))?;
+            wait(&format!("/ ({lang}): the widget goes live"), live, 30)?;
+            wait(
+                &format!("/ ({lang}): the widget speaks {lang}"),
+                &format!("return q('chat-widget')?.lang === '{lang}';"),
+                5,
             )?;
-            session.wait_for(
-                "return !document.querySelector('[data-testid=chat-panel]').hidden;",
-                Duration::from_secs(10),
+            open_panel()?;
+            shot(&format!("page-{lang}.png"))?;
+            ask(estrus)?;
+            wait(
+                "the estrus task's progress bar, mid-way",
+                "const p = qa('progress').at(-1); if (!p) return false; \
+                 const v = +p.getAttribute('aria-valuenow'); \
+                 return v > 0 && v < +p.getAttribute('aria-valuemax');",
+                30,
             )?;
-            let shot = dir.join(shot);
-            session.screenshot(&shot)?;
-            println!(
-                "  (screenshot of {path} with the chat open: {})",
-                shot.display()
-            );
+            shot(&format!("{lang}-progress.png"))?;
+            wait("the cow table", "return qa('cow-row').length > 0;", 60)?;
+            shot(&format!("{lang}-cow-table.png"))?;
+            ask(health)?;
+            wait(
+                "the health report",
+                "return q('health-report') != null;",
+                60,
+            )?;
+            shot(&format!("{lang}-health.png"))?;
+
+            server.kill();
+            wait(
+                "the reconnecting state after a kill -9 of the server",
+                "return q('connection-status')?.dataset.state === 'reconnecting';",
+                30,
+            )?;
+            shot(&format!("{lang}-reconnecting.png"))?;
+            *server = DevServer::start(&args(&server.addr.to_string()))?;
+            wait(
+                "connected again after the restart",
+                "return q('connection-status')?.dataset.state === 'connected';",
+                60,
+            )?;
+            wait(
+                "one cow table and one health report after the reconnect",
+                "return qa('cow-table').length === 1 && qa('health-report').length === 1;",
+                10,
+            )?;
         }
         Ok(())
     })();
+    if result.is_err() {
+        let path = dir.join("page-failure.png");
+        if session.screenshot(&path).is_ok() {
+            println!("  (the page when it failed: {})", path.display());
+        }
+    }
+    drop(session);
     let _ = std::fs::remove_dir_all(&profile);
     result
 }
@@ -233,6 +358,7 @@ pub(crate) fn chromium_flags(profile: &Path) -> Vec<String> {
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
+        "--window-size=1280,900",
     ]
     .iter()
     .map(|s| s.to_string())
