@@ -279,10 +279,13 @@ impl Locale {
     }
 
     /// "Reconnecting (attempt n, next try in s)".
-    pub fn reconnecting(self, attempt: u32, seconds: f64) -> String {
+    pub fn reconnecting(self, attempt: u32, wait: std::time::Duration) -> String {
+        // Tenths of a second, rounded, by integer arithmetic.
+        let tenths = (wait.as_millis() + 50) / 100;
+        let seconds = format!("{}.{}", tenths / 10, tenths % 10);
         match self {
-            Self::Ja => format!("再接続中（{attempt}回目、{seconds:.1}秒後に再試行）"),
-            Self::En => format!("Reconnecting (attempt {attempt}, next try in {seconds:.1} s)"),
+            Self::Ja => format!("再接続中（{attempt}回目、{seconds}秒後に再試行）"),
+            Self::En => format!("Reconnecting (attempt {attempt}, next try in {seconds} s)"),
         }
     }
 
@@ -318,5 +321,23 @@ mod tests {
             assert_ne!(ja, en, "{text:?} is not translated");
             assert!(!ja.is_ascii(), "{text:?}: the ja string is not Japanese");
         }
+    }
+
+    #[test]
+    fn the_reconnect_wait_is_shown_in_tenths_of_a_second() {
+        use std::time::Duration;
+        assert_eq!(
+            Locale::En.reconnecting(2, Duration::from_millis(149)),
+            "Reconnecting (attempt 2, next try in 0.1 s)"
+        );
+        assert_eq!(
+            Locale::Ja.reconnecting(1, Duration::from_millis(1950)),
+            "再接続中（1回目、2.0秒後に再試行）"
+        );
+        assert!(
+            Locale::En
+                .reconnecting(9, Duration::from_secs(30))
+                .contains("in 30.0 s")
+        );
     }
 }

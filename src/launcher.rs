@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use leptos::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::i18n::{Locale, Text};
 
@@ -32,6 +33,43 @@ pub fn ChatLauncher(
     let unread = RwSignal::new(0u32);
     provide_context(LauncherContext { open, unread });
     let panel_id = format!("fc-panel-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    // Keyboard users land in the text box when the panel opens, and Escape takes them back to
+    // the button that opened it.
+    let panel_ref = NodeRef::<leptos::html::Section>::new();
+    let toggle_ref = NodeRef::<leptos::html::Button>::new();
+    Effect::new(move |was_open: Option<bool>| {
+        let now = open.get();
+        // The panel starts closed, so a first run that sees it open saw a user open it.
+        if now
+            && was_open != Some(true)
+            && let Some(panel) = panel_ref.get_untracked()
+        {
+            // After this turn's DOM updates (not a frame callback: hidden pages get none).
+            set_timeout(
+                move || {
+                    let field = panel
+                        .query_selector("textarea")
+                        .ok()
+                        .flatten()
+                        .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+                    if let Some(field) = field {
+                        let _ = field.focus();
+                    }
+                },
+                std::time::Duration::ZERO,
+            );
+        }
+        now
+    });
+    let on_keydown = move |e: web_sys::KeyboardEvent| {
+        if e.key() == "Escape" && open.get_untracked() {
+            e.stop_propagation();
+            set_open.set(false);
+            if let Some(toggle) = toggle_ref.get_untracked() {
+                let _ = toggle.focus();
+            }
+        }
+    };
     view! {
         <div class="fc-launcher" data-testid="farm-chat-launcher" lang=locale.tag()>
             <section
@@ -41,6 +79,8 @@ pub fn ChatLauncher(
                 role="dialog"
                 aria-label=locale.text(Text::ChatTitle)
                 hidden=move || !open.get()
+                node_ref=panel_ref
+                on:keydown=on_keydown
             >
                 <h2 class="fc-panel__title">{locale.text(Text::ChatTitle)}</h2>
                 {children()}
@@ -51,6 +91,7 @@ pub fn ChatLauncher(
                 data-testid="launcher-toggle"
                 aria-controls=panel_id
                 aria-expanded=move || open.get().to_string()
+                node_ref=toggle_ref
                 on:click=move |_| set_open.update(|o| *o = !*o)
             >
                 {move || locale.text(if open.get() { Text::CloseChat } else { Text::OpenChat })}

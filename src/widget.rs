@@ -61,12 +61,21 @@ pub struct Controller {
 
 impl Controller {
     fn conversation(&self) -> Option<ConversationId> {
-        self.conversation.get_untracked()
+        self.conversation.try_get_untracked().flatten()
+    }
+
+    /// The widget was unmounted: work still in flight (a fetch, a send's retries) stops here
+    /// instead of touching its disposed signals.
+    fn gone(&self) -> bool {
+        self.store.is_disposed()
     }
 
     /// Finds the conversation, who we are, and the newest page of history.
     async fn load(self: Rc<Self>) {
         let session = self.api.get::<SessionInfo>("/session").await;
+        if self.gone() {
+            return;
+        }
         let session = match session {
             Ok(s) => s,
             Err(ApiFailure::Http { status: 401, .. }) => return self.phase.set(Phase::SignedOut),
@@ -81,6 +90,7 @@ impl Controller {
             display_name: session.display_name,
         }));
         let list = match self.api.get::<ConversationList>("/conversations").await {
+            _ if self.gone() => return,
             Ok(list) => list,
             Err(e) => return self.phase.set(Phase::Failed(e.to_string())),
         };
@@ -102,6 +112,7 @@ impl Controller {
             ))
             .await
         {
+            _ if self.gone() => {}
             Ok(page) => {
                 self.store.update(|s| {
                     s.apply_history(&found.id, page, PageKind::Latest);
@@ -140,6 +151,9 @@ impl Controller {
                     let Ok(page) = this.api.get::<HistoryPage>(&path).await else {
                         break;
                     };
+                    if this.gone() {
+                        break;
+                    }
                     let more = this
                         .store
                         .try_update(|s| s.apply_history(&conversation, page, PageKind::Newer))
@@ -218,6 +232,7 @@ impl Controller {
                     .post::<_, SendResponse>("/chat/send", &request)
                     .await
                 {
+                    _ if this.gone() => return,
                     Ok((_, response)) => {
                         let me = this.me.get_untracked().unwrap_or(Sender {
                             id: "me".into(),
@@ -258,6 +273,7 @@ impl Controller {
             let path =
                 format!("/chat/history?conversationId={conversation}&before={first}&limit=50");
             match this.api.get::<HistoryPage>(&path).await {
+                _ if this.gone() => {}
                 Ok(page) => {
                     this.store.update(|s| {
                         s.apply_history(&conversation, page, PageKind::Older);
@@ -371,9 +387,7 @@ pub fn ChatWidget(
     let status_text = move || match status.get() {
         Status::Connecting => locale.text(Text::Connecting).to_owned(),
         Status::Connected => locale.text(Text::Connected).to_owned(),
-        Status::Reconnecting { attempt, retry_in } => {
-            locale.reconnecting(attempt, retry_in.as_secs_f64())
-        }
+        Status::Reconnecting { attempt, retry_in } => locale.reconnecting(attempt, retry_in),
         Status::Offline => locale.text(Text::Offline).to_owned(),
         Status::SignedOut => locale.text(Text::SignedOut).to_owned(),
         Status::Closed => locale.text(Text::Closed).to_owned(),
@@ -423,7 +437,7 @@ pub fn ChatWidget(
     }
 
     // Stick to the newest message while the user is at the bottom; leave them be once they
-    // scroll up to read. After the frame is laid out, so the new bubble's height counts.
+    // scroll up to read. After this turn's DOM updates, so the new bubble's height counts.
     let log_ref = NodeRef::<leptos::html::Ol>::new();
     let stuck = StoredValue::new(true);
     Effect::new(move |_| {
@@ -431,7 +445,10 @@ pub fn ChatWidget(
         if let Some(list) = log_ref.get_untracked()
             && stuck.get_value()
         {
-            request_animation_frame(move || list.set_scroll_top(list.scroll_height()));
+            set_timeout(
+                move || list.set_scroll_top(list.scroll_height()),
+                std::time::Duration::ZERO,
+            );
         }
     });
     let on_scroll = move |_| {

@@ -292,6 +292,7 @@ async fn launcher_opens_and_closes_the_panel() {
         view! {
             <ChatLauncher locale=Locale::Ja>
                 <p data-testid="panel-body">"こんにちは"</p>
+                <textarea data-testid="panel-field"></textarea>
             </ChatLauncher>
         }
     });
@@ -317,9 +318,33 @@ async fn launcher_opens_and_closes_the_panel() {
         Some("こんにちは")
     );
 
+    let document = web_sys::window().unwrap().document().unwrap();
+    let field = by_testid(&root, "panel-field");
+    wait_until("the text box to take the focus", || {
+        document.active_element().as_ref() == Some(field.as_ref())
+    })
+    .await;
+
     toggle.click();
     tick().await;
     assert!(panel.has_attribute("hidden"), "a second click closes it");
+
+    // Escape closes it too, and gives the focus back to the button.
+    toggle.click();
+    tick().await;
+    let init = web_sys::KeyboardEventInit::new();
+    init.set_key("Escape");
+    init.set_bubbles(true);
+    let escape =
+        web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
+    field.dispatch_event(&escape).unwrap();
+    tick().await;
+    assert!(panel.has_attribute("hidden"), "Escape closes the panel");
+    assert_eq!(
+        document.active_element().as_ref(),
+        Some(toggle.as_ref()),
+        "and the focus is back on the launcher button"
+    );
 }
 
 #[wasm_bindgen_test]

@@ -95,7 +95,9 @@ pub fn ProgressBar(
             aria-valuemax=progress.total.to_string()
             aria-valuenow=progress.current.to_string()
             aria-valuetext=value_text>
-            <div class="fc-progress__bar" style=format!("width: {}%", progress.percentage)></div>
+            <div class="fc-progress__track">
+                <div class="fc-progress__bar" style=format!("width: {}%", progress.percentage)></div>
+            </div>
             <span class="fc-progress__text">{text}</span>
         </div>
     }

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         "run" => product::run(rest),
         "test" => suites::test(),
         "dev" => product::dev(),
-        "size" => product::size().map(|_| ()),
+        "size" => product::build_release().and_then(|()| product::size().map(|_| ())),
         "report-font" => font::report_font(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
