@@ -13,6 +13,7 @@
 //! - After every reconnect (its `ready`) and on `reset`, history is refetched.
 
 pub mod hook;
+pub mod share;
 
 use std::time::Duration;
 
@@ -150,6 +151,14 @@ impl Connection {
     /// The id to resume after.
     pub fn last_event_id(&self) -> Option<EventId> {
         self.last_event_id
+    }
+
+    /// Another tab's stream delivered event `id` (this tab follows a leader): remember it, so
+    /// that if this tab takes over it resumes after the newest id any tab saw.
+    pub fn saw_elsewhere(&mut self, id: EventId) {
+        if self.last_event_id.is_none_or(|last| id > last) {
+            self.last_event_id = Some(id);
+        }
     }
 
     fn connect(&mut self) -> Vec<Effect> {

@@ -29,6 +29,7 @@ use crate::{
     connection::{
         Status,
         hook::{UseChatStreamOptions, use_chat_stream_with_options},
+        share::Role,
     },
     i18n::{Locale, Text},
     store::{BubbleData, ChatStore, PageKind, SendState},
@@ -384,6 +385,7 @@ pub fn ChatWidget(
     let ctl: Ctl = StoredValue::new_local(controller);
 
     let status = stream.status;
+    let stream_role = stream.role;
     let status_text = move || match status.get() {
         Status::Connecting => locale.text(Text::Connecting).to_owned(),
         Status::Connected => locale.text(Text::Connected).to_owned(),
@@ -460,7 +462,12 @@ pub fn ChatWidget(
 
     view! {
         <div class="fc-widget" data-testid="chat-widget" lang=locale.tag()>
-            <p class="fc-status" data-testid="connection-status" data-state=status_name role="status">
+            <p class="fc-status" data-testid="connection-status" data-state=status_name role="status"
+                data-role=move || match stream_role.get() {
+                    Role::Solo => "solo",
+                    Role::Leader => "leader",
+                    Role::Follower => "follower",
+                }>
                 {status_text}
             </p>
             {move || match phase.get() {

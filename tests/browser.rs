@@ -20,6 +20,7 @@ use farm_chat::{
     connection::{
         Status,
         hook::{UseChatStreamOptions, UseChatStreamReturn, use_chat_stream_with_options},
+        share::Role,
     },
 };
 use farm_chat_protocol::{MessageId, StreamEvent, chat::SendResponse, task::Progress};
@@ -123,19 +124,13 @@ async fn send(api: &Api, text: &str) -> MessageId {
 }
 
 type Events = Rc<RefCell<Vec<StreamEvent>>>;
+type Hook = Rc<RefCell<Option<UseChatStreamReturn>>>;
 
 /// Mounts a component using the hook; returns the recorded events, the hook's return and the
 /// mount (dropping it unmounts).
-fn mount_stream(
-    options: UseChatStreamOptions,
-) -> (
-    Events,
-    Rc<RefCell<Option<UseChatStreamReturn>>>,
-    impl Drop,
-    HtmlElement,
-) {
+fn mount_stream(options: UseChatStreamOptions) -> (Events, Hook, impl Drop, HtmlElement) {
     let events: Events = Rc::default();
-    let hook: Rc<RefCell<Option<UseChatStreamReturn>>> = Rc::default();
+    let hook: Hook = Rc::default();
     let root = fresh_root();
     let (record, slot) = (events.clone(), hook.clone());
     let mounted = leptos::mount::mount_to(root.clone(), move || {
@@ -871,4 +866,113 @@ async fn styles_never_leak_in_or_out_and_custom_properties_theme_the_widget() {
     assert_eq!(computed(&outside, "position"), "static");
     drop(handles);
     hostile.remove();
+}
+
+/// Hooks mounted side by side stand in for tabs: each makes its own lock request and has its
+/// own BroadcastChannel object, exactly as a tab does (the real multi-tab check, with real
+/// windows closed, is the page smoke's).
+#[wasm_bindgen_test]
+async fn tabs_share_one_stream_and_a_new_leader_takes_over_without_loss() {
+    let api = Api::new(api_base());
+    sign_in(&api).await;
+    assert_eq!(open_streams_become(0).await, 0);
+    let mut tabs: Vec<_> = (0..5)
+        .map(|_| mount_stream(UseChatStreamOptions::default().api_base(api_base())))
+        .collect();
+    // Each tab's (role, status), by its hook.
+    let roles = |hooks: &mut dyn Iterator<Item = &Hook>| -> Vec<Option<(Role, Status)>> {
+        hooks
+            .map(|h| {
+                h.borrow()
+                    .as_ref()
+                    .map(|h| (h.role.get_untracked(), h.status.get_untracked()))
+            })
+            .collect()
+    };
+    let settled = |hooks: &mut dyn Iterator<Item = &Hook>| {
+        let r = roles(hooks);
+        r.iter()
+            .filter(|x| matches!(x, Some((Role::Leader, _))))
+            .count()
+            == 1
+            && r.iter()
+                .all(|x| matches!(x, Some((Role::Leader | Role::Follower, Status::Connected))))
+    };
+    wait_until(
+        "one leader, the others following, every tab showing connected",
+        || settled(&mut tabs.iter().map(|t| &t.1)),
+    )
+    .await;
+    assert_eq!(open_streams().await, 1, "five tabs, one stream");
+    let first = send(&api, "共有ストリーム").await;
+    wait_until("the message in every tab", || {
+        tabs.iter().all(|t| created(&t.0, &first) == 1)
+    })
+    .await;
+
+    // The leader goes away; messages are sent while the lock changes hands.
+    let leader = roles(&mut tabs.iter().map(|t| &t.1))
+        .iter()
+        .position(|x| matches!(x, Some((Role::Leader, _))))
+        .unwrap();
+    let (_, _, mounted, _) = tabs.remove(leader);
+    drop(mounted);
+    let during = send(&api, "引き継ぎ中1").await;
+    let during2 = send(&api, "引き継ぎ中2").await;
+    wait_until("a new leader, connected", || {
+        settled(&mut tabs.iter().map(|t| &t.1))
+    })
+    .await;
+    assert_eq!(open_streams_become(1).await, 1, "still one stream");
+    let after = send(&api, "引き継ぎ後").await;
+    wait_until("every message in every remaining tab", || {
+        tabs.iter().all(|t| {
+            [&during, &during2, &after]
+                .iter()
+                .all(|id| created(&t.0, id) >= 1)
+        })
+    })
+    .await;
+    for tab in &tabs {
+        for id in [&first, &during, &during2, &after] {
+            assert_eq!(created(&tab.0, id), 1, "{id}: exactly once in every tab");
+        }
+    }
+    drop(tabs);
+    assert_eq!(open_streams_become(0).await, 0);
+}
+
+#[wasm_bindgen_test]
+async fn without_web_locks_or_with_sharing_off_each_tab_has_its_own_stream() {
+    let api = Api::new(api_base());
+    sign_in(&api).await;
+    assert_eq!(open_streams_become(0).await, 0);
+    // Sharing turned off by the option.
+    let off = mount_stream(
+        UseChatStreamOptions::default()
+            .api_base(api_base())
+            .share(false),
+    );
+    // And a browser without Web Locks.
+    js_sys::eval(
+        "Object.defineProperty(navigator, 'locks', { value: undefined, configurable: true })",
+    )
+    .unwrap();
+    let bare = mount_stream(UseChatStreamOptions::default().api_base(api_base()));
+    let solo_and_connected = |t: &Hook| {
+        t.borrow().as_ref().is_some_and(|h| {
+            h.role.get_untracked() == Role::Solo && h.status.get_untracked() == Status::Connected
+        })
+    };
+    wait_until("both on streams of their own", || {
+        solo_and_connected(&off.1) && solo_and_connected(&bare.1)
+    })
+    .await;
+    js_sys::eval("delete navigator.locks").unwrap();
+    assert_eq!(open_streams().await, 2);
+    let id = send(&api, "それぞれの接続").await;
+    wait_until("the message in both", || {
+        created(&off.0, &id) == 1 && created(&bare.0, &id) == 1
+    })
+    .await;
 }

@@ -8,7 +8,11 @@
 //! - its JavaScript closures are created once per hook and reused by every EventSource it
 //!   opens (no `Closure::forget` per reconnect), and dropped on unmount;
 //! - every event reaches `on_event` exactly once and in order (a callback, not a signal, so
-//!   two events in one tick can't collapse into one).
+//!   two events in one tick can't collapse into one);
+//! - one stream per browser: the tabs of one user elect a leader (Web Locks) that alone holds
+//!   the EventSource and passes everything on over a `BroadcastChannel` (see
+//!   [`share`](super::share)); where those APIs are missing, or `share` is off, each tab has
+//!   its own stream.
 
 use std::{
     cell::{Cell, RefCell},
@@ -20,10 +24,13 @@ use std::{
 use farm_chat_protocol::{EventId, StreamEvent, session::StreamTicket};
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
-use wasm_bindgen::{JsCast, prelude::Closure};
+use wasm_bindgen::{JsCast, JsValue, prelude::Closure};
 use web_sys::{EventSource, EventSourceInit, MessageEvent};
 
-use super::{Connection, Effect, Input, SessionCheck, Status};
+use super::{
+    Connection, Effect, Input, SessionCheck, Status,
+    share::{Role, Wire, lock_name},
+};
 use crate::{
     api::{Api, ApiFailure, TokenProvider},
     backoff::Backoff,
@@ -62,6 +69,10 @@ pub struct UseChatStreamOptions {
     pub on_event: Rc<dyn Fn(StreamEvent)>,
     /// History must be refetched (after a reconnect's `ready`, and on `reset`). Default: ignore.
     pub on_refetch: Rc<dyn Fn()>,
+    /// Share one stream among all tabs (and widgets) of the same user and API: one leader
+    /// holds it, the others follow over a `BroadcastChannel`. Default: `true` (falls back to a
+    /// stream of its own where Web Locks or BroadcastChannel are missing).
+    pub share: bool,
 }
 
 impl Default for UseChatStreamOptions {
@@ -74,6 +85,7 @@ impl Default for UseChatStreamOptions {
             backoff: Backoff::default(),
             on_event: Rc::new(|_| {}),
             on_refetch: Rc::new(|| {}),
+            share: true,
         }
     }
 }
@@ -120,6 +132,12 @@ impl UseChatStreamOptions {
         self.on_refetch = Rc::new(f);
         self
     }
+
+    /// Sets `share`.
+    pub fn share(mut self, share: bool) -> Self {
+        self.share = share;
+        self
+    }
 }
 
 /// What [`use_chat_stream`] returns.
@@ -129,6 +147,8 @@ pub struct UseChatStreamReturn {
     pub status: Signal<Status>,
     /// The id the stream would resume after.
     pub last_event_id: Signal<Option<EventId>>,
+    /// This tab's part: its own stream, the shared stream's leader, or a follower.
+    pub role: Signal<Role>,
     /// Opens (or reopens) the stream.
     pub open: Rc<dyn Fn()>,
     /// Closes it for good (until `open`).
@@ -149,6 +169,27 @@ struct Listeners {
     online: Closure<dyn FnMut(web_sys::Event)>,
     offline: Closure<dyn FnMut(web_sys::Event)>,
     visible: Closure<dyn FnMut(web_sys::Event)>,
+    /// A message from another tab.
+    wire: Closure<dyn FnMut(MessageEvent)>,
+    /// Web Locks granted us the lock: lead until the returned promise resolves.
+    granted: Closure<dyn FnMut(JsValue) -> JsValue>,
+    /// Swallows the lock request's rejection when we abort it.
+    ignore: Closure<dyn FnMut(JsValue)>,
+    /// The page is frozen / resumed (page lifecycle): a frozen leader hands over.
+    freeze: Closure<dyn FnMut(web_sys::Event)>,
+    resume: Closure<dyn FnMut(web_sys::Event)>,
+}
+
+/// The sharing state of one hook.
+#[derive(Default)]
+struct Sharing {
+    channel: Option<web_sys::BroadcastChannel>,
+    /// Resolves the promise that holds the lock (releases it).
+    release: Option<js_sys::Function>,
+    /// Cancels a pending lock request.
+    abort: Option<web_sys::AbortController>,
+    /// Bumped on every start / stop, so a session answer for an older start is dropped.
+    generation: u64,
 }
 
 struct Inner {
@@ -163,7 +204,31 @@ struct Inner {
     api: Api,
     set_status: WriteSignal<Status>,
     set_last: WriteSignal<Option<EventId>>,
+    role: Cell<Role>,
+    set_role: WriteSignal<Role>,
+    sharing: RefCell<Sharing>,
+    /// `open()` was asked for (and not `close()`d): a resumed page starts again.
+    wanted: Cell<bool>,
     listeners: Listeners,
+}
+
+/// `navigator.locks`, where the browser has both Web Locks and BroadcastChannel.
+fn lock_manager() -> Option<JsValue> {
+    let w = window()?;
+    let locks = js_sys::Reflect::get(&w.navigator(), &JsValue::from_str("locks")).ok()?;
+    let channel = js_sys::Reflect::get(&w, &JsValue::from_str("BroadcastChannel")).ok()?;
+    (!locks.is_undefined() && !locks.is_null() && channel.is_function()).then_some(locks)
+}
+
+/// The API base as an absolute URL (lock names must not depend on how a page spells it).
+fn absolute(base: &str) -> String {
+    if base.starts_with("http://") || base.starts_with("https://") {
+        return base.to_owned();
+    }
+    let origin = window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default();
+    format!("{origin}{base}")
 }
 
 fn window() -> Option<web_sys::Window> {
@@ -172,6 +237,9 @@ fn window() -> Option<web_sys::Window> {
 
 impl Inner {
     fn handle(self: &Rc<Self>, input: Input<'_>) {
+        if !self.role.get().streams() {
+            return; // a follower shows the leader's connection, it has none of its own
+        }
         let effects =
             self.machine
                 .borrow_mut()
@@ -181,16 +249,17 @@ impl Inner {
             (m.status().clone(), m.last_event_id())
         };
         // Signals are written only on a change; `None` means the component is gone.
-        if self
-            .set_status
-            .try_update(|s| {
-                if *s != status {
-                    *s = status.clone();
-                }
-            })
-            .is_none()
-        {
+        let Some(changed) = self.set_status.try_update(|s| {
+            let changed = *s != status;
+            if changed {
+                *s = status.clone();
+            }
+            changed
+        }) else {
             return;
+        };
+        if changed && self.role.get() == Role::Leader {
+            self.post(&Wire::Status(status));
         }
         let _ = self.set_last.try_update(|l| {
             if *l != last {
@@ -238,7 +307,12 @@ impl Inner {
                 }
             }
             Effect::CancelRetry => self.clear_timer(&self.retry_timer),
-            Effect::Refetch => (self.options.on_refetch)(),
+            Effect::Refetch => {
+                (self.options.on_refetch)();
+                if self.role.get() == Role::Leader {
+                    self.post(&Wire::Refetch);
+                }
+            }
             Effect::Warn(message) => self.warn_once(message),
         }
     }
@@ -355,9 +429,199 @@ impl Inner {
             id: &id,
         });
         let data = event.data().as_string().unwrap_or_default();
+        if self.role.get() == Role::Leader {
+            self.post(&Wire::Event {
+                id: id.clone(),
+                name: name.clone(),
+                data: data.clone(),
+            });
+        }
         match StreamEvent::decode(&name, &data) {
             Ok(decoded) => (self.options.on_event)(decoded),
             Err(e) => self.warn_once(format!("ignoring a malformed {name} event: {e}")),
+        }
+    }
+
+    fn set_role(&self, role: Role) {
+        self.role.set(role);
+        let _ = self.set_role.try_set(role);
+    }
+
+    /// Posts to the other tabs (a no-op when not sharing).
+    fn post(&self, wire: &Wire) {
+        if let Some(channel) = &self.sharing.borrow().channel {
+            let parts: js_sys::Array = wire.encode().iter().map(|p| JsValue::from_str(p)).collect();
+            let _ = channel.post_message(&parts);
+        }
+    }
+
+    /// `open()`: share the stream where the browser can, else open our own. On a tab that
+    /// streams already it reconnects now; a follower keeps following.
+    fn start(self: &Rc<Self>) {
+        self.wanted.set(true);
+        match self.role.get() {
+            Role::Leader => return self.handle(Input::Open),
+            Role::Follower if self.sharing.borrow().channel.is_some() => return,
+            Role::Solo | Role::Follower => {}
+        }
+        match (self.options.share, lock_manager()) {
+            (true, Some(locks)) => self.share_start(locks),
+            _ => {
+                self.set_role(Role::Solo);
+                self.handle(Input::Open);
+            }
+        }
+    }
+
+    /// `close()` and unmount: stop streaming and leave the election (the next tab takes over).
+    fn stop(self: &Rc<Self>, wanted: bool) {
+        self.wanted.set(wanted);
+        // Stop posting first: the other tabs should not show this tab's "closed".
+        let channel = self.sharing.borrow_mut().channel.take();
+        if self.role.get().streams() {
+            self.handle(Input::Close);
+        }
+        let mut sharing = self.sharing.borrow_mut();
+        sharing.generation += 1;
+        if let Some(abort) = sharing.abort.take() {
+            abort.abort();
+        }
+        if let Some(release) = sharing.release.take() {
+            let _ = release.call0(&JsValue::NULL);
+        }
+        if let Some(channel) = channel {
+            channel.set_onmessage(None);
+            channel.close();
+        }
+        if self.role.get() == Role::Leader {
+            self.set_role(Role::Follower);
+        }
+    }
+
+    /// Finds who we are (the lock is per user), joins the channel and asks for the lock.
+    fn share_start(self: &Rc<Self>, locks: JsValue) {
+        self.set_role(Role::Follower);
+        let _ = self.set_status.try_set(Status::Connecting);
+        let generation = {
+            let mut sharing = self.sharing.borrow_mut();
+            sharing.generation += 1;
+            sharing.generation
+        };
+        let this = Rc::downgrade(self);
+        let api = self.api.clone();
+        leptos::task::spawn_local(async move {
+            let session = api
+                .get::<farm_chat_protocol::session::SessionInfo>("/session")
+                .await;
+            let Some(this) = this.upgrade() else { return };
+            if this.sharing.borrow().generation != generation {
+                return; // stopped (or restarted) meanwhile
+            }
+            let user = match session {
+                Ok(session) => session.user_id,
+                Err(ApiFailure::Http { status: 401, .. }) => {
+                    let _ = this.set_status.try_set(Status::SignedOut);
+                    return;
+                }
+                Err(e) => {
+                    // Can't tell whose stream to share: stream alone (it retries by itself).
+                    this.warn_once(format!("stream sharing off for now: {e}"));
+                    this.set_role(Role::Solo);
+                    this.handle(Input::Open);
+                    return;
+                }
+            };
+            let name = lock_name(&absolute(&this.api.base), &user.to_string());
+            let Ok(channel) = web_sys::BroadcastChannel::new(&name) else {
+                this.set_role(Role::Solo);
+                this.handle(Input::Open);
+                return;
+            };
+            channel.set_onmessage(Some(this.listeners.wire.as_ref().unchecked_ref()));
+            let abort = web_sys::AbortController::new().ok();
+            {
+                let mut sharing = this.sharing.borrow_mut();
+                sharing.channel = Some(channel);
+                sharing.abort = abort.clone();
+            }
+            this.post(&Wire::Hello);
+            let options = js_sys::Object::new();
+            if let Some(abort) = &abort {
+                let _ = js_sys::Reflect::set(&options, &"signal".into(), &abort.signal());
+            }
+            let request = js_sys::Reflect::get(&locks, &"request".into())
+                .ok()
+                .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+            let pending = request.and_then(|request| {
+                request
+                    .call3(
+                        &locks,
+                        &JsValue::from_str(&name),
+                        &options,
+                        this.listeners.granted.as_ref(),
+                    )
+                    .ok()
+            });
+            match pending.and_then(|p| p.dyn_into::<js_sys::Promise>().ok()) {
+                Some(promise) => {
+                    let _ = promise.catch(&this.listeners.ignore);
+                }
+                None => {
+                    this.set_role(Role::Solo);
+                    this.handle(Input::Open);
+                }
+            }
+        });
+    }
+
+    /// The lock is ours: open the stream, resuming after the newest id any tab saw, and hold
+    /// the lock until [`Inner::stop`] resolves the returned promise.
+    fn on_granted(self: &Rc<Self>) -> JsValue {
+        if self.sharing.borrow().channel.is_none() {
+            return js_sys::Promise::resolve(&JsValue::UNDEFINED).into(); // stopped meanwhile
+        }
+        let mut release = None;
+        let held = js_sys::Promise::new(&mut |resolve, _| release = Some(resolve));
+        self.sharing.borrow_mut().release = release;
+        self.set_role(Role::Leader);
+        if window().is_some_and(|w| !w.navigator().on_line()) {
+            self.handle(Input::Offline);
+        } else {
+            self.handle(Input::Online);
+        }
+        self.handle(Input::Open);
+        // Tell the followers at once, even if the status did not change here.
+        self.post(&Wire::Status(self.machine.borrow().status().clone()));
+        held.into()
+    }
+
+    /// A message from another tab.
+    fn on_wire(self: &Rc<Self>, event: MessageEvent) {
+        let parts: Vec<String> = match event.data().dyn_into::<js_sys::Array>() {
+            Ok(array) => array.iter().filter_map(|v| v.as_string()).collect(),
+            Err(_) => return,
+        };
+        let role = self.role.get();
+        match Wire::decode(&parts) {
+            Some(Wire::Hello) if role == Role::Leader => {
+                self.post(&Wire::Status(self.machine.borrow().status().clone()));
+            }
+            Some(Wire::Event { id, name, data }) if role == Role::Follower => {
+                if let Ok(id) = id.parse::<u64>() {
+                    self.machine.borrow_mut().saw_elsewhere(EventId(id));
+                    let last = self.machine.borrow().last_event_id();
+                    let _ = self.set_last.try_set(last);
+                }
+                match StreamEvent::decode(&name, &data) {
+                    Ok(decoded) => (self.options.on_event)(decoded),
+                    Err(e) => self.warn_once(format!("ignoring a malformed {name} event: {e}")),
+                }
+            }
+            Some(Wire::Status(status)) if role == Role::Follower => {
+                let _ = self.set_status.try_set(status);
+            }
+            Some(Wire::Refetch) if role == Role::Follower => (self.options.on_refetch)(),
+            _ => {}
         }
     }
 
@@ -375,6 +639,7 @@ impl Inner {
 pub fn use_chat_stream_with_options(options: UseChatStreamOptions) -> UseChatStreamReturn {
     let (status, set_status) = signal(Status::Closed);
     let (last_event_id, set_last) = signal(None::<EventId>);
+    let (role, set_role) = signal(Role::Solo);
     let api = Api {
         base: options.api_base.trim_end_matches('/').to_owned(),
         token: options.token.clone(),
@@ -396,6 +661,8 @@ pub fn use_chat_stream_with_options(options: UseChatStreamOptions) -> UseChatStr
             move |_: web_sys::Event| g()
         };
         let weak_message = weak.clone();
+        let weak_wire = weak.clone();
+        let weak_granted = weak.clone();
         Inner {
             machine: RefCell::new(Connection::new(backoff)),
             source: RefCell::new(None),
@@ -407,6 +674,10 @@ pub fn use_chat_stream_with_options(options: UseChatStreamOptions) -> UseChatStr
             api,
             set_status,
             set_last,
+            role: Cell::new(Role::Solo),
+            set_role,
+            sharing: RefCell::new(Sharing::default()),
+            wanted: Cell::new(false),
             listeners: Listeners {
                 message: Closure::new(move |e: MessageEvent| {
                     if let Some(inner) = weak_message.upgrade() {
@@ -427,6 +698,26 @@ pub fn use_chat_stream_with_options(options: UseChatStreamOptions) -> UseChatStr
                         i.handle(Input::Visible);
                     }
                 })),
+                wire: Closure::new(move |e: MessageEvent| {
+                    if let Some(inner) = weak_wire.upgrade() {
+                        inner.on_wire(e);
+                    }
+                }),
+                granted: Closure::new(move |_lock: JsValue| match weak_granted.upgrade() {
+                    Some(inner) => inner.on_granted(),
+                    None => js_sys::Promise::resolve(&JsValue::UNDEFINED).into(),
+                }),
+                ignore: Closure::new(|_: JsValue| {}),
+                freeze: Closure::new(on_event(|i| {
+                    if i.role.get() == Role::Leader {
+                        i.stop(true);
+                    }
+                })),
+                resume: Closure::new(on_event(|i| {
+                    if i.wanted.get() {
+                        i.start();
+                    }
+                })),
             },
         }
     });
@@ -441,19 +732,21 @@ pub fn use_chat_stream_with_options(options: UseChatStreamOptions) -> UseChatStr
                 "visibilitychange",
                 l.visible.as_ref().unchecked_ref(),
             );
+            let _ = d.add_event_listener_with_callback("freeze", l.freeze.as_ref().unchecked_ref());
+            let _ = d.add_event_listener_with_callback("resume", l.resume.as_ref().unchecked_ref());
         }
         if !w.navigator().on_line() {
             inner.handle(Input::Offline);
         }
     }
     if immediate {
-        inner.handle(Input::Open);
+        inner.start();
     }
 
     let cleanup = SendWrapper::new(inner.clone());
     on_cleanup(move || {
         let inner = cleanup.take();
-        inner.handle(Input::Close);
+        inner.stop(false);
         if let Some(w) = window() {
             let l = &inner.listeners;
             let _ =
@@ -469,6 +762,14 @@ pub fn use_chat_stream_with_options(options: UseChatStreamOptions) -> UseChatStr
                     "visibilitychange",
                     l.visible.as_ref().unchecked_ref(),
                 );
+                let _ = d.remove_event_listener_with_callback(
+                    "freeze",
+                    l.freeze.as_ref().unchecked_ref(),
+                );
+                let _ = d.remove_event_listener_with_callback(
+                    "resume",
+                    l.resume.as_ref().unchecked_ref(),
+                );
             }
         }
         // Dropping the last Rc drops every closure with it.
@@ -478,7 +779,7 @@ pub fn use_chat_stream_with_options(options: UseChatStreamOptions) -> UseChatStr
         let weak = Rc::downgrade(&inner);
         Rc::new(move || {
             if let Some(inner) = weak.upgrade() {
-                inner.handle(Input::Open);
+                inner.start();
             }
         }) as Rc<dyn Fn()>
     };
@@ -486,7 +787,7 @@ pub fn use_chat_stream_with_options(options: UseChatStreamOptions) -> UseChatStr
         let weak = Rc::downgrade(&inner);
         Rc::new(move || {
             if let Some(inner) = weak.upgrade() {
-                inner.handle(Input::Close);
+                inner.stop(false);
             }
         }) as Rc<dyn Fn()>
     };
@@ -496,6 +797,7 @@ pub fn use_chat_stream_with_options(options: UseChatStreamOptions) -> UseChatStr
     UseChatStreamReturn {
         status: status.into(),
         last_event_id: last_event_id.into(),
+        role: role.into(),
         open,
         close,
     }
