@@ -129,6 +129,8 @@ pub async fn track(
 pub struct Metrics {
     /// SSE streams open now.
     pub open_streams: Gauge,
+    /// SSE streams accepted since start (reconnects and tab handovers show here).
+    pub streams_opened: Counter,
     /// SSE events written to streams.
     pub events_sent: Counter,
     /// Messages stored by `POST /api/chat/send` (retries not counted).
@@ -158,6 +160,9 @@ impl Metrics {
             "# HELP farm_chat_open_streams SSE streams open now.\n\
              # TYPE farm_chat_open_streams gauge\n\
              farm_chat_open_streams {}\n\
+             # HELP farm_chat_streams_opened_total SSE streams accepted since start.\n\
+             # TYPE farm_chat_streams_opened_total counter\n\
+             farm_chat_streams_opened_total {}\n\
              # HELP farm_chat_events_sent_total SSE events written to streams.\n\
              # TYPE farm_chat_events_sent_total counter\n\
              farm_chat_events_sent_total {}\n\
@@ -171,6 +176,7 @@ impl Metrics {
              farm_chat_tasks_total{{state=\"failed\"}} {}\n\
              farm_chat_tasks_total{{state=\"cancelled\"}} {}\n",
             self.open_streams.get(),
+            self.streams_opened.get(),
             self.events_sent.get(),
             self.messages_sent.get(),
             self.tasks_started.get(),

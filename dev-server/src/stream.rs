@@ -73,6 +73,7 @@ impl StreamCounts {
         }
         *n += 1;
         metrics.open_streams.add(1);
+        metrics.streams_opened.inc();
         Some(StreamSlot {
             counts: self.clone(),
             user: user.clone(),

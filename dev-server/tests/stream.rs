@@ -214,6 +214,19 @@ async fn every_connection_of_a_user_gets_every_event() {
         let event = sse.next_non_ping().await.unwrap();
         assert_eq!(event.json()["messageId"], message_id);
     }
+    let metrics = call(s.addr, "GET", "/metrics", &[], None).await.body;
+    assert!(
+        metrics.contains("\nfarm_chat_open_streams 3\n")
+            && metrics.contains("\nfarm_chat_streams_opened_total 3\n"),
+        "{metrics}"
+    );
+    drop(tab_a);
+    let _reopened = open_ready(&s, &token, "").await;
+    let metrics = call(s.addr, "GET", "/metrics", &[], None).await.body;
+    assert!(
+        metrics.contains("\nfarm_chat_streams_opened_total 4\n"),
+        "a reconnect counts: {metrics}"
+    );
 }
 
 #[tokio::test]

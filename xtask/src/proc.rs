@@ -67,19 +67,33 @@ pub(crate) fn http(
     path: &str,
     json: Option<&str>,
 ) -> Result<(u16, String, Vec<u8>), String> {
+    http_with(addr, method, path, json, &[])
+}
+
+/// [`http`] with extra request headers.
+pub(crate) fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String, Vec<u8>), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
     let body = json.unwrap_or("");
-    let content = match json {
+    let mut content = match json {
         Some(_) => format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
             body.len()
         ),
         None => String::new(),
     };
+    for (name, value) in headers {
+        content.push_str(&format!("{name}: {value}\r\n"));
+    }
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{content}\r\n{body}"

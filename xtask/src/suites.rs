@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every suite, each runner's own output, then one summary table.
 //! A failing suite does not stop the others; the command fails if any failed.
 
-use std::{path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path, time::Duration, time::Instant};
 
 use crate::{
     proc::{cmd, http_get, root, run},
@@ -169,6 +169,11 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
          in ja and en the assistant streams progress, a cow table and a health report; \
          after a kill -9 and restart of the server the widget reconnects",
         page_in_browser(browser, &mut server, &args),
+    ));
+    checks.push((
+        "ten tabs of one user share one stream; closing the leader tab hands it over \
+         without losing or duplicating a message",
+        tabs_in_browser(browser, server.addr),
     ));
     let log = server.log.clone();
     drop(server);
@@ -341,6 +346,150 @@ fn page_in_browser(
             println!("  (the page when it failed: {})", path.display());
         }
     }
+    drop(session);
+    let _ = std::fs::remove_dir_all(&profile);
+    result
+}
+
+/// A number from the dev-server's `/metrics`.
+fn metric(addr: SocketAddr, name: &str) -> Result<i64, String> {
+    let (_, _, body) = http_get(addr, "/metrics")?;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .ok_or_else(|| format!("no {name} in /metrics"))
+}
+
+/// Issue 6 with real tabs: 1, 5 and 10 tabs of the dashboard (one user) must hold one stream
+/// between them; then the leader tab is closed three times while messages are sent, and each
+/// time a new tab must take over (the gap, from closing the tab to the server accepting the
+/// new leader's stream, is printed) and every remaining tab must show every message once.
+fn tabs_in_browser(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
+    let dir = root().join("target").join("xtask");
+    let profile = dir.join(format!("chromium-tabs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let session = crate::webdriver::Session::start(browser, &profile)?;
+    let result = (|| {
+        let url = format!("http://{addr}/?demo-user=u-farmer");
+        let live = format!(
+            "{IN_WIDGET} const s = q('connection-status'); \
+             return s?.dataset.state === 'connected' && ['leader', 'follower'].includes(s?.dataset.role);"
+        );
+        let mut tabs = vec![session.current_tab()?];
+        session.open(&url)?;
+        session.wait_for(&live, Duration::from_secs(30))?;
+        let mut counts = Vec::new();
+        for target in [1, 5, 10] {
+            while tabs.len() < target {
+                let tab = session.new_tab()?;
+                session.switch_to(&tab)?;
+                session.open(&url)?;
+                session.wait_for(&live, Duration::from_secs(30))?;
+                tabs.push(tab);
+            }
+            // Every tab is live (checked as it opened); give the server a moment to see closes.
+            std::thread::sleep(Duration::from_millis(500));
+            counts.push((target, metric(addr, "farm_chat_open_streams")?));
+        }
+        let shown: Vec<String> = counts
+            .iter()
+            .map(|(t, n)| format!("{t} tabs → {n}"))
+            .collect();
+        println!("  (server-side streams: {})", shown.join(", "));
+        if counts.iter().any(|&(_, n)| n != 1) {
+            return Err(format!("expected one stream: {}", shown.join(", ")));
+        }
+
+        let (_, _, body) = crate::proc::http(
+            addr,
+            "POST",
+            "/api/session",
+            Some(r#"{"userId":"u-farmer"}"#),
+        )?;
+        let token = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["token"].as_str().map(str::to_owned))
+            .ok_or("no token from POST /api/session")?;
+        let bearer = format!("Bearer {token}");
+        let mut texts = Vec::new();
+        let mut gaps = Vec::new();
+        for round in 0..3 {
+            let mut leader = None;
+            for tab in &tabs {
+                session.switch_to(tab)?;
+                let role = session.script(&format!(
+                    "{IN_WIDGET} return q('connection-status')?.dataset.role ?? '';"
+                ))?;
+                if role == "leader" {
+                    leader = Some(tab.clone());
+                }
+            }
+            let leader = leader.ok_or("no tab is the leader")?;
+            let opened = metric(addr, "farm_chat_streams_opened_total")?;
+            session.switch_to(&leader)?;
+            session.close_tab()?;
+            let closed = Instant::now();
+            tabs.retain(|t| *t != leader);
+            // Messages sent while the lock changes hands.
+            for i in 0..2 {
+                let text = format!("引き継ぎ {round}-{i} ({})", std::process::id());
+                let body = serde_json::json!({
+                    "conversationId": "c-u-farmer-assistant",
+                    "text": text,
+                    "idempotencyKey": format!("handover-{}-{round}-{i}", std::process::id()),
+                });
+                let (status, _, _) = crate::proc::http_with(
+                    addr,
+                    "POST",
+                    "/api/chat/send",
+                    Some(&body.to_string()),
+                    &[("Authorization", &bearer)],
+                )?;
+                if status != 201 {
+                    return Err(format!("send during the handover: HTTP {status}"));
+                }
+                texts.push(text);
+            }
+            let gap = loop {
+                if metric(addr, "farm_chat_streams_opened_total")? > opened {
+                    break closed.elapsed();
+                }
+                if closed.elapsed() > Duration::from_secs(10) {
+                    return Err("no tab took the stream over within 10 s".into());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            gaps.push(gap);
+            session.switch_to(&tabs[0])?;
+            session.wait_for(&live, Duration::from_secs(10))?;
+        }
+        let shown: Vec<String> = gaps
+            .iter()
+            .map(|g| format!("{} ms", g.as_millis()))
+            .collect();
+        println!(
+            "  (handover gap, leader tab closed → new leader's stream accepted: {})",
+            shown.join(", ")
+        );
+        // Every remaining tab shows every message exactly once.
+        let list = serde_json::to_string(&texts).map_err(|e| e.to_string())?;
+        for tab in &tabs {
+            session.switch_to(tab)?;
+            session
+                .wait_for(
+                    &format!(
+                        "{IN_WIDGET} const texts = {list}; \
+                         return texts.every(t => qa('bubble').filter(b => b.textContent.includes(t)).length === 1);"
+                    ),
+                    Duration::from_secs(20),
+                )
+                .map_err(|_| format!("tab {tab}: not every message exactly once"))?;
+        }
+        if metric(addr, "farm_chat_open_streams")? != 1 {
+            return Err("more than one stream after the handovers".into());
+        }
+        Ok(())
+    })();
     drop(session);
     let _ = std::fs::remove_dir_all(&profile);
     result

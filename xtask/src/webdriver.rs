@@ -86,6 +86,43 @@ impl Session {
         .map(drop)
     }
 
+    /// Opens a new tab and returns its handle (the current tab stays current).
+    pub(crate) fn new_tab(&self) -> Result<String, String> {
+        let answer = self.call(
+            "POST",
+            &format!("/session/{}/window/new", self.id),
+            Some(json!({"type": "tab"})),
+        )?;
+        answer["handle"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "no handle for the new tab".to_owned())
+    }
+
+    /// Makes the tab `handle` current.
+    pub(crate) fn switch_to(&self, handle: &str) -> Result<(), String> {
+        self.call(
+            "POST",
+            &format!("/session/{}/window", self.id),
+            Some(json!({"handle": handle})),
+        )
+        .map(drop)
+    }
+
+    /// The current tab's handle.
+    pub(crate) fn current_tab(&self) -> Result<String, String> {
+        self.call("GET", &format!("/session/{}/window", self.id), None)?
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "no current tab".to_owned())
+    }
+
+    /// Closes the current tab (switch to another one afterwards).
+    pub(crate) fn close_tab(&self) -> Result<(), String> {
+        self.call("DELETE", &format!("/session/{}/window", self.id), None)
+            .map(drop)
+    }
+
     /// Runs `script` (a function body) in the page and returns its value.
     pub(crate) fn script(&self, script: &str) -> Result<Value, String> {
         self.call(
