@@ -32,7 +32,9 @@ use crate::{
 /// The conversations every farmer of a tenant has: their assistant chat and a support chat
 /// with the tenant's support staff.
 fn farmer_conversations(tenant: &str, farmer: &directory::DirUser) -> [ConversationRecord; 2] {
-    let support_staff = directory::users_of(tenant, Role::Support).map(|u| UserId(u.id.into()));
+    let support_staff = directory::users_of(tenant, Role::Support)
+        .into_iter()
+        .map(|u| UserId(u.id.into()));
     [
         ConversationRecord {
             id: ConversationId(format!("c-{}-assistant", farmer.id)),
@@ -61,6 +63,11 @@ async fn ensure_tenant_conversations(
     state: &AppState,
     tenant: &'static str,
 ) -> Result<(), ApiError> {
+    // Once per tenant and process: conversations are durable, so later calls have nothing to
+    // do (and a send no longer pays for a transaction of INSERT OR IGNOREs).
+    if state.ensured_tenants.lock().is_ok_and(|t| t.contains(tenant)) {
+        return Ok(());
+    }
     state
         .db(move |s| {
             for farmer in directory::users_of(tenant, Role::Farmer) {
@@ -70,7 +77,11 @@ async fn ensure_tenant_conversations(
             }
             Ok(())
         })
-        .await
+        .await?;
+    if let Ok(mut tenants) = state.ensured_tenants.lock() {
+        tenants.insert(tenant);
+    }
+    Ok(())
 }
 
 /// `GET /api/conversations`.

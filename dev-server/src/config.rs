@@ -60,6 +60,17 @@ pub struct Config {
     /// `POST /api/test/drop-streams` exists. Off by default.
     #[arg(long, env = "FARM_CHAT_TEST_MODE")]
     pub test_mode: bool,
+
+    /// Load-test farmers `u-load-0` … `u-load-{N-1}` who can sign in (each alone on a farm).
+    /// For benchmarks (`cargo xtask bench`). Default 0: none.
+    #[arg(long, env = "FARM_CHAT_LOAD_USERS", default_value_t = 0)]
+    pub load_users: u32,
+
+    /// Load-test support staff `u-load-support-0` … `u-load-support-{K-1}` on u-load-0's farm:
+    /// each message in `c-u-load-0-support` reaches all of them (the fan-out benchmark).
+    /// Default 0: none.
+    #[arg(long, env = "FARM_CHAT_LOAD_SUPPORT", default_value_t = 0)]
+    pub load_support: u32,
 }
 
 impl Config {
@@ -72,6 +83,8 @@ impl Config {
             static_dir: PathBuf::from("/nonexistent/farm-chat-static"),
             allow_origins: Vec::new(),
             test_mode: true,
+            load_users: 0,
+            load_support: 0,
         }
     }
 }

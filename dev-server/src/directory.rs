@@ -49,12 +49,125 @@ pub fn farm_name(tenant: &str) -> &'static str {
 
 /// The user with this id.
 pub fn user(id: &str) -> Option<&'static DirUser> {
-    USERS.iter().find(|u| u.id == id)
+    USERS.iter().find(|u| u.id == id).or_else(|| load::user(id))
 }
 
 /// The users of a tenant with a role.
-pub fn users_of(tenant: &str, role: Role) -> impl Iterator<Item = &'static DirUser> {
-    USERS
+pub fn users_of(tenant: &str, role: Role) -> Vec<&'static DirUser> {
+    let mut users: Vec<_> = USERS
         .iter()
-        .filter(move |u| u.tenant == tenant && u.role == role)
+        .filter(|u| u.tenant == tenant && u.role == role)
+        .collect();
+    users.extend(load::users_of(tenant, role));
+    users
+}
+
+/// Synthetic users for load tests, enabled by `--load-users N --load-support K` (off by default):
+/// farmers `u-load-0` … `u-load-{N-1}`, each alone in a farm `load-<n>` (so a farm's setup
+/// work stays small), and support staff `u-load-support-0` … `u-load-support-{K-1}` in farm
+/// `load-0`, so one message in `c-u-load-0-support` reaches K + 1 users (the fan-out benchmark).
+///
+/// The sizes are process-wide (the largest enabled wins); each user is built once, on first
+/// use, and kept for the life of the process.
+pub mod load {
+    use std::{
+        collections::HashMap,
+        sync::{Mutex, RwLock},
+    };
+
+    use super::{DirUser, Role};
+
+    static SIZES: RwLock<(u32, u32)> = RwLock::new((0, 0));
+    static BUILT: Mutex<Option<HashMap<String, &'static DirUser>>> = Mutex::new(None);
+
+    /// Allows `farmers` load farmers and `support` load support users.
+    pub fn enable(farmers: u32, support: u32) {
+        if let Ok(mut sizes) = SIZES.write() {
+            *sizes = (sizes.0.max(farmers), sizes.1.max(support));
+        }
+    }
+
+    fn sizes() -> (u32, u32) {
+        SIZES.read().map(|s| *s).unwrap_or((0, 0))
+    }
+
+    /// `u-load-<n>` → (Farmer, n); `u-load-support-<n>` → (Support, n), if enabled.
+    fn parse(id: &str) -> Option<(Role, u32)> {
+        let (farmers, support) = sizes();
+        let rest = id.strip_prefix("u-load-")?;
+        let (role, number, limit) = match rest.strip_prefix("support-") {
+            Some(n) => (Role::Support, n, support),
+            None => (Role::Farmer, rest, farmers),
+        };
+        // Canonical decimal only, so one user has one id.
+        if number.is_empty() || (number.len() > 1 && number.starts_with('0')) {
+            return None;
+        }
+        let n: u32 = number.parse().ok()?;
+        (n < limit).then_some((role, n))
+    }
+
+    /// The load user with this id, if it exists.
+    pub(super) fn user(id: &str) -> Option<&'static DirUser> {
+        let (role, n) = parse(id)?;
+        let mut built = BUILT.lock().ok()?;
+        let built = built.get_or_insert_with(HashMap::new);
+        if let Some(user) = built.get(id) {
+            return Some(user);
+        }
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let user: &'static DirUser = Box::leak(Box::new(DirUser {
+            id: leak(id.to_owned()),
+            tenant: match role {
+                Role::Farmer => leak(format!("load-{n}")),
+                Role::Support => "load-0",
+            },
+            display_name: leak(match role {
+                Role::Farmer => format!("負荷試験 {n}"),
+                Role::Support => format!("負荷試験サポート {n}"),
+            }),
+            role,
+        }));
+        built.insert(id.to_owned(), user);
+        Some(user)
+    }
+
+    /// The load users of a tenant with a role.
+    pub(super) fn users_of(tenant: &str, role: Role) -> Vec<&'static DirUser> {
+        let (farmers, support) = sizes();
+        let Some(n) = tenant.strip_prefix("load-").and_then(|n| n.parse::<u32>().ok()) else {
+            return Vec::new();
+        };
+        match role {
+            Role::Farmer if n < farmers => user(&format!("u-load-{n}")).into_iter().collect(),
+            Role::Support if n == 0 => (0..support)
+                .filter_map(|k| user(&format!("u-load-support-{k}")))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn load_users_exist_only_when_enabled_and_in_range() {
+            assert!(super::user("u-load-99999999").is_none());
+            enable(3, 2);
+            let farmer = super::user("u-load-2").unwrap();
+            assert_eq!((farmer.tenant, farmer.role), ("load-2", Role::Farmer));
+            assert!(std::ptr::eq(farmer, super::user("u-load-2").unwrap()), "built once");
+            assert!(super::user("u-load-3").is_none(), "out of range");
+            assert!(super::user("u-load-02").is_none(), "not canonical");
+            assert!(super::user("u-load-").is_none());
+            let staff = super::user("u-load-support-1").unwrap();
+            assert_eq!((staff.tenant, staff.role), ("load-0", Role::Support));
+            assert!(super::user("u-load-support-2").is_none());
+            assert_eq!(users_of("load-0", Role::Support).len(), 2);
+            assert_eq!(users_of("load-1", Role::Support).len(), 0);
+            assert_eq!(users_of("load-1", Role::Farmer)[0].id, "u-load-1");
+            assert!(users_of("demo-farm", Role::Farmer).is_empty());
+        }
+    }
 }

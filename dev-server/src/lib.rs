@@ -103,6 +103,8 @@ pub struct AppState {
     /// Becomes `true` when the server shuts down: streams end so the shutdown completes.
     pub shutdown: watch::Receiver<bool>,
     shutdown_tx: Arc<watch::Sender<bool>>,
+    /// Tenants whose conversations exist already (created once per process, on first use).
+    pub ensured_tenants: Arc<std::sync::Mutex<std::collections::HashSet<&'static str>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -138,6 +140,14 @@ impl AppState {
         let signer = Signer::new(store.signing_key()?);
         let (shutdown_tx, shutdown) = watch::channel(false);
         let assistant_step = config.assistant_speed.step();
+        if config.load_users > 0 || config.load_support > 0 {
+            directory::load::enable(config.load_users, config.load_support);
+            tracing::info!(
+                farmers = config.load_users,
+                support = config.load_support,
+                "load-test users enabled"
+            );
+        }
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -154,6 +164,7 @@ impl AppState {
             drop_streams: Arc::new(watch::channel(0).0),
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
+            ensured_tenants: Arc::default(),
         })
     }
 
