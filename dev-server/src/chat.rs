@@ -65,7 +65,11 @@ async fn ensure_tenant_conversations(
 ) -> Result<(), ApiError> {
     // Once per tenant and process: conversations are durable, so later calls have nothing to
     // do (and a send no longer pays for a transaction of INSERT OR IGNOREs).
-    if state.ensured_tenants.lock().is_ok_and(|t| t.contains(tenant)) {
+    if state
+        .ensured_tenants
+        .lock()
+        .is_ok_and(|t| t.contains(tenant))
+    {
         return Ok(());
     }
     state

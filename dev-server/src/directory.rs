@@ -135,7 +135,10 @@ pub mod load {
     /// The load users of a tenant with a role.
     pub(super) fn users_of(tenant: &str, role: Role) -> Vec<&'static DirUser> {
         let (farmers, support) = sizes();
-        let Some(n) = tenant.strip_prefix("load-").and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(n) = tenant
+            .strip_prefix("load-")
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             return Vec::new();
         };
         match role {
@@ -157,7 +160,10 @@ pub mod load {
             enable(3, 2);
             let farmer = super::user("u-load-2").unwrap();
             assert_eq!((farmer.tenant, farmer.role), ("load-2", Role::Farmer));
-            assert!(std::ptr::eq(farmer, super::user("u-load-2").unwrap()), "built once");
+            assert!(
+                std::ptr::eq(farmer, super::user("u-load-2").unwrap()),
+                "built once"
+            );
             assert!(super::user("u-load-3").is_none(), "out of range");
             assert!(super::user("u-load-02").is_none(), "not canonical");
             assert!(super::user("u-load-").is_none());
