@@ -102,6 +102,13 @@ pub enum BubbleData {
 pub struct Conversation {
     messages: BTreeMap<u64, Message>,
     seq_of: HashMap<MessageId, u64>,
+    /// The `seq` of each held message that carries an idempotency key (its bubble key).
+    seq_of_key: HashMap<String, u64>,
+    /// Each held message's revision: changes whenever the message (or its task) does, so a
+    /// view can tell in O(1) whether its bubble needs a new copy.
+    rev_of: HashMap<u64, u64>,
+    /// Changes whenever the set or order of bubble keys does.
+    layout: u64,
     pending: Vec<Pending>,
     /// Older messages exist than the first one held.
     pub has_older: bool,
@@ -133,6 +140,8 @@ pub struct ChatStore {
     /// Task parts (and ends) for reply messages not held yet.
     early: HashMap<MessageId, (Vec<TaskPart>, Option<TaskState>)>,
     limit: usize,
+    /// The last revision handed out (see `Conversation::rev_of`).
+    rev: u64,
 }
 
 impl Default for ChatStore {
@@ -175,7 +184,38 @@ impl ChatStore {
             conversations: HashMap::new(),
             early: HashMap::new(),
             limit: limit.max(1),
+            rev: 0,
         }
+    }
+
+    /// What changes whenever the conversation's bubble keys (their set or order) do.
+    pub fn layout_rev(&self, id: &ConversationId) -> u64 {
+        self.conversations.get(id).map_or(0, |c| c.layout)
+    }
+
+    /// What changes whenever the bubble with this key does (0: no such bubble). Cheap, so
+    /// every bubble can check it on every store change and copy its data only when it moved.
+    pub fn bubble_rev(&self, id: &ConversationId, key: &str) -> u64 {
+        let Some(c) = self.conversations.get(id) else {
+            return 0;
+        };
+        if let Some(p) = c.pending.iter().find(|p| p.key == key) {
+            // Pending bubbles change only by state: a value below every stored revision.
+            return match &p.state {
+                SendState::Sending { attempt } => u64::from(*attempt),
+                SendState::Failed { .. } => u64::from(u32::MAX),
+            };
+        }
+        let seq = c
+            .seq_of_key
+            .get(key)
+            .or_else(|| c.seq_of.get(&MessageId(key.to_owned())));
+        seq.and_then(|seq| c.rev_of.get(seq)).copied().unwrap_or(0)
+    }
+
+    fn next_rev(&mut self) -> u64 {
+        self.rev += 1;
+        (1 << 32) + self.rev
     }
 
     /// A conversation's state.
@@ -208,15 +248,19 @@ impl ChatStore {
             .collect()
     }
 
-    /// An owned copy of the bubble with this key.
+    /// An owned copy of the bubble with this key. By index, not by scanning: every bubble
+    /// asks on every store change, so a scan made each stream event O(bubbles²).
     pub fn bubble(&self, id: &ConversationId, key: &str) -> Option<BubbleData> {
-        self.bubbles(id)
-            .into_iter()
-            .find(|b| b.key() == key)
-            .map(|b| match b {
-                Bubble::Stored(m) => BubbleData::Stored(m.clone()),
-                Bubble::Pending(p) => BubbleData::Pending(p.clone()),
-            })
+        let c = self.conversations.get(id)?;
+        if let Some(p) = c.pending.iter().find(|p| p.key == key) {
+            return Some(BubbleData::Pending(p.clone()));
+        }
+        let seq = c
+            .seq_of_key
+            .get(key)
+            .or_else(|| c.seq_of.get(&MessageId(key.to_owned())))?;
+        let message = c.messages.get(seq)?;
+        (Bubble::Stored(message).key() == key).then(|| BubbleData::Stored(message.clone()))
     }
 
     /// The lowest `seq` held (history `before` it pages older messages in).
@@ -268,12 +312,17 @@ impl ChatStore {
     /// Stores (or updates) a message from the server; it takes the place of a pending send with
     /// the same key.
     fn put(&mut self, mut message: Message) {
+        let rev = self.next_rev();
         let early = self.early.remove(&message.message_id);
         let conversation_id = message.conversation_id.clone();
         let c = self.conv(&conversation_id);
         c.known_max_seq = c.known_max_seq.max(message.seq);
         if let Some(key) = &message.idempotency_key {
+            let before = c.pending.len();
             c.pending.retain(|p| &p.key != key);
+            if c.pending.len() != before {
+                c.layout += 1;
+            }
         }
         if let Some((parts, state)) = early
             && let Some(task) = message.task.as_mut()
@@ -294,13 +343,23 @@ impl ChatStore {
                         (None, Some(incoming)) => held.task = Some(incoming),
                         _ => {}
                     }
-                    if held.idempotency_key.is_none() {
-                        held.idempotency_key = message.idempotency_key;
+                    if held.idempotency_key.is_none()
+                        && let Some(key) = message.idempotency_key
+                    {
+                        c.seq_of_key.insert(key.clone(), seq);
+                        held.idempotency_key = Some(key);
+                        c.layout += 1; // its bubble key changed
                     }
+                    c.rev_of.insert(seq, rev);
                 }
             }
             None => {
                 c.seq_of.insert(message.message_id.clone(), message.seq);
+                if let Some(key) = &message.idempotency_key {
+                    c.seq_of_key.insert(key.clone(), message.seq);
+                }
+                c.rev_of.insert(message.seq, rev);
+                c.layout += 1;
                 c.messages.insert(message.seq, message);
             }
         }
@@ -312,6 +371,11 @@ impl ChatStore {
         while c.messages.len() > limit {
             if let Some((_, dropped)) = c.messages.pop_first() {
                 c.seq_of.remove(&dropped.message_id);
+                if let Some(key) = &dropped.idempotency_key {
+                    c.seq_of_key.remove(key);
+                }
+                c.rev_of.remove(&dropped.seq);
+                c.layout += 1;
                 c.has_older = true;
             }
         }
@@ -321,6 +385,7 @@ impl ChatStore {
     pub fn begin_send(&mut self, conversation: &ConversationId, key: &str, text: &str) {
         let c = self.conv(conversation);
         if !c.pending.iter().any(|p| p.key == key) {
+            c.layout += 1;
             c.pending.push(Pending {
                 key: key.to_owned(),
                 text: text.to_owned(),
@@ -429,9 +494,12 @@ impl ChatStore {
         (c.known_max_seq > top).then_some(top)
     }
 
+    /// The task of a held reply, for changing it (its message's revision moves).
     fn task_of(&mut self, message: &MessageId) -> Option<&mut TaskSnapshot> {
+        let rev = self.next_rev();
         self.conversations.values_mut().find_map(|c| {
             let seq = *c.seq_of.get(message)?;
+            c.rev_of.insert(seq, rev);
             c.messages.get_mut(&seq)?.task.as_mut()
         })
     }
@@ -514,6 +582,54 @@ mod tests {
             .iter()
             .map(|b| b.key().to_owned())
             .collect()
+    }
+
+    /// `bubble(key)` by the indexes must agree with a scan of `bubbles()`.
+    fn by_scan(store: &ChatStore, key: &str) -> Option<BubbleData> {
+        store
+            .bubbles(&conv())
+            .into_iter()
+            .find(|b| b.key() == key)
+            .map(|b| match b {
+                Bubble::Stored(m) => BubbleData::Stored(m.clone()),
+                Bubble::Pending(p) => BubbleData::Pending(p.clone()),
+            })
+    }
+
+    #[test]
+    fn bubble_lookup_by_key_agrees_with_a_scan() {
+        let mut s = ChatStore::new(4);
+        s.begin_send(&conv(), "k-pending", "送信中");
+        s.apply_history(
+            &conv(),
+            HistoryPage {
+                messages: vec![msg(1, None), msg(2, Some("k-2")), msg(3, None)],
+                has_more: false,
+            },
+            PageKind::Latest,
+        );
+        // A replay that brings the key of a message held without one.
+        s.apply_history(
+            &conv(),
+            HistoryPage {
+                messages: vec![msg(3, Some("k-3"))],
+                has_more: false,
+            },
+            PageKind::Newer,
+        );
+        let mut keys = s.bubble_keys(&conv());
+        assert_eq!(keys, ["m1", "k-2", "k-3", "k-pending"]);
+        keys.extend(["m2", "m3", "nope", "k-gone"].map(String::from));
+        for key in &keys {
+            assert_eq!(s.bubble(&conv(), key), by_scan(&s, key), "{key}");
+        }
+        assert!(s.bubble(&conv(), "m2").is_none(), "m2's bubble key is k-2");
+        // Trimming drops the oldest, and their index entries with them.
+        s.apply_history(&conv(), page(&[4, 5, 6]), PageKind::Newer);
+        for key in ["m1", "k-2", "k-3", "m4", "m6"] {
+            assert_eq!(s.bubble(&conv(), key), by_scan(&s, key), "{key}");
+        }
+        assert!(s.bubble(&conv(), "k-2").is_none(), "trimmed");
     }
 
     #[test]
@@ -724,6 +840,55 @@ mod tests {
             progress: Progress::new(current, 4),
             text: String::new(),
         }
+    }
+
+    #[test]
+    fn revisions_move_exactly_when_a_bubble_or_the_layout_changes() {
+        let mut s = ChatStore::new(3);
+        s.apply_history(
+            &conv(),
+            HistoryPage {
+                messages: vec![msg(1, None), reply(2)],
+                has_more: false,
+            },
+            PageKind::Latest,
+        );
+        let (layout, m1, m2) = (
+            s.layout_rev(&conv()),
+            s.bubble_rev(&conv(), "m1"),
+            s.bubble_rev(&conv(), "m2"),
+        );
+        assert!(m1 != 0 && m2 != 0 && m1 != m2);
+        s.apply_task_part(part_event("m2", 0, progress(1)));
+        assert_ne!(s.bubble_rev(&conv(), "m2"), m2, "a part changes its reply");
+        assert_eq!(s.bubble_rev(&conv(), "m1"), m1, "and no other bubble");
+        assert_eq!(s.layout_rev(&conv()), layout, "nor the layout");
+        let m2 = s.bubble_rev(&conv(), "m2");
+        s.apply_task_done(&TaskDone {
+            task_id: "t".into(),
+            message_id: MessageId("m2".into()),
+            conversation_id: conv(),
+            state: TaskState::Succeeded,
+        });
+        assert_ne!(s.bubble_rev(&conv(), "m2"), m2, "the end changes it too");
+
+        s.begin_send(&conv(), "k", "やあ");
+        assert_ne!(s.layout_rev(&conv()), layout, "a new bubble");
+        let sending = s.bubble_rev(&conv(), "k");
+        s.send_failed("k", "network");
+        assert_ne!(
+            s.bubble_rev(&conv(), "k"),
+            sending,
+            "a pending bubble's state"
+        );
+        let layout = s.layout_rev(&conv());
+        s.apply_history(&conv(), page(&[3]), PageKind::Newer);
+        assert_ne!(s.layout_rev(&conv()), layout, "a new message");
+        let layout = s.layout_rev(&conv());
+        s.apply_history(&conv(), page(&[4]), PageKind::Newer);
+        assert_ne!(s.layout_rev(&conv()), layout, "and a trimmed one");
+        assert_eq!(s.bubble_rev(&conv(), "m1"), 0, "m1 is gone");
+        assert_eq!(s.bubble_rev(&conv(), "nope"), 0);
     }
 
     #[test]

@@ -370,8 +370,6 @@ pub fn ChatWidget(
         fetching: Cell::new(false),
         again: Cell::new(false),
     });
-    let (store, conversation, phase) =
-        (controller.store, controller.conversation, controller.phase);
     let on_event = controller.clone();
     let on_refetch = controller.clone();
     let stream = use_chat_stream_with_options(
@@ -382,10 +380,21 @@ pub fn ChatWidget(
             .on_refetch(move || on_refetch.catch_up()),
     );
     spawn_local(controller.clone().load());
+    chat_view(controller, stream.status, stream.role, locale)
+}
+
+/// The widget's view over its controller (shared by [`ChatWidget`] and the benchmarks'
+/// [`bench::Harness`]).
+fn chat_view(
+    controller: Rc<Controller>,
+    status: Signal<Status>,
+    stream_role: Signal<Role>,
+    locale: Locale,
+) -> impl IntoView {
+    let (store, conversation, phase) =
+        (controller.store, controller.conversation, controller.phase);
     let ctl: Ctl = StoredValue::new_local(controller);
 
-    let status = stream.status;
-    let stream_role = stream.role;
     let status_text = move || match status.get() {
         Status::Connecting => locale.text(Text::Connecting).to_owned(),
         Status::Connected => locale.text(Text::Connected).to_owned(),
@@ -402,14 +411,19 @@ pub fn ChatWidget(
         Status::SignedOut => "signed-out",
         Status::Closed => "closed",
     };
-    let keys = move || {
+    // The keys are rebuilt only when their set or order changes, not on every part.
+    let layout = Memo::new(move |_| {
+        conversation.with(|c| c.as_ref().map_or(0, |c| store.with(|s| s.layout_rev(c))))
+    });
+    let keys = Memo::new(move |_| {
+        layout.get(); // read, so the memo computes (see `Bubble`)
         conversation.with(|c| {
             c.as_ref()
-                .map(|c| store.with(|s| s.bubble_keys(c)))
+                .map(|c| store.with_untracked(|s| s.bubble_keys(c)))
                 .unwrap_or_default()
         })
-    };
-    let empty = Memo::new(move |_| keys().is_empty());
+    });
+    let empty = Memo::new(move |_| keys.with(Vec::is_empty));
     let busy = move || conversation.with(|c| c.as_ref().is_some_and(|c| store.with(|s| s.busy(c))));
     let has_older = move || {
         conversation.with(|c| {
@@ -486,7 +500,7 @@ pub fn ChatWidget(
             })}
             <ol class="fc-log" data-testid="message-list" role="log" aria-live="polite"
                 aria-busy=move || busy().to_string() node_ref=log_ref on:scroll=on_scroll>
-                <For each=keys key=|k| k.clone() let:key>
+                <For each=move || keys.get() key=|k| k.clone() let:key>
                     <Bubble ctl=ctl bubble_key=key locale=locale />
                 </For>
             </ol>
@@ -500,8 +514,22 @@ pub fn ChatWidget(
 fn Bubble(ctl: Ctl, bubble_key: String, locale: Locale) -> impl IntoView {
     let (store, conversation) = ctl.with_value(|c| (c.store, c.conversation));
     let key = bubble_key.clone();
+    // Every store change re-checks this cheap revision; only a bubble whose revision moved
+    // copies its data again (a copy per bubble per event made streaming O(bubbles)).
+    let rev_key = bubble_key.clone();
+    let rev = Memo::new(move |_| {
+        conversation.with(|c| {
+            c.as_ref()
+                .map_or(0, |c| store.with(|s| s.bubble_rev(c, &rev_key)))
+        })
+    });
     let data = Memo::new(move |_| {
-        conversation.with(|c| c.as_ref().and_then(|c| store.with(|s| s.bubble(c, &key))))
+        // `get`, not `track`: a memo computes (and so subscribes to the store) only when read.
+        rev.get();
+        conversation.with_untracked(|c| {
+            c.as_ref()
+                .and_then(|c| store.with_untracked(|s| s.bubble(c, &key)))
+        })
     });
     // The task changes with every part; the rest of the bubble almost never. Two memos, so a
     // part re-renders only the task reply.
@@ -572,6 +600,69 @@ fn Bubble(ctl: Ctl, bubble_key: String, locale: Locale) -> impl IntoView {
                 </li>
             }
             .into_any()
+        }
+    }
+}
+
+/// A ChatWidget without a server, for the widget benchmarks (`tests/bench_widget.rs`): the real
+/// view and store, fed directly with what the stream and history would deliver.
+#[doc(hidden)]
+pub mod bench {
+    use super::*;
+
+    /// A mounted widget showing one conversation, "connected".
+    pub struct Harness {
+        controller: Rc<Controller>,
+        /// The conversation shown.
+        pub conversation: ConversationId,
+    }
+
+    impl Harness {
+        /// The widget's view for `conversation` (call inside a mount).
+        pub fn view(conversation: ConversationId, locale: Locale) -> (Self, impl IntoView) {
+            let controller = Rc::new(Controller {
+                api: Api::new("/nowhere"),
+                kind: ConversationKind::Assistant,
+                store: RwSignal::new(ChatStore::default()),
+                conversation: RwSignal::new(Some(conversation.clone())),
+                me: RwSignal::new(None),
+                phase: RwSignal::new(Phase::Ready),
+                fetching: Cell::new(false),
+                again: Cell::new(false),
+            });
+            let view = chat_view(
+                controller.clone(),
+                Signal::stored(Status::Connected),
+                Signal::stored(Role::Solo),
+                locale,
+            );
+            (
+                Self {
+                    controller,
+                    conversation,
+                },
+                view,
+            )
+        }
+
+        /// A page of history, as a fetch would apply it.
+        pub fn history(&self, page: HistoryPage, kind: PageKind) {
+            self.controller.store.update(|s| {
+                s.apply_history(&self.conversation, page, kind);
+            });
+        }
+
+        /// A stream event, as the connection would deliver it (a `message.created` past the
+        /// held messages would start a history fetch: apply that page with [`Self::history`]).
+        pub fn event(&self, event: StreamEvent) {
+            match event {
+                StreamEvent::MessageCreated(created) => {
+                    self.controller.store.update(|s| {
+                        s.message_created(&created);
+                    });
+                }
+                other => self.controller.on_event(other),
+            }
         }
     }
 }
