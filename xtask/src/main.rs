@@ -11,10 +11,13 @@
 //! - [`suites`]: `test`, every suite with each runner's own summary, then a table.
 //! - [`product`]: `run` (build the widget, serve it with the API), `dev` (trunk serve with
 //!   hot reload, `/api` proxied) and `size` (transfer size of the release build).
+//! - [`bench`]: `bench`, every benchmark with one command (server load through
+//!   `farm-chat-bench`, the widget in Chromium, the bundle size) into one JSON file.
 //! - [`font`]: `report-font`, the PDF report's embedded font subset.
 //! - [`webdriver`]: just enough WebDriver to load a page in headless Chromium and check it.
 //! - [`proc`]: running commands with the tools on `PATH`, and a tiny HTTP/1.1 GET.
 
+mod bench;
 mod font;
 mod proc;
 mod product;
@@ -38,6 +41,9 @@ Commands:
   dev              trunk serve (hot reload) on http://127.0.0.1:8080/ with /api proxied to a
                    dev-server on 127.0.0.1:3000.
   size             Transfer size of the release build in dist/ (raw and gzip).
+  bench [--big] [--out FILE] [-- FLAGS]
+                   Every benchmark (server load, widget in Chromium, bundle size) into
+                   target/bench/results.json; FLAGS go to farm-chat-bench. Not run by test.
   report-font      Rebuild the PDF report's embedded font subset (dev-server/assets).
 
 Environment:
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
         "run" => product::run(rest),
         "test" => suites::test(),
         "dev" => product::dev(),
+        "bench" => bench::bench(rest),
         "size" => product::build_release().and_then(|()| product::size().map(|_| ())),
         "report-font" => font::report_font(),
         "help" | "--help" | "-h" => {

@@ -46,6 +46,11 @@ pub(crate) fn dev() -> Result<(), String> {
 /// Transfer size of the widget in `dist/` (its wasm + js + css: the `farm-chat*` files; the demo
 /// page's own stylesheet is not the widget's), raw and gzip -9. Returns the gzip total.
 pub(crate) fn size() -> Result<u64, String> {
+    Ok(size_table()?.iter().map(|(_, _, gz)| gz).sum())
+}
+
+/// The widget's files in `dist/` as (name, raw bytes, gzip -9 bytes), printed as a table.
+pub(crate) fn size_table() -> Result<Vec<(String, u64, u64)>, String> {
     let dist = root().join("dist");
     let mut files: Vec<_> = std::fs::read_dir(&dist)
         .map_err(|e| {
@@ -69,6 +74,7 @@ pub(crate) fn size() -> Result<u64, String> {
         "\n{:<48} {:>10} {:>10}",
         "release transfer size of the widget", "raw B", "gzip -9 B"
     );
+    let mut rows = Vec::new();
     for file in &files {
         let raw = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
         let gz = gzip_len(file)?;
@@ -79,13 +85,14 @@ pub(crate) fn size() -> Result<u64, String> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         println!("{name:<48} {raw:>10} {gz:>10}");
+        rows.push((name, raw, gz));
     }
     println!(
         "{:<48} {raw_total:>10} {gz_total:>10}  ({:.1} KB gzip)\n",
         "total",
         gz_total as f64 / 1024.0
     );
-    Ok(gz_total)
+    Ok(rows)
 }
 
 fn gzip_len(file: &std::path::Path) -> Result<u64, String> {

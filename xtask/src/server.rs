@@ -33,7 +33,11 @@ impl DevServer {
     /// Builds and starts the dev-server with `args` (an `--addr` among them, e.g. port 0) and
     /// waits for the URL it prints once it listens.
     pub(crate) fn start(args: &[String]) -> Result<Self, String> {
-        let bin = build()?;
+        Self::start_bin(&build()?, args)
+    }
+
+    /// Starts the dev-server binary `bin` (e.g. a release build) with `args`.
+    pub(crate) fn start_bin(bin: &std::path::Path, args: &[String]) -> Result<Self, String> {
         let log_dir = root().join("target").join("xtask");
         std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
         // One log per server of this run: the browser tests' and the page smoke's stay apart.
@@ -42,7 +46,7 @@ impl DevServer {
         let log = log_dir.join(format!("dev-server-{}-{n}.log", std::process::id()));
         let log_file =
             std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
-        let mut child = Command::new(&bin)
+        let mut child = Command::new(bin)
             .args(args)
             .current_dir(root())
             .stdin(Stdio::null())
@@ -76,6 +80,11 @@ impl DevServer {
             log.display()
         );
         Ok(Self { child, addr, log })
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops it at once (SIGKILL: no graceful shutdown, as a crash would).

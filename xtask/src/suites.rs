@@ -65,23 +65,18 @@ fn browser_tests(browser: &Browser) -> Result<(), String> {
         "--static-dir".into(),
         empty.display().to_string(),
     ])?;
-    let result = run(cmd("cargo")
-        .args([
-            "test",
-            "-p",
-            "farm-chat",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--test",
-            "browser",
-        ])
-        .env("CHROMEDRIVER", &browser.chromedriver)
-        .env(
-            "WASM_BINDGEN_TEST_WEBDRIVER_JSON",
-            root().join("webdriver.json"),
-        )
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
-        .env("FARM_CHAT_TEST_API_BASE", server.api_base()));
+    let mut test = cmd("cargo");
+    test.args([
+        "test",
+        "-p",
+        "farm-chat",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--test",
+        "browser",
+    ]);
+    browser_test_env(&mut test, browser);
+    let result = run(test.env("FARM_CHAT_TEST_API_BASE", server.api_base()));
     if result.is_err() {
         println!("dev-server log: {}", server.log.display());
     }
@@ -349,6 +344,16 @@ fn page_in_browser(
     drop(session);
     let _ = std::fs::remove_dir_all(&profile);
     result
+}
+
+/// What wasm-bindgen-test needs to drive our Chromium.
+pub(crate) fn browser_test_env(test: &mut std::process::Command, browser: &Browser) {
+    test.env("CHROMEDRIVER", &browser.chromedriver)
+        .env(
+            "WASM_BINDGEN_TEST_WEBDRIVER_JSON",
+            root().join("webdriver.json"),
+        )
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "300");
 }
 
 /// A number from the dev-server's `/metrics`.
