@@ -11,7 +11,12 @@
 pub mod composer;
 pub mod parts;
 
-use std::{cell::Cell, rc::Rc, time::Duration};
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    rc::Rc,
+    time::Duration,
+};
 
 use farm_chat_protocol::{
     ConversationId, StreamEvent,
@@ -58,9 +63,40 @@ pub struct Controller {
     phase: RwSignal<Phase>,
     fetching: Cell<bool>,
     again: Cell<bool>,
+    /// The mounted bubbles: a trigger each, and the store revision it last showed. One
+    /// effect on the store wakes only the bubbles whose revision moved, so a stream event
+    /// costs the widget O(1) reactive work instead of re-running every bubble.
+    bubbles: RefCell<HashMap<String, MountedBubble>>,
+}
+
+struct MountedBubble {
+    /// Tells registrations apart when a key's bubble is recreated.
+    id: u64,
+    trigger: ArcTrigger,
+    seen: u64,
 }
 
 impl Controller {
+    /// Wakes the bubbles whose store revision moved (run after every store change).
+    fn wake_bubbles(&self) {
+        let Some(conversation) = self.conversation() else {
+            return;
+        };
+        let mut woken = Vec::new();
+        let _ = self.store.try_with_untracked(|s| {
+            for bubble in self.bubbles.borrow_mut().iter_mut() {
+                let rev = s.bubble_rev(&conversation, bubble.0);
+                if rev != bubble.1.seen {
+                    bubble.1.seen = rev;
+                    woken.push(bubble.1.trigger.clone());
+                }
+            }
+        });
+        for trigger in woken {
+            trigger.notify();
+        }
+    }
+
     fn conversation(&self) -> Option<ConversationId> {
         self.conversation.try_get_untracked().flatten()
     }
@@ -369,6 +405,7 @@ pub fn ChatWidget(
         phase: RwSignal::new(Phase::Loading),
         fetching: Cell::new(false),
         again: Cell::new(false),
+        bubbles: RefCell::default(),
     });
     let on_event = controller.clone();
     let on_refetch = controller.clone();
@@ -458,6 +495,7 @@ fn chat_view(
     let stuck = StoredValue::new(true);
     Effect::new(move |_| {
         store.track();
+        ctl.with_value(|c| c.wake_bubbles());
         if let Some(list) = log_ref.get_untracked()
             && stuck.get_value()
         {
@@ -515,17 +553,37 @@ fn Bubble(ctl: Ctl, bubble_key: String, locale: Locale) -> impl IntoView {
     let (store, conversation) = ctl.with_value(|c| (c.store, c.conversation));
     let key = bubble_key.clone();
     // Every store change re-checks this cheap revision; only a bubble whose revision moved
-    // copies its data again (a copy per bubble per event made streaming O(bubbles)).
-    let rev_key = bubble_key.clone();
-    let rev = Memo::new(move |_| {
-        conversation.with(|c| {
-            c.as_ref()
-                .map_or(0, |c| store.with(|s| s.bubble_rev(c, &rev_key)))
-        })
+    // copies its data again (a copy per bubble per event made streaming O(bubbles)): see
+    // `Controller::wake_bubbles`.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let trigger = ArcTrigger::new();
+    ctl.with_value(|c| {
+        let seen = conversation.with_untracked(|conv| {
+            conv.as_ref().map_or(0, |conv| {
+                store.with_untracked(|s| s.bubble_rev(conv, &bubble_key))
+            })
+        });
+        c.bubbles.borrow_mut().insert(
+            bubble_key.clone(),
+            MountedBubble {
+                id,
+                trigger: trigger.clone(),
+                seen,
+            },
+        );
+    });
+    let unregister = bubble_key.clone();
+    on_cleanup(move || {
+        let _ = ctl.try_with_value(|c| {
+            let mut bubbles = c.bubbles.borrow_mut();
+            if bubbles.get(&unregister).is_some_and(|b| b.id == id) {
+                bubbles.remove(&unregister);
+            }
+        });
     });
     let data = Memo::new(move |_| {
-        // `get`, not `track`: a memo computes (and so subscribes to the store) only when read.
-        rev.get();
+        trigger.track();
         conversation.with_untracked(|c| {
             c.as_ref()
                 .and_then(|c| store.with_untracked(|s| s.bubble(c, &key)))
@@ -629,6 +687,7 @@ pub mod bench {
                 phase: RwSignal::new(Phase::Ready),
                 fetching: Cell::new(false),
                 again: Cell::new(false),
+                bubbles: RefCell::default(),
             });
             let view = chat_view(
                 controller.clone(),

@@ -147,6 +147,9 @@ async fn widget_apply() {
     let mut timed = async |apply: &dyn Fn()| {
         let t0 = now();
         apply();
+        // Two turns of the executor: the store's effect wakes the changed bubbles, whose
+        // render effects then run.
+        tick().await;
         tick().await;
         dom_only.push(now() - t0); // store, reactive graph, DOM changes
         let _ = list.offset_height(); // and the browser's style and layout
