@@ -124,6 +124,19 @@ fn mount(root: &HtmlElement, conversation: ConversationId) -> Harness {
     slot.take().unwrap()
 }
 
+/// A fresh root with the stylesheet, a harness widget in it, and its message list.
+async fn mounted() -> (HtmlElement, Harness, HtmlElement) {
+    let root = root_with_styles();
+    let harness = mount(&root, ConversationId(CONVERSATION.into()));
+    tick().await;
+    let list = root
+        .query_selector("[data-testid='message-list']")
+        .unwrap()
+        .unwrap()
+        .unchecked_into::<HtmlElement>();
+    (root, harness, list)
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     let at = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[at - 1]
@@ -131,15 +144,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 #[wasm_bindgen_test]
 async fn widget_apply() {
-    let root = root_with_styles();
-    let conversation = ConversationId(CONVERSATION.into());
-    let harness = mount(&root, conversation);
-    tick().await;
-    let list = root
-        .query_selector("[data-testid='message-list']")
-        .unwrap()
-        .unwrap()
-        .unchecked_into::<HtmlElement>();
+    let (root, harness, list) = mounted().await;
 
     let mut times = Vec::with_capacity(5_000);
     let mut dom_only = Vec::with_capacity(5_000);
@@ -211,14 +216,7 @@ async fn widget_apply() {
 async fn widget_history() {
     let messages: Vec<String> = (1..=2_000u64).map(|seq| message_json(seq, false)).collect();
     let page = page(&messages, false);
-    let root = root_with_styles();
-    let harness = mount(&root, ConversationId(CONVERSATION.into()));
-    tick().await;
-    let list = root
-        .query_selector("[data-testid='message-list']")
-        .unwrap()
-        .unwrap()
-        .unchecked_into::<HtmlElement>();
+    let (root, harness, list) = mounted().await;
     let t0 = now();
     harness.history(page, PageKind::Latest);
     tick().await;
