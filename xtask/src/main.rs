@@ -13,11 +13,13 @@
 //!   hot reload, `/api` proxied) and `size` (transfer size of the release build).
 //! - [`bench`]: `bench`, every benchmark with one command (server load through
 //!   `farm-chat-bench`, the widget in Chromium, the bundle size) into one JSON file.
+//! - [`e2e`]: `e2e`, the end-to-end fault suite through `farm-chat-chaos` (in progress).
 //! - [`font`]: `report-font`, the PDF report's embedded font subset.
 //! - [`webdriver`]: just enough WebDriver to load a page in headless Chromium and check it.
 //! - [`proc`]: running commands with the tools on `PATH`, and a tiny HTTP/1.1 GET.
 
 mod bench;
+mod e2e;
 mod font;
 mod proc;
 mod product;
@@ -44,6 +46,9 @@ Commands:
   bench [--big] [--out FILE] [-- FLAGS]
                    Every benchmark (server load, widget in Chromium, bundle size) into
                    target/bench/results.json; FLAGS go to farm-chat-bench. Not run by test.
+  e2e [--runs N] [--seed S]
+                   End-to-end fault suite in Chromium through the chaos proxy (in progress;
+                   not yet part of test).
   report-font      Rebuild the PDF report's embedded font subset (dev-server/assets).
 
 Environment:
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
         "test" => suites::test(),
         "dev" => product::dev(),
         "bench" => bench::bench(rest),
+        "e2e" => e2e::e2e(rest),
         "size" => product::build_release().and_then(|()| product::size().map(|_| ())),
         "report-font" => font::report_font(),
         "help" | "--help" | "-h" => {

@@ -206,7 +206,7 @@ fn wasm_path(html: &str) -> Option<String> {
 
 /// In-page helpers for scripts: `q(testid)` / `qa(testid)` look inside the (first) widget's
 /// shadow root.
-const IN_WIDGET: &str = "const w = document.querySelector('farm-chat')?.shadowRoot; \
+pub(crate) const IN_WIDGET: &str = "const w = document.querySelector('farm-chat')?.shadowRoot; \
     const q = (id) => w?.querySelector(`[data-testid=${id}]`); \
     const qa = (id) => w ? [...w.querySelectorAll(`[data-testid=${id}]`)] : [];";
 

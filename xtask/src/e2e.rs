@@ -1,0 +1,522 @@
+//! `cargo xtask e2e [--runs N] [--seed S]`: the end-to-end fault suite (issue 5, in progress).
+//!
+//! Headless Chromium (WebDriver) loads the dashboard through `farm-chat-chaos`, a seeded
+//! fault proxy in front of a dev-server on a durable store. Then:
+//! - **two tabs** of one user: a message sent in either tab shows in both, once, in order;
+//! - **seeded fault runs**: both tabs send messages (each starts an assistant task) while the
+//!   proxy cuts, stalls, delays, duplicates and swaps stream events, goes offline, and the
+//!   harness kill -9s and restarts the dev-server. With faults off, each tab's message list must
+//!   equal the server's history: same ids, same order, no gaps, no duplicates, every send
+//!   stored once, every task final;
+//! - **XSS corpus**: hostile texts render as inert text.
+//!
+//! Each run prints its seed; `cargo xtask e2e --seed SEED --runs 1` replays it. Screenshots
+//! of each scenario's end state go to `target/xtask/e2e-*.png`.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+use crate::{
+    proc::{cmd, http_with, root, run},
+    product,
+    server::DevServer,
+    suites::IN_WIDGET,
+    tools,
+    webdriver::Session,
+};
+
+const CONVERSATION: &str = "c-u-farmer-assistant";
+
+/// The seeded choices of one run (SplitMix64, as the proxy uses).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+}
+
+/// The proxy process; killed on drop.
+struct Proxy {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr, seed: u64) -> Result<Self, String> {
+        let bin = root().join("target").join("debug").join("farm-chat-chaos");
+        let mut child = Command::new(&bin)
+            .args([
+                "--upstream",
+                &upstream.to_string(),
+                "--seed",
+                &seed.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", bin.display()))?;
+        let stdout = child.stdout.take().ok_or("no proxy stdout")?;
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("the proxy did not start: {line:?}"))?;
+        Ok(Self { child, addr })
+    }
+
+    fn control(&self, method: &str, what: &str, body: Option<&str>) -> Result<Value, String> {
+        let (status, _, bytes) =
+            http_with(self.addr, method, &format!("/__chaos/{what}"), body, &[])?;
+        if status != 200 {
+            return Err(format!("proxy {what}: HTTP {status}"));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One row of the summary.
+#[derive(Default)]
+struct Row {
+    runs: u32,
+    passed: u32,
+    messages: usize,
+    lost: usize,
+    duplicated: usize,
+}
+
+struct World<'a> {
+    session: &'a Session,
+    tabs: Vec<String>,
+    proxy: Proxy,
+    server: DevServer,
+    server_args: Box<dyn Fn(&str) -> Vec<String>>,
+    token: String,
+}
+
+impl World<'_> {
+    fn in_tab(&self, tab: usize, script: &str) -> Result<Value, String> {
+        self.session.switch_to(&self.tabs[tab])?;
+        self.session.script(&format!("{IN_WIDGET} {script}"))
+    }
+
+    fn wait_in_tab(&self, tab: usize, what: &str, script: &str, secs: u64) -> Result<(), String> {
+        self.session.switch_to(&self.tabs[tab])?;
+        self.session
+            .wait_for(&format!("{IN_WIDGET} {script}"), Duration::from_secs(secs))
+            .map_err(|_| format!("tab {}: {what}: not within {secs} s", tab + 1))
+    }
+
+    fn send_in_tab(&self, tab: usize, text: &str) -> Result<(), String> {
+        self.in_tab(
+            tab,
+            &format!(
+                "const t = q('composer'); t.value = {text:?}; \
+                 t.dispatchEvent(new Event('input', {{bubbles: true}})); return true;"
+            ),
+        )?;
+        self.wait_in_tab(
+            tab,
+            "the send button enables",
+            "return !q('send').disabled;",
+            10,
+        )?;
+        self.in_tab(tab, "q('send').click(); return true;")
+            .map(drop)
+    }
+
+    /// The server's newest `limit` messages of the conversation, oldest first.
+    fn history(&self, limit: u32) -> Result<Vec<Value>, String> {
+        let path = format!("/api/chat/history?conversationId={CONVERSATION}&limit={limit}");
+        let (status, _, body) = http_with(
+            self.server.addr,
+            "GET",
+            &path,
+            None,
+            &[("Authorization", &format!("Bearer {}", self.token))],
+        )?;
+        if status != 200 {
+            return Err(format!("history: HTTP {status}"));
+        }
+        let page: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        Ok(page["messages"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Every tab live, every bubble stored, no task running.
+    fn settle(&self) -> Result<(), String> {
+        for tab in 0..self.tabs.len() {
+            self.wait_in_tab(
+                tab,
+                "settled (connected, all sent, no task running)",
+                "return q('connection-status')?.dataset.state === 'connected' \
+                 && qa('bubble').every(b => b.dataset.state === 'sent') \
+                 && qa('task').every(t => t.dataset.state !== 'running');",
+                90,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Each tab's list against the server's history; returns (checked, lost, duplicated).
+    fn verify(&self, texts: &[String]) -> Result<(usize, usize, usize), String> {
+        let history = self.history(100)?;
+        let ids: Vec<String> = history
+            .iter()
+            .filter_map(|m| m["messageId"].as_str().map(str::to_owned))
+            .collect();
+        let mut problems = Vec::new();
+        let (mut lost, mut duplicated) = (0, 0);
+        for text in texts {
+            let stored = history
+                .iter()
+                .filter(|m| m["text"] == text.as_str())
+                .count();
+            if stored != 1 {
+                problems.push(format!("{text:?} stored {stored} times"));
+                lost += usize::from(stored == 0);
+                duplicated += stored.saturating_sub(1);
+            }
+        }
+        for tab in 0..self.tabs.len() {
+            let shown = self.in_tab(
+                tab,
+                "return qa('bubble').map(b => b.dataset.messageId ?? '');",
+            )?;
+            let shown: Vec<String> = shown
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut unique = shown.clone();
+            unique.sort();
+            unique.dedup();
+            duplicated += shown.len() - unique.len();
+            let n = shown.len().min(ids.len());
+            let (tail_shown, tail_server) = (&shown[shown.len() - n..], &ids[ids.len() - n..]);
+            if tail_shown != tail_server {
+                let missing = tail_server.iter().filter(|id| !shown.contains(id)).count();
+                lost += missing;
+                problems.push(format!(
+                    "tab {}: its newest {n} bubbles differ from the server's history ({missing} missing)",
+                    tab + 1
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok((texts.len() * 2, lost, duplicated))
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// kill -9 the dev-server and start it again on the same port and store.
+    fn restart_server(&mut self) -> Result<(), String> {
+        self.server.kill();
+        let addr = self.server.addr.to_string();
+        self.server = DevServer::start(&(self.server_args)(&addr))?;
+        Ok(())
+    }
+}
+
+fn stats_delta(before: &Value, after: &Value, key: &str) -> u64 {
+    after[key]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(before[key].as_u64().unwrap_or(0))
+}
+
+pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let runs = value("--runs").unwrap_or(3);
+    let seed = value("--seed").unwrap_or(1);
+    let browser = tools::bootstrap()?;
+    product::build_release()?;
+    run(cmd("cargo").args(["build", "--quiet", "-p", "farm-chat-chaos"]))?;
+    let dir = root().join("target").join("xtask");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let db = dir.join(format!("e2e-{}.sqlite", std::process::id()));
+    let remove_db = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+    };
+    remove_db();
+    let db_path = db.display().to_string();
+    let server_args = move |addr: &str| -> Vec<String> {
+        [
+            "--addr",
+            addr,
+            "--db",
+            &db_path,
+            "--static-dir",
+            "dist",
+            "--assistant-speed",
+            "fast",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let server = DevServer::start(&server_args("127.0.0.1:0"))?;
+    let proxy = Proxy::start(server.addr, seed)?;
+    let (_, _, body) = http_with(
+        server.addr,
+        "POST",
+        "/api/session",
+        Some(r#"{"userId":"u-farmer"}"#),
+        &[],
+    )?;
+    let token = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["token"].as_str().map(str::to_owned))
+        .ok_or("no token")?;
+    let profile = dir.join(format!("chromium-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let session = Session::start(&browser, &profile)?;
+    let mut world = World {
+        session: &session,
+        tabs: Vec::new(),
+        proxy,
+        server,
+        server_args: Box::new(server_args),
+        token,
+    };
+    let result = scenarios(&mut world, runs, seed, &dir);
+    drop(world);
+    drop(session);
+    let _ = std::fs::remove_dir_all(&profile);
+    remove_db();
+    result
+}
+
+fn scenarios(
+    world: &mut World<'_>,
+    runs: u64,
+    seed: u64,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    let url = format!("http://{}/?demo-user=u-farmer", world.proxy.addr);
+    let live = "return q('connection-status')?.dataset.state === 'connected';";
+    for tab in 0..2 {
+        let handle = if tab == 0 {
+            world.session.current_tab()?
+        } else {
+            world.session.new_tab()?
+        };
+        world.session.switch_to(&handle)?;
+        world.session.open(&url)?;
+        world.tabs.push(handle);
+        world.wait_in_tab(tab, "the widget goes live", live, 30)?;
+        world.in_tab(tab, "q('launcher-toggle').click(); return true;")?;
+    }
+    let mut rows: Vec<(&str, Row)> = Vec::new();
+
+    // 1. Two tabs, no faults.
+    let mut row = Row {
+        runs: 1,
+        ..Row::default()
+    };
+    let texts: Vec<String> = ["タブAから", "タブBから"]
+        .iter()
+        .map(|t| format!("{t} ({seed})"))
+        .collect();
+    world.send_in_tab(0, &texts[0])?;
+    world.send_in_tab(1, &texts[1])?;
+    world.settle()?;
+    match world.verify(&texts) {
+        Ok((checked, lost, duplicated)) => {
+            row.passed = 1;
+            row.messages = checked;
+            row.lost = lost;
+            row.duplicated = duplicated;
+        }
+        Err(e) => println!("  FAILED  two tabs: {e}"),
+    }
+    world.session.switch_to(&world.tabs[1])?;
+    world.session.screenshot(&dir.join("e2e-two-tabs.png"))?;
+    rows.push(("two tabs", row));
+
+    // 2. Seeded fault runs.
+    let mut row = Row::default();
+    let (mut cuts, mut kills, mut offline, mut streams) = (0u64, 0u64, 0u64, 0u64);
+    let mut totals = json!({});
+    for r in 0..runs {
+        let run_seed = seed.wrapping_mul(1_000_003).wrapping_add(r);
+        let mut rng = Rng(run_seed);
+        let before = world.proxy.control("GET", "stats", None)?;
+        let faults = json!({
+            "duplicate": rng.pick(&[0.0, 0.05, 0.2]),
+            "swap": rng.pick(&[0.0, 0.05, 0.2]),
+            "delayMs": rng.pick(&[0u64, 20]),
+            "stall": rng.pick(&[0.0, 0.05]),
+            "stallMs": 300,
+            "cutAfter": if rng.chance(0.5) { json!([3, 30]) } else { Value::Null },
+        });
+        world
+            .proxy
+            .control("POST", "faults", Some(&faults.to_string()))?;
+        let mut texts = Vec::new();
+        let started = Instant::now();
+        let outcome = (|| -> Result<(usize, usize, usize), String> {
+            for k in 0..6 {
+                let tab = (rng.next() % 2) as usize;
+                let text = if rng.chance(0.3) {
+                    format!("発情予定の牛のリストを作って r{run_seed}-{k}")
+                } else {
+                    format!("メッセージ r{run_seed}-{k}")
+                };
+                world.send_in_tab(tab, &text)?;
+                texts.push(text);
+                if rng.chance(0.3) {
+                    world.proxy.control("POST", "cut", None)?;
+                    cuts += 1;
+                }
+                if rng.chance(0.1) {
+                    let mut off = faults.clone();
+                    off["offline"] = json!(true);
+                    world
+                        .proxy
+                        .control("POST", "faults", Some(&off.to_string()))?;
+                    std::thread::sleep(Duration::from_millis(1500));
+                    world
+                        .proxy
+                        .control("POST", "faults", Some(&faults.to_string()))?;
+                    offline += 1;
+                }
+                if k == 3 && rng.chance(0.25) {
+                    world.restart_server()?;
+                    kills += 1;
+                }
+                std::thread::sleep(Duration::from_millis(rng.next() % 400));
+            }
+            world.proxy.control("POST", "faults", Some("{}"))?;
+            world.settle()?;
+            world.verify(&texts)
+        })();
+        let after = world.proxy.control("GET", "stats", None)?;
+        for key in ["duplicates", "swaps", "stalls", "cuts", "injected"] {
+            let add = stats_delta(&before, &after, key);
+            totals[key] = json!(totals[key].as_u64().unwrap_or(0) + add);
+        }
+        let opened = after["requests"]["/api/chat/stream"].as_u64().unwrap_or(0)
+            - before["requests"]["/api/chat/stream"].as_u64().unwrap_or(0);
+        streams += opened;
+        row.runs += 1;
+        match outcome {
+            Ok((checked, lost, duplicated)) => {
+                row.passed += 1;
+                row.messages += checked;
+                row.lost += lost;
+                row.duplicated += duplicated;
+                println!(
+                    "  run {r} (seed {run_seed}): ok, {} sends, {opened} stream requests, {:.1} s",
+                    texts.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Err(e) => {
+                println!("  run {r} (seed {run_seed}): FAILED: {e}");
+                println!("    replay: cargo xtask e2e --seed {run_seed} --runs 1");
+                let _ = world
+                    .session
+                    .screenshot(&dir.join(format!("e2e-failed-{run_seed}.png")));
+                world.proxy.control("POST", "faults", Some("{}"))?;
+            }
+        }
+    }
+    world.session.switch_to(&world.tabs[0])?;
+    world.session.screenshot(&dir.join("e2e-fault-runs.png"))?;
+    println!(
+        "  faults over {runs} runs: proxy {totals}, cuts ordered {cuts}, offline spells {offline}, \
+         server kill -9 {kills}, stream requests {streams}"
+    );
+    rows.push(("fault runs", row));
+
+    // 7. XSS corpus.
+    let mut row = Row {
+        runs: 1,
+        ..Row::default()
+    };
+    let corpus = [
+        "<script>window.__xss = 1</script>",
+        "<img src=x onerror=\"window.__xss = 2\">",
+        "[地図](javascript:window.__xss=3) <a href=\"javascript:window.__xss=3\">click</a>",
+        "\u{202E}txt.exe\u{200B}\u{2066}逆向き\u{2069}",
+    ];
+    let texts: Vec<String> = corpus.iter().map(|t| format!("{t} #{seed}")).collect();
+    for text in &texts {
+        world.send_in_tab(0, text)?;
+    }
+    world.settle()?;
+    let check = format!(
+        "const texts = {}; const log = q('message-list'); \
+         return window.__xss === undefined && log.querySelectorAll('script, img, a[href^=\"javascript\"]').length === 0 \
+           && texts.every(t => qa('bubble').some(b => b.querySelector('.fc-text')?.textContent === t));",
+        serde_json::to_string(&texts).map_err(|e| e.to_string())?
+    );
+    match world.in_tab(0, &check)? {
+        Value::Bool(true) => {
+            row.passed = 1;
+            row.messages = texts.len();
+        }
+        other => println!("  FAILED  XSS corpus: {other}"),
+    }
+    world.session.switch_to(&world.tabs[0])?;
+    world.session.screenshot(&dir.join("e2e-xss.png"))?;
+    rows.push(("XSS corpus", row));
+
+    println!(
+        "\n  {:<12} {:>5} {:>7} {:>9} {:>5} {:>11}",
+        "scenario", "runs", "passed", "messages", "lost", "duplicated"
+    );
+    for (name, r) in &rows {
+        println!(
+            "  {name:<12} {:>5} {:>7} {:>9} {:>5} {:>11}",
+            r.runs, r.passed, r.messages, r.lost, r.duplicated
+        );
+    }
+    let failed = rows.iter().filter(|(_, r)| r.passed < r.runs).count();
+    println!(
+        "e2e: {} scenarios passed, {failed} failed",
+        rows.len() - failed
+    );
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failed} e2e scenario(s) failed"))
+    }
+}
