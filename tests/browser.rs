@@ -976,3 +976,28 @@ async fn without_web_locks_or_with_sharing_off_each_tab_has_its_own_stream() {
     })
     .await;
 }
+
+#[wasm_bindgen_test]
+async fn a_signed_out_leader_tries_again_when_a_signed_in_tab_joins() {
+    let api = Api::new(api_base());
+    sign_in(&api).await;
+    assert_eq!(open_streams_become(0).await, 0);
+    let first = mount_stream(UseChatStreamOptions::default().api_base(api_base()));
+    let status = |h: &Hook| h.borrow().as_ref().map(|h| h.status.get_untracked());
+    wait_until("connected", || status(&first.1) == Some(Status::Connected)).await;
+    // The session ends on the server (as another tab's sign-out would).
+    gloo_net::http::Request::delete(&format!("{}/session", api_base()))
+        .credentials(web_sys::RequestCredentials::Include)
+        .send()
+        .await
+        .unwrap();
+    wait_until("signed out", || status(&first.1) == Some(Status::SignedOut)).await;
+    // The user signs in again (the cookie is the whole browser's) and opens another tab.
+    sign_in(&api).await;
+    let second = mount_stream(UseChatStreamOptions::default().api_base(api_base()));
+    wait_until("both connected again", || {
+        status(&first.1) == Some(Status::Connected) && status(&second.1) == Some(Status::Connected)
+    })
+    .await;
+    assert_eq!(open_streams_become(1).await, 1, "still one stream");
+}

@@ -604,6 +604,12 @@ impl Inner {
         let role = self.role.get();
         match Wire::decode(&parts) {
             Some(Wire::Hello) if role == Role::Leader => {
+                // A new tab may come with a fresh sign-in (the cookie is the browser's): a
+                // leader stuck signed out tries again, or it would hold every tab signed out.
+                let signed_out = *self.machine.borrow().status() == Status::SignedOut;
+                if signed_out {
+                    self.handle(Input::Open);
+                }
                 self.post(&Wire::Status(self.machine.borrow().status().clone()));
             }
             Some(Wire::Event { id, name, data }) if role == Role::Follower => {

@@ -102,6 +102,9 @@ impl Drop for Proxy {
     }
 }
 
+/// The dev-server's flags for an address and an assistant speed.
+type ServerArgs = Box<dyn Fn(&str, &str) -> Vec<String>>;
+
 /// One row of the summary.
 #[derive(Default)]
 struct Row {
@@ -117,7 +120,7 @@ struct World<'a> {
     tabs: Vec<String>,
     proxy: Proxy,
     server: DevServer,
-    server_args: Box<dyn Fn(&str) -> Vec<String>>,
+    server_args: ServerArgs,
     token: String,
 }
 
@@ -241,10 +244,26 @@ impl World<'_> {
 
     /// kill -9 the dev-server and start it again on the same port and store.
     fn restart_server(&mut self) -> Result<(), String> {
+        self.restart_server_at("fast")
+    }
+
+    /// The same, with the assistant at `speed` (`fast` or `realtime`).
+    fn restart_server_at(&mut self, speed: &str) -> Result<(), String> {
         self.server.kill();
         let addr = self.server.addr.to_string();
-        self.server = DevServer::start(&(self.server_args)(&addr))?;
+        self.server = DevServer::start(&(self.server_args)(&addr, speed))?;
         Ok(())
+    }
+
+    fn faults(&self, faults: &Value) -> Result<(), String> {
+        self.proxy
+            .control("POST", "faults", Some(&faults.to_string()))
+            .map(drop)
+    }
+
+    /// Requests the proxy has forwarded, by path.
+    fn requests(&self) -> Result<Value, String> {
+        Ok(self.proxy.control("GET", "stats", None)?["requests"].clone())
     }
 }
 
@@ -277,7 +296,7 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
     };
     remove_db();
     let db_path = db.display().to_string();
-    let server_args = move |addr: &str| -> Vec<String> {
+    let server_args = move |addr: &str, speed: &str| -> Vec<String> {
         [
             "--addr",
             addr,
@@ -286,12 +305,12 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
             "--static-dir",
             "dist",
             "--assistant-speed",
-            "fast",
+            speed,
         ]
         .map(String::from)
         .to_vec()
     };
-    let server = DevServer::start(&server_args("127.0.0.1:0"))?;
+    let server = DevServer::start(&server_args("127.0.0.1:0", "fast"))?;
     let proxy = Proxy::start(server.addr, seed)?;
     let (_, _, body) = http_with(
         server.addr,
@@ -498,6 +517,229 @@ fn scenarios(
     world.session.switch_to(&world.tabs[0])?;
     world.session.screenshot(&dir.join("e2e-xss.png"))?;
     rows.push(("XSS corpus", row));
+
+    // 6. Bad stream input through the proxy.
+    let capture = "if (!window.__warns) { window.__warns = []; const w = console.warn.bind(console); \
+        console.warn = (...a) => { window.__warns.push(a.join(' ')); w(...a); }; } return true;";
+    for tab in 0..world.tabs.len() {
+        world.in_tab(tab, capture)?;
+    }
+    let mut row = Row::default();
+    for kind in ["malformed_json", "unknown_event", "nul_id", "bogus_retry"] {
+        row.runs += 1;
+        world.faults(&json!({ "inject": kind }))?;
+        world.proxy.control("POST", "cut", None)?;
+        let text = format!("壊れた入力のあと {kind} #{seed}");
+        let outcome = world
+            .send_in_tab(0, &text)
+            .and_then(|()| world.settle())
+            .and_then(|()| world.verify(std::slice::from_ref(&text)));
+        match outcome {
+            Ok((checked, ..)) => {
+                row.passed += 1;
+                row.messages += checked;
+            }
+            Err(e) => println!("  FAILED  bad input {kind}: {e}"),
+        }
+        world.faults(&json!({}))?;
+    }
+    for status in [204u16, 500] {
+        row.runs += 1;
+        let before = world.requests()?;
+        world.faults(&json!({ "streamStatus": status }))?;
+        world.proxy.control("POST", "cut", None)?;
+        let shown = world.wait_in_tab(
+            0,
+            "a clear state",
+            "return q('connection-status')?.dataset.state === 'reconnecting';",
+            15,
+        );
+        std::thread::sleep(Duration::from_secs(10));
+        let after = world.requests()?;
+        let tries = after["/api/chat/stream"].as_u64().unwrap_or(0)
+            - before["/api/chat/stream"].as_u64().unwrap_or(0);
+        world.faults(&json!({}))?;
+        let back = world.settle();
+        println!("  stream answered {status}: {tries} stream requests in ~10 s");
+        match (shown, back) {
+            (Ok(()), Ok(())) if tries <= 8 => row.passed += 1,
+            (shown, back) => println!(
+                "  FAILED  stream answered {status}: state {shown:?}, recovery {back:?}, {tries} requests"
+            ),
+        }
+    }
+    let mut warned = Vec::new();
+    for tab in 0..world.tabs.len() {
+        let warns = world.in_tab(
+            tab,
+            "return (window.__warns || []).filter(w => w.includes('farm-chat'));",
+        )?;
+        let warns: Vec<String> = warns
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut unique = warns.clone();
+        unique.sort();
+        unique.dedup();
+        if unique.len() != warns.len() {
+            row.passed = row.passed.saturating_sub(1);
+            println!("  FAILED  tab {}: a warning repeated: {warns:?}", tab + 1);
+        }
+        warned.extend(warns);
+    }
+    if !warned.iter().any(|w| w.contains("malformed")) {
+        row.passed = row.passed.saturating_sub(1);
+        println!("  FAILED  no warning for the malformed event: {warned:?}");
+    }
+    println!("  console warnings: {warned:?}");
+    world.session.switch_to(&world.tabs[0])?;
+    world.session.screenshot(&dir.join("e2e-bad-input.png"))?;
+    rows.push(("bad input", row));
+
+    // 5. The session ends on the server mid-stream: the sign-in state, and no retry storm.
+    let mut row = Row {
+        runs: 1,
+        ..Row::default()
+    };
+    let before = world.requests()?;
+    world.in_tab(
+        0,
+        "fetch('/api/session', { method: 'DELETE', credentials: 'include' }); return true;",
+    )?;
+    let signed_out = (0..world.tabs.len()).try_for_each(|tab| {
+        world.wait_in_tab(
+            tab,
+            "the sign-in state",
+            "return q('connection-status')?.dataset.state === 'signed-out';",
+            30,
+        )
+    });
+    std::thread::sleep(Duration::from_secs(60));
+    let after = world.requests()?;
+    let mut made = 0;
+    if let Some(paths) = after.as_object() {
+        for (path, n) in paths {
+            if path != "/api/health" {
+                made += n.as_u64().unwrap_or(0) - before[path].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    println!("  after the sign-out: {made} requests in 60 s (health checks not counted)");
+    world.session.switch_to(&world.tabs[0])?;
+    world.session.screenshot(&dir.join("e2e-signed-out.png"))?;
+    match signed_out {
+        Ok(()) if made <= 10 => row.passed = 1,
+        other => println!("  FAILED  session end: {other:?}, {made} requests"),
+    }
+    rows.push(("session end", row));
+    for tab in 0..world.tabs.len() {
+        world.session.switch_to(&world.tabs[tab])?;
+        world.session.open(&url)?; // signs in again
+        world.wait_in_tab(tab, "live again", live, 30)?;
+        world.in_tab(tab, "q('launcher-toggle').click(); return true;")?;
+    }
+
+    // 4. A reload in the middle of a health analysis.
+    let mut row = Row {
+        runs: 1,
+        ..Row::default()
+    };
+    world.restart_server_at("realtime")?;
+    world.wait_in_tab(0, "live", live, 60)?;
+    let reports = world
+        .in_tab(0, "return qa('health-report').length;")?
+        .as_u64()
+        .unwrap_or(0);
+    let ask = format!("14番の牛の健康状態を分析して #{seed}");
+    let outcome = (|| -> Result<(), String> {
+        world.send_in_tab(0, &ask)?;
+        world.wait_in_tab(
+            0,
+            "the health task mid-way",
+            "const p = qa('progress').at(-1); if (!p) return false; \
+             const v = +p.getAttribute('aria-valuenow'); return v > 0 && v < +p.getAttribute('aria-valuemax');",
+            30,
+        )?;
+        world.session.open(&url)?; // reload
+        world.wait_in_tab(
+            0,
+            "the running task back after the reload",
+            "return qa('task').some(t => t.dataset.state === 'running') && qa('progress').length > 0;",
+            30,
+        )?;
+        world.in_tab(0, "q('launcher-toggle').click(); return true;")?;
+        world
+            .session
+            .screenshot(&dir.join("e2e-reload-mid-task.png"))?;
+        world.wait_in_tab(
+            0,
+            "the report",
+            &format!("return qa('health-report').length === {};", reports + 1),
+            60,
+        )?;
+        world.settle()?;
+        world.verify(std::slice::from_ref(&ask)).map(drop)
+    })();
+    match outcome {
+        Ok(()) => {
+            row.passed = 1;
+            row.messages = 2;
+        }
+        Err(e) => println!("  FAILED  reload mid-task: {e}"),
+    }
+    rows.push(("reload", row));
+    world.restart_server()?;
+
+    // 3. Offline for 20 s while sending (one tab, so it holds the stream itself).
+    let mut row = Row {
+        runs: 1,
+        ..Row::default()
+    };
+    world.session.switch_to(&world.tabs[1])?;
+    world.session.close_tab()?;
+    world.tabs.truncate(1);
+    world.wait_in_tab(0, "live", live, 60)?;
+    let texts: Vec<String> = (0..3).map(|i| format!("圏外で送信 {i} #{seed}")).collect();
+    let outcome = (|| -> Result<(usize, usize, usize), String> {
+        world.session.set_offline(true)?;
+        let went_offline = Instant::now();
+        world.wait_in_tab(
+            0,
+            "the offline state",
+            "return q('connection-status')?.dataset.state === 'offline';",
+            15,
+        )?;
+        for text in &texts {
+            world.send_in_tab(0, text)?;
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        world.wait_in_tab(
+            0,
+            "the queued messages shown as sending",
+            "return qa('bubble').filter(b => b.dataset.state === 'sending').length === 3;",
+            5,
+        )?;
+        std::thread::sleep(Duration::from_secs(20).saturating_sub(went_offline.elapsed()));
+        world.session.screenshot(&dir.join("e2e-offline.png"))?;
+        world.session.set_offline(false)?;
+        world.settle()?;
+        world.verify(&texts)
+    })();
+    let _ = world.session.set_offline(false);
+    match outcome {
+        Ok((checked, lost, duplicated)) => {
+            row.passed = 1;
+            row.messages = checked;
+            row.lost = lost;
+            row.duplicated = duplicated;
+        }
+        Err(e) => println!("  FAILED  offline: {e}"),
+    }
+    rows.push(("offline 20 s", row));
 
     println!(
         "\n  {:<12} {:>5} {:>7} {:>9} {:>5} {:>11}",

@@ -117,6 +117,25 @@ impl Session {
             .ok_or_else(|| "no current tab".to_owned())
     }
 
+    /// Takes the current tab offline (Chromium's network emulation, as DevTools does) or
+    /// back online.
+    pub(crate) fn set_offline(&self, offline: bool) -> Result<(), String> {
+        let path = format!("/session/{}/chromium/network_conditions", self.id);
+        if offline {
+            self.call(
+                "POST",
+                &path,
+                Some(json!({"network_conditions": {
+                    "offline": true, "latency": 0,
+                    "download_throughput": 0, "upload_throughput": 0,
+                }})),
+            )
+            .map(drop)
+        } else {
+            self.call("DELETE", &path, None).map(drop)
+        }
+    }
+
     /// Closes the current tab (switch to another one afterwards).
     pub(crate) fn close_tab(&self) -> Result<(), String> {
         self.call("DELETE", &format!("/session/{}/window", self.id), None)
