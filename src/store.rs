@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use farm_chat_protocol::{
-    ConversationId, MessageId,
+    ConversationId, MessageId, TaskId,
     chat::{HistoryPage, Message, SendResponse, Sender},
     stream::{MessageCreated, TaskDone, TaskPartEvent},
     task::{PartBody, TaskPart, TaskSnapshot, TaskState},
@@ -526,6 +526,30 @@ impl ChatStore {
         }
     }
 
+    /// The tasks of held replies that still look running. After a reconnect they are asked
+    /// for again: the server may have ended them while the stream was down (a restart fails
+    /// the tasks it finds orphaned), and a `reset` replays nothing.
+    pub fn running_tasks(&self, conversation: &ConversationId) -> Vec<TaskId> {
+        self.conversations
+            .get(conversation)
+            .map_or_else(Vec::new, |c| {
+                c.messages
+                    .values()
+                    .filter_map(|m| m.task.as_ref())
+                    .filter(|t| !t.state.is_final())
+                    .map(|t| t.task_id.clone())
+                    .collect()
+            })
+    }
+
+    /// A task as `GET /api/tasks/{id}` answered: merged into its reply (never backwards).
+    pub fn apply_task_snapshot(&mut self, snapshot: TaskSnapshot) {
+        let message = snapshot.message_id.clone();
+        if let Some(task) = self.task_of(&message) {
+            merge_snapshot(task, snapshot);
+        }
+    }
+
     /// `task.done`.
     pub fn apply_task_done(&mut self, event: &TaskDone) {
         match self.task_of(&event.message_id) {
@@ -889,6 +913,29 @@ mod tests {
         assert_ne!(s.layout_rev(&conv()), layout, "and a trimmed one");
         assert_eq!(s.bubble_rev(&conv(), "m1"), 0, "m1 is gone");
         assert_eq!(s.bubble_rev(&conv(), "nope"), 0);
+    }
+
+    #[test]
+    fn a_task_that_ended_while_the_stream_was_down_is_refreshed() {
+        let mut s = ChatStore::default();
+        s.apply_history(
+            &conv(),
+            HistoryPage {
+                messages: vec![msg(1, None), reply(2)],
+                has_more: false,
+            },
+            PageKind::Latest,
+        );
+        assert_eq!(s.running_tasks(&conv()), [TaskId::from("t")]);
+        let mut ended = reply(2).task.unwrap();
+        ended.state = TaskState::Failed;
+        let rev = s.bubble_rev(&conv(), "m2");
+        s.apply_task_snapshot(ended);
+        assert!(s.running_tasks(&conv()).is_empty());
+        assert_ne!(s.bubble_rev(&conv(), "m2"), rev, "its bubble re-renders");
+        // A stale snapshot can't bring it back to running.
+        s.apply_task_snapshot(reply(2).task.unwrap());
+        assert!(s.running_tasks(&conv()).is_empty());
     }
 
     #[test]

@@ -25,6 +25,7 @@ use farm_chat_protocol::{
         SenderKind,
     },
     session::SessionInfo,
+    task::TaskSnapshot,
 };
 use leptos::{prelude::*, task::spawn_local};
 
@@ -297,6 +298,34 @@ impl Controller {
         });
     }
 
+    /// After a reconnect: asks the server for every task the widget still shows running, which
+    /// may have ended while the stream was down (see `ChatStore::running_tasks`).
+    pub fn refresh_running_tasks(self: &Rc<Self>) {
+        let Some(conversation) = self.conversation() else {
+            return;
+        };
+        let running = self
+            .store
+            .try_with_untracked(|s| s.running_tasks(&conversation))
+            .unwrap_or_default();
+        for task in running {
+            let this = self.clone();
+            spawn_local(async move {
+                match this
+                    .api
+                    .get::<TaskSnapshot>(&format!("/tasks/{task}"))
+                    .await
+                {
+                    _ if this.gone() => {}
+                    Ok(snapshot) => this.store.update(|s| s.apply_task_snapshot(snapshot)),
+                    Err(e) => {
+                        leptos::logging::warn!("farm-chat: could not refresh task {task}: {e}")
+                    }
+                }
+            });
+        }
+    }
+
     /// Pages the 50 messages before the oldest held one in (the user scrolled up).
     pub fn load_older(self: &Rc<Self>) {
         let Some(conversation) = self.conversation() else {
@@ -414,7 +443,10 @@ pub fn ChatWidget(
             .api_base(api_base)
             .token(token)
             .on_event(move |e| on_event.on_event(e))
-            .on_refetch(move || on_refetch.catch_up()),
+            .on_refetch(move || {
+                on_refetch.catch_up();
+                on_refetch.refresh_running_tasks();
+            }),
     );
     spawn_local(controller.clone().load());
     chat_view(controller, stream.status, stream.role, locale)

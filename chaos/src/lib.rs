@@ -82,6 +82,8 @@ pub struct Faults {
     pub inject: Option<String>,
     /// Drop every connection at once, as a network that is down.
     pub offline: bool,
+    /// Reseed the proxy's choices with this (so a run can be replayed on its own).
+    pub seed: Option<u64>,
 }
 
 /// What the proxy saw and did.
@@ -129,8 +131,11 @@ impl Chaos {
         })
     }
 
-    /// Replaces the faults.
+    /// Replaces the faults (and reseeds, if they carry a seed).
     pub fn set_faults(&self, faults: Faults) {
+        if let (Some(seed), Ok(mut rng)) = (faults.seed, self.rng.lock()) {
+            *rng = SplitMix64::new(seed);
+        }
         if let Ok(mut f) = self.faults.lock() {
             *f = faults;
         }

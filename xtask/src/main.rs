@@ -13,7 +13,7 @@
 //!   hot reload, `/api` proxied) and `size` (transfer size of the release build).
 //! - [`bench`]: `bench`, every benchmark with one command (server load through
 //!   `farm-chat-bench`, the widget in Chromium, the bundle size) into one JSON file.
-//! - [`e2e`]: `e2e`, the end-to-end fault suite through `farm-chat-chaos` (in progress).
+//! - [`e2e`]: `e2e`, the end-to-end fault suite through `farm-chat-chaos` (part of `test`).
 //! - [`font`]: `report-font`, the PDF report's embedded font subset.
 //! - [`webdriver`]: just enough WebDriver to load a page in headless Chromium and check it.
 //! - [`proc`]: running commands with the tools on `PATH`, and a tiny HTTP/1.1 GET.
@@ -38,8 +38,10 @@ Commands:
                    wasm-opt, wasm-bindgen CLI (locked version), trunk. Tools go into .tools/.
   run [ARGS…]      Build the widget (release) and serve it with the API on
                    http://127.0.0.1:3000/ (ARGS go to farm-chat-dev-server, e.g. --addr).
-  test             Run every suite: native unit + integration tests, browser tests in headless
-                   Chromium against a dev-server it starts, and a smoke test of the built page.
+  test [--e2e-runs N]
+                   Run every suite: native unit + integration tests, browser tests in headless
+                   Chromium against a dev-server it starts, a smoke test of the built page, and
+                   the end-to-end fault suite (N seeded fault runs, default 3).
   dev              trunk serve (hot reload) on http://127.0.0.1:8080/ with /api proxied to a
                    dev-server on 127.0.0.1:3000.
   size             Transfer size of the release build in dist/ (raw and gzip).
@@ -47,8 +49,8 @@ Commands:
                    Every benchmark (server load, widget in Chromium, bundle size) into
                    target/bench/results.json; FLAGS go to farm-chat-bench. Not run by test.
   e2e [--runs N] [--seed S]
-                   End-to-end fault suite in Chromium through the chaos proxy (in progress;
-                   not yet part of test).
+                   End-to-end fault suite in Chromium through the chaos proxy (test runs it
+                   with 3 seeded runs; `test --e2e-runs 100` for the full count).
   report-font      Rebuild the PDF report's embedded font subset (dev-server/assets).
 
 Environment:
@@ -68,7 +70,7 @@ fn main() -> ExitCode {
     let result = match command {
         "bootstrap" => tools::bootstrap().map(|_| ()),
         "run" => product::run(rest),
-        "test" => suites::test(),
+        "test" => suites::test(rest),
         "dev" => product::dev(),
         "bench" => bench::bench(rest),
         "e2e" => e2e::e2e(rest),

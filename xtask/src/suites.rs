@@ -10,7 +10,15 @@ use crate::{
     tools::{self, Browser},
 };
 
-pub(crate) fn test() -> Result<(), String> {
+/// `--e2e-runs N` sets the fault suite's seeded runs (default 3, so CI stays quick; the issue's
+/// 100 runs: `cargo xtask test --e2e-runs 100`).
+pub(crate) fn test(args: &[String]) -> Result<(), String> {
+    let runs = args
+        .iter()
+        .position(|a| a == "--e2e-runs")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "3".into());
     let browser = tools::bootstrap()?;
     let mut results: Vec<(&str, Result<(), String>)> = Vec::new();
 
@@ -25,6 +33,12 @@ pub(crate) fn test() -> Result<(), String> {
 
     banner("page: the run command's build, served and loaded in headless Chromium");
     results.push(("page smoke (release build)", page_smoke(&browser)));
+
+    banner("e2e: the fault suite in headless Chromium, through the chaos proxy");
+    results.push((
+        "e2e fault suite",
+        crate::e2e::e2e(&["--runs".into(), runs, "--seed".into(), "1".into()]),
+    ));
 
     banner("summary");
     let mut failed = 0;
