@@ -441,6 +441,12 @@ async fn stream_with_faults(
                 }
             }
             changed = cut.changed() => {
+                // An event held back for a swap goes out first: a TCP stream can reorder
+                // nothing and lose nothing but its tail, so the proxy must not drop an event
+                // while delivering a later one.
+                if let Some(earlier) = held.take() {
+                    client.write_all(&earlier).await?;
+                }
                 if changed.is_ok() {
                     chaos.count(|s| s.cuts += 1);
                 }

@@ -229,10 +229,18 @@ impl World<'_> {
             let n = shown.len().min(ids.len());
             let (tail_shown, tail_server) = (&shown[shown.len() - n..], &ids[ids.len() - n..]);
             if tail_shown != tail_server {
-                let missing = tail_server.iter().filter(|id| !shown.contains(id)).count();
-                lost += missing;
+                let missing: Vec<String> = history
+                    .iter()
+                    .filter(|m| {
+                        m["messageId"].as_str().is_some_and(|id| {
+                            tail_server.iter().any(|t| t == id) && !shown.iter().any(|s| s == id)
+                        })
+                    })
+                    .map(|m| format!("seq {} {}", m["seq"], m["text"]))
+                    .collect();
+                lost += missing.len();
                 problems.push(format!(
-                    "tab {}: its newest {n} bubbles differ from the server's history ({missing} missing)",
+                    "tab {}: its newest {n} bubbles differ from the server's history (missing: {missing:?})",
                     tab + 1
                 ));
             }
