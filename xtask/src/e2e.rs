@@ -189,8 +189,22 @@ impl World<'_> {
         Ok(())
     }
 
-    /// Each tab's list against the server's history; returns (checked, lost, duplicated).
+    /// [`Self::check`] until it holds, for up to 60 s: "settled" tabs may still be catching up
+    /// (a reply the tab has not heard of yet, its stream reconnecting), and the promise is the
+    /// end state, reached by the widget itself.
     fn verify(&self, texts: &[String]) -> Result<(usize, usize, usize), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.check(texts) {
+                Ok(counts) => return Ok(counts),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+    }
+
+    /// Each tab's list against the server's history; returns (checked, lost, duplicated).
+    fn check(&self, texts: &[String]) -> Result<(usize, usize, usize), String> {
         let history = self.history(100)?;
         let ids: Vec<String> = history
             .iter()
