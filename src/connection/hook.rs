@@ -702,6 +702,11 @@ pub fn use_chat_stream_with_options(options: UseChatStreamOptions) -> UseChatStr
                         .is_none_or(|d| d.visibility_state() == web_sys::VisibilityState::Visible);
                     if visible {
                         i.handle(Input::Visible);
+                        // Back in front: catch up on whatever a background (possibly frozen)
+                        // tab missed, streaming or following. One cheap history request.
+                        if i.wanted.get() {
+                            (i.options.on_refetch)();
+                        }
                     }
                 })),
                 wire: Closure::new(move |e: MessageEvent| {
