@@ -228,18 +228,8 @@ impl World<'_> {
                 tab,
                 "return qa('bubble').map(b => b.dataset.messageId ?? '');",
             )?;
-            let shown: Vec<String> = shown
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut unique = shown.clone();
-            unique.sort();
-            unique.dedup();
-            duplicated += shown.len() - unique.len();
+            let shown = strings(&shown);
+            duplicated += repeats(&shown);
             let n = shown.len().min(ids.len());
             let (tail_shown, tail_server) = (&shown[shown.len() - n..], &ids[ids.len() - n..]);
             if tail_shown != tail_server {
@@ -289,6 +279,26 @@ impl World<'_> {
     fn requests(&self) -> Result<Value, String> {
         Ok(self.proxy.control("GET", "stats", None)?["requests"].clone())
     }
+}
+
+/// The strings of a JSON array (an in-page script's answer).
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many entries repeat an earlier one.
+fn repeats(list: &[String]) -> usize {
+    let mut unique = list.to_vec();
+    unique.sort();
+    unique.dedup();
+    list.len() - unique.len()
 }
 
 fn stats_delta(before: &Value, after: &Value, key: &str) -> u64 {
@@ -607,18 +617,8 @@ fn scenarios(
             tab,
             "return (window.__warns || []).filter(w => w.includes('farm-chat'));",
         )?;
-        let warns: Vec<String> = warns
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut unique = warns.clone();
-        unique.sort();
-        unique.dedup();
-        if unique.len() != warns.len() {
+        let warns = strings(&warns);
+        if repeats(&warns) > 0 {
             row.passed = row.passed.saturating_sub(1);
             println!("  FAILED  tab {}: a warning repeated: {warns:?}", tab + 1);
         }
