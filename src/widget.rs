@@ -521,13 +521,19 @@ fn chat_view(
         });
     }
 
+    // The one subscriber to the whole store on behalf of the bubbles: it wakes only those
+    // whose revision moved (see `Controller::wake_bubbles`).
+    Effect::new(move |_| {
+        store.track();
+        ctl.with_value(|c| c.wake_bubbles());
+    });
+
     // Stick to the newest message while the user is at the bottom; leave them be once they
     // scroll up to read. After this turn's DOM updates, so the new bubble's height counts.
     let log_ref = NodeRef::<leptos::html::Ol>::new();
     let stuck = StoredValue::new(true);
     Effect::new(move |_| {
         store.track();
-        ctl.with_value(|c| c.wake_bubbles());
         if let Some(list) = log_ref.get_untracked()
             && stuck.get_value()
         {

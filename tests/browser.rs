@@ -143,6 +143,17 @@ fn mount_stream(options: UseChatStreamOptions) -> (Events, Hook, impl Drop, Html
     (events, hook, mounted, root)
 }
 
+/// Waits until the recorded events include the stream's `ready`.
+async fn wait_ready(events: &Events, what: &str) {
+    wait_until(what, || {
+        events
+            .borrow()
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Ready(_)))
+    })
+    .await;
+}
+
 fn created(events: &Events, id: &MessageId) -> usize {
     events
         .borrow()
@@ -167,13 +178,7 @@ async fn the_stream_hook_resumes_after_a_cut_without_loss_or_duplicates() {
         by_testid(&root, "stream-status").text_content().as_deref(),
         Some("Connected")
     );
-    wait_until("ready", || {
-        events
-            .borrow()
-            .iter()
-            .any(|e| matches!(e, StreamEvent::Ready(_)))
-    })
-    .await;
+    wait_ready(&events, "ready").await;
 
     let before = send(&api, "切断前").await;
     wait_until("the first message's event", || {
@@ -218,13 +223,7 @@ async fn with_a_token_provider_the_stream_uses_a_ticket() {
         .api_base(api_base())
         .token(Some(TokenProvider::fixed(token)));
     let (events, _hook, _mounted, _root) = mount_stream(options);
-    wait_until("ready over a ticket", || {
-        events
-            .borrow()
-            .iter()
-            .any(|e| matches!(e, StreamEvent::Ready(_)))
-    })
-    .await;
+    wait_ready(&events, "ready over a ticket").await;
     let id = send(&bearer, "トークンで").await;
     wait_until("the event", || created(&events, &id) == 1).await;
 }
@@ -264,13 +263,7 @@ async fn unmounting_closes_the_stream() {
     assert_eq!(open_streams_become(0).await, 0);
     let (events, _hook, mounted, _root) =
         mount_stream(UseChatStreamOptions::default().api_base(api_base()));
-    wait_until("ready", || {
-        events
-            .borrow()
-            .iter()
-            .any(|e| matches!(e, StreamEvent::Ready(_)))
-    })
-    .await;
+    wait_ready(&events, "ready").await;
     assert_eq!(open_streams().await, 1);
     drop(mounted);
     assert_eq!(
