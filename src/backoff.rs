@@ -30,6 +30,12 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// The same, with a lower (or higher) largest ceiling.
+    pub fn with_cap(mut self, cap: Duration) -> Self {
+        self.cap = cap;
+        self
+    }
+
     /// Failed attempts since the last healthy stream.
     pub fn attempt(&self) -> u32 {
         self.attempt
@@ -108,6 +114,16 @@ mod tests {
         b.stream_up_for(Duration::from_secs(10));
         assert_eq!(b.attempt(), 0);
         assert_eq!(b.ceiling(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_lower_cap_stops_the_doubling_there() {
+        let mut b = Backoff::default().with_cap(Duration::from_secs(10));
+        for _ in 0..6 {
+            b.next_delay(0.5);
+        }
+        assert_eq!(b.ceiling(), Duration::from_secs(10));
+        assert!(b.next_delay(0.999) < Duration::from_secs(10));
     }
 
     #[test]

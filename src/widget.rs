@@ -108,12 +108,13 @@ impl Controller {
         self.store.is_disposed()
     }
 
-    /// Finds the conversation, who we are, and the newest page of history.
+    /// Finds the conversation, who we are, and the newest page of history. A flaky network
+    /// only makes it take longer (see [`Self::get_until_answered`]); what is left shows as
+    /// failed.
     async fn load(self: Rc<Self>) {
-        let session = self.api.get::<SessionInfo>("/session").await;
-        if self.gone() {
+        let Some(session) = self.get_until_answered::<SessionInfo>("/session").await else {
             return;
-        }
+        };
         let session = match session {
             Ok(s) => s,
             Err(ApiFailure::Http { status: 401, .. }) => return self.phase.set(Phase::SignedOut),
@@ -127,10 +128,13 @@ impl Controller {
             },
             display_name: session.display_name,
         }));
-        let list = match self.api.get::<ConversationList>("/conversations").await {
-            _ if self.gone() => return,
-            Ok(list) => list,
-            Err(e) => return self.phase.set(Phase::Failed(e.to_string())),
+        let list = match self
+            .get_until_answered::<ConversationList>("/conversations")
+            .await
+        {
+            None => return,
+            Some(Ok(list)) => list,
+            Some(Err(e)) => return self.phase.set(Phase::Failed(e.to_string())),
         };
         // Support staff have no assistant conversation: they get their first support chat.
         let mut conversations = list.conversations.into_iter();
@@ -143,15 +147,14 @@ impl Controller {
         };
         self.conversation.set(Some(found.id.clone()));
         match self
-            .api
-            .get::<HistoryPage>(&format!(
+            .get_until_answered::<HistoryPage>(&format!(
                 "/chat/history?conversationId={}&limit=50",
                 found.id
             ))
             .await
         {
-            _ if self.gone() => {}
-            Ok(page) => {
+            None => {}
+            Some(Ok(page)) => {
                 self.store.update(|s| {
                     s.apply_history(&found.id, page, PageKind::Latest);
                 });
@@ -159,7 +162,30 @@ impl Controller {
                 // Events that arrived while loading may point past this page.
                 self.catch_up();
             }
-            Err(e) => self.phase.set(Phase::Failed(e.to_string())),
+            Some(Err(e)) => self.phase.set(Phase::Failed(e.to_string())),
+        }
+    }
+
+    /// A GET that is tried again, with backoff (capped at 10 s), while it fails for a reason
+    /// worth retrying (no answer, 5xx, 429); `None` once the widget is unmounted. The stream
+    /// can stay up while REST requests fail (a flaky network, a proxy): a catch-up given up
+    /// there would leave a message the stream announced unshown until some later event.
+    async fn get_until_answered<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Option<Result<T, ApiFailure>> {
+        let mut backoff = Backoff::default().with_cap(Duration::from_secs(10));
+        loop {
+            match self.api.get::<T>(path).await {
+                _ if self.gone() => return None,
+                Err(e) if e.retryable() => {
+                    sleep(backoff.next_delay(js_sys::Math::random())).await;
+                    if self.gone() {
+                        return None;
+                    }
+                }
+                answer => return Some(answer),
+            }
         }
     }
 
@@ -186,12 +212,14 @@ impl Controller {
                     let path = format!(
                         "/chat/history?conversationId={conversation}&after={after}&limit=100"
                     );
-                    let Ok(page) = this.api.get::<HistoryPage>(&path).await else {
-                        break;
+                    let page = match this.get_until_answered::<HistoryPage>(&path).await {
+                        None => break, // unmounted
+                        Some(Ok(page)) => page,
+                        Some(Err(e)) => {
+                            leptos::logging::warn!("farm-chat: could not catch up on history: {e}");
+                            break;
+                        }
                     };
-                    if this.gone() {
-                        break;
-                    }
                     let more = this
                         .store
                         .try_update(|s| s.apply_history(&conversation, page, PageKind::Newer))
@@ -312,13 +340,12 @@ impl Controller {
             let this = self.clone();
             spawn_local(async move {
                 match this
-                    .api
-                    .get::<TaskSnapshot>(&format!("/tasks/{task}"))
+                    .get_until_answered::<TaskSnapshot>(&format!("/tasks/{task}"))
                     .await
                 {
-                    _ if this.gone() => {}
-                    Ok(snapshot) => this.store.update(|s| s.apply_task_snapshot(snapshot)),
-                    Err(e) => {
+                    None => {}
+                    Some(Ok(snapshot)) => this.store.update(|s| s.apply_task_snapshot(snapshot)),
+                    Some(Err(e)) => {
                         leptos::logging::warn!("farm-chat: could not refresh task {task}: {e}")
                     }
                 }
@@ -563,7 +590,7 @@ fn chat_view(
             {move || match phase.get() {
                 Phase::Loading => view! { <p class="fc-note">{locale.text(Text::Loading)}</p> }.into_any(),
                 Phase::SignedOut => view! { <p class="fc-note" data-testid="signed-out">{locale.text(Text::SignedOut)}</p> }.into_any(),
-                Phase::Failed(why) => view! { <p class="fc-note fc-note--error" title=why>{locale.text(Text::LoadFailed)}</p> }.into_any(),
+                Phase::Failed(why) => view! { <p class="fc-note fc-note--error" data-testid="load-failed" title=why>{locale.text(Text::LoadFailed)}</p> }.into_any(),
                 Phase::Ready => empty.get().then(|| view! {
                     <p class="fc-note" data-testid="empty">{locale.text(Text::Empty)}</p>
                 }).into_any(),

@@ -25,7 +25,7 @@ use farm_chat::{
 };
 use farm_chat_protocol::{MessageId, StreamEvent, chat::SendResponse, task::Progress};
 use leptos::{prelude::*, task::tick};
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::HtmlElement;
 
@@ -575,6 +575,94 @@ async fn after_a_cut_the_widget_reconnects_and_shows_a_message_sent_meanwhile_on
     send(&api, &after).await;
     wait_until("a live message", || bubbles_with(&root, &after).len() == 1).await;
     assert_eq!(bubbles_with(&root, &meanwhile).len(), 1, "exactly once");
+}
+
+/// Makes the page's next `n` fetches whose URL contains every one of `needles` fail as a
+/// flaky network would (the stream, an EventSource, stays up); restores `fetch` on drop.
+struct FailingFetches;
+
+impl FailingFetches {
+    fn next(n: u32, needles: &[&str]) -> Self {
+        let needles = serde_json::to_string(needles).unwrap();
+        js_sys::Function::new_no_args(&format!(
+            "if (!window.__fcRealFetch) window.__fcRealFetch = window.fetch; \
+             window.__fcFailures = {n}; \
+             window.fetch = function (input, init) {{ \
+               const url = typeof input === 'string' ? input : input.url; \
+               if (window.__fcFailures > 0 && {needles}.every(n => url.includes(n))) {{ \
+                 window.__fcFailures -= 1; \
+                 return Promise.reject(new TypeError('Failed to fetch (test)')); \
+               }} \
+               return window.__fcRealFetch.call(window, input, init); \
+             }};"
+        ))
+        .call0(&JsValue::NULL)
+        .unwrap();
+        Self
+    }
+
+    fn left() -> f64 {
+        js_sys::Reflect::get(&web_sys::window().unwrap(), &"__fcFailures".into())
+            .unwrap()
+            .as_f64()
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for FailingFetches {
+    fn drop(&mut self) {
+        let _ = js_sys::Function::new_no_args(
+            "if (window.__fcRealFetch) { window.fetch = window.__fcRealFetch; delete window.__fcRealFetch; }",
+        )
+        .call0(&JsValue::NULL);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_message_the_stream_announced_shows_even_when_fetching_it_fails_at_first() {
+    let (root, _mounted) = mount_widget(true).await;
+    wait_connected(&root).await;
+    let failing = FailingFetches::next(2, &["/chat/history", "after="]);
+    // The support chat: no reply follows, so no later event would bring the message either.
+    let text = unique("取得に二度失敗しても");
+    send(&Api::new(api_base()), &text).await;
+    wait_until("the announced message", || {
+        bubbles_with(&root, &text).len() == 1
+    })
+    .await;
+    assert_eq!(FailingFetches::left(), 0.0, "both failures happened");
+    drop(failing);
+    assert_eq!(
+        by_testid(&root, "connection-status")
+            .get_attribute("data-state")
+            .as_deref(),
+        Some("connected")
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_first_load_that_fails_twice_recovers_by_itself() {
+    let api = Api::new(api_base());
+    sign_in(&api).await;
+    let failing = FailingFetches::next(2, &["/api/conversations"]);
+    let root = fresh_root();
+    let _mounted = leptos::mount::mount_to(root.clone(), move || {
+        view! { <ChatWidget api_base=api_base() locale=Locale::Ja support=true /> }
+    });
+    wait_connected(&root).await;
+    let text = unique("読み込みに二度失敗しても");
+    send(&api, &text).await;
+    wait_until("the loaded chat with the new message", || {
+        bubbles_with(&root, &text).len() == 1
+    })
+    .await;
+    assert_eq!(FailingFetches::left(), 0.0, "both failures happened");
+    drop(failing);
+    assert!(
+        root.query_selector("[data-testid='load-failed']")
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[wasm_bindgen_test]

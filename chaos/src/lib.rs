@@ -80,7 +80,12 @@ pub struct Faults {
     /// Bad input written into each stream after its first event: `malformed_json`,
     /// `unknown_event`, `nul_id` or `bogus_retry`.
     pub inject: Option<String>,
-    /// Drop every connection at once, as a network that is down.
+    /// Chance that an API request other than the stream is forwarded but its answer never
+    /// comes back (the connection closes unanswered): the server acted, the browser sees a
+    /// network error. A flaky network; the stream itself stays up.
+    pub drop_answers: f64,
+    /// A network that is down: open streams are cut when it starts, and every connection is
+    /// dropped while it lasts.
     pub offline: bool,
     /// Reseed the proxy's choices with this (so a run can be replayed on its own).
     pub seed: Option<u64>,
@@ -108,6 +113,8 @@ pub struct Stats {
     pub refused_streams: u64,
     /// Connections dropped while offline.
     pub offline_drops: u64,
+    /// Answers dropped (`dropAnswers`).
+    pub dropped_answers: u64,
 }
 
 /// The proxy's shared state.
@@ -136,8 +143,12 @@ impl Chaos {
         if let (Some(seed), Ok(mut rng)) = (faults.seed, self.rng.lock()) {
             *rng = SplitMix64::new(seed);
         }
+        let going_offline = faults.offline;
         if let Ok(mut f) = self.faults.lock() {
             *f = faults;
+        }
+        if going_offline {
+            self.cut_all();
         }
     }
 
@@ -291,6 +302,13 @@ async fn handle(mut client: TcpStream, chaos: Arc<Chaos>) -> std::io::Result<()>
         .await?;
     upstream.write_all(&request.body).await?;
     if !stream || request.method != "GET" {
+        if route.starts_with("/api/") && chaos.roll(faults.drop_answers) {
+            chaos.count(|s| s.dropped_answers += 1);
+            // The server finishes its work (its answer is read to the end), the client gets
+            // nothing.
+            tokio::io::copy(&mut upstream, &mut tokio::io::sink()).await?;
+            return Ok(());
+        }
         tokio::io::copy(&mut upstream, &mut client).await?;
         return Ok(());
     }

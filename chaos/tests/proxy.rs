@@ -135,6 +135,15 @@ async fn refused_streams_bad_input_and_offline() {
         offline: true,
         ..Faults::default()
     });
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if stream.next().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "going offline cuts the open stream");
     assert!(
         Client::new(&s.proxy)
             .call("GET", "/api/health", None, None)
@@ -147,6 +156,40 @@ async fn refused_streams_bad_input_and_offline() {
         (stats.refused_streams, stats.injected, stats.offline_drops),
         (2, 1, 2)
     );
+}
+
+#[tokio::test]
+async fn a_dropped_answer_is_a_network_error_after_the_server_acted() {
+    let s = setup(5).await;
+    let token = login(&mut Client::new(&s.proxy), "u-farmer").await.unwrap();
+    s.chaos.set_faults(Faults {
+        drop_answers: 1.0,
+        ..Faults::default()
+    });
+    let body = serde_json::json!({"conversationId": "c-u-farmer-support", "text": "unanswered", "idempotencyKey": "k-unanswered"});
+    let unanswered = Client::new(&s.proxy)
+        .call(
+            "POST",
+            "/api/chat/send",
+            Some(&token),
+            Some(&body.to_string()),
+        )
+        .await;
+    assert!(unanswered.is_err(), "no answer");
+    s.chaos.set_faults(Faults::default());
+    // The retry with the same key finds the message the server stored.
+    let retry = Client::new(&s.proxy)
+        .call(
+            "POST",
+            "/api/chat/send",
+            Some(&token),
+            Some(&body.to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    // The client tries twice (it reconnects once on a dropped keep-alive connection).
+    assert_eq!(s.chaos.stats().dropped_answers, 2);
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@
 //! fault proxy in front of a dev-server on a durable store. Then:
 //! - **two tabs** of one user: a message sent in either tab shows in both, once, in order;
 //! - **seeded fault runs**: both tabs send messages (each starts an assistant task) while the
-//!   proxy cuts, stalls, delays, duplicates and swaps stream events, goes offline, and the
+//!   proxy cuts, stalls, delays, duplicates and swaps stream events, drops API answers after
+//!   the server acted, goes offline (cutting open streams), and the
 //!   harness kill -9s and restarts the dev-server. With faults off, each tab's message list must
 //!   equal the server's history: same ids, same order, no gaps, no duplicates, every send
 //!   stored once, every task final;
@@ -301,6 +302,17 @@ fn repeats(list: &[String]) -> usize {
     list.len() - unique.len()
 }
 
+/// The proxy's counters reported per run and in total.
+const FAULT_KINDS: [&str; 7] = [
+    "cuts",
+    "stalls",
+    "duplicates",
+    "swaps",
+    "droppedAnswers",
+    "offlineDrops",
+    "injected",
+];
+
 fn stats_delta(before: &Value, after: &Value, key: &str) -> u64 {
     after[key]
         .as_u64()
@@ -357,6 +369,29 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
         .ok()
         .and_then(|v| v["token"].as_str().map(str::to_owned))
         .ok_or("no token")?;
+    // `--prefill N`: N sends (and their replies) stored before the tabs open, so a short run
+    // meets the conversation a long one builds up (run 82 of 100 starts near seq 990).
+    let prefill = value("--prefill").unwrap_or(0);
+    let mut i = 0;
+    while i < prefill {
+        let body = json!({
+            "conversationId": CONVERSATION,
+            "text": format!("prefill {i}"),
+            "idempotencyKey": format!("prefill-{seed}-{i}"),
+        });
+        let (status, _, _) = http_with(
+            server.addr,
+            "POST",
+            "/api/chat/send",
+            Some(&body.to_string()),
+            &[("Authorization", &format!("Bearer {token}"))],
+        )?;
+        match status {
+            200..300 => i += 1,
+            429 => std::thread::sleep(Duration::from_millis(500)), // the send limit: wait
+            _ => return Err(format!("prefill: HTTP {status}")),
+        }
+    }
     let profile = dir.join(format!("chromium-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
     let session = Session::start(&browser, &profile)?;
@@ -439,6 +474,7 @@ fn scenarios(
             "stall": rng.pick(&[0.0, 0.05]),
             "stallMs": 300,
             "cutAfter": if rng.chance(0.5) { json!([3, 30]) } else { Value::Null },
+            "dropAnswers": rng.pick(&[0.0, 0.05, 0.15]),
             "seed": run_seed,
         });
         world
@@ -483,9 +519,13 @@ fn scenarios(
             world.verify(&texts)
         })();
         let after = world.proxy.control("GET", "stats", None)?;
-        for key in ["duplicates", "swaps", "stalls", "cuts", "injected"] {
+        let mut this_run = Vec::new();
+        for key in FAULT_KINDS {
             let add = stats_delta(&before, &after, key);
             totals[key] = json!(totals[key].as_u64().unwrap_or(0) + add);
+            if add > 0 {
+                this_run.push(format!("{key} {add}"));
+            }
         }
         let opened = after["requests"]["/api/chat/stream"].as_u64().unwrap_or(0)
             - before["requests"]["/api/chat/stream"].as_u64().unwrap_or(0);
@@ -498,8 +538,10 @@ fn scenarios(
                 row.lost += lost;
                 row.duplicated += duplicated;
                 println!(
-                    "  run {r} (seed {run_seed}): ok, {} sends, {opened} stream requests, {:.1} s",
+                    "  run {r} (seed {run_seed}): ok, {} sends, {checked} messages checked, \
+                     {opened} stream requests, faults [{}], {:.1} s",
                     texts.len(),
+                    this_run.join(", "),
                     started.elapsed().as_secs_f64()
                 );
             }
