@@ -3,7 +3,9 @@
 //! `Authorization: Bearer fnName()` (and a stream ticket) instead of cookies. A demo page adds
 //! `demo-user="u-farmer"`: the widget then signs in through the dev-server's `POST /api/session`
 //! first (standing in for the host site's single sign-on), and `?demo-user=` / `?lang=` in the
-//! page's URL switch user and language.
+//! page's URL switch user and language. `refetch-on-visible="off"` (or `?refetch-on-visible=off`
+//! on a demo page) stops the refetch when the tab comes back to the front; the e2e suite uses it
+//! to test live delivery alone.
 //!
 //! Each widget lives in its element's (open) shadow root with its stylesheet compiled in, so
 //! embedding is one script and one element, the host page's CSS cannot reach inside, and the
@@ -25,14 +27,19 @@ pub const STYLESHEET: &str = include_str!("../style/farm-chat.css");
 pub const DEFAULT_API_BASE: &str = "/api";
 
 /// The widget for one host element's settings.
-pub fn widget(api_base: String, locale: Locale, token: Option<TokenProvider>) -> impl IntoView {
+pub fn widget(
+    api_base: String,
+    locale: Locale,
+    token: Option<TokenProvider>,
+    refetch_on_visible: bool,
+) -> impl IntoView {
     // The launcher's children must be `Send`; the browser has one thread, so this is only a
     // formality for the `Rc` inside a token provider.
     let token = send_wrapper::SendWrapper::new(token);
     view! {
         <ChatLauncher locale=locale>
             <ServerHealth api_base=api_base.clone() locale=locale />
-            <ChatWidget api_base=api_base locale=locale token=token.take() />
+            <ChatWidget api_base=api_base locale=locale token=token.take() refetch_on_visible=refetch_on_visible />
         </ChatLauncher>
     }
 }
@@ -72,6 +79,7 @@ pub fn mount_in_shadow(
     token: Option<TokenProvider>,
 ) -> Option<leptos::mount::UnmountHandle<impl Mountable>> {
     let document = web_sys::window()?.document()?;
+    let refetch_on_visible = host.get_attribute("refetch-on-visible").as_deref() != Some("off");
     let container: web_sys::Node = match host
         .attach_shadow(&web_sys::ShadowRootInit::new(web_sys::ShadowRootMode::Open))
     {
@@ -88,7 +96,7 @@ pub fn mount_in_shadow(
     root.set_class_name("fc-root");
     container.append_child(&root).ok()?;
     Some(leptos::mount::mount_to(root, move || {
-        widget(api_base, locale, token)
+        widget(api_base, locale, token, refetch_on_visible)
     }))
 }
 
@@ -128,6 +136,9 @@ pub fn mount_all() -> usize {
             .or_else(|| host.get_attribute("locale"))
             .unwrap_or_else(|| page_lang.clone());
         let locale = Locale::from_tag(&locale_tag);
+        if demo_user.is_some() && query_param("refetch-on-visible").as_deref() == Some("off") {
+            let _ = host.set_attribute("refetch-on-visible", "off");
+        }
         let token = host
             .get_attribute("token-provider")
             .filter(|n| !n.trim().is_empty())

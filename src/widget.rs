@@ -443,6 +443,10 @@ pub fn ChatWidget(
     /// Bearer tokens instead of cookies (cross-origin pages). Default: cookies.
     #[prop(default = None)]
     token: Option<TokenProvider>,
+    /// Refetch history when the tab comes back to the front (see
+    /// `UseChatStreamOptions::refetch_on_visible`). Default: on.
+    #[prop(default = true)]
+    refetch_on_visible: bool,
 ) -> impl IntoView {
     let api = Api {
         base: api_base.trim_end_matches('/').to_owned(),
@@ -469,6 +473,7 @@ pub fn ChatWidget(
         UseChatStreamOptions::default()
             .api_base(api_base)
             .token(token)
+            .refetch_on_visible(refetch_on_visible)
             .on_event(move |e| on_event.on_event(e))
             .on_refetch(move || {
                 on_refetch.catch_up();

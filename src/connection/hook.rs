@@ -73,6 +73,11 @@ pub struct UseChatStreamOptions {
     /// holds it, the others follow over a `BroadcastChannel`. Default: `true` (falls back to a
     /// stream of its own where Web Locks or BroadcastChannel are missing).
     pub share: bool,
+    /// Ask for a history refetch (`on_refetch`) whenever the tab comes back to the front, to
+    /// catch up on what a background or frozen tab may have missed. Default: `true`. The e2e
+    /// fault suite turns it off: its harness switches tabs all the time, and it must prove that
+    /// live delivery alone (the stream, its resumes and catch-ups) loses nothing.
+    pub refetch_on_visible: bool,
 }
 
 impl Default for UseChatStreamOptions {
@@ -86,6 +91,7 @@ impl Default for UseChatStreamOptions {
             on_event: Rc::new(|_| {}),
             on_refetch: Rc::new(|| {}),
             share: true,
+            refetch_on_visible: true,
         }
     }
 }
@@ -124,6 +130,12 @@ impl UseChatStreamOptions {
     /// Sets `on_event`.
     pub fn on_event(mut self, f: impl Fn(StreamEvent) + 'static) -> Self {
         self.on_event = Rc::new(f);
+        self
+    }
+
+    /// Sets `refetch_on_visible`.
+    pub fn refetch_on_visible(mut self, refetch: bool) -> Self {
+        self.refetch_on_visible = refetch;
         self
     }
 
@@ -704,7 +716,7 @@ pub fn use_chat_stream_with_options(options: UseChatStreamOptions) -> UseChatStr
                         i.handle(Input::Visible);
                         // Back in front: catch up on whatever a background (possibly frozen)
                         // tab missed, streaming or following. One cheap history request.
-                        if i.wanted.get() {
+                        if i.wanted.get() && i.options.refetch_on_visible {
                             (i.options.on_refetch)();
                         }
                     }

@@ -4,7 +4,9 @@
 //!
 //! Headless Chromium (WebDriver) loads the dashboard through `farm-chat-chaos`, a seeded
 //! fault proxy in front of a dev-server on a durable store. Then:
-//! - **two tabs** of one user: a message sent in either tab shows in both, once, in order;
+//! - **two tabs** of one user: a message sent in either tab shows in both, once, in order; an
+//!   assistant task started in tab A shows its progress (part-way, then whole) and its result
+//!   in tab B;
 //! - **seeded fault runs**: both tabs send messages (each starts an assistant task) while the
 //!   proxy cuts, stalls, delays, duplicates and swaps stream events, drops API answers after
 //!   the server acted, goes offline (cutting open streams), and the
@@ -302,6 +304,18 @@ fn repeats(list: &[String]) -> usize {
     list.len() - unique.len()
 }
 
+/// Records, in `window.__fcProgress`, every `[now, max]` a progress bar of the widget shows
+/// (bars are rendered anew or have their value changed as a task goes).
+const WATCH_PROGRESS: &str = "if (!window.__fcProgress) { window.__fcProgress = []; \
+    const note = (p) => window.__fcProgress.push([+p.getAttribute('aria-valuenow'), +p.getAttribute('aria-valuemax')]); \
+    new MutationObserver((ms) => { for (const m of ms) { \
+      if (m.type === 'attributes') { if (m.target.matches('[data-testid=progress]')) note(m.target); continue; } \
+      for (const n of m.addedNodes) { if (n.nodeType !== 1) continue; \
+        if (n.matches('[data-testid=progress]')) note(n); \
+        n.querySelectorAll('[data-testid=progress]').forEach(note); } } }) \
+      .observe(w, { subtree: true, childList: true, attributes: true, attributeFilter: ['aria-valuenow'] }); } \
+    return true;";
+
 /// The proxy's counters reported per run and in total.
 const FAULT_KINDS: [&str; 7] = [
     "cuts",
@@ -417,7 +431,12 @@ fn scenarios(
     seed: u64,
     dir: &std::path::Path,
 ) -> Result<(), String> {
-    let url = format!("http://{}/?demo-user=u-farmer", world.proxy.addr);
+    // No refetch when a tab comes to the front: the harness switches tabs all the time, and
+    // such refetches would repair what live delivery lost before the check could see it.
+    let url = format!(
+        "http://{}/?demo-user=u-farmer&refetch-on-visible=off",
+        world.proxy.addr
+    );
     let live = "return q('connection-status')?.dataset.state === 'connected';";
     for tab in 0..2 {
         let handle = if tab == 0 {
@@ -438,14 +457,45 @@ fn scenarios(
         runs: 1,
         ..Row::default()
     };
-    let texts: Vec<String> = ["タブAから", "タブBから"]
+    let texts: Vec<String> = ["タブAから", "タブBから", "発情予定の牛のリストを作って"]
         .iter()
         .map(|t| format!("{t} ({seed})"))
         .collect();
+    let tables = world
+        .in_tab(1, "return qa('cow-table').length;")?
+        .as_u64()
+        .unwrap_or(0);
+    world.in_tab(1, WATCH_PROGRESS)?;
     world.send_in_tab(0, &texts[0])?;
     world.send_in_tab(1, &texts[1])?;
+    world.send_in_tab(0, &texts[2])?; // an assistant task started in tab A
     world.settle()?;
-    match world.verify(&texts) {
+    let outcome = world.verify(&texts).and_then(|counts| {
+        // Tab B showed the task's progress as it went (a part-way value, then the whole),
+        // and its result.
+        let seen = world.in_tab(1, "return window.__fcProgress || [];")?;
+        let seen: Vec<(u64, u64)> = seen
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p[0].as_u64()?, p[1].as_u64()?)))
+            .collect();
+        let part_way = seen.iter().any(|&(now, max)| now > 0 && now < max);
+        let whole = seen.iter().any(|&(now, max)| max > 0 && now == max);
+        let table = world
+            .in_tab(1, "return qa('cow-table').length;")?
+            .as_u64()
+            .unwrap_or(0)
+            > tables;
+        if part_way && whole && table {
+            Ok(counts)
+        } else {
+            Err(format!(
+                "tab 2: the task from tab 1: progress seen {seen:?}, its table shown: {table}"
+            ))
+        }
+    });
+    match outcome {
         Ok((checked, lost, duplicated)) => {
             row.passed = 1;
             row.messages = checked;
