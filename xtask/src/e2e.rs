@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use crate::{
     proc::{cmd, http_with, root, run},
     product,
-    server::DevServer,
+    server::{self, DevServer, Store},
     suites::IN_WIDGET,
     tools,
     webdriver::Session,
@@ -67,7 +67,7 @@ struct Proxy {
 
 impl Proxy {
     fn start(upstream: SocketAddr, seed: u64) -> Result<Self, String> {
-        let bin = root().join("target").join("debug").join("farm-chat-chaos");
+        let bin = server::target_dir().join("debug").join("farm-chat-chaos");
         let mut child = Command::new(&bin)
             .args([
                 "--upstream",
@@ -118,6 +118,16 @@ struct Row {
     messages: usize,
     lost: usize,
     duplicated: usize,
+}
+
+impl Row {
+    /// A passed run and its (checked, lost, duplicated) counts.
+    fn add(&mut self, (checked, lost, duplicated): (usize, usize, usize)) {
+        self.passed += 1;
+        self.messages += checked;
+        self.lost += lost;
+        self.duplicated += duplicated;
+    }
 }
 
 struct World<'a> {
@@ -348,14 +358,8 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
     run(cmd("cargo").args(["build", "--quiet", "-p", "farm-chat-chaos"]))?;
     let dir = root().join("target").join("xtask");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let db = dir.join(format!("e2e-{}.sqlite", std::process::id()));
-    let remove_db = || {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-        }
-    };
-    remove_db();
-    let db_path = db.display().to_string();
+    let store = Store::new(&dir, "e2e");
+    let db_path = store.arg();
     let server_args = move |addr: &str, speed: &str| -> Vec<String> {
         [
             "--addr",
@@ -421,7 +425,7 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
     drop(world);
     drop(session);
     let _ = std::fs::remove_dir_all(&profile);
-    remove_db();
+    drop(store);
     result
 }
 
@@ -496,12 +500,7 @@ fn scenarios(
         }
     });
     match outcome {
-        Ok((checked, lost, duplicated)) => {
-            row.passed = 1;
-            row.messages = checked;
-            row.lost = lost;
-            row.duplicated = duplicated;
-        }
+        Ok(counts) => row.add(counts),
         Err(e) => println!("  FAILED  two tabs: {e}"),
     }
     world.session.switch_to(&world.tabs[1])?;
@@ -582,11 +581,9 @@ fn scenarios(
         streams += opened;
         row.runs += 1;
         match outcome {
-            Ok((checked, lost, duplicated)) => {
-                row.passed += 1;
-                row.messages += checked;
-                row.lost += lost;
-                row.duplicated += duplicated;
+            Ok(counts) => {
+                row.add(counts);
+                let checked = counts.0;
                 println!(
                     "  run {r} (seed {run_seed}): ok, {} sends, {checked} messages checked, \
                      {opened} stream requests, faults [{}], {:.1} s",
@@ -856,12 +853,7 @@ fn scenarios(
     })();
     let _ = world.session.set_offline(false);
     match outcome {
-        Ok((checked, lost, duplicated)) => {
-            row.passed = 1;
-            row.messages = checked;
-            row.lost = lost;
-            row.duplicated = duplicated;
-        }
+        Ok(counts) => row.add(counts),
         Err(e) => println!("  FAILED  offline: {e}"),
     }
     rows.push(("offline 20 s", row));

@@ -11,13 +11,51 @@ use std::{
 
 use crate::proc::{cmd, root, run};
 
+/// Cargo's target directory (`CARGO_TARGET_DIR` when set).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 /// `target/debug/farm-chat-dev-server`, built if needed.
 pub(crate) fn build() -> Result<PathBuf, String> {
     run(cmd("cargo").args(["build", "--quiet", "-p", "farm-chat-dev-server"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    Ok(target.join("debug").join("farm-chat-dev-server"))
+    Ok(target_dir().join("debug").join("farm-chat-dev-server"))
+}
+
+/// A durable store for a dev-server that a test kills and restarts: a fresh SQLite file in
+/// `dir`, removed with its WAL files when dropped.
+pub(crate) struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    /// `dir/<name>-<pid>.sqlite`, empty.
+    pub(crate) fn new(dir: &std::path::Path, name: &str) -> Self {
+        let store = Self {
+            path: dir.join(format!("{name}-{}.sqlite", std::process::id())),
+        };
+        store.remove();
+        store
+    }
+
+    /// The `--db` argument.
+    pub(crate) fn arg(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn remove(&self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
 /// A running dev-server; killed on drop.

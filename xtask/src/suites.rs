@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::Path, time::Duration, time::Instant};
 use crate::{
     proc::{cmd, http_get, root, run},
     product,
-    server::DevServer,
+    server::{DevServer, Store},
     tools::{self, Browser},
 };
 
@@ -106,24 +106,11 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
     // restarted on it mid-test), removed afterwards.
     let dir = root().join("target").join("xtask");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let db = dir.join(format!("page-smoke-{}.sqlite", std::process::id()));
-    let remove_db = || {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-        }
-    };
-    remove_db();
+    let store = Store::new(&dir, "page-smoke");
     let args = |addr: &str| -> Vec<String> {
-        [
-            "--addr",
-            addr,
-            "--db",
-            &db.display().to_string(),
-            "--static-dir",
-            "dist",
-        ]
-        .map(String::from)
-        .to_vec()
+        ["--addr", addr, "--db", &store.arg(), "--static-dir", "dist"]
+            .map(String::from)
+            .to_vec()
     };
     let mut server = DevServer::start(&args("127.0.0.1:0"))?;
     let mut checks: Vec<(&str, Result<(), String>)> = Vec::new();
@@ -186,7 +173,7 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
     ));
     let log = server.log.clone();
     drop(server);
-    remove_db();
+    drop(store);
 
     let mut failed = 0;
     for (check, result) in &checks {
