@@ -4,9 +4,12 @@
 
 use std::{fmt, rc::Rc};
 
-use farm_chat_protocol::ErrorBody;
-use gloo_net::http::{Request, RequestBuilder};
-use serde::{Serialize, de::DeserializeOwned};
+use farm_chat_protocol::{
+    ErrorBody,
+    read::{FromJson, Json, ReadError},
+};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 
 /// Supplies the current Bearer token (the host page's function, or a fixed token).
 #[derive(Clone)]
@@ -89,69 +92,176 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
-    fn prepare(&self, builder: RequestBuilder) -> RequestBuilder {
-        let builder = builder.credentials(web_sys::RequestCredentials::Include);
-        match self.token.as_ref().and_then(|t| (t.0)()) {
-            Some(token) => builder.header("Authorization", &format!("Bearer {token}")),
-            None => builder,
+    /// One request: `method path` with an optional JSON body → (status, body text).
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, String), ApiFailure> {
+        let init = web_sys::RequestInit::new();
+        init.set_method(method);
+        init.set_credentials(web_sys::RequestCredentials::Include);
+        let headers = web_sys::Headers::new().map_err(network)?;
+        if let Some(body) = body {
+            headers
+                .set("Content-Type", "application/json")
+                .map_err(network)?;
+            init.set_body(&JsValue::from_str(&body));
         }
+        if let Some(token) = self.token.as_ref().and_then(|t| (t.0)()) {
+            headers
+                .set("Authorization", &format!("Bearer {token}"))
+                .map_err(network)?;
+        }
+        init.set_headers(&headers);
+        let window = web_sys::window().ok_or_else(|| ApiFailure::Network("no window".into()))?;
+        let response: web_sys::Response =
+            JsFuture::from(window.fetch_with_str_and_init(&self.url(path), &init))
+                .await
+                .map_err(network)?
+                .unchecked_into();
+        let text = JsFuture::from(response.text().map_err(network)?)
+            .await
+            .map_err(network)?
+            .as_string()
+            .unwrap_or_default();
+        Ok((response.status(), text))
     }
 
-    async fn finish<T: DeserializeOwned>(
-        request: Result<Request, gloo_net::Error>,
+    /// `method path` → (status, the answer read as `T`), or the failure with the server's code.
+    async fn call<T: FromJson>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
     ) -> Result<(u16, T), ApiFailure> {
-        let request = request.map_err(|e| ApiFailure::Network(e.to_string()))?;
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ApiFailure::Network(e.to_string()))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| ApiFailure::Network(e.to_string()))?;
+        let (status, text) = self.send(method, path, body).await?;
+        let json = parse(&text);
         if !(200..300).contains(&status) {
-            let (code, message) = serde_json::from_str::<ErrorBody>(&text)
+            let (code, message) = json
+                .as_ref()
+                .and_then(|j| ErrorBody::from_json(j).ok())
                 .map(|b| (b.error.code, b.error.message))
-                .unwrap_or_else(|_| ("http_error".into(), format!("HTTP {status}")));
+                .unwrap_or_else(|| ("http_error".into(), format!("HTTP {status}")));
             return Err(ApiFailure::Http {
                 status,
                 code,
                 message,
             });
         }
-        let value = if text.is_empty() {
-            serde_json::from_str("null")
-        } else {
-            serde_json::from_str(&text)
-        };
-        value
+        let json = json.unwrap_or(Js(JsValue::NULL));
+        T::from_json(&json)
             .map(|v| (status, v))
             .map_err(|e| ApiFailure::Decode(e.to_string()))
     }
 
     /// `GET path` → JSON.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
-        Self::finish(self.prepare(Request::get(&self.url(path))).build())
-            .await
-            .map(|(_, v)| v)
+    pub async fn get<T: FromJson>(&self, path: &str) -> Result<T, ApiFailure> {
+        self.call("GET", path, None).await.map(|(_, v)| v)
     }
 
-    /// `POST path` with a JSON body → (status, JSON).
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
+    /// `POST path` with a JSON object of string fields → (status, JSON).
+    pub async fn post<T: FromJson>(
         &self,
         path: &str,
-        body: &B,
+        fields: &[(&str, &str)],
     ) -> Result<(u16, T), ApiFailure> {
-        let request = self.prepare(Request::post(&self.url(path))).json(body);
-        Self::finish(request).await
+        self.call("POST", path, Some(json_object(fields))).await
     }
 
     /// `POST path` without a body → JSON.
-    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
-        Self::finish(self.prepare(Request::post(&self.url(path))).build())
-            .await
-            .map(|(_, v)| v)
+    pub async fn post_empty<T: FromJson>(&self, path: &str) -> Result<T, ApiFailure> {
+        self.call("POST", path, None).await.map(|(_, v)| v)
+    }
+
+    /// `DELETE path` → JSON.
+    pub async fn delete<T: FromJson>(&self, path: &str) -> Result<T, ApiFailure> {
+        self.call("DELETE", path, None).await.map(|(_, v)| v)
+    }
+}
+
+/// A failed browser call as a network failure, with the browser's message.
+fn network(e: JsValue) -> ApiFailure {
+    ApiFailure::Network(
+        e.dyn_ref::<js_sys::Error>()
+            .map(|e| String::from(e.message()))
+            .or_else(|| e.as_string())
+            .unwrap_or_else(|| "fetch failed".into()),
+    )
+}
+
+/// JSON the browser parsed, for the protocol's readers: the wasm carries no JSON parser or
+/// serde deserialiser of its own.
+#[derive(Clone, Debug)]
+pub struct Js(pub JsValue);
+
+impl Json for Js {
+    fn field(&self, key: &str) -> Option<Self> {
+        if !self.0.is_object() {
+            return None;
+        }
+        js_sys::Reflect::get(&self.0, &JsValue::from_str(key))
+            .ok()
+            .filter(|v| !v.is_undefined() && !v.is_null())
+            .map(Js)
+    }
+
+    fn string(&self) -> Option<String> {
+        self.0.as_string()
+    }
+
+    fn number(&self) -> Option<f64> {
+        self.0.as_f64()
+    }
+
+    fn boolean(&self) -> Option<bool> {
+        self.0.as_bool()
+    }
+
+    fn elements(&self) -> Option<Vec<Self>> {
+        js_sys::Array::is_array(&self.0)
+            .then(|| js_sys::Array::from(&self.0).iter().map(Js).collect())
+    }
+}
+
+/// `text` parsed by the browser's `JSON.parse`; `None` for empty or invalid text.
+pub fn parse(text: &str) -> Option<Js> {
+    if text.is_empty() {
+        return None;
+    }
+    js_sys::JSON::parse(text).ok().map(Js)
+}
+
+/// The stream event for an SSE `event:` name and `data:` text, parsed by the browser.
+pub fn decode_event(
+    name: &str,
+    data: &str,
+) -> Result<farm_chat_protocol::StreamEvent, farm_chat_protocol::stream::DecodeError> {
+    // Text that is not JSON reads as nothing, so an unknown name is still named as such.
+    let json = parse(data).unwrap_or(Js(JsValue::UNDEFINED));
+    farm_chat_protocol::StreamEvent::read(name, &json)
+}
+
+/// `{"name": "value", …}` written by the browser's `JSON.stringify` (escaping included).
+pub fn json_object(fields: &[(&str, &str)]) -> String {
+    let object = js_sys::Object::new();
+    for (name, value) in fields {
+        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(name), &JsValue::from_str(value));
+    }
+    js_sys::JSON::stringify(&object)
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_default()
+}
+
+/// An answer whose body the caller does not need (any JSON, or none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ignored;
+
+impl FromJson for Ignored {
+    fn from_json<J: Json>(_: &J) -> Result<Self, ReadError> {
+        Ok(Self)
     }
 }
 

@@ -3,7 +3,10 @@
 use farm_chat_protocol::{Health, HealthStatus};
 use leptos::{prelude::*, task::spawn_local};
 
-use crate::i18n::{Locale, Text};
+use crate::{
+    api::{Api, ApiFailure},
+    i18n::{Locale, Text},
+};
 
 /// What the widget knows about the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,16 +20,14 @@ pub enum HealthState {
 }
 
 impl HealthState {
-    /// The state for an HTTP status and body of `GET /health`.
-    pub fn from_response(status: u16, body: &str) -> Self {
-        if !(200..300).contains(&status) {
-            return Self::Unreachable(format!("HTTP {status}"));
-        }
-        match serde_json::from_str::<Health>(body) {
+    /// The state for the answer to `GET /health`.
+    pub fn from_answer(answer: Result<Health, ApiFailure>) -> Self {
+        match answer {
             Ok(Health {
                 status: HealthStatus::Ok,
             }) => Self::Ok,
-            Err(e) => Self::Unreachable(format!("unexpected answer: {e}")),
+            Err(ApiFailure::Http { status, .. }) => Self::Unreachable(format!("HTTP {status}")),
+            Err(e) => Self::Unreachable(e.to_string()),
         }
     }
 
@@ -49,16 +50,7 @@ impl HealthState {
 }
 
 async fn check(api_base: &str) -> HealthState {
-    let url = format!("{}/health", api_base.trim_end_matches('/'));
-    let response = match gloo_net::http::Request::get(&url).send().await {
-        Ok(response) => response,
-        Err(e) => return HealthState::Unreachable(e.to_string()),
-    };
-    let status = response.status();
-    match response.text().await {
-        Ok(body) => HealthState::from_response(status, &body),
-        Err(e) => HealthState::Unreachable(e.to_string()),
-    }
+    HealthState::from_answer(Api::new(api_base).get::<Health>("/health").await)
 }
 
 /// Asks the server once on mount and shows the answer.
@@ -99,16 +91,21 @@ mod tests {
 
     #[test]
     fn ok_only_for_a_2xx_with_the_ok_body() {
-        assert_eq!(
-            HealthState::from_response(200, r#"{"status":"ok"}"#),
-            HealthState::Ok
-        );
+        let ok = Health {
+            status: HealthStatus::Ok,
+        };
+        assert_eq!(HealthState::from_answer(Ok(ok)), HealthState::Ok);
+        let unavailable = ApiFailure::Http {
+            status: 503,
+            code: "unavailable".into(),
+            message: "down".into(),
+        };
         assert!(matches!(
-            HealthState::from_response(503, r#"{"status":"ok"}"#),
+            HealthState::from_answer(Err(unavailable)),
             HealthState::Unreachable(why) if why == "HTTP 503"
         ));
         assert!(matches!(
-            HealthState::from_response(200, "<html>proxy error</html>"),
+            HealthState::from_answer(Err(ApiFailure::Decode("expected a value".into()))),
             HealthState::Unreachable(_)
         ));
     }

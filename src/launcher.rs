@@ -26,10 +26,13 @@ pub fn ChatLauncher(
     /// The language of the labels.
     #[prop(optional)]
     locale: Locale,
+    /// Open at once (the user already asked, on the launcher script's stand-in).
+    #[prop(optional)]
+    open: bool,
     /// What the open panel shows.
     children: Children,
 ) -> impl IntoView {
-    let (open, set_open) = signal(false);
+    let (open, set_open) = signal(open);
     let unread = RwSignal::new(0u32);
     provide_context(LauncherContext { open, unread });
     let panel_id = format!("fc-panel-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
@@ -39,7 +42,8 @@ pub fn ChatLauncher(
     let toggle_ref = NodeRef::<leptos::html::Button>::new();
     Effect::new(move |was_open: Option<bool>| {
         let now = open.get();
-        // The panel starts closed, so a first run that sees it open saw a user open it.
+        // The panel starts closed unless the user already opened it on the launcher script's
+        // stand-in: either way, a first run that sees it open saw a user open it.
         if now
             && was_open != Some(true)
             && let Some(panel) = panel_ref.get_untracked()
@@ -103,5 +107,30 @@ pub fn ChatLauncher(
                 })}
             </button>
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The launcher script (`launcher/farm-chat.js`) shows its button before the widget loads,
+    /// in the widget's own words.
+    #[test]
+    fn the_launcher_script_says_what_the_widget_says() {
+        let script = include_str!("../launcher/farm-chat.js");
+        for locale in [Locale::Ja, Locale::En] {
+            let words = format!(
+                "{}: [\"{}\", \"{}\", \"{}\"]",
+                locale.tag(),
+                locale.text(Text::OpenChat),
+                locale.text(Text::Loading),
+                locale.text(Text::LoadFailed)
+            );
+            assert!(
+                script.contains(&words),
+                "launcher/farm-chat.js lacks {words}"
+            );
+        }
     }
 }

@@ -26,18 +26,20 @@ pub const STYLESHEET: &str = include_str!("../style/farm-chat.css");
 /// Where the API is when the host element does not say.
 pub const DEFAULT_API_BASE: &str = "/api";
 
-/// The widget for one host element's settings.
+/// The widget for one host element's settings; `open` opens the panel at once (the user
+/// clicked the launcher before the widget was loaded).
 pub fn widget(
     api_base: String,
     locale: Locale,
     token: Option<TokenProvider>,
     refetch_on_visible: bool,
+    open: bool,
 ) -> impl IntoView {
     // The launcher's children must be `Send`; the browser has one thread, so this is only a
     // formality for the `Rc` inside a token provider.
     let token = send_wrapper::SendWrapper::new(token);
     view! {
-        <ChatLauncher locale=locale>
+        <ChatLauncher locale=locale open=open>
             <ServerHealth api_base=api_base.clone() locale=locale />
             <ChatWidget api_base=api_base locale=locale token=token.take() refetch_on_visible=refetch_on_visible />
         </ChatLauncher>
@@ -68,10 +70,22 @@ fn query_param(name: &str) -> Option<String> {
     params.get(name).filter(|v| !v.is_empty())
 }
 
-/// Mounts a widget into `host`'s shadow root (attached here, open, with the stylesheet) and
-/// returns the handle that unmounts it. Where the element already has a shadow root (a page that
-/// mounted twice) or cannot take one, the widget mounts into the light DOM instead, with the
-/// stylesheet beside it: it still works, only without the style isolation.
+/// A property of the host element, set by the launcher script (`launcher/farm-chat.js`).
+fn host_flag(host: &web_sys::HtmlElement, name: &str) -> bool {
+    js_sys::Reflect::get(host, &wasm_bindgen::JsValue::from_str(name))
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
+/// Mounts a widget into `host`'s shadow root and returns the handle that unmounts it.
+///
+/// On a page with the launcher script, the shadow root exists already: it holds the
+/// stylesheet and the launcher's stand-in button, which the widget replaces (opening the panel
+/// if the user clicked the stand-in meanwhile, and keeping the keyboard focus on the button).
+/// Without it (tests, a page that mounts by hand), the root is attached here, open, with the
+/// stylesheet. Where the element cannot take a shadow root the widget mounts into the light DOM
+/// instead, with the stylesheet beside it: it still works, only without the style isolation.
 pub fn mount_in_shadow(
     host: web_sys::HtmlElement,
     api_base: String,
@@ -80,27 +94,66 @@ pub fn mount_in_shadow(
 ) -> Option<leptos::mount::UnmountHandle<impl Mountable>> {
     let document = web_sys::window()?.document()?;
     let refetch_on_visible = host.get_attribute("refetch-on-visible").as_deref() != Some("off");
-    let container: web_sys::Node = match host
-        .attach_shadow(&web_sys::ShadowRootInit::new(web_sys::ShadowRootMode::Open))
-    {
-        Ok(shadow) => shadow.into(),
-        Err(_) => {
-            leptos::logging::warn!("farm-chat: no shadow root available; styles are not isolated");
-            host.clone().into()
+    let open = host_flag(&host, "fcOpen");
+    let (container, had_focus): (web_sys::Node, bool) = match host.shadow_root() {
+        Some(shadow) => {
+            let had_focus = shadow.active_element().is_some();
+            // The launcher's stand-in goes; its stylesheet stays.
+            if let Ok(stand_ins) = shadow.query_selector_all(".fc-root") {
+                for i in 0..stand_ins.length() {
+                    if let Some(node) = stand_ins.item(i) {
+                        let _ = shadow.remove_child(&node);
+                    }
+                }
+            }
+            (shadow.into(), had_focus)
+        }
+        None => {
+            match host.attach_shadow(&web_sys::ShadowRootInit::new(web_sys::ShadowRootMode::Open)) {
+                Ok(shadow) => (shadow.into(), false),
+                Err(_) => {
+                    leptos::logging::warn!(
+                        "farm-chat: no shadow root available; styles are not isolated"
+                    );
+                    (host.clone().into(), false)
+                }
+            }
         }
     };
-    let style = document.create_element("style").ok()?;
-    style.set_text_content(Some(STYLESHEET));
-    container.append_child(&style).ok()?;
+    let has_style = container
+        .dyn_ref::<web_sys::ShadowRoot>()
+        .and_then(|s| s.query_selector("style").ok().flatten())
+        .is_some();
+    if !has_style {
+        let style = document.create_element("style").ok()?;
+        style.set_text_content(Some(STYLESHEET));
+        container.append_child(&style).ok()?;
+    }
     let root: web_sys::HtmlElement = document.create_element("div").ok()?.unchecked_into();
     root.set_class_name("fc-root");
     container.append_child(&root).ok()?;
-    Some(leptos::mount::mount_to(root, move || {
-        widget(api_base, locale, token, refetch_on_visible)
-    }))
+    let handle = leptos::mount::mount_to(root.clone(), move || {
+        widget(api_base, locale, token, refetch_on_visible, open)
+    });
+    // A keyboard user on the stand-in stays on the real button (an opening panel takes the
+    // focus to its text box by itself).
+    if had_focus
+        && !open
+        && let Some(toggle) = root
+            .query_selector("[data-testid=launcher-toggle]")
+            .ok()
+            .flatten()
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+    {
+        let _ = toggle.focus();
+    }
+    Some(handle)
 }
 
-/// Mounts a widget into every `<farm-chat>` element of the document. Returns how many.
+/// Mounts a widget into every `<farm-chat>` element of the document that has none yet.
+/// Returns how many. The launcher script calls it (as `mountAll`) for elements added after
+/// the widget loaded.
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = mountAll)]
 pub fn mount_all() -> usize {
     let Some(document) = web_sys::window().and_then(|w| w.document()) else {
         return 0;
@@ -120,6 +173,15 @@ pub fn mount_all() -> usize {
         else {
             continue;
         };
+        // Once per element: the launcher asks again for elements added later.
+        if host_flag(&host, "fcMounted") {
+            continue;
+        }
+        let _ = js_sys::Reflect::set(
+            &host,
+            &wasm_bindgen::JsValue::from_str("fcMounted"),
+            &wasm_bindgen::JsValue::TRUE,
+        );
         let api_base = host
             .get_attribute("api-base")
             .filter(|s| !s.trim().is_empty())
@@ -147,8 +209,8 @@ pub fn mount_all() -> usize {
         wasm_bindgen_futures::spawn_local(async move {
             if let Some(user) = demo_user {
                 let api = crate::api::Api::new(api_base.clone());
-                let login = serde_json::json!({ "userId": user });
-                if let Err(e) = api.post::<_, serde_json::Value>("/session", &login).await {
+                let login = [("userId", user.as_str())];
+                if let Err(e) = api.post::<crate::api::Ignored>("/session", &login).await {
                     leptos::logging::warn!("farm-chat: demo sign-in as {user} failed: {e}");
                 }
             }

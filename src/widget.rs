@@ -20,10 +20,7 @@ use std::{
 
 use farm_chat_protocol::{
     ConversationId, StreamEvent,
-    chat::{
-        ConversationKind, ConversationList, HistoryPage, SendRequest, SendResponse, Sender,
-        SenderKind,
-    },
+    chat::{ConversationKind, ConversationList, HistoryPage, SendResponse, Sender, SenderKind},
     session::SessionInfo,
     task::TaskSnapshot,
 };
@@ -170,7 +167,7 @@ impl Controller {
     /// worth retrying (no answer, 5xx, 429); `None` once the widget is unmounted. The stream
     /// can stay up while REST requests fail (a flaky network, a proxy): a catch-up given up
     /// there would leave a message the stream announced unshown until some later event.
-    async fn get_until_answered<T: serde::de::DeserializeOwned>(
+    async fn get_until_answered<T: farm_chat_protocol::read::FromJson>(
         &self,
         path: &str,
     ) -> Option<Result<T, ApiFailure>> {
@@ -288,16 +285,12 @@ impl Controller {
                 else {
                     return;
                 };
-                let request = SendRequest {
-                    conversation_id: conversation.clone(),
-                    text,
-                    idempotency_key: key.clone(),
-                };
-                match this
-                    .api
-                    .post::<_, SendResponse>("/chat/send", &request)
-                    .await
-                {
+                let request = [
+                    ("conversationId", conversation.as_str()),
+                    ("text", text.as_str()),
+                    ("idempotencyKey", key.as_str()),
+                ];
+                match this.api.post::<SendResponse>("/chat/send", &request).await {
                     _ if this.gone() => return,
                     Ok((_, response)) => {
                         let me = this.me.get_untracked().unwrap_or(Sender {
@@ -382,7 +375,7 @@ impl Controller {
         let api = self.api.clone();
         spawn_local(async move {
             if let Err(e) = api
-                .post_empty::<serde_json::Value>(&format!("/tasks/{task_id}/cancel"))
+                .post_empty::<crate::api::Ignored>(&format!("/tasks/{task_id}/cancel"))
                 .await
             {
                 leptos::logging::warn!("farm-chat: cancel failed: {e}");

@@ -97,11 +97,9 @@ async fn sign_in(api: &Api) -> String {
 
 /// Signs in as `user` (cookie and token) and returns the token.
 async fn sign_in_as(api: &Api, user: &str) -> String {
-    let (_, session): (u16, serde_json::Value) = api
-        .post("/session", &serde_json::json!({"userId": user}))
-        .await
-        .unwrap();
-    session["token"].as_str().unwrap().to_owned()
+    let (_, session): (u16, farm_chat_protocol::session::SessionInfo) =
+        api.post("/session", &[("userId", user)]).await.unwrap();
+    session.token.expect("a token")
 }
 
 /// Waits until the widget under `root` shows a live stream.
@@ -117,7 +115,11 @@ async fn wait_connected(root: &HtmlElement) {
 
 async fn send(api: &Api, text: &str) -> MessageId {
     let key = format!("k-{}", js_sys::Math::random());
-    let body = serde_json::json!({"conversationId": "c-u-farmer-support", "text": text, "idempotencyKey": key});
+    let body = [
+        ("conversationId", "c-u-farmer-support"),
+        ("text", text),
+        ("idempotencyKey", key.as_str()),
+    ];
     let (status, sent): (u16, SendResponse) = api.post("/chat/send", &body).await.unwrap();
     assert_eq!(status, 201);
     sent.message_id
@@ -187,7 +189,7 @@ async fn the_stream_hook_resumes_after_a_cut_without_loss_or_duplicates() {
     .await;
 
     // The server cuts every stream; a message is sent while the widget is reconnecting.
-    let _: serde_json::Value = api.post_empty("/test/drop-streams").await.unwrap();
+    let _: farm_chat::api::Ignored = api.post_empty("/test/drop-streams").await.unwrap();
     let during = send(&api, "切断中").await;
     wait_until("the reconnect's refetch", || refetches.get() >= 1).await;
     wait_until("the message sent during the cut", || {
@@ -563,7 +565,7 @@ async fn the_estrus_flow_shows_its_lines_a_full_progress_bar_and_a_sortable_tabl
 async fn after_a_cut_the_widget_reconnects_and_shows_a_message_sent_meanwhile_once() {
     let (root, _mounted) = mount_widget(true).await;
     let api = Api::new(api_base());
-    let _: serde_json::Value = api.post_empty("/test/drop-streams").await.unwrap();
+    let _: farm_chat::api::Ignored = api.post_empty("/test/drop-streams").await.unwrap();
     let meanwhile = unique("切断中に別タブから");
     send(&api, &meanwhile).await;
     wait_until("the message sent meanwhile", || {
@@ -710,7 +712,12 @@ async fn the_launcher_badge_counts_replies_that_arrive_while_closed() {
         "nothing unread at first"
     );
     // Another tab asks the assistant: the question is the user's own, the reply is not.
-    let body = serde_json::json!({"conversationId": "c-u-farmer-assistant", "text": unique("こんにちは"), "idempotencyKey": unique("k").replace([' ', '#'], "")});
+    let (text, key) = (unique("こんにちは"), unique("k").replace([' ', '#'], ""));
+    let body = [
+        ("conversationId", "c-u-farmer-assistant"),
+        ("text", text.as_str()),
+        ("idempotencyKey", key.as_str()),
+    ];
     let (_, _): (u16, SendResponse) = Api::new(api_base())
         .post("/chat/send", &body)
         .await
@@ -770,9 +777,14 @@ async fn older_messages_page_in_when_asked() {
         .unwrap();
     let already = history.messages.first().map_or(0, |m| m.seq);
     for i in already..60 {
-        let body = serde_json::json!({"conversationId": "c-u-other-support", "text": format!("古い {i}"), "idempotencyKey": format!("older-{i}")});
+        let (text, key) = (format!("古い {i}"), format!("older-{i}"));
+        let body = [
+            ("conversationId", "c-u-other-support"),
+            ("text", text.as_str()),
+            ("idempotencyKey", key.as_str()),
+        ];
         loop {
-            match api.post::<_, SendResponse>("/chat/send", &body).await {
+            match api.post::<SendResponse>("/chat/send", &body).await {
                 Ok(_) => break,
                 Err(farm_chat::api::ApiFailure::Http { status: 429, .. }) => sleep_ms(300).await,
                 Err(e) => panic!("{e}"),
@@ -1067,11 +1079,7 @@ async fn a_signed_out_leader_tries_again_when_a_signed_in_tab_joins() {
     let status = |h: &Hook| h.borrow().as_ref().map(|h| h.status.get_untracked());
     wait_until("connected", || status(&first.1) == Some(Status::Connected)).await;
     // The session ends on the server (as another tab's sign-out would).
-    gloo_net::http::Request::delete(&format!("{}/session", api_base()))
-        .credentials(web_sys::RequestCredentials::Include)
-        .send()
-        .await
-        .unwrap();
+    let _: farm_chat::api::Ignored = api.delete("/session").await.unwrap();
     wait_until("signed out", || status(&first.1) == Some(Status::SignedOut)).await;
     // The user signs in again (the cookie is the whole browser's) and opens another tab.
     sign_in(&api).await;

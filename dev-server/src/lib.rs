@@ -16,10 +16,14 @@
 //! - [`cors`]: the cross-origin policy. [`metrics`]: `GET /metrics`. [`openapi`]: the API's
 //!   description. [`limits`]: per-user send rate. [`report`]: the shipment report PDF.
 //!
+//! - [`assets`]: the built widget as static files (precompressed variants, caching) and the
+//!   compression of API answers.
+//!
 //! [`app`] builds the whole [`Router`] (API + the built widget as static files); [`run`]
 //! serves it until a shutdown future resolves, closing open streams so shutdown completes.
 //! `main.rs` only parses, binds and calls these, so tests drive exactly what production runs.
 
+pub mod assets;
 pub mod assistant;
 pub mod auth;
 pub mod chat;
@@ -54,7 +58,7 @@ use tokio::{
     net::TcpListener,
     sync::{broadcast, watch},
 };
-use tower_http::{services::ServeDir, trace::TraceLayer};
+use tower_http::trace::TraceLayer;
 
 pub use config::Config;
 pub use error::ApiError;
@@ -202,9 +206,7 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 /// The whole application: `/api/*` plus the built widget (`--static-dir`) at `/`.
 pub fn app(state: AppState) -> Router {
     let cors = cors::layer(&state.config);
-    let static_files = ServeDir::new(&state.config.static_dir)
-        .append_index_html_on_directories(true)
-        .not_found_service(axum::routing::any(routes::static_not_found).with_state(state.clone()));
+    let static_files = assets::static_files(&state);
     // The span names the path but never the query: stream tickets must not reach the logs.
     let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
         tracing::info_span!(
@@ -217,12 +219,15 @@ pub fn app(state: AppState) -> Router {
         )
     });
     Router::new()
-        .nest("/api", routes::api(state.clone()))
+        .nest(
+            "/api",
+            routes::api(state.clone()).layer(assets::api_compression()),
+        )
         .route(
             "/metrics",
             axum::routing::get(routes::metrics).with_state(state.clone()),
         )
-        .fallback_service(static_files)
+        .merge(static_files)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
         .layer(trace)

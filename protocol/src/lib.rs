@@ -20,6 +20,7 @@ pub mod chat;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod read;
 pub mod session;
 pub mod stream;
 pub mod task;

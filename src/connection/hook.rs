@@ -297,7 +297,7 @@ impl Inner {
                 let this = Rc::downgrade(self);
                 let api = self.api.clone();
                 leptos::task::spawn_local(async move {
-                    let answer = api.get::<serde_json::Value>("/session").await;
+                    let answer = api.get::<crate::api::Ignored>("/session").await;
                     let check = match answer {
                         Ok(_) => SessionCheck::SignedIn,
                         Err(ApiFailure::Http { status: 401, .. }) => SessionCheck::SignedOut,
@@ -448,7 +448,7 @@ impl Inner {
                 data: data.clone(),
             });
         }
-        match StreamEvent::decode(&name, &data) {
+        match crate::api::decode_event(&name, &data) {
             Ok(decoded) => (self.options.on_event)(decoded),
             Err(e) => self.warn_once(format!("ignoring a malformed {name} event: {e}")),
         }
@@ -630,7 +630,7 @@ impl Inner {
                     let last = self.machine.borrow().last_event_id();
                     let _ = self.set_last.try_set(last);
                 }
-                match StreamEvent::decode(&name, &data) {
+                match crate::api::decode_event(&name, &data) {
                     Ok(decoded) => (self.options.on_event)(decoded),
                     Err(e) => self.warn_once(format!("ignoring a malformed {name} event: {e}")),
                 }

@@ -11,16 +11,21 @@
 //! - [`suites`]: `test`, every suite with each runner's own summary, then a table.
 //! - [`product`]: `run` (build the widget, serve it with the API), `dev` (trunk serve with
 //!   hot reload, `/api` proxied) and `size` (transfer size of the release build).
+//! - [`bundle`]: trunk's post-build hook: the launcher script and the precompressed files.
 //! - [`bench`]: `bench`, every benchmark with one command (server load through
 //!   `farm-chat-bench`, the widget in Chromium, the bundle size) into one JSON file.
 //! - [`e2e`]: `e2e`, the end-to-end fault suite through `farm-chat-chaos` (part of `test`).
 //! - [`font`]: `report-font`, the PDF report's embedded font subset.
+//! - [`pageload`]: a real page load in Chromium: the launcher before `load`, the wasm
+//!   compressed after it, and the bench's throttled click-to-composer timing.
 //! - [`webdriver`]: just enough WebDriver to load a page in headless Chromium and check it.
 //! - [`proc`]: running commands with the tools on `PATH`, and a tiny HTTP/1.1 GET.
 
 mod bench;
+mod bundle;
 mod e2e;
 mod font;
+mod pageload;
 mod proc;
 mod product;
 mod server;
@@ -38,13 +43,16 @@ Commands:
                    wasm-opt, wasm-bindgen CLI (locked version), trunk. Tools go into .tools/.
   run [ARGS…]      Build the widget (release) and serve it with the API on
                    http://127.0.0.1:3000/ (ARGS go to farm-chat-dev-server, e.g. --addr).
-  test [--e2e-runs N]
+  test [--e2e-runs N] [--only native|browser|page|e2e]
                    Run every suite: native unit + integration tests, browser tests in headless
                    Chromium against a dev-server it starts, a smoke test of the built page, and
                    the end-to-end fault suite (N seeded fault runs, default 3).
   dev              trunk serve (hot reload) on http://127.0.0.1:8080/ with /api proxied to a
                    dev-server on 127.0.0.1:3000.
-  size             Transfer size of the release build in dist/ (raw and gzip).
+  size             Transfer size of the release build in dist/: raw, gzip -9 and Brotli per file,
+                   what the host page fetches before its load event, and the whole widget.
+  bundle           trunk's post-build hook: writes the launcher farm-chat.js and (release) the
+                   .br/.gz variants the dev-server serves.
   bench [--big] [--out FILE] [-- FLAGS]
                    Every benchmark (server load, widget in Chromium, bundle size) into
                    target/bench/results.json; FLAGS go to farm-chat-bench. Not run by test.
@@ -74,8 +82,11 @@ fn main() -> ExitCode {
         "dev" => product::dev(),
         "bench" => bench::bench(rest),
         "e2e" => e2e::e2e(rest),
-        "size" => product::build_release().and_then(|()| product::size().map(|_| ())),
+        "size" => tools::bootstrap()
+            .and_then(|_| product::build_release())
+            .and_then(|()| product::size().map(|_| ())),
         "report-font" => font::report_font(),
+        "bundle" => bundle::bundle(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -43,63 +43,76 @@ pub(crate) fn dev() -> Result<(), String> {
     run_cmd(cmd("trunk").arg("serve"))
 }
 
-/// Transfer size of the widget in `dist/` (its wasm + js + css: the `farm-chat*` files; the demo
-/// page's own stylesheet is not the widget's), raw and gzip -9. Returns the gzip total.
-pub(crate) fn size() -> Result<u64, String> {
-    Ok(size_table()?.iter().map(|(_, _, gz)| gz).sum())
+/// A file of the widget as it goes over the wire.
+#[derive(Clone, Debug)]
+pub(crate) struct WireFile {
+    pub(crate) name: String,
+    pub(crate) raw: u64,
+    /// `gzip -9`: the `.gz` the dev-server serves.
+    pub(crate) gzip: u64,
+    /// Brotli quality 11: the `.br` the dev-server serves.
+    pub(crate) brotli: u64,
+    /// Fetched by the host page before its `load` event (the launcher); the rest loads later.
+    pub(crate) critical: bool,
 }
 
-/// The widget's files in `dist/` as (name, raw bytes, gzip -9 bytes), printed as a table.
-pub(crate) fn size_table() -> Result<Vec<(String, u64, u64)>, String> {
+/// Transfer size of the widget in `dist/`; returns the files.
+pub(crate) fn size() -> Result<Vec<WireFile>, String> {
+    size_table()
+}
+
+/// The widget's files in `dist/` (the launcher, wasm-bindgen's module and the wasm; the demo
+/// page's own files are not the widget's), with the sizes of the variants the dev-server
+/// serves, printed as a table.
+pub(crate) fn size_table() -> Result<Vec<WireFile>, String> {
     let dist = root().join("dist");
-    let mut files: Vec<_> = std::fs::read_dir(&dist)
-        .map_err(|e| {
-            format!(
-                "read {}: {e} (build first: cargo xtask run)",
-                dist.display()
-            )
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|x| x == "wasm" || x == "js" || x == "css")
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("farm-chat"))
-        })
-        .collect();
-    files.sort();
-    let (mut raw_total, mut gz_total) = (0, 0);
-    println!(
-        "\n{:<48} {:>10} {:>10}",
-        "release transfer size of the widget", "raw B", "gzip -9 B"
-    );
+    let (js, wasm) = crate::bundle::app_files(&dist)
+        .map_err(|e| format!("{e} (build first: cargo xtask size)"))?;
     let mut rows = Vec::new();
-    for file in &files {
-        let raw = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
-        let gz = gzip_len(file)?;
-        raw_total += raw;
-        gz_total += gz;
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        println!("{name:<48} {raw:>10} {gz:>10}");
-        rows.push((name, raw, gz));
+    for name in [crate::bundle::LAUNCHER.to_owned(), js, wasm] {
+        let file = dist.join(&name);
+        let raw = std::fs::metadata(&file)
+            .map_err(|e| format!("{}: {e}", file.display()))?
+            .len();
+        let variant = |suffix: &str| {
+            std::fs::metadata(crate::bundle::with_suffix(&file, suffix))
+                .map(|m| m.len())
+                .map_err(|e| format!("{name}.{suffix}: {e} (a release build writes it)"))
+        };
+        let (gzip, brotli) = (variant("gz")?, variant("br")?);
+        rows.push(WireFile {
+            critical: name == crate::bundle::LAUNCHER,
+            name,
+            raw,
+            gzip,
+            brotli,
+        });
     }
     println!(
-        "{:<48} {raw_total:>10} {gz_total:>10}  ({:.1} KB gzip)\n",
-        "total",
-        gz_total as f64 / 1024.0
+        "\n{:<44} {:>9} {:>9} {:>9}",
+        "release transfer size of the widget", "raw B", "gzip -9 B", "Brotli B"
+    );
+    for f in &rows {
+        println!("{:<44} {:>9} {:>9} {:>9}", f.name, f.raw, f.gzip, f.brotli);
+    }
+    let total = |pick: &dyn Fn(&WireFile) -> bool| -> (u64, u64, u64) {
+        rows.iter()
+            .filter(|f| pick(f))
+            .fold((0, 0, 0), |(r, g, b), f| {
+                (r + f.raw, g + f.gzip, b + f.brotli)
+            })
+    };
+    let (cr, cg, cb) = total(&|f| f.critical);
+    let (r, g, b) = total(&|_| true);
+    println!(
+        "{:<44} {cr:>9} {cg:>9} {cb:>9}",
+        "before the page's load event (launcher)"
+    );
+    println!(
+        "{:<44} {r:>9} {g:>9} {b:>9}  ({:.1} KB Brotli, {:.1} KB gzip)\n",
+        "whole widget",
+        b as f64 / 1024.0,
+        g as f64 / 1024.0
     );
     Ok(rows)
-}
-
-fn gzip_len(file: &std::path::Path) -> Result<u64, String> {
-    let out = Command::new("gzip")
-        .args(["-9", "-c"])
-        .arg(file)
-        .output()
-        .map_err(|e| format!("gzip: {e}"))?;
-    Ok(out.stdout.len() as u64)
 }

@@ -11,34 +11,46 @@ use crate::{
 };
 
 /// `--e2e-runs N` sets the fault suite's seeded runs (default 3, so CI stays quick; the issue's
-/// 100 runs: `cargo xtask test --e2e-runs 100`).
+/// 100 runs: `cargo xtask test --e2e-runs 100`). `--only native|browser|page|e2e` runs one
+/// suite (while working on it; CI runs them all).
 pub(crate) fn test(args: &[String]) -> Result<(), String> {
-    let runs = args
-        .iter()
-        .position(|a| a == "--e2e-runs")
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| "3".into());
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let runs = flag("--e2e-runs").unwrap_or_else(|| "3".into());
+    let only = flag("--only");
+    let wanted = |suite: &str| only.as_deref().is_none_or(|o| o == suite);
     let browser = tools::bootstrap()?;
     let mut results: Vec<(&str, Result<(), String>)> = Vec::new();
 
-    banner("native: unit and integration tests of every crate (cargo test)");
-    results.push((
-        "native (cargo test --workspace)",
-        run(cmd("cargo").args(["test", "--workspace"])),
-    ));
-
-    banner("browser: wasm-bindgen-test in headless Chromium, against a dev-server");
-    results.push(("browser (wasm-bindgen-test)", browser_tests(&browser)));
-
-    banner("page: the run command's build, served and loaded in headless Chromium");
-    results.push(("page smoke (release build)", page_smoke(&browser)));
-
-    banner("e2e: the fault suite in headless Chromium, through the chaos proxy");
-    results.push((
-        "e2e fault suite",
-        crate::e2e::e2e(&["--runs".into(), runs, "--seed".into(), "1".into()]),
-    ));
+    if wanted("native") {
+        banner("native: unit and integration tests of every crate (cargo test)");
+        results.push((
+            "native (cargo test --workspace)",
+            run(cmd("cargo").args(["test", "--workspace"])),
+        ));
+    }
+    if wanted("browser") {
+        banner("browser: wasm-bindgen-test in headless Chromium, against a dev-server");
+        results.push(("browser (wasm-bindgen-test)", browser_tests(&browser)));
+    }
+    if wanted("page") {
+        banner("page: the run command's build, served and loaded in headless Chromium");
+        results.push(("page smoke (release build)", page_smoke(&browser)));
+    }
+    if wanted("e2e") {
+        banner("e2e: the fault suite in headless Chromium, through the chaos proxy");
+        results.push((
+            "e2e fault suite",
+            crate::e2e::e2e(&["--runs".into(), runs, "--seed".into(), "1".into()]),
+        ));
+    }
+    if results.is_empty() {
+        return Err("--only takes native, browser, page or e2e".into());
+    }
 
     banner("summary");
     let mut failed = 0;
@@ -134,20 +146,14 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
     ));
 
     checks.push((
-        "the page's wasm is served as application/wasm",
-        match wasm_path(&html) {
-            None => Err("no .wasm referenced by the page".into()),
-            Some(path) => match http_get(server.addr, &path) {
-                Ok((200, head, body))
-                    if head.contains("content-type: application/wasm")
-                        && body.starts_with(b"\0asm") =>
-                {
-                    Ok(())
-                }
-                Ok((status, head, _)) => Err(format!("GET {path}: HTTP {status}\n{head}")),
-                Err(e) => Err(e),
-            },
-        },
+        "the page loads only the launcher, which names the hashed wasm: served as \
+         application/wasm, Brotli or gzip by Accept-Encoding, cached for a year",
+        wasm_served(server.addr, &html),
+    ));
+    checks.push((
+        "in Chromium the launcher's button shows before the page's load event with no wasm \
+         fetched; then the widget loads by itself, its wasm Brotli-compressed",
+        crate::pageload::check(browser, server.addr),
     ));
 
     checks.push((
@@ -197,12 +203,41 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
     }
 }
 
-/// The first `/….wasm` path the page references (trunk writes it into a module script).
-fn wasm_path(html: &str) -> Option<String> {
-    let end = html.find(".wasm")? + ".wasm".len();
-    let start = html[..end].rfind(['\'', '"'])? + 1;
-    let path = &html[start..end];
-    path.starts_with('/').then(|| path.to_owned())
+/// The page references the launcher and no wasm; the launcher names the content-hashed wasm,
+/// which the server sends as each `Accept-Encoding` asks.
+fn wasm_served(addr: std::net::SocketAddr, html: &str) -> Result<(), String> {
+    if !html.contains("src=\"/farm-chat.js\"") || html.contains(".wasm") {
+        return Err("the page should load /farm-chat.js and name no wasm".into());
+    }
+    let launcher = match http_get(addr, "/farm-chat.js")? {
+        (200, _, body) => String::from_utf8_lossy(&body).into_owned(),
+        (status, ..) => return Err(format!("GET /farm-chat.js: HTTP {status}")),
+    };
+    let end = launcher
+        .find("_bg.wasm")
+        .ok_or("the launcher names no wasm")?
+        + "_bg.wasm".len();
+    let start = launcher[..end].rfind('"').ok_or("no quoted wasm name")? + 1;
+    let path = format!("/{}", &launcher[start..end]);
+    for (accept, encoding) in [("br, gzip", Some("br")), ("gzip", Some("gzip")), ("", None)] {
+        let (status, head, body) =
+            crate::proc::http_with(addr, "GET", &path, None, &[("Accept-Encoding", accept)])?;
+        let has = |h: &str| head.lines().any(|l| l.trim().eq_ignore_ascii_case(h));
+        let ok = status == 200
+            && has("content-type: application/wasm")
+            && has("cache-control: public, max-age=31536000, immutable")
+            && has("vary: accept-encoding")
+            && match encoding {
+                Some(e) => has(&format!("content-encoding: {e}")),
+                None => !head.contains("content-encoding") && body.starts_with(b"\0asm"),
+            };
+        if !ok {
+            return Err(format!(
+                "GET {path} (Accept-Encoding: {accept:?}): HTTP {status}\n{head}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// In-page helpers for scripts: `q(testid)` / `qa(testid)` look inside the (first) widget's

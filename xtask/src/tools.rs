@@ -4,7 +4,8 @@
 //! trunk 0.21.14 (0.22 needs a newer rustc), the wasm-bindgen CLI of exactly the version in
 //! Cargo.lock (installed without `--locked`, whose lockfile names a crate the registry lacks),
 //! wasm-opt from npm's binaryen 132 (Debian's binaryen 108 silently breaks the output).
-//! Everything cargo or npm installs goes into the project-local `.tools/`, never global.
+//! Everything cargo or npm installs goes into the project-local `.tools/`, never global; Debian
+//! packages (Chromium, its driver, a Japanese font, `brotli`) come from apt.
 
 use std::{
     ffi::OsString,
@@ -50,6 +51,7 @@ fn say(what: &str, state: &str) {
 pub(crate) fn bootstrap() -> Result<Browser, String> {
     wasm_target()?;
     let browser = chromium()?;
+    brotli()?;
     wasm_opt()?;
     wasm_bindgen_cli()?;
     trunk()?;
@@ -131,6 +133,31 @@ fn chromium() -> Result<Browser, String> {
 }
 
 /// Root on a Debian-like system: the bootstrap may install system packages itself.
+/// Debian's `brotli`, which `cargo xtask bundle` uses for the precompressed `.br` files.
+fn brotli() -> Result<(), String> {
+    if output(std::process::Command::new("brotli").arg("--version")).is_some() {
+        say("brotli", "present");
+        return Ok(());
+    }
+    if !can_apt() {
+        return Err(
+            "The `brotli` command is missing: install the Debian package `brotli` \
+             (as root: apt-get install brotli)."
+                .into(),
+        );
+    }
+    say("brotli", "installing (apt-get)");
+    run(cmd("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends", "brotli"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .or_else(|_| {
+        run(cmd("apt-get").args(["update", "-qq"]))?;
+        run(cmd("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends", "brotli"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    })
+}
+
 fn can_apt() -> bool {
     let is_root = output(std::process::Command::new("id").arg("-u")).as_deref() == Some("0");
     is_root && Path::new("/usr/bin/apt-get").is_file()

@@ -136,6 +136,29 @@ impl Session {
         }
     }
 
+    /// Emulates a slow link for the current tab: `latency_ms` added to each request, and
+    /// `bytes_per_s` down and up (Chromium's network emulation, as DevTools does).
+    pub(crate) fn throttle(&self, latency_ms: u32, bytes_per_s: u32) -> Result<(), String> {
+        self.call(
+            "POST",
+            &format!("/session/{}/chromium/network_conditions", self.id),
+            Some(json!({"network_conditions": {
+                "offline": false, "latency": latency_ms,
+                "download_throughput": bytes_per_s, "upload_throughput": bytes_per_s,
+            }})),
+        )
+        .map(drop)
+    }
+
+    /// Runs a Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`).
+    pub(crate) fn cdp(&self, command: &str, params: Value) -> Result<Value, String> {
+        self.call(
+            "POST",
+            &format!("/session/{}/goog/cdp/execute", self.id),
+            Some(json!({"cmd": command, "params": params})),
+        )
+    }
+
     /// Closes the current tab (switch to another one afterwards).
     pub(crate) fn close_tab(&self) -> Result<(), String> {
         self.call("DELETE", &format!("/session/{}/window", self.id), None)
@@ -147,6 +170,16 @@ impl Session {
         self.call(
             "POST",
             &format!("/session/{}/execute/sync", self.id),
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Runs `script` (a function body that calls `arguments[0]` with its result) and returns
+    /// that result.
+    pub(crate) fn script_async(&self, script: &str) -> Result<Value, String> {
+        self.call(
+            "POST",
+            &format!("/session/{}/execute/async", self.id),
             Some(json!({"script": script, "args": []})),
         )
     }

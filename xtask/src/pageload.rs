@@ -1,0 +1,226 @@
+//! What a visitor of a host page downloads for the widget, and when, as the browser itself
+//! reports it (Resource Timing's `transferSize`, `encodedBodySize`, `decodedBodySize`) in a real
+//! page load of the release build in headless Chromium.
+//!
+//! - [`check`] (page smoke, part of `cargo xtask test`): the launcher's button shows before
+//!   the page's `load` event while the widget's wasm is not fetched yet; the wasm then arrives
+//!   Brotli-compressed (`Content-Encoding: br`); what the page fetched for the widget before
+//!   `load` stays within its budget; a click on the button before the widget is there opens
+//!   the panel, live, once it is.
+//! - [`measure`] (`cargo xtask bench`, scenario `bundle_size`): the same page on a throttled
+//!   link (Chromium's network emulation), with a click on the launcher at the `load` event,
+//!   timed to the panel's text box and to a live stream.
+
+use std::{net::SocketAddr, time::Duration};
+
+use serde_json::{Value, json};
+
+use crate::{proc::root, server::DevServer, tools::Browser, webdriver::Session};
+
+/// The most the host page may fetch for the widget before its `load` event.
+pub(crate) const CRITICAL_PATH_BUDGET: u64 = 15 * 1024;
+
+/// Installed before any of the page's scripts: at `load`, notes whether the launcher's button
+/// is on screen and what has been fetched; with `__fcClickAtLoad`, clicks the button then and
+/// times the panel's text box and the stream going live (in-page clock, so no WebDriver delay
+/// counts).
+const RECORDER: &str = r#"
+addEventListener('load', () => {
+  const host = document.querySelector('farm-chat');
+  const shadow = () => host && host.shadowRoot;
+  const stub = shadow() && shadow().querySelector('[data-testid=launcher-stub]');
+  const entries = () => performance.getEntriesByType('resource').map((e) => ({
+    path: new URL(e.name).pathname, transfer: e.transferSize,
+    encoded: e.encodedBodySize, decoded: e.decodedBodySize, end: e.responseEnd,
+  }));
+  window.__fcAtLoad = {
+    at: performance.now(),
+    stub: !!stub && stub.getBoundingClientRect().width > 0,
+    resources: entries(),
+  };
+  window.__fcEntries = entries;
+  if (window.__fcClickAtLoad && stub) {
+    const clicked = performance.now();
+    stub.click();
+    const poll = setInterval(() => {
+      const s = shadow();
+      const area = s && s.querySelector('[data-testid=chat-panel]:not([hidden]) textarea');
+      const status = s && s.querySelector('[data-testid=connection-status]');
+      if (area && window.__fcPanelAt === undefined) window.__fcPanelAt = performance.now() - clicked;
+      if (area && status && status.dataset.state === 'connected') {
+        window.__fcLiveAt = performance.now() - clicked;
+        clearInterval(poll);
+      }
+    }, 5);
+  }
+});
+"#;
+
+/// Whether a resource path is one of the widget's files (the launcher, wasm-bindgen's module,
+/// the wasm): `/farm-chat.js`, `/farm-chat-<hash>.js`, `/farm-chat-<hash>_bg.wasm`.
+fn is_widget(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with("farm-chat"))
+}
+
+/// Opens `url` in a fresh tab of `session` with the recorder installed, and waits for `load`.
+fn load(session: &Session, url: &str, click_at_load: bool) -> Result<Value, String> {
+    let mut source = RECORDER.to_owned();
+    if click_at_load {
+        source.insert_str(0, "window.__fcClickAtLoad = true;\n");
+    }
+    session.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": source }),
+    )?;
+    session.open(url)?;
+    session.wait_for("return !!window.__fcAtLoad", Duration::from_secs(60))?;
+    session.script("return window.__fcAtLoad")
+}
+
+/// The widget's resources in a recorder list: (path, transferSize, encoded, decoded).
+fn widget_resources(resources: &Value) -> Vec<(String, u64, u64, u64)> {
+    resources
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let path = r["path"].as_str()?.to_owned();
+            is_widget(&path).then(|| {
+                let n = |k: &str| r[k].as_f64().unwrap_or(0.0) as u64;
+                (path, n("transfer"), n("encoded"), n("decoded"))
+            })
+        })
+        .collect()
+}
+
+/// The page smoke's check of the launcher and the compressed wasm (see the module's map).
+pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
+    let profile = root()
+        .join("target")
+        .join("xtask")
+        .join("chromium-pageload");
+    let _ = std::fs::remove_dir_all(&profile);
+    let session = Session::start(browser, &profile)?;
+    let at_load = load(&session, &format!("http://{addr}/"), false)?;
+    if at_load["stub"] != Value::Bool(true) {
+        return Err("the launcher's button was not on screen at the page's load event".into());
+    }
+    let before = widget_resources(&at_load["resources"]);
+    if let Some((path, ..)) = before.iter().find(|(p, ..)| !p.ends_with("/farm-chat.js")) {
+        return Err(format!("{path} was fetched before the page's load event"));
+    }
+    let critical: u64 = before.iter().map(|r| r.1).sum();
+    if critical == 0 || critical > CRITICAL_PATH_BUDGET {
+        return Err(format!(
+            "the page fetched {critical} B for the widget before load (budget {CRITICAL_PATH_BUDGET} B)"
+        ));
+    }
+    // Then the widget loads by itself, when the browser is idle.
+    session.wait_for(
+        &format!(
+            "{} return !!q('launcher-toggle') && !q('launcher-stub')",
+            crate::suites::IN_WIDGET
+        ),
+        Duration::from_secs(60),
+    )?;
+    let all = widget_resources(&session.script("return window.__fcEntries()")?);
+    let (wasm, _, encoded, decoded) = all
+        .iter()
+        .find(|(p, ..)| p.ends_with("_bg.wasm"))
+        .ok_or("the widget's wasm was never fetched")?
+        .clone();
+    if encoded == 0 || encoded >= decoded {
+        return Err(format!(
+            "{wasm} came uncompressed ({encoded} B on the wire for {decoded} B)"
+        ));
+    }
+    let encoding = session.script_async(&format!(
+        "const done = arguments[0]; fetch('{wasm}', {{cache: 'no-store'}}).then((r) => \
+         done(r.headers.get('content-encoding') + ' ' + r.headers.get('content-type')))"
+    ))?;
+    if encoding.as_str() != Some("br application/wasm") {
+        return Err(format!(
+            "{wasm}: Content-Encoding and Content-Type were {encoding}"
+        ));
+    }
+    println!(
+        "  page load: {critical} B for the widget before load (launcher only), then {wasm} \
+         {encoded} B Brotli for {decoded} B"
+    );
+    drop(session);
+
+    // A farmer who clicks at once, before the widget is there: the panel opens when it is.
+    let session = Session::start(browser, &profile)?;
+    load(&session, &format!("http://{addr}/"), true)?;
+    session.wait_for(
+        "return window.__fcLiveAt !== undefined",
+        Duration::from_secs(60),
+    )?;
+    Ok(())
+}
+
+/// The bench's page-load figures on an emulated thin link: `latency_ms` round trip,
+/// `kbps` down and up.
+pub(crate) fn measure(browser: &Browser, latency_ms: u32, kbps: u32) -> Result<Value, String> {
+    let server = DevServer::start(
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--db",
+            ":memory:",
+            "--static-dir",
+            "dist",
+        ]
+        .map(String::from),
+    )?;
+    let profile = root()
+        .join("target")
+        .join("bench")
+        .join("chromium-pageload");
+    let _ = std::fs::remove_dir_all(&profile);
+    let session = Session::start(browser, &profile)?;
+    session.throttle(latency_ms, kbps * 1000 / 8)?;
+    let at_load = load(&session, &format!("http://{}/", server.addr), true)?;
+    session.wait_for(
+        "return window.__fcLiveAt !== undefined",
+        Duration::from_secs(120),
+    )?;
+    let panel = session.script("return window.__fcPanelAt")?;
+    let live = session.script("return window.__fcLiveAt")?;
+    let all = widget_resources(&session.script("return window.__fcEntries()")?);
+    let before = widget_resources(&at_load["resources"]);
+    let files: Vec<Value> = all
+        .iter()
+        .map(|(path, transfer, encoded, decoded)| {
+            json!({"path": path, "transfer_bytes": transfer, "encoded_bytes": encoded,
+                   "decoded_bytes": decoded,
+                   "before_load_event": before.iter().any(|b| &b.0 == path)})
+        })
+        .collect();
+    Ok(json!({
+        "network": {"latency_ms": latency_ms, "down_kbps": kbps, "up_kbps": kbps,
+                    "emulation": "chromedriver network_conditions (Chromium)"},
+        "load_event_ms": at_load["at"],
+        "widget_bytes_before_load_event": before.iter().map(|b| b.1).sum::<u64>(),
+        "widget_bytes_transferred": all.iter().map(|b| b.1).sum::<u64>(),
+        "files": files,
+        "click_at_load_to_open_panel_ms": panel,
+        "click_at_load_to_live_composer_ms": live,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_widget;
+
+    #[test]
+    fn the_widgets_files_are_told_from_the_pages() {
+        assert!(is_widget("/farm-chat.js"));
+        assert!(is_widget("/farm-chat-d79b67d8744afa75_bg.wasm"));
+        assert!(!is_widget("/dashboard-3f5095c0edd2b980.css"));
+        assert!(!is_widget("/public/favicon.svg"));
+        assert!(!is_widget("/api/session"));
+    }
+}
