@@ -214,7 +214,8 @@ impl Connection {
                         Err(_) if !self.warned_bad_id => {
                             self.warned_bad_id = true;
                             effects.push(Effect::Warn(format!(
-                                "ignoring an event id the server could not have written: {id:?}"
+                                "ignoring an event id the server could not have written: \"{}\"",
+                                id.escape_default()
                             )));
                         }
                         Err(_) => {}

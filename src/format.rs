@@ -28,7 +28,17 @@ pub fn number(locale: Locale, n: f64) -> String {
         &locales(locale),
         &options(&[("maximumFractionDigits", "1")]),
     );
-    call(format.format(), &JsValue::from_f64(n)).unwrap_or_else(|| n.to_string())
+    // Printed by JavaScript even when `Intl` fails: Rust's float printing would add ~10 KB of
+    // wasm for this one fallback.
+    let value = JsValue::from_f64(n);
+    call(format.format(), &value)
+        .or_else(|| {
+            js_sys::Number::from(value)
+                .to_string_with_radix(10)
+                .ok()?
+                .as_string()
+        })
+        .unwrap_or_default()
 }
 
 fn date_from(text: &str) -> Option<Date> {

@@ -281,7 +281,7 @@ impl Locale {
     /// "Reconnecting (attempt n, next try in s)".
     pub fn reconnecting(self, attempt: u32, wait: std::time::Duration) -> String {
         // Tenths of a second, rounded, by integer arithmetic.
-        let tenths = (wait.as_millis() + 50) / 100;
+        let tenths = (wait.as_millis() as u64 + 50) / 100;
         let seconds = format!("{}.{}", tenths / 10, tenths % 10);
         match self {
             Self::Ja => format!("再接続中（{attempt}回目、{seconds}秒後に再試行）"),

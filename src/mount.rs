@@ -20,7 +20,9 @@ use std::rc::Rc;
 
 use crate::{ChatLauncher, ChatWidget, Locale, ServerHealth, api::TokenProvider};
 
-/// The widget's stylesheet, placed in every shadow root.
+/// The widget's stylesheet, placed in every shadow root the launcher script has not already
+/// styled (see the `stylesheet` feature).
+#[cfg(feature = "stylesheet")]
 pub const STYLESHEET: &str = include_str!("../style/farm-chat.css");
 
 /// Where the API is when the host element does not say.
@@ -125,9 +127,16 @@ pub fn mount_in_shadow(
         .and_then(|s| s.query_selector("style").ok().flatten())
         .is_some();
     if !has_style {
-        let style = document.create_element("style").ok()?;
-        style.set_text_content(Some(STYLESHEET));
-        container.append_child(&style).ok()?;
+        #[cfg(feature = "stylesheet")]
+        {
+            let style = document.create_element("style").ok()?;
+            style.set_text_content(Some(STYLESHEET));
+            container.append_child(&style).ok()?;
+        }
+        #[cfg(not(feature = "stylesheet"))]
+        leptos::logging::warn!(
+            "farm-chat: mounted without the launcher script, so without its stylesheet"
+        );
     }
     let root: web_sys::HtmlElement = document.create_element("div").ok()?.unchecked_into();
     root.set_class_name("fc-root");

@@ -410,9 +410,10 @@ fn new_key() -> String {
         .and_then(|w| w.crypto().ok())
         .map(|c| c.random_uuid())
         .unwrap_or_else(|| {
+            // Whole numbers only: printing a float would pull ~10 KB of formatting into the wasm.
             format!(
                 "k-{}-{}",
-                js_sys::Date::now(),
+                js_sys::Date::now() as u64,
                 js_sys::Math::random().to_bits()
             )
         })

@@ -225,7 +225,7 @@ pub enum DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UnknownEvent(name) => write!(f, "unknown event {name:?}"),
+            Self::UnknownEvent(name) => write!(f, "unknown event \"{}\"", name.escape_default()),
             Self::BadData { event, reason } => write!(f, "bad data for {event}: {reason}"),
         }
     }

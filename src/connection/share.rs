@@ -51,7 +51,7 @@ impl Wire {
                     Status::Connecting => ("connecting", 0, 0),
                     Status::Connected => ("connected", 0, 0),
                     Status::Reconnecting { attempt, retry_in } => {
-                        ("reconnecting", *attempt, retry_in.as_millis())
+                        ("reconnecting", *attempt, retry_in.as_millis() as u64)
                     }
                     Status::Offline => ("offline", 0, 0),
                     Status::SignedOut => ("signed-out", 0, 0),

@@ -5,7 +5,8 @@
 //!    names of the widget's files (wasm-bindgen's module and the wasm) and the widget's
 //!    stylesheet go in, so a host page loads one stable name and the rest can be cached for a
 //!    year.
-//! 2. In release builds, writes a Brotli (`.br`, quality 11) and a gzip (`.gz`, level 9)
+//! 2. In release builds, minifies the launcher and wasm-bindgen's module (esbuild), then
+//!    writes a Brotli (`.br`, quality 11) and a gzip (`.gz`, level 9)
 //!    variant beside every text or wasm file, which the dev-server serves by
 //!    `Accept-Encoding`. Compressing once at build time costs no CPU per request and allows
 //!    the slowest, smallest settings. A variant that is not smaller is not kept.
@@ -29,6 +30,10 @@ pub(crate) fn bundle() -> Result<(), String> {
         .ok_or("`cargo xtask bundle` is trunk's post-build hook (TRUNK_STAGING_DIR is not set)")?;
     write_launcher(&staging)?;
     if std::env::var("TRUNK_PROFILE").as_deref() == Ok("release") {
+        let (js, _) = app_files(&staging)?;
+        for name in [LAUNCHER, js.as_str()] {
+            minify(&staging.join(name))?;
+        }
         precompress(&staging)?;
     }
     Ok(())
@@ -67,7 +72,13 @@ fn write_launcher(dir: &Path) -> Result<(), String> {
     };
     let template = read(root().join("launcher").join(LAUNCHER))?;
     let css = read(root().join("style").join("farm-chat.css"))?;
-    let launcher = template
+    // Comment lines are for the source, not for every farmer's download.
+    let code: String = template
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect();
+    let launcher = code
         .replace("__FC_APP_JS__", &js)
         .replace("__FC_APP_WASM__", &wasm)
         .replace("__FC_STYLESHEET__", &json_string(&minify_css(&css)));
@@ -77,6 +88,31 @@ fn write_launcher(dir: &Path) -> Result<(), String> {
     let out = dir.join(LAUNCHER);
     fs::write(&out, launcher).map_err(|e| format!("write {}: {e}", out.display()))?;
     println!("bundle: {LAUNCHER} → {js}, {wasm}");
+    Ok(())
+}
+
+/// Minifies a JavaScript module in place (esbuild: names, white space, comments). Its exports
+/// keep their names: the launcher imports wasm-bindgen's module by them.
+fn minify(file: &Path) -> Result<(), String> {
+    let before = fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let tmp = with_suffix(file, "min");
+    run_quiet(
+        cmd("esbuild")
+            .arg(file)
+            .args([
+                "--minify",
+                "--format=esm",
+                "--target=es2020",
+                "--log-level=warning",
+            ])
+            .arg(format!("--outfile={}", tmp.display())),
+    )?;
+    fs::rename(&tmp, file).map_err(|e| format!("rename {}: {e}", tmp.display()))?;
+    let after = fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "bundle: minified {} ({before} → {after} B)",
+        file.file_name().unwrap_or_default().to_string_lossy()
+    );
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 //! Versions and commands follow `shared/TOOLCHAIN.md` (checked on this machine kind):
 //! trunk 0.21.14 (0.22 needs a newer rustc), the wasm-bindgen CLI of exactly the version in
 //! Cargo.lock (installed without `--locked`, whose lockfile names a crate the registry lacks),
-//! wasm-opt from npm's binaryen 132 (Debian's binaryen 108 silently breaks the output).
+//! wasm-opt from npm's binaryen 132 (Debian's binaryen 108 silently breaks the output), esbuild
+//! from npm (minifies the launcher and wasm-bindgen's module).
 //! Everything cargo or npm installs goes into the project-local `.tools/`, never global; Debian
 //! packages (Chromium, its driver, a Japanese font, `brotli`) come from apt.
 
@@ -18,6 +19,8 @@ use crate::proc::{cmd, output, root, run};
 pub(crate) const TRUNK_VERSION: &str = "0.21.14";
 /// npm's binaryen package whose wasm-opt produces working output.
 pub(crate) const BINARYEN_VERSION: &str = "132";
+/// npm's esbuild, which minifies the launcher and wasm-bindgen's module for release.
+pub(crate) const ESBUILD_VERSION: &str = "0.28.2";
 
 /// The browser and driver the tests use.
 pub(crate) struct Browser {
@@ -53,6 +56,7 @@ pub(crate) fn bootstrap() -> Result<Browser, String> {
     let browser = chromium()?;
     brotli()?;
     wasm_opt()?;
+    esbuild()?;
     wasm_bindgen_cli()?;
     trunk()?;
     // Trunk builds with `cargo --offline` (Trunk.toml: offline = true): fetch everything first.
@@ -176,17 +180,32 @@ fn env_path(var: &str, default: &str) -> PathBuf {
 }
 
 fn wasm_opt() -> Result<(), String> {
-    let bin = tools_dir().join("node_modules/.bin/wasm-opt");
-    let want = format!("version {BINARYEN_VERSION}");
-    if output(std::process::Command::new(&bin).arg("--version")).is_some_and(|v| v.contains(&want))
+    npm_tool("wasm-opt", "binaryen", BINARYEN_VERSION, &|version| {
+        version.contains(&format!("version {BINARYEN_VERSION}"))
+    })
+}
+
+fn esbuild() -> Result<(), String> {
+    npm_tool("esbuild", "esbuild", ESBUILD_VERSION, &|version| {
+        version == ESBUILD_VERSION
+    })
+}
+
+/// `bin` from npm's `package@version` in `.tools/`, unless `--version` already satisfies `ok`.
+fn npm_tool(
+    bin: &str,
+    package: &str,
+    version: &str,
+    ok: &dyn Fn(&str) -> bool,
+) -> Result<(), String> {
+    let path = tools_dir().join("node_modules/.bin").join(bin);
+    if let Some(found) = output(std::process::Command::new(&path).arg("--version"))
+        && ok(&found)
     {
-        say("wasm-opt", &format!("present ({want})"));
+        say(bin, &format!("present ({package}@{version})"));
         return Ok(());
     }
-    say(
-        "wasm-opt",
-        &format!("installing (npm binaryen@{BINARYEN_VERSION})"),
-    );
+    say(bin, &format!("installing (npm {package}@{version})"));
     let dir = tools_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     run(cmd("npm")
@@ -194,9 +213,9 @@ fn wasm_opt() -> Result<(), String> {
         .arg("--prefix")
         .arg(&dir)
         .args(["--no-audit", "--no-fund", "--loglevel=error"])
-        .arg(format!("binaryen@{BINARYEN_VERSION}")))
+        .arg(format!("{package}@{version}")))
     .map_err(|e| {
-        format!("{e}\nwasm-opt comes from npm's binaryen package: is Node.js/npm installed?")
+        format!("{e}\n{bin} comes from npm's {package} package: is Node.js/npm installed?")
     })
 }
 
