@@ -8,7 +8,9 @@
 //! - Content-hashed files (`farm-chat-<16 hex>.js`, `…_bg.wasm`, `dashboard-<hash>.css`) never
 //!   change under their name: browsers keep them a year without asking. Every other file (the
 //!   launcher `farm-chat.js`, pages) is revalidated on each use (`no-cache` with
-//!   `Last-Modified`, a 304 when unchanged), so a new build reaches users at once.
+//!   `Last-Modified`, a 304 when unchanged), so a new build reaches users at once. Every file
+//!   allows its timings to be seen from any origin (`Timing-Allow-Origin: *`), so a host page
+//!   can measure what the widget costs its visitors.
 //! - JSON answers of `/api` above [`COMPRESS_ABOVE`] bytes are compressed on the fly (Brotli
 //!   or gzip at a fast level). The SSE stream never is: compression would buffer events.
 
@@ -62,6 +64,12 @@ async fn static_headers(request: Request, next: Next) -> Response {
             HeaderValue::from_static(if hashed { IMMUTABLE } else { REVALIDATE }),
         );
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        // Lets a host page on another origin see the widget's sizes and timings in its own
+        // Resource Timing (real-user monitoring); the files are public anyway.
+        headers.insert(
+            header::HeaderName::from_static("timing-allow-origin"),
+            HeaderValue::from_static("*"),
+        );
     }
     response
 }

@@ -102,6 +102,10 @@ async fn the_wasm_goes_as_the_variant_the_browser_accepts_and_is_kept_a_year() {
             header_of(&res, header::VARY).contains("accept-encoding"),
             "every variant says it varies, {accept}"
         );
+        assert_eq!(
+            header_of(&res, header::HeaderName::from_static("timing-allow-origin")),
+            "*"
+        );
     }
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -7,6 +7,8 @@
 //!   Brotli-compressed (`Content-Encoding: br`); what the page fetched for the widget before
 //!   `load` stays within its budget; a click on the button before the widget is there opens
 //!   the panel, live, once it is.
+//! - [`cross_origin`] (page smoke): a host page on another origin loads the launcher and the
+//!   widget from the widget's server and signs in with its own token provider.
 //! - [`measure`] (`cargo xtask bench`, scenario `bundle_size`): the same page on a throttled
 //!   link (Chromium's network emulation), with a click on the launcher at the `load` event,
 //!   timed to the panel's text box and to a live stream.
@@ -158,6 +160,85 @@ pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
         "return window.__fcLiveAt !== undefined",
         Duration::from_secs(60),
     )?;
+    Ok(())
+}
+
+/// A farm platform on another origin embeds the widget: its page loads the launcher from the
+/// widget's server (a module script, so CORS), the launcher loads the hashed files from there
+/// too, and the widget authenticates with the host's token provider. It must go live.
+pub(crate) fn cross_origin(browser: &Browser) -> Result<(), String> {
+    let dir = root()
+        .join("target")
+        .join("xtask")
+        .join("cross-origin-host");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let host = DevServer::start(
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--db",
+            ":memory:",
+            "--static-dir",
+            &dir.display().to_string(),
+        ]
+        .map(String::from),
+    )?;
+    let host_origin = format!("http://{}", host.addr);
+    let widget = DevServer::start(
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--db",
+            ":memory:",
+            "--static-dir",
+            "dist",
+            "--allow-origin",
+            &host_origin,
+        ]
+        .map(String::from),
+    )?;
+    let w = format!("http://{}", widget.addr);
+    let page = format!(
+        r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>host</title></head>
+<body><h1>別のサイトの牧場ページ</h1>
+<farm-chat api-base="{w}/api" locale="ja" token-provider="hostToken"></farm-chat>
+<script type="module">
+  const answer = await fetch("{w}/api/session", {{
+    method: "POST", headers: {{ "Content-Type": "application/json" }},
+    body: JSON.stringify({{ userId: "u-farmer" }}), credentials: "omit",
+  }});
+  const {{ token }} = await answer.json();
+  window.hostToken = () => token;
+  await import("{w}/farm-chat.js");
+</script></body></html>"#
+    );
+    std::fs::write(dir.join("index.html"), page).map_err(|e| e.to_string())?;
+    let profile = root()
+        .join("target")
+        .join("xtask")
+        .join("chromium-cross-origin");
+    let _ = std::fs::remove_dir_all(&profile);
+    let session = Session::start(browser, &profile)?;
+    session.open(&format!("{host_origin}/"))?;
+    session
+        .wait_for(
+            &format!(
+                "{} return q('connection-status')?.dataset.state === 'connected'",
+                crate::suites::IN_WIDGET
+            ),
+            Duration::from_secs(60),
+        )
+        .map_err(|e| format!("the widget on {host_origin} did not go live: {e}"))?;
+    let wasm_from_widget = session.script(&format!(
+        "return performance.getEntriesByType('resource').some((e) => \
+         e.name.startsWith('{w}/') && e.name.endsWith('_bg.wasm') && e.encodedBodySize > 0 \
+         && e.encodedBodySize < e.decodedBodySize)"
+    ))?;
+    if wasm_from_widget != Value::Bool(true) {
+        return Err(format!(
+            "the wasm did not come compressed from {w} (CORS exposes its sizes)"
+        ));
+    }
     Ok(())
 }
 

@@ -157,6 +157,11 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
     ));
 
     checks.push((
+        "in Chromium a host page on another origin loads the launcher and the widget from the \
+         widget's server (CORS), signs in with its token provider and goes live",
+        crate::pageload::cross_origin(browser),
+    ));
+    checks.push((
         "GET /public/embed.html (the token-provider host page) answers 200",
         match http_get(server.addr, "/public/embed.html") {
             Ok((200, _, body)) if String::from_utf8_lossy(&body).contains("token-provider") => {
