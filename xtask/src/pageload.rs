@@ -22,8 +22,10 @@ use crate::{proc::root, server::DevServer, tools::Browser, webdriver::Session};
 /// The most the host page may fetch for the widget before its `load` event.
 pub(crate) const CRITICAL_PATH_BUDGET: u64 = 15 * 1024;
 
-/// Installed before any of the page's scripts: at `load`, notes whether the launcher's button
-/// is on screen and what has been fetched; with `__fcClickAtLoad`, clicks the button then and
+/// Installed before any of the page's scripts: at `load`, notes the time and whether the
+/// launcher's button is on screen; `__fcEntries()` lists the fetches with their start times
+/// (Resource Timing lists a fetch only once it has finished, so "fetched before `load`" is
+/// read afterwards, from the start times); with `__fcClickAtLoad`, clicks the button then and
 /// times the panel's text box and the stream going live (in-page clock, so no WebDriver delay
 /// counts).
 const RECORDER: &str = r#"
@@ -31,14 +33,14 @@ addEventListener('load', () => {
   const host = document.querySelector('farm-chat');
   const shadow = () => host && host.shadowRoot;
   const stub = shadow() && shadow().querySelector('[data-testid=launcher-stub]');
+  // Every fetch so far, finished or not yet: `start` says whether it began before `load`.
   const entries = () => performance.getEntriesByType('resource').map((e) => ({
     path: new URL(e.name).pathname, transfer: e.transferSize,
-    encoded: e.encodedBodySize, decoded: e.decodedBodySize, end: e.responseEnd,
+    encoded: e.encodedBodySize, decoded: e.decodedBodySize, start: e.startTime,
   }));
   window.__fcAtLoad = {
     at: performance.now(),
     stub: !!stub && stub.getBoundingClientRect().width > 0,
-    resources: entries(),
   };
   window.__fcEntries = entries;
   if (window.__fcClickAtLoad && stub) {
@@ -81,8 +83,20 @@ fn load(session: &Session, url: &str, click_at_load: bool) -> Result<Value, Stri
     session.script("return window.__fcAtLoad")
 }
 
-/// The widget's resources in a recorder list: (path, transferSize, encoded, decoded).
-fn widget_resources(resources: &Value) -> Vec<(String, u64, u64, u64)> {
+/// One of the widget's files as the browser fetched it.
+#[derive(Clone, Debug)]
+struct Fetched {
+    path: String,
+    transfer: u64,
+    encoded: u64,
+    decoded: u64,
+    /// The request began before the page's `load` event.
+    before_load: bool,
+}
+
+/// The widget's files among the page's fetches (`__fcEntries()`), told apart by whether their
+/// request began before `load_at` (ms since navigation).
+fn widget_resources(resources: &Value, load_at: f64) -> Vec<Fetched> {
     resources
         .as_array()
         .into_iter()
@@ -91,7 +105,13 @@ fn widget_resources(resources: &Value) -> Vec<(String, u64, u64, u64)> {
             let path = r["path"].as_str()?.to_owned();
             is_widget(&path).then(|| {
                 let n = |k: &str| r[k].as_f64().unwrap_or(0.0) as u64;
-                (path, n("transfer"), n("encoded"), n("decoded"))
+                Fetched {
+                    transfer: n("transfer"),
+                    encoded: n("encoded"),
+                    decoded: n("decoded"),
+                    before_load: r["start"].as_f64().unwrap_or(f64::MAX) < load_at,
+                    path,
+                }
             })
         })
         .collect()
@@ -109,16 +129,6 @@ pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
     if at_load["stub"] != Value::Bool(true) {
         return Err("the launcher's button was not on screen at the page's load event".into());
     }
-    let before = widget_resources(&at_load["resources"]);
-    if let Some((path, ..)) = before.iter().find(|(p, ..)| !p.ends_with("/farm-chat.js")) {
-        return Err(format!("{path} was fetched before the page's load event"));
-    }
-    let critical: u64 = before.iter().map(|r| r.1).sum();
-    if critical == 0 || critical > CRITICAL_PATH_BUDGET {
-        return Err(format!(
-            "the page fetched {critical} B for the widget before load (budget {CRITICAL_PATH_BUDGET} B)"
-        ));
-    }
     // Then the widget loads by itself, when the browser is idle.
     session.wait_for(
         &format!(
@@ -127,10 +137,35 @@ pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
         ),
         Duration::from_secs(60),
     )?;
-    let all = widget_resources(&session.script("return window.__fcEntries()")?);
-    let (wasm, _, encoded, decoded) = all
+    let load_at = at_load["at"].as_f64().unwrap_or(0.0);
+    let all = widget_resources(&session.script("return window.__fcEntries()")?, load_at);
+    if let Some(early) = all
         .iter()
-        .find(|(p, ..)| p.ends_with("_bg.wasm"))
+        .find(|f| f.before_load && !f.path.ends_with("/farm-chat.js"))
+    {
+        return Err(format!(
+            "{} was requested before the page's load event",
+            early.path
+        ));
+    }
+    let critical: u64 = all
+        .iter()
+        .filter(|f| f.before_load)
+        .map(|f| f.transfer)
+        .sum();
+    if critical == 0 || critical > CRITICAL_PATH_BUDGET {
+        return Err(format!(
+            "the page fetched {critical} B for the widget before load (budget {CRITICAL_PATH_BUDGET} B)"
+        ));
+    }
+    let Fetched {
+        path: wasm,
+        encoded,
+        decoded,
+        ..
+    } = all
+        .iter()
+        .find(|f| f.path.ends_with("_bg.wasm"))
         .ok_or("the widget's wasm was never fetched")?
         .clone();
     if encoded == 0 || encoded >= decoded {
@@ -270,22 +305,21 @@ pub(crate) fn measure(browser: &Browser, latency_ms: u32, kbps: u32) -> Result<V
     )?;
     let panel = session.script("return window.__fcPanelAt")?;
     let live = session.script("return window.__fcLiveAt")?;
-    let all = widget_resources(&session.script("return window.__fcEntries()")?);
-    let before = widget_resources(&at_load["resources"]);
+    let load_at = at_load["at"].as_f64().unwrap_or(0.0);
+    let all = widget_resources(&session.script("return window.__fcEntries()")?, load_at);
     let files: Vec<Value> = all
         .iter()
-        .map(|(path, transfer, encoded, decoded)| {
-            json!({"path": path, "transfer_bytes": transfer, "encoded_bytes": encoded,
-                   "decoded_bytes": decoded,
-                   "before_load_event": before.iter().any(|b| &b.0 == path)})
+        .map(|f| {
+            json!({"path": f.path, "transfer_bytes": f.transfer, "encoded_bytes": f.encoded,
+                   "decoded_bytes": f.decoded, "requested_before_load_event": f.before_load})
         })
         .collect();
     Ok(json!({
         "network": {"latency_ms": latency_ms, "down_kbps": kbps, "up_kbps": kbps,
                     "emulation": "chromedriver network_conditions (Chromium)"},
         "load_event_ms": at_load["at"],
-        "widget_bytes_before_load_event": before.iter().map(|b| b.1).sum::<u64>(),
-        "widget_bytes_transferred": all.iter().map(|b| b.1).sum::<u64>(),
+        "widget_bytes_before_load_event": all.iter().filter(|f| f.before_load).map(|f| f.transfer).sum::<u64>(),
+        "widget_bytes_transferred": all.iter().map(|f| f.transfer).sum::<u64>(),
         "files": files,
         "click_at_load_to_open_panel_ms": panel,
         "click_at_load_to_live_composer_ms": live,
