@@ -129,13 +129,15 @@ impl Api {
         Ok((response.status(), text))
     }
 
-    /// `method path` → (status, the answer read as `T`), or the failure with the server's code.
-    async fn call<T: FromJson>(
+    /// `method path` → (status, the parsed answer), or the failure with the server's code. Not
+    /// generic, so the request's code exists once in the wasm; [`read`] turns the answer into
+    /// the caller's type.
+    pub async fn call(
         &self,
         method: &str,
         path: &str,
         body: Option<String>,
-    ) -> Result<(u16, T), ApiFailure> {
+    ) -> Result<(u16, Js), ApiFailure> {
         let (status, text) = self.send(method, path, body).await?;
         let json = parse(&text);
         if !(200..300).contains(&status) {
@@ -150,15 +152,12 @@ impl Api {
                 message,
             });
         }
-        let json = json.unwrap_or(Js(JsValue::NULL));
-        T::from_json(&json)
-            .map(|v| (status, v))
-            .map_err(|e| ApiFailure::Decode(e.to_string()))
+        Ok((status, json.unwrap_or(Js(JsValue::NULL))))
     }
 
     /// `GET path` → JSON.
     pub async fn get<T: FromJson>(&self, path: &str) -> Result<T, ApiFailure> {
-        self.call("GET", path, None).await.map(|(_, v)| v)
+        read(self.call("GET", path, None).await?.1)
     }
 
     /// `POST path` with a JSON object of string fields → (status, JSON).
@@ -167,18 +166,24 @@ impl Api {
         path: &str,
         fields: &[(&str, &str)],
     ) -> Result<(u16, T), ApiFailure> {
-        self.call("POST", path, Some(json_object(fields))).await
+        let (status, json) = self.call("POST", path, Some(json_object(fields))).await?;
+        Ok((status, read(json)?))
     }
 
     /// `POST path` without a body → JSON.
     pub async fn post_empty<T: FromJson>(&self, path: &str) -> Result<T, ApiFailure> {
-        self.call("POST", path, None).await.map(|(_, v)| v)
+        read(self.call("POST", path, None).await?.1)
     }
 
     /// `DELETE path` → JSON.
     pub async fn delete<T: FromJson>(&self, path: &str) -> Result<T, ApiFailure> {
-        self.call("DELETE", path, None).await.map(|(_, v)| v)
+        read(self.call("DELETE", path, None).await?.1)
     }
+}
+
+/// A 2xx answer as the protocol type `T`.
+pub fn read<T: FromJson>(json: Js) -> Result<T, ApiFailure> {
+    T::from_json(&json).map_err(|e| ApiFailure::Decode(e.to_string()))
 }
 
 /// A failed browser call as a network failure, with the browser's message.

@@ -171,9 +171,21 @@ impl Controller {
         &self,
         path: &str,
     ) -> Option<Result<T, ApiFailure>> {
+        // The retrying itself is not generic: one copy in the wasm for every answer type.
+        Some(
+            self.get_json_until_answered(path)
+                .await?
+                .and_then(crate::api::read),
+        )
+    }
+
+    async fn get_json_until_answered(
+        &self,
+        path: &str,
+    ) -> Option<Result<crate::api::Js, ApiFailure>> {
         let mut backoff = Backoff::default().with_cap(Duration::from_secs(10));
         loop {
-            match self.api.get::<T>(path).await {
+            match self.api.call("GET", path, None).await.map(|(_, json)| json) {
                 _ if self.gone() => return None,
                 Err(e) if e.retryable() => {
                     sleep(backoff.next_delay(js_sys::Math::random())).await;

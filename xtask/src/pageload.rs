@@ -6,7 +6,8 @@
 //!   the page's `load` event while the widget's wasm is not fetched yet; the wasm then arrives
 //!   Brotli-compressed (`Content-Encoding: br`); what the page fetched for the widget before
 //!   `load` stays within its budget; a click on the button before the widget is there opens
-//!   the panel, live, once it is.
+//!   the panel, live, once it is; a download the network dropped shows on the button, and the
+//!   next click tries again.
 //! - [`cross_origin`] (page smoke): a host page on another origin loads the launcher and the
 //!   widget from the widget's server and signs in with its own token provider.
 //! - [`measure`] (`cargo xtask bench`, scenario `bundle_size`): the same page on a throttled
@@ -195,6 +196,32 @@ pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
         "return window.__fcLiveAt !== undefined",
         Duration::from_secs(60),
     )?;
+    drop(session);
+
+    // The link drops the widget's download: the button says so, and a click tries again.
+    let session = Session::start(browser, &profile)?;
+    session.cdp("Network.enable", json!({}))?;
+    session.cdp("Network.setBlockedURLs", json!({"urls": ["*_bg.wasm"]}))?;
+    load(&session, &format!("http://{addr}/"), false)?;
+    let stub = "const b = document.querySelector('farm-chat').shadowRoot\
+                .querySelector('[data-testid=launcher-stub]');";
+    session
+        .wait_for(
+            &format!("{stub} return !!b && b.textContent === '読み込めませんでした'"),
+            Duration::from_secs(30),
+        )
+        .map_err(|e| format!("a failed download was not shown on the button: {e}"))?;
+    session.cdp("Network.setBlockedURLs", json!({"urls": []}))?;
+    session.script(&format!("{stub} b.click(); return true"))?;
+    session
+        .wait_for(
+            &format!(
+                "{} return !!w.querySelector('[data-testid=chat-panel]:not([hidden]) textarea')",
+                crate::suites::IN_WIDGET
+            ),
+            Duration::from_secs(60),
+        )
+        .map_err(|e| format!("a click after a failed download did not open the chat: {e}"))?;
     Ok(())
 }
 
