@@ -3,7 +3,8 @@
 //! A streaming chat widget that farm management pages embed (Leptos CSR → WebAssembly, built
 //! by trunk). Map of the crate:
 //!
-//! - [`api`]: the REST client (cookies or a Bearer token provider; retryable failures).
+//! - [`api`]: the REST client (cookies or a Bearer token provider; retryable failures), on the
+//!   browser's `fetch` and `JSON.parse`, with the protocol's readers.
 //! - [`backoff`]: reconnect delays (exponential, full jitter, reset after a healthy stream).
 //! - [`connection`]: the stream connection as a state machine (reconnect, session check,
 //!   offline, dead stream, refetch) and its browser hook, `use_chat_stream`.
@@ -17,7 +18,9 @@
 //! - [`widget`]: [`ChatWidget`]: one live conversation (history + stream + store), with its
 //!   task replies (`StreamingMessage`, `ProgressBar`, `DataRenderer`) and the composer.
 //! - [`mount`]: finds each `<farm-chat>` element on the host page and mounts a widget into it,
-//!   reading its `api-base` and `locale` attributes.
+//!   reading its `api-base` and `locale` attributes. The host page loads the launcher script
+//!   (`launcher/farm-chat.js`), which draws the button before this wasm is even fetched; the
+//!   widget then takes over the element's shadow root.
 //!
 //! Logic lives in plain types with ordinary `#[test]`s; components stay thin and render state.
 //! Browser behaviour is tested with wasm-bindgen-test in headless Chromium (`tests/browser.rs`).

@@ -12,6 +12,9 @@
 //! - [`chat`]: conversations, sending (idempotent) and paged history.
 //! - [`task`]: assistant tasks, the parts of their replies and their typed results.
 //! - [`stream`]: the SSE events of `GET /api/chat/stream`, their ids and their decoding.
+//! - [`read`]: every type a client receives, read from JSON that something else parsed (the
+//!   browser's `JSON.parse` in the widget), so the wasm carries no serde deserialisers; golden
+//!   tests hold the readers to serde's own output.
 //!
 //! This crate has no web or server dependencies (only `serde` and `serde_json`): it compiles for the browser
 //! (wasm32) and for the server alike.
