@@ -243,18 +243,7 @@ pub fn decode_event(
     name: &str,
     data: &str,
 ) -> Result<farm_chat_protocol::StreamEvent, farm_chat_protocol::stream::DecodeError> {
-    use farm_chat_protocol::{StreamEvent, stream::DecodeError};
-    match parse(data) {
-        Some(json) => StreamEvent::read(name, &json),
-        // Read as nothing, so an unknown name is still named as such; a known one says why.
-        None => match StreamEvent::read(name, &Js(JsValue::UNDEFINED)) {
-            Err(DecodeError::BadData { event, .. }) => Err(DecodeError::BadData {
-                event,
-                reason: "the data is not JSON".into(),
-            }),
-            other => other,
-        },
-    }
+    farm_chat_protocol::StreamEvent::read_parsed(name, parse(data))
 }
 
 /// `{"name": "value", …}` written by the browser's `JSON.stringify` (escaping included).

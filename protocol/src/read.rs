@@ -367,8 +367,24 @@ impl FromJson for TaskPart {
 }
 
 impl StreamEvent {
-    /// The event for an SSE `event:` name and its already parsed `data:`, as
-    /// [`StreamEvent::decode`] does from the text.
+    /// The event for an SSE `event:` name and its `data:` as parsed by whoever read the line
+    /// (`None`: it was not JSON). [`StreamEvent::decode`] is this with `serde_json`'s parser;
+    /// the widget calls it with the browser's.
+    pub fn read_parsed<J: Json>(name: &str, data: Option<J>) -> Result<Self, DecodeError> {
+        match data {
+            Some(json) => Self::read(name, &json),
+            // Read as nothing, so an unknown name is still named as such; a known one says why.
+            None => match Self::read(name, &Nothing) {
+                Err(DecodeError::BadData { event, .. }) => Err(DecodeError::BadData {
+                    event,
+                    reason: "the data is not JSON".into(),
+                }),
+                other => other,
+            },
+        }
+    }
+
+    /// The event for an SSE `event:` name and its parsed `data:`.
     pub fn read<J: Json>(name: &str, data: &J) -> Result<Self, DecodeError> {
         fn parse<J: Json, T: FromJson>(name: &str, data: &J) -> Result<T, DecodeError> {
             T::from_json(data).map_err(|e| DecodeError::BadData {
@@ -395,6 +411,31 @@ impl StreamEvent {
             "reset" => Self::Reset(parse(name, data)?),
             other => return Err(DecodeError::UnknownEvent(other.to_owned())),
         })
+    }
+}
+
+/// No value at all: what data that is not JSON reads as.
+struct Nothing;
+
+impl Json for Nothing {
+    fn field(&self, _: &str) -> Option<Self> {
+        None
+    }
+
+    fn string(&self) -> Option<String> {
+        None
+    }
+
+    fn number(&self) -> Option<f64> {
+        None
+    }
+
+    fn boolean(&self) -> Option<bool> {
+        None
+    }
+
+    fn elements(&self) -> Option<Vec<Self>> {
+        None
     }
 }
 

@@ -69,6 +69,23 @@ fn is_widget(path: &str) -> bool {
         .is_some_and(|name| name.starts_with("farm-chat"))
 }
 
+/// A dev-server on a free port with a throwaway store, serving `static_dir`, plus `extra` flags.
+fn serve(static_dir: &str, extra: &[&str]) -> Result<DevServer, String> {
+    let args: Vec<String> = [
+        "--addr",
+        "127.0.0.1:0",
+        "--db",
+        ":memory:",
+        "--static-dir",
+        static_dir,
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| (*a).to_owned())
+    .collect();
+    DevServer::start(&args)
+}
+
 /// Opens `url` in a fresh tab of `session` with the recorder installed, and waits for `load`.
 fn load(session: &Session, url: &str, click_at_load: bool) -> Result<Value, String> {
     let mut source = RECORDER.to_owned();
@@ -234,31 +251,9 @@ pub(crate) fn cross_origin(browser: &Browser) -> Result<(), String> {
         .join("xtask")
         .join("cross-origin-host");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let host = DevServer::start(
-        &[
-            "--addr",
-            "127.0.0.1:0",
-            "--db",
-            ":memory:",
-            "--static-dir",
-            &dir.display().to_string(),
-        ]
-        .map(String::from),
-    )?;
+    let host = serve(&dir.display().to_string(), &[])?;
     let host_origin = format!("http://{}", host.addr);
-    let widget = DevServer::start(
-        &[
-            "--addr",
-            "127.0.0.1:0",
-            "--db",
-            ":memory:",
-            "--static-dir",
-            "dist",
-            "--allow-origin",
-            &host_origin,
-        ]
-        .map(String::from),
-    )?;
+    let widget = serve("dist", &["--allow-origin", &host_origin])?;
     let w = format!("http://{}", widget.addr);
     let page = format!(
         r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>host</title></head>
@@ -307,17 +302,7 @@ pub(crate) fn cross_origin(browser: &Browser) -> Result<(), String> {
 /// The bench's page-load figures on an emulated thin link: `latency_ms` round trip,
 /// `kbps` down and up.
 pub(crate) fn measure(browser: &Browser, latency_ms: u32, kbps: u32) -> Result<Value, String> {
-    let server = DevServer::start(
-        &[
-            "--addr",
-            "127.0.0.1:0",
-            "--db",
-            ":memory:",
-            "--static-dir",
-            "dist",
-        ]
-        .map(String::from),
-    )?;
+    let server = serve("dist", &[])?;
     let profile = root()
         .join("target")
         .join("bench")
