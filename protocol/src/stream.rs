@@ -245,6 +245,20 @@ impl StreamEvent {
         }
     }
 
+    /// Every SSE `event:` name of the protocol.
+    pub const NAMES: &'static [&'static str] = &[
+        "ready",
+        "message.created",
+        "task.status",
+        "task.intermediate",
+        "task.progress",
+        "task.result",
+        "task.error",
+        "task.done",
+        "ping",
+        "reset",
+    ];
+
     /// The SSE `event:` name.
     pub fn name(&self) -> &'static str {
         match self {

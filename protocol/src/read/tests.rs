@@ -220,10 +220,40 @@ fn every_stream_event_reads_back_what_the_server_sends() {
     );
     for event in events {
         // Exactly what the dev-server writes on the `data:` line, parsed as a browser would.
+        assert!(
+            StreamEvent::NAMES.contains(&event.name()),
+            "{}",
+            event.name()
+        );
         let data: Value = serde_json::from_str(&event.data()).expect("JSON");
         assert_eq!(StreamEvent::read(event.name(), &data), Ok(event.clone()));
         assert_eq!(StreamEvent::decode(event.name(), &event.data()), Ok(event));
     }
+}
+
+#[test]
+fn every_event_name_is_known_to_the_reader_and_data_that_is_not_json_says_so() {
+    for &name in StreamEvent::NAMES {
+        assert!(
+            matches!(
+                StreamEvent::read(name, &json!({})),
+                Err(DecodeError::BadData { .. })
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            StreamEvent::decode(name, "{not json"),
+            Err(DecodeError::BadData {
+                event: name.to_owned(),
+                reason: "the data is not JSON".to_owned()
+            })
+        );
+    }
+    assert_eq!(StreamEvent::NAMES.len(), 10);
+    assert_eq!(
+        StreamEvent::decode("message.deleted", "{not json"),
+        Err(DecodeError::UnknownEvent("message.deleted".into()))
+    );
 }
 
 #[test]
