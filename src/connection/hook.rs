@@ -37,18 +37,7 @@ use crate::{
 };
 
 /// Every event name the server sends (EventSource delivers named events only to listeners).
-pub const EVENT_NAMES: [&str; 10] = [
-    "ready",
-    "message.created",
-    "task.status",
-    "task.intermediate",
-    "task.progress",
-    "task.result",
-    "task.error",
-    "task.done",
-    "ping",
-    "reset",
-];
+pub const EVENT_NAMES: &[&str] = StreamEvent::NAMES;
 
 /// Options of [`use_chat_stream_with_options`].
 #[derive(Clone)]
@@ -349,7 +338,7 @@ impl Inner {
     fn disconnect(&self) {
         self.clear_timer(&self.dead_timer);
         if let Some(source) = self.source.borrow_mut().take() {
-            for name in EVENT_NAMES {
+            for &name in EVENT_NAMES {
                 let _ = source.remove_event_listener_with_callback(
                     name,
                     self.listeners.message.as_ref().unchecked_ref(),
@@ -416,7 +405,7 @@ impl Inner {
                 return;
             }
         };
-        for name in EVENT_NAMES {
+        for &name in EVENT_NAMES {
             let _ = source.add_event_listener_with_callback(
                 name,
                 self.listeners.message.as_ref().unchecked_ref(),
