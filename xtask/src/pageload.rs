@@ -244,7 +244,9 @@ pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
 
 /// A farm platform on another origin embeds the widget: its page loads the launcher from the
 /// widget's server (a module script, so CORS), the launcher loads the hashed files from there
-/// too, and the widget authenticates with the host's token provider. It must go live.
+/// too, and the widget authenticates with the host's token provider. It must go live. The page
+/// calls the launcher's `init` the way pages written for the old build (wasm-bindgen's module
+/// under the same name) did, so that keeps working too.
 pub(crate) fn cross_origin(browser: &Browser) -> Result<(), String> {
     let dir = root()
         .join("target")
@@ -266,7 +268,9 @@ pub(crate) fn cross_origin(browser: &Browser) -> Result<(), String> {
   }});
   const {{ token }} = await answer.json();
   window.hostToken = () => token;
-  await import("{w}/farm-chat.js");
+  // The entry point as pages written for the old build call it: still loads the widget.
+  const {{ default: init }} = await import("{w}/farm-chat.js");
+  await init({{ module_or_path: "{w}/farm-chat_bg.wasm" }});
 </script></body></html>"#
     );
     std::fs::write(dir.join("index.html"), page).map_err(|e| e.to_string())?;
