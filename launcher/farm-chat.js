@@ -71,6 +71,7 @@ class FarmChat extends HTMLElement {
     // The stand-in: the widget's own launcher markup, so the swap doesn't move a pixel.
     const stand = document.createElement("div");
     stand.className = "fc-root";
+    stand.dataset.fcStandIn = "";
     stand.innerHTML =
       '<div class="fc-launcher"><button type="button" class="fc-launcher__toggle" ' +
       'data-testid="launcher-stub" aria-expanded="false"></button></div>';

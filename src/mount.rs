@@ -100,8 +100,9 @@ pub fn mount_in_shadow(
     let (container, had_focus): (web_sys::Node, bool) = match host.shadow_root() {
         Some(shadow) => {
             let had_focus = shadow.active_element().is_some();
-            // The launcher's stand-in goes; its stylesheet stays.
-            if let Ok(stand_ins) = shadow.query_selector_all(".fc-root") {
+            // The launcher's stand-in goes; its stylesheet stays. (Only the stand-in: a page
+            // that mounts a second widget by hand keeps the first.)
+            if let Ok(stand_ins) = shadow.query_selector_all("[data-fc-stand-in]") {
                 for i in 0..stand_ins.length() {
                     if let Some(node) = stand_ins.item(i) {
                         let _ = shadow.remove_child(&node);
