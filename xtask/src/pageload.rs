@@ -5,8 +5,8 @@
 //! - [`check`] (page smoke, part of `cargo xtask test`): the launcher's button shows before
 //!   the page's `load` event while the widget's wasm is not fetched yet; the wasm then arrives
 //!   Brotli-compressed (`Content-Encoding: br`); what the page fetched for the widget before
-//!   `load` stays within its budget; a click on the button before the widget is there opens
-//!   the panel, live, once it is; a download the network dropped shows on the button, and the
+//!   `load` stays within its budget; a tap on the button on a phone-sized screen before the
+//!   widget is there opens the panel, live and inside the screen, once it is; a download the network dropped shows on the button, and the
 //!   next click tries again.
 //! - [`cross_origin`] (page smoke): a host page on another origin loads the launcher and the
 //!   widget from the widget's server and signs in with its own token provider.
@@ -206,13 +206,26 @@ pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
     );
     drop(session);
 
-    // A farmer who clicks at once, before the widget is there: the panel opens when it is.
+    // A farmer on a phone who taps at once, before the widget is there: the panel opens when
+    // it is, and fits the phone's screen.
     let session = Session::start(browser, &profile)?;
+    session.set_size(390, 844)?;
     load(&session, &format!("http://{addr}/"), true)?;
     session.wait_for(
         "return window.__fcLiveAt !== undefined",
         Duration::from_secs(60),
     )?;
+    let fits = session.script(&format!(
+        "{} const r = q('chat-panel').getBoundingClientRect(); \
+         return [r.left, r.right, innerWidth, r.top, r.bottom, innerHeight]",
+        crate::suites::IN_WIDGET
+    ))?;
+    let n = |i: usize| fits[i].as_f64().unwrap_or(f64::NAN);
+    if !(n(0) >= 0.0 && n(1) <= n(2) && n(3) >= 0.0 && n(4) <= n(5)) {
+        return Err(format!(
+            "on a 390×844 screen the open panel [left, right, width, top, bottom, height] is {fits}"
+        ));
+    }
     drop(session);
 
     // The link drops the widget's download: the button says so, and a click tries again.

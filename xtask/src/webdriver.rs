@@ -150,6 +150,16 @@ impl Session {
         .map(drop)
     }
 
+    /// Resizes the browser window (e.g. to a phone's 390×844).
+    pub(crate) fn set_size(&self, width: u32, height: u32) -> Result<(), String> {
+        self.call(
+            "POST",
+            &format!("/session/{}/window/rect", self.id),
+            Some(json!({"width": width, "height": height})),
+        )
+        .map(drop)
+    }
+
     /// Runs a Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`).
     pub(crate) fn cdp(&self, command: &str, params: Value) -> Result<Value, String> {
         self.call(
