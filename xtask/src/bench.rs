@@ -128,7 +128,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
 
     // 2. The bundle.
     product::build_release()?;
-    let files = product::size_table()?;
+    let files = product::size()?;
     let sum = |pick: &dyn Fn(&product::WireFile) -> u64, critical: bool| -> u64 {
         files
             .iter()

@@ -69,6 +69,14 @@ fn is_widget(path: &str) -> bool {
         .is_some_and(|name| name.starts_with("farm-chat"))
 }
 
+/// A browser with an empty profile (`target/<dir>/<name>`, removed first): no cache or
+/// storage carries over from another scenario.
+fn fresh_session(browser: &Browser, dir: &str, name: &str) -> Result<Session, String> {
+    let profile = root().join("target").join(dir).join(name);
+    let _ = std::fs::remove_dir_all(&profile);
+    Session::start(browser, &profile)
+}
+
 /// A dev-server on a free port with a throwaway store, serving `static_dir`, plus `extra` flags.
 fn serve(static_dir: &str, extra: &[&str]) -> Result<DevServer, String> {
     let args: Vec<String> = [
@@ -137,12 +145,7 @@ fn widget_resources(resources: &Value, load_at: f64) -> Vec<Fetched> {
 
 /// The page smoke's check of the launcher and the compressed wasm (see the module's map).
 pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
-    let profile = root()
-        .join("target")
-        .join("xtask")
-        .join("chromium-pageload");
-    let _ = std::fs::remove_dir_all(&profile);
-    let session = Session::start(browser, &profile)?;
+    let session = fresh_session(browser, "xtask", "chromium-pageload")?;
     let at_load = load(&session, &format!("http://{addr}/"), false)?;
     if at_load["stub"] != Value::Bool(true) {
         return Err("the launcher's button was not on screen at the page's load event".into());
@@ -208,7 +211,7 @@ pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
 
     // A farmer on a phone who taps at once, before the widget is there: the panel opens when
     // it is, and fits the phone's screen.
-    let session = Session::start(browser, &profile)?;
+    let session = fresh_session(browser, "xtask", "chromium-pageload")?;
     session.set_size(390, 844)?;
     load(&session, &format!("http://{addr}/"), true)?;
     session.wait_for(
@@ -229,12 +232,11 @@ pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
     drop(session);
 
     // The link drops the widget's download: the button says so, and a click tries again.
-    let session = Session::start(browser, &profile)?;
+    let session = fresh_session(browser, "xtask", "chromium-pageload")?;
     session.cdp("Network.enable", json!({}))?;
     session.cdp("Network.setBlockedURLs", json!({"urls": ["*_bg.wasm"]}))?;
     load(&session, &format!("http://{addr}/"), false)?;
-    let stub = "const b = document.querySelector('farm-chat').shadowRoot\
-                .querySelector('[data-testid=launcher-stub]');";
+    let stub = format!("{} const b = q('launcher-stub');", crate::suites::IN_WIDGET);
     session
         .wait_for(
             &format!("{stub} return !!b && b.textContent === '読み込めませんでした'"),
@@ -287,12 +289,7 @@ pub(crate) fn cross_origin(browser: &Browser) -> Result<(), String> {
 </script></body></html>"#
     );
     std::fs::write(dir.join("index.html"), page).map_err(|e| e.to_string())?;
-    let profile = root()
-        .join("target")
-        .join("xtask")
-        .join("chromium-cross-origin");
-    let _ = std::fs::remove_dir_all(&profile);
-    let session = Session::start(browser, &profile)?;
+    let session = fresh_session(browser, "xtask", "chromium-cross-origin")?;
     session.open(&format!("{host_origin}/"))?;
     session
         .wait_for(
@@ -320,12 +317,7 @@ pub(crate) fn cross_origin(browser: &Browser) -> Result<(), String> {
 /// `kbps` down and up.
 pub(crate) fn measure(browser: &Browser, latency_ms: u32, kbps: u32) -> Result<Value, String> {
     let server = serve("dist", &[])?;
-    let profile = root()
-        .join("target")
-        .join("bench")
-        .join("chromium-pageload");
-    let _ = std::fs::remove_dir_all(&profile);
-    let session = Session::start(browser, &profile)?;
+    let session = fresh_session(browser, "bench", "chromium-pageload")?;
     session.throttle(latency_ms, kbps * 1000 / 8)?;
     let at_load = load(&session, &format!("http://{}/", server.addr), true)?;
     session.wait_for(

@@ -56,15 +56,10 @@ pub(crate) struct WireFile {
     pub(crate) critical: bool,
 }
 
-/// Transfer size of the widget in `dist/`; returns the files.
-pub(crate) fn size() -> Result<Vec<WireFile>, String> {
-    size_table()
-}
-
 /// The widget's files in `dist/` (the launcher, wasm-bindgen's module and the wasm; the demo
 /// page's own files are not the widget's), with the sizes of the variants the dev-server
 /// serves, printed as a table.
-pub(crate) fn size_table() -> Result<Vec<WireFile>, String> {
+pub(crate) fn size() -> Result<Vec<WireFile>, String> {
     let dist = root().join("dist");
     let (js, wasm) = crate::bundle::app_files(&dist)
         .map_err(|e| format!("{e} (build first: cargo xtask size)"))?;
