@@ -191,6 +191,31 @@ pub async fn send(
         // The body as sent (untrimmed): a retry sends the very same bytes.
         fingerprint: format!("{}\u{1f}{}", req.conversation_id, req.text),
     };
+    // Storing and announcing run apart from this request: when the client's connection drops
+    // (a phone losing signal) axum drops the handler, and a message committed but never
+    // announced would reach the other participants only at their next refetch.
+    let task = tokio::spawn(commit_and_announce(
+        state,
+        auth,
+        conversation,
+        message,
+        idempotency,
+        assistant,
+    ));
+    task.await
+        .map_err(|e| ApiError::Internal(format!("the send task failed: {e}")))?
+}
+
+/// Stores the message (and the assistant's reply and task), then announces it to every
+/// participant's streams and starts the task.
+async fn commit_and_announce(
+    state: AppState,
+    auth: AuthUser,
+    conversation: ConversationRecord,
+    message: NewMessage,
+    idempotency: Idempotency,
+    assistant: Option<(Reply, Plan, Lang)>,
+) -> Result<Response, ApiError> {
     let reply = assistant.as_ref().map(|(reply, _, _)| reply.clone());
     let appended = state
         .db(move |s| s.append_message(&message, Some(&idempotency), reply.as_ref()))

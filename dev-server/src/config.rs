@@ -1,7 +1,7 @@
 //! The command line. The flag names are a contract: scripts, the test command and the docs use
 //! them, so each is also readable from the environment variable named in `--help`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
@@ -71,6 +71,58 @@ pub struct Config {
     /// Default 0: none.
     #[arg(long, env = "FARM_CHAT_LOAD_SUPPORT", default_value_t = 0)]
     pub load_support: u32,
+
+    /// The origins this server's own pages are served from (repeatable; comma-separated in the
+    /// environment variable), e.g. `https://chat.example.jp`: cookie requests from them pass
+    /// the CSRF check. Default: the listen address (`http://127.0.0.1:3000`, and
+    /// `http://localhost:3000` for a loopback address). The `Host` header is never trusted.
+    #[arg(long = "public-origin", env = "FARM_CHAT_PUBLIC_ORIGIN", value_delimiter = ',')]
+    pub public_origins: Vec<String>,
+
+    /// Who may frame the HTML pages (the CSP `frame-ancestors` value), e.g.
+    /// `'self' https://farm.example.jp`.
+    #[arg(long, env = "FARM_CHAT_FRAME_ANCESTORS", default_value = "'self'")]
+    pub frame_ancestors: String,
+
+    /// Serve `GET /metrics` on this address only (e.g. `127.0.0.1:9464`), not on the API port.
+    /// Without it, `/metrics` on the API port answers loopback clients and holders of
+    /// `--metrics-token`, and nobody else.
+    #[arg(long, env = "FARM_CHAT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// A Bearer token that may read `/metrics` on the API port from anywhere.
+    #[arg(long, env = "FARM_CHAT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Time from a request's first byte to its complete head before the connection is closed.
+    #[arg(long, env = "FARM_CHAT_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Time from a request's head to the end of its body before it is answered 408.
+    #[arg(long, env = "FARM_CHAT_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
+    /// A keep-alive connection with no request in flight is closed after this long (open
+    /// streams are requests in flight, so they stay).
+    #[arg(long, env = "FARM_CHAT_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Open connections at most; a new one beyond gets a JSON 503. Default: the open-files
+    /// limit minus 64.
+    #[arg(long, env = "FARM_CHAT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Open connections from one client address at most (a new one beyond gets a JSON 429).
+    #[arg(long, env = "FARM_CHAT_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub max_connections_per_client: usize,
+
+    /// Sign-ins per minute from one client address (429 with `Retry-After` beyond).
+    #[arg(long, env = "FARM_CHAT_SIGN_IN_PER_MINUTE", default_value_t = 30)]
+    pub sign_in_per_minute: u32,
+
+    /// Sign-ins per minute as one user id.
+    #[arg(long, env = "FARM_CHAT_SIGN_IN_PER_USER_PER_MINUTE", default_value_t = 10)]
+    pub sign_in_per_user_per_minute: u32,
 }
 
 impl Config {
@@ -85,6 +137,42 @@ impl Config {
             test_mode: true,
             load_users: 0,
             load_support: 0,
+            public_origins: Vec::new(),
+            frame_ancestors: "'self'".into(),
+            metrics_addr: None,
+            metrics_token: None,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
+            max_connections_per_client: 256,
+            sign_in_per_minute: 30,
+            sign_in_per_user_per_minute: 10,
         }
+    }
+
+    /// The connection limits these flags set.
+    pub fn conn_limits(&self) -> crate::serve::ConnLimits {
+        crate::serve::ConnLimits {
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(crate::serve::default_max_connections),
+            max_per_client: self.max_connections_per_client,
+        }
+    }
+
+    /// The own origins, resolved against the bound address when none were given.
+    pub fn with_own_origin(mut self, bound: SocketAddr) -> Self {
+        if self.public_origins.is_empty() {
+            self.public_origins.push(format!("http://{bound}"));
+            if bound.ip().is_loopback() {
+                self.public_origins
+                    .push(format!("http://localhost:{}", bound.port()));
+            }
+        }
+        self
     }
 }

@@ -48,33 +48,30 @@ fn is_loopback_http(origin: &str) -> bool {
     (host == "127.0.0.1" || host == "localhost") && port_ok
 }
 
-/// CSRF check for a cookie-authenticated unsafe request: an `Origin` that is not the server's
-/// own (the scheme, host and port it was reached at), not on the allow-list and (in test
-/// mode) not loopback is rejected. Browsers send `Origin` on every cross-origin POST/DELETE;
-/// a request without one is not a browser's cross-site request.
+/// CSRF check for a cookie-authenticated unsafe request (and for sign-in, which sets the
+/// cookie): an `Origin` that is not one of this server's own (`--public-origin`, default the
+/// listen address; never the client's `Host` header, which an attacker's DNS can set), not
+/// on the allow-list and (in test mode) not loopback is rejected. Browsers send `Origin` on
+/// every cross-origin POST/DELETE; a request without one is not a browser's cross-site
+/// request.
 pub fn check_csrf(config: &Config, headers: &axum::http::HeaderMap) -> Result<(), crate::ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
-    let own = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .zip(origin.to_str().ok())
-        .is_some_and(|(host, origin)| {
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                == Some(host)
-        });
+    let own = origin.to_str().is_ok_and(|origin| {
+        config
+            .public_origins
+            .iter()
+            .any(|own| own.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    });
     if own || origin_allowed(origin, &config.allow_origins, config.test_mode) {
         Ok(())
     } else {
+        let origin = origin.to_str().unwrap_or("(not text)");
+        tracing::info!(origin, "request refused: CSRF check");
         Err(crate::ApiError::Forbidden {
             code: "csrf_rejected",
-            message: format!(
-                "requests from origin {} are not allowed",
-                origin.to_str().unwrap_or("(not text)")
-            ),
+            message: format!("requests from origin {origin} are not allowed"),
         })
     }
 }
@@ -108,6 +105,26 @@ mod tests {
         ] {
             assert!(!allowed(origin, &[], true), "{origin}");
         }
+    }
+
+    #[test]
+    fn own_origins_come_from_the_configuration_not_the_host_header() {
+        let mut config = Config {
+            test_mode: false,
+            ..Config::for_tests()
+        };
+        config.public_origins = vec!["https://chat.example.jp".into()];
+        let headers = |origin: &str, host: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::ORIGIN, origin.parse().unwrap());
+            h.insert(header::HOST, host.parse().unwrap());
+            h
+        };
+        assert!(check_csrf(&config, &headers("https://chat.example.jp", "x")).is_ok());
+        assert!(
+            check_csrf(&config, &headers("http://evil.example", "evil.example")).is_err(),
+            "a Host that matches the Origin proves nothing"
+        );
     }
 
     #[test]

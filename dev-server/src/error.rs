@@ -64,6 +64,9 @@ pub enum ApiError {
         /// Seconds, for `Retry-After`.
         retry_after: u64,
     },
+    /// 408: the request body did not arrive in time (`--body-timeout`); the connection closes.
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
     /// 500: a bug or a failed dependency. Logged in full, answered generically.
     #[error("internal error: {0}")]
     Internal(String),
@@ -89,6 +92,7 @@ impl ApiError {
             Self::IdempotencyConflict | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -105,6 +109,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::Internal(_) => "internal",
         }
     }
@@ -127,10 +132,19 @@ impl IntoResponse for ApiError {
             self.to_string()
         };
         let mut response = (status, Json(ErrorBody::new(self.code(), message))).into_response();
-        if let Self::TooMany { retry_after, .. } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        match self {
+            Self::TooMany { retry_after, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            // The rest of the body may still come: nothing more is read on this connection.
+            Self::RequestTimeout(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }
@@ -153,6 +167,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+    while let Some(error) = cause {
+        if let Some(timed_out) = error.downcast_ref::<crate::serve::BodyTimedOut>() {
+            tracing::info!("request body timed out");
+            return ApiError::RequestTimeout(timed_out.0.as_secs());
+        }
+        cause = error.source();
+    }
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::bad_request(
             "invalid_content_type",
@@ -162,6 +184,21 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             ApiError::PayloadTooLarge(crate::MAX_BODY_BYTES)
         }
         r => ApiError::bad_request("invalid_json", r.body_text()),
+    }
+}
+
+/// `Path<T>` whose rejection is a 400 `invalid_path` (say, `%ff`, which is not UTF-8).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|r| ApiError::bad_request("invalid_path", r.body_text()))
     }
 }
 

@@ -16,6 +16,9 @@
 //! - [`cors`]: the cross-origin policy. [`metrics`]: `GET /metrics`. [`openapi`]: the API's
 //!   description. [`limits`]: per-user send rate. [`report`]: the shipment report PDF.
 //!
+//! - [`serve`]: the accept loop and connections (timeouts, connection caps, running out of
+//!   file descriptors). [`security`]: response headers (CSP, nosniff) and who may read
+//!   `/metrics`.
 //! - [`assets`]: the built widget as static files (precompressed variants, caching) and the
 //!   compression of API answers.
 //!
@@ -38,6 +41,8 @@ pub mod metrics;
 pub mod openapi;
 pub mod report;
 pub mod routes;
+pub mod security;
+pub mod serve;
 pub mod session;
 pub mod store;
 pub mod stream;
@@ -95,6 +100,12 @@ pub struct AppState {
     pub tasks: Arc<tasks::Tasks>,
     /// Sends per user: a burst of 30, then 5 per second.
     pub send_limit: Arc<limits::RateLimiter>,
+    /// Sign-ins per client address (`--sign-in-per-minute`).
+    pub sign_in_by_client: Arc<limits::RateLimiter<std::net::IpAddr>>,
+    /// Sign-ins per user id (`--sign-in-per-user-per-minute`).
+    pub sign_in_by_user: Arc<limits::RateLimiter<String>>,
+    /// How often expired sessions are deleted from the store.
+    pub purge_every: std::time::Duration,
     /// The pause before each assistant step (`--assistant-speed`; tests may change it).
     pub assistant_step: std::time::Duration,
     /// Ended sessions, so their streams close at once.
@@ -152,6 +163,8 @@ impl AppState {
                 "load-test users enabled"
             );
         }
+        let sign_in_by_client = limits::RateLimiter::per_minute(config.sign_in_per_minute);
+        let sign_in_by_user = limits::RateLimiter::per_minute(config.sign_in_per_user_per_minute);
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -163,6 +176,9 @@ impl AppState {
             tasks: Arc::new(tasks::Tasks::default()),
             assistant_step,
             send_limit: Arc::new(limits::RateLimiter::new(30, 5.0)),
+            sign_in_by_client: Arc::new(sign_in_by_client),
+            sign_in_by_user: Arc::new(sign_in_by_user),
+            purge_every: std::time::Duration::from_secs(10 * 60),
             logouts: broadcast::channel(64).0,
             ping_every: stream::PING_EVERY,
             drop_streams: Arc::new(watch::channel(0).0),
@@ -230,21 +246,56 @@ pub fn app(state: AppState) -> Router {
         .merge(static_files)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
+        .layer(axum::middleware::from_fn_with_state(
+            security::Headers::new(&state.config),
+            security::headers,
+        ))
         .layer(trace)
 }
 
 /// Serves `state`'s app on `listener` until `shutdown` resolves; then open streams end and
-/// the requests in flight finish.
+/// the requests in flight finish. Also serves `/metrics` on `--metrics-addr` when given, and
+/// deletes expired sessions every [`AppState::purge_every`].
 pub async fn run(
     listener: TcpListener,
-    state: AppState,
+    mut state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let bound = listener.local_addr()?;
+    if state.config.public_origins.is_empty() {
+        if bound.ip().is_unspecified() {
+            tracing::warn!(
+                "listening on every address without --public-origin: cookie requests from \
+                 this server's own pages are refused unless their origin is given"
+            );
+        }
+        state.config = Arc::new((*state.config).clone().with_own_origin(bound));
+    }
+    let metrics_listener = match state.config.metrics_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+            Some(listener)
+        }
+        None => None,
+    };
+    let limits = state.config.conn_limits();
     let router = app(state.clone());
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            state.begin_shutdown();
-        })
-        .await
+    let stop = state.shutdown.clone();
+    let purge = tokio::spawn(session::purge_expired(state.clone()));
+    let metrics = metrics_listener.map(|listener| {
+        let router = routes::metrics_only(state.clone());
+        tokio::spawn(serve::serve(listener, router, limits, stop.clone()))
+    });
+    let trigger = state.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.begin_shutdown();
+    });
+    let served = serve::serve(listener, router, limits, stop).await;
+    purge.abort();
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
+    served
 }

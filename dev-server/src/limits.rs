@@ -1,19 +1,20 @@
-//! Per-user rate limiting of sends: a token bucket per user, so a burst of quick messages is
-//! fine but a runaway client (or a retry storm) gets 429 with `Retry-After`.
+//! Rate limiting by token buckets: sends per user, sign-ins per client address and per user
+//! id. A burst of quick requests is fine, but a runaway client (or a retry storm, or someone
+//! trying sign-ins) gets 429 with `Retry-After`.
 
-use std::{collections::HashMap, sync::Mutex, time::Instant};
+use std::{collections::HashMap, hash::Hash, sync::Mutex, time::Instant};
 
 use farm_chat_protocol::UserId;
 
-/// A token bucket per user.
+/// A token bucket per key (a user, a client address).
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = UserId> {
     burst: f64,
     per_second: f64,
-    buckets: Mutex<HashMap<UserId, (f64, Instant)>>,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// `burst` requests at once, refilled at `per_second`.
     pub fn new(burst: u32, per_second: f64) -> Self {
         Self {
@@ -23,12 +24,17 @@ impl RateLimiter {
         }
     }
 
+    /// `per_minute` at once, refilled at `per_minute` a minute.
+    pub fn per_minute(per_minute: u32) -> Self {
+        Self::new(per_minute.max(1), f64::from(per_minute.max(1)) / 60.0)
+    }
+
     /// Takes one token for `user`, or says after how many whole seconds one is available.
-    pub fn check(&self, user: &UserId) -> Result<(), u64> {
+    pub fn check(&self, user: &K) -> Result<(), u64> {
         self.check_at(user, Instant::now())
     }
 
-    fn check_at(&self, user: &UserId, now: Instant) -> Result<(), u64> {
+    fn check_at(&self, user: &K, now: Instant) -> Result<(), u64> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > 100_000 {
             // Full buckets carry no information: drop them so the map stays bounded.

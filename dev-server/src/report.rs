@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::header,
     response::{IntoResponse, Response},
 };
@@ -18,6 +18,7 @@ use crate::{
     ApiError, AppState,
     assistant::plan::thousands,
     auth::AuthUser,
+    error::ApiPath,
     herd::{Date, Herd, herd},
 };
 
@@ -277,7 +278,7 @@ pub fn parse_report_id(id: &str) -> Option<(i32, u32)> {
 pub async fn get(
     State(_state): State<AppState>,
     auth: AuthUser,
-    Path(file): Path<String>,
+    ApiPath(file): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let not_found =
         || ApiError::NotFound(format!("報告書 {file} は見つかりません / no report {file}"));

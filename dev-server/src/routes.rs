@@ -56,8 +56,18 @@ async fn health() -> Json<Health> {
     })
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// `GET /metrics` on the API port: Prometheus text format, for loopback clients and holders
+/// of `--metrics-token`; a JSON 404 for anyone else (counts across every tenant are not for
+/// the public).
+pub(crate) async fn metrics(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    if !crate::security::may_read_metrics(&state.config, &req) {
+        tracing::info!("metrics refused: not loopback, no metrics token");
+        return ApiError::NotFound("no route for GET /metrics".into()).into_response();
+    }
+    metrics_text(&state)
+}
+
+fn metrics_text(state: &AppState) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -65,6 +75,17 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         )],
         state.metrics.render(),
     )
+        .into_response()
+}
+
+/// The router of `--metrics-addr`: `GET /metrics` only.
+pub fn metrics_only(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<AppState>| async move { metrics_text(&state) }),
+        )
+        .with_state(state)
 }
 
 async fn api_method_not_allowed(method: Method, uri: Uri) -> ApiError {

@@ -1,9 +1,11 @@
 //! `POST`, `GET`, `DELETE /api/session` and `POST /api/chat/stream-ticket`.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::{
     Json,
-    extract::State,
-    http::{HeaderValue, StatusCode, header},
+    extract::{ConnectInfo, State},
+    http::{Extensions, HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use farm_chat_protocol::session::{LoginRequest, SessionInfo, StreamTicket};
@@ -16,6 +18,36 @@ use crate::{
     store::SessionRecord,
     validate,
 };
+
+fn too_many_sign_ins(retry_after: u64, by: &'static str) -> ApiError {
+    tracing::info!(by, retry_after, "sign-in rate limited");
+    ApiError::TooMany {
+        code: "rate_limited",
+        message: format!(
+            "サインインが多すぎます。{retry_after}秒後にお試しください / too many sign-ins; retry in {retry_after} s"
+        ),
+        retry_after,
+    }
+}
+
+/// Deletes expired sessions now and then every [`AppState::purge_every`], until shutdown.
+pub async fn purge_expired(state: AppState) {
+    let mut every = tokio::time::interval(state.purge_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let now = auth::unix_now();
+        match state.db(move |s| s.purge_expired_sessions(now)).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired sessions deleted"),
+            Err(e) => tracing::warn!(error = %e, "deleting expired sessions failed; retrying later"),
+        }
+    }
+}
 
 fn info(user: &DirUser, token: Option<String>) -> SessionInfo {
     SessionInfo {
@@ -37,12 +69,29 @@ fn cookie(value: &str, max_age: u64) -> HeaderValue {
 }
 
 /// `POST /api/session {"userId"}` → 200 with the user and a token, and the session cookie.
+///
+/// It sets a cookie, so it passes the same `Origin` check as every cookie request (another
+/// site must not sign a visitor in as someone else), and it is rate limited per client address
+/// and per user id.
 pub async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: Extensions,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    crate::cors::check_csrf(&state.config, &headers)?;
+    let client = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    if let Err(retry_after) = state.sign_in_by_client.check(&client) {
+        return Err(too_many_sign_ins(retry_after, "client address"));
+    }
     validate::id("userId", req.user_id.as_str())?;
+    if let Err(retry_after) = state.sign_in_by_user.check(&req.user_id.as_str().to_owned()) {
+        return Err(too_many_sign_ins(retry_after, "user id"));
+    }
     let Some(user) = crate::directory::user(req.user_id.as_str()) else {
+        tracing::info!(%client, "sign-in refused: unknown user");
         return Err(ApiError::Unauthorized(
             "このユーザーは登録されていません / unknown user",
         ));

@@ -158,6 +158,9 @@ pub trait Store: Send + Sync + 'static {
     fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     /// Ends a session. Returns whether it existed.
     fn delete_session(&self, id: &str) -> StoreResult<bool>;
+    /// Deletes the sessions that expired at or before `now` (seconds since the Unix epoch);
+    /// returns how many.
+    fn purge_expired_sessions(&self, now: u64) -> StoreResult<usize>;
 
     /// Stores the conversation unless one with its id exists; returns the stored one.
     fn ensure_conversation(

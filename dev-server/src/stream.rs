@@ -35,8 +35,12 @@ use crate::{
     hub::{Entry, Resume},
 };
 
-/// At most this many open streams per user (tabs, devices).
+/// At most this many open streams per user (tabs, devices). A new stream beyond closes one
+/// (see [`StreamCounts::acquire`]); it is never refused.
 pub const MAX_STREAMS_PER_USER: usize = 10;
+/// At most this many open streams per session (one browser shares one session; its tabs
+/// elect one leader, so more than a few are leftovers of reloads).
+pub const MAX_STREAMS_PER_SESSION: usize = 4;
 
 /// Query of the stream route.
 #[derive(Debug, Deserialize)]
@@ -46,10 +50,20 @@ pub struct StreamQuery {
     ticket: Option<String>,
 }
 
-/// Counts open streams per user; a [`StreamSlot`] gives its place back when dropped.
+/// One open stream, as [`StreamCounts`] knows it.
+#[derive(Debug)]
+struct OpenStream {
+    id: u64,
+    session: String,
+    /// Dropping (or sending on) it closes the stream; the client reconnects and resumes.
+    close: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The open streams per user; a [`StreamSlot`] gives its place back when dropped.
 #[derive(Debug, Default)]
 pub struct StreamCounts {
-    open: Mutex<HashMap<UserId, usize>>,
+    open: Mutex<HashMap<UserId, Vec<OpenStream>>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 /// One open stream's place in [`StreamCounts`].
@@ -57,37 +71,68 @@ pub struct StreamCounts {
 pub struct StreamSlot {
     counts: Arc<StreamCounts>,
     user: UserId,
+    id: u64,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// Which open stream gives way to a new one of `session`, if the caps call for it: the oldest
+/// of the session when the session is at its cap, else, when the user is at theirs, the oldest
+/// of the session holding the most streams. So whoever opens streams in bulk (a leaky page, or
+/// a stranger signed in as this user) loses their own first, and nobody can lock a user out.
+fn evictee(open: &[OpenStream], session: &str, per_session: usize, per_user: usize) -> Option<usize> {
+    let of_session = |s: &str| open.iter().filter(|o| o.session == s).count();
+    if of_session(session) >= per_session {
+        return open.iter().position(|o| o.session == session);
+    }
+    if open.len() < per_user {
+        return None;
+    }
+    let most = open.iter().map(|o| of_session(&o.session)).max()?;
+    // `open` is in opening order, so the first match is the oldest.
+    open.iter().position(|o| of_session(&o.session) == most)
+}
+
 impl StreamCounts {
+    /// A place for a new stream of `session`, closing an older stream if a cap is reached; the
+    /// receiver resolves when this stream must close in turn.
     fn acquire(
         self: &Arc<Self>,
         user: &UserId,
+        session: &str,
         metrics: &Arc<crate::metrics::Metrics>,
-    ) -> Option<StreamSlot> {
+    ) -> (StreamSlot, tokio::sync::oneshot::Receiver<()>) {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (close, closed) = tokio::sync::oneshot::channel();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(user.clone()).or_insert(0);
-        if *n >= MAX_STREAMS_PER_USER {
-            return None;
+        let streams = open.entry(user.clone()).or_default();
+        if let Some(at) = evictee(streams, session, MAX_STREAMS_PER_SESSION, MAX_STREAMS_PER_USER) {
+            let old = streams.remove(at);
+            tracing::info!(userId = %user, "stream limit reached: the oldest stream gives way");
+            let _ = old.close.send(());
         }
-        *n += 1;
+        streams.push(OpenStream {
+            id,
+            session: session.to_owned(),
+            close,
+        });
         metrics.open_streams.add(1);
         metrics.streams_opened.inc();
-        Some(StreamSlot {
+        let slot = StreamSlot {
             counts: self.clone(),
             user: user.clone(),
+            id,
             metrics: metrics.clone(),
-        })
+        };
+        (slot, closed)
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         let mut open = self.counts.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.user) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(streams) = open.get_mut(&self.user) {
+            streams.retain(|o| o.id != self.id);
+            if streams.is_empty() {
                 open.remove(&self.user);
             }
         }
@@ -130,13 +175,9 @@ pub async fn stream(
         },
     };
     let user = auth.user_id();
-    let Some(slot) = state.stream_counts.acquire(&user, &state.metrics) else {
-        return Err(ApiError::TooMany {
-            code: "too_many_streams",
-            message: format!("at most {MAX_STREAMS_PER_USER} streams per user are open at once"),
-            retry_after: 5,
-        });
-    };
+    let (slot, evicted) = state
+        .stream_counts
+        .acquire(&user, &auth.session_id, &state.metrics);
     let subscription = state.hub.subscribe(&user, after);
     tracing::info!(userId = auth.user.id, after = ?after.map(|a| a.0), "stream opened");
 
@@ -182,6 +223,7 @@ pub async fn stream(
         logouts: state.logouts.subscribe(),
         auth,
         metrics: state.metrics.clone(),
+        evicted,
         _slot: slot,
     };
     let headers = [
@@ -215,6 +257,8 @@ struct Conn {
     logouts: broadcast::Receiver<String>,
     auth: AuthUser,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Resolves when a newer stream of this user takes this one's place.
+    evicted: tokio::sync::oneshot::Receiver<()>,
     _slot: StreamSlot,
 }
 
@@ -240,6 +284,10 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
             biased;
             _ = conn.shutdown.changed() => {
                 tracing::info!(userId = user, "stream closed: server shutting down");
+                return None;
+            }
+            _ = &mut conn.evicted => {
+                tracing::info!(userId = user, "stream closed: a newer stream took its place");
                 return None;
             }
             _ = conn.dropped.changed() => {
@@ -278,10 +326,46 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
     }
 }
 
-/// `POST /api/test/drop-streams` (only with `--test-mode`): ends every open stream, so tests
-/// can prove that clients reconnect and lose nothing.
-pub async fn drop_streams(State(state): State<AppState>) -> axum::http::StatusCode {
+/// `POST /api/test/drop-streams` (only with `--test-mode`, and only for a signed-in user):
+/// ends every open stream, so tests can prove that clients reconnect and lose nothing.
+pub async fn drop_streams(State(state): State<AppState>, auth: AuthUser) -> axum::http::StatusCode {
     state.drop_streams.send_modify(|n| *n += 1);
-    tracing::warn!("test mode: every open stream dropped");
+    tracing::warn!(userId = auth.user.id, "test mode: every open stream dropped");
     axum::http::StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streams(sessions: &[&str]) -> Vec<OpenStream> {
+        sessions
+            .iter()
+            .enumerate()
+            .map(|(id, session)| OpenStream {
+                id: id as u64,
+                session: (*session).to_owned(),
+                close: tokio::sync::oneshot::channel().0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn below_the_caps_nothing_gives_way() {
+        assert_eq!(evictee(&streams(&["a", "b", "a"]), "a", 4, 10), None);
+    }
+
+    #[test]
+    fn a_session_at_its_cap_gives_up_its_own_oldest() {
+        let open = streams(&["b", "a", "a", "b", "a", "a"]);
+        assert_eq!(evictee(&open, "a", 4, 10), Some(1));
+    }
+
+    #[test]
+    fn a_user_at_the_cap_loses_the_oldest_of_the_biggest_session() {
+        // The farmer's own tab ("me", oldest) keeps its stream; the hoarder's oldest goes.
+        let open = streams(&["me", "x", "x", "y", "x", "y"]);
+        assert_eq!(evictee(&open, "me", 4, 6), Some(1));
+        assert_eq!(evictee(&open, "new", 4, 6), Some(1));
+    }
 }

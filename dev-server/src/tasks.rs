@@ -15,7 +15,7 @@ use std::{
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
 };
 use farm_chat_protocol::{
     StreamEvent, TaskId, UserId,
@@ -28,7 +28,7 @@ use crate::{
     ApiError, AppState,
     assistant::{Lang, Plan},
     auth::AuthUser,
-    error::ApiQuery,
+    error::{ApiPath, ApiQuery},
     store::TaskRecord,
     validate,
 };
@@ -298,7 +298,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TaskSnapshot>, ApiError> {
     Ok(Json(
         visible_task(&state, &auth, &TaskId(id)).await?.snapshot,
@@ -309,7 +309,7 @@ pub async fn get(
 pub async fn cancel(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TaskSnapshot>, ApiError> {
     Ok(Json(cancel_task(&state, &auth, &TaskId(id)).await?))
 }

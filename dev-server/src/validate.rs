@@ -62,9 +62,17 @@ pub fn number(field: &str, value: &str) -> Result<u64, ApiError> {
             format!("{field} must be a non-negative integer"),
         ));
     }
+    // Stored as SQL INTEGER (signed 64-bit): anything above would wrap negative.
     value
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid_query", format!("{field} is out of range")))
+        .parse::<u64>()
+        .ok()
+        .filter(|n| i64::try_from(*n).is_ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("{field} is out of range (at most {})", i64::MAX),
+            )
+        })
 }
 
 #[cfg(test)]

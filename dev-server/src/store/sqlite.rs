@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS participants (
     conversation_id TEXT NOT NULL REFERENCES conversations(id), user_id TEXT NOT NULL,
     PRIMARY KEY (conversation_id, user_id));
 CREATE INDEX IF NOT EXISTS participants_by_user ON participants(user_id);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions(expires_at);
 CREATE TABLE IF NOT EXISTS messages (
     conversation_id TEXT NOT NULL REFERENCES conversations(id), seq INTEGER NOT NULL,
     message_id TEXT NOT NULL UNIQUE, sender_id TEXT NOT NULL, sender_kind TEXT NOT NULL,
@@ -338,6 +339,15 @@ impl Store for SqliteStore {
 
     fn delete_session(&self, id: &str) -> StoreResult<bool> {
         self.with(|conn| Ok(conn.execute("DELETE FROM sessions WHERE id = ?1", [id])? > 0))
+    }
+
+    fn purge_expired_sessions(&self, now: u64) -> StoreResult<usize> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "DELETE FROM sessions WHERE expires_at <= ?1",
+                [i64::try_from(now).unwrap_or(i64::MAX)],
+            )?)
+        })
     }
 
     fn ensure_conversation(&self, c: &ConversationRecord) -> StoreResult<ConversationRecord> {

@@ -1,0 +1,124 @@
+//! Response headers every answer carries, and who may read `/metrics`.
+//!
+//! - `X-Content-Type-Options: nosniff` on everything: a JSON body, a PDF or a JS file is never
+//!   reinterpreted as HTML by a browser.
+//! - On HTML pages: a Content-Security-Policy the widget works under (`script-src 'self'
+//!   'wasm-unsafe-eval'`: the launcher and the wasm module come from this origin;
+//!   `style-src 'self' 'unsafe-inline'`: the launcher puts the widget's stylesheet into its
+//!   shadow root as a `<style>` element, and the progress bar sets its width inline),
+//!   `frame-ancestors` from `--frame-ancestors`, and `Referrer-Policy:
+//!   strict-origin-when-cross-origin`.
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderValue, header},
+    middleware::Next,
+    response::Response,
+};
+
+use crate::Config;
+
+/// The header values, built once from the configuration.
+#[derive(Clone, Debug)]
+pub struct Headers {
+    csp: HeaderValue,
+}
+
+impl Headers {
+    /// The headers for `config`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            csp: HeaderValue::from_str(&content_security_policy(config))
+                .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'")),
+        }
+    }
+}
+
+/// The policy of the HTML pages.
+pub fn content_security_policy(config: &Config) -> String {
+    let ancestors: String = config
+        .frame_ancestors
+        .chars()
+        .filter(|c| !c.is_control() && *c != ';' && *c != ',')
+        .collect();
+    format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {}",
+        ancestors.trim()
+    )
+}
+
+/// Adds the headers to every response.
+pub async fn headers(State(policy): State<Headers>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if is_html {
+        h.insert(header::CONTENT_SECURITY_POLICY, policy.csp);
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        );
+    }
+    response
+}
+
+/// Whether this request may read `/metrics` on the API port: a loopback client, or the holder
+/// of `--metrics-token`. (With `--metrics-addr`, the API port doesn't serve it at all.)
+pub fn may_read_metrics(config: &Config, req: &Request) -> bool {
+    if config.metrics_addr.is_some() {
+        return false;
+    }
+    let token_ok = config.metrics_token.as_deref().is_some_and(|token| {
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
+    });
+    let loopback = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback());
+    token_ok || loopback
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_ancestors_cannot_inject_directives() {
+        let mut config = Config::for_tests();
+        config.frame_ancestors = "'self' https://farm.example.jp; script-src *".into();
+        let csp = content_security_policy(&config);
+        assert!(
+            csp.ends_with("frame-ancestors 'self' https://farm.example.jp script-src *"),
+            "{csp}"
+        );
+        assert_eq!(csp.matches("script-src").count(), 2, "still one directive: {csp}");
+        assert_eq!(csp.matches(';').count(), 8, "{csp}");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
