@@ -76,13 +76,24 @@ pub struct Config {
     /// environment variable), e.g. `https://chat.example.jp`: cookie requests from them pass
     /// the CSRF check. Default: the listen address (`http://127.0.0.1:3000`, and
     /// `http://localhost:3000` for a loopback address). The `Host` header is never trusted.
-    #[arg(long = "public-origin", env = "FARM_CHAT_PUBLIC_ORIGIN", value_delimiter = ',')]
+    #[arg(
+        long = "public-origin",
+        env = "FARM_CHAT_PUBLIC_ORIGIN",
+        value_delimiter = ','
+    )]
     pub public_origins: Vec<String>,
 
     /// Who may frame the HTML pages (the CSP `frame-ancestors` value), e.g.
     /// `'self' https://farm.example.jp`.
     #[arg(long, env = "FARM_CHAT_FRAME_ANCESTORS", default_value = "'self'")]
     pub frame_ancestors: String,
+
+    /// The whole Content-Security-Policy of the HTML pages, replacing the default (which lets
+    /// the widget run from this origin: `script-src 'self' 'wasm-unsafe-eval'`, `connect-src
+    /// 'self'`, `frame-ancestors` from `--frame-ancestors`, …). For pages that load the widget
+    /// or call an API on another origin.
+    #[arg(long, env = "FARM_CHAT_CONTENT_SECURITY_POLICY")]
+    pub content_security_policy: Option<String>,
 
     /// Serve `GET /metrics` on this address only (e.g. `127.0.0.1:9464`), not on the API port.
     /// Without it, `/metrics` on the API port answers loopback clients and holders of
@@ -113,7 +124,11 @@ pub struct Config {
     pub max_connections: Option<usize>,
 
     /// Open connections from one client address at most (a new one beyond gets a JSON 429).
-    #[arg(long, env = "FARM_CHAT_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    #[arg(
+        long,
+        env = "FARM_CHAT_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 256
+    )]
     pub max_connections_per_client: usize,
 
     /// Sign-ins per minute from one client address (429 with `Retry-After` beyond).
@@ -121,7 +136,11 @@ pub struct Config {
     pub sign_in_per_minute: u32,
 
     /// Sign-ins per minute as one user id.
-    #[arg(long, env = "FARM_CHAT_SIGN_IN_PER_USER_PER_MINUTE", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "FARM_CHAT_SIGN_IN_PER_USER_PER_MINUTE",
+        default_value_t = 10
+    )]
     pub sign_in_per_user_per_minute: u32,
 }
 
@@ -139,6 +158,7 @@ impl Config {
             load_support: 0,
             public_origins: Vec::new(),
             frame_ancestors: "'self'".into(),
+            content_security_policy: None,
             metrics_addr: None,
             metrics_token: None,
             header_timeout: Duration::from_secs(10),

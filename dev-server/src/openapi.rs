@@ -29,8 +29,16 @@ fn query(name: &str, description: &str, schema: Value, required: bool) -> Value 
     json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema})
 }
 
+/// The pattern every id the server accepts follows (`validate::id`).
+const ID: &str = "^[A-Za-z0-9._:-]{1,128}$";
+
+/// A seq cursor: stored as a signed 64-bit integer.
+fn seq_cursor() -> Value {
+    json!({"type": "integer", "minimum": 0, "maximum": i64::MAX})
+}
+
 fn task_id_param() -> Value {
-    json!({"name": "taskId", "in": "path", "required": true, "schema": {"type": "string"}})
+    json!({"name": "taskId", "in": "path", "required": true, "schema": {"type": "string", "pattern": ID}})
 }
 
 /// The document.
@@ -54,7 +62,7 @@ pub fn spec() -> Value {
                     "summary": "Sign in (stands in for the host site's SSO); sets the session cookie and returns a Bearer token",
                     "security": [],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginRequest"}}}},
-                    "responses": merge(json!({"200": ok("Session", "signed in")}), error_responses(&[("400", "bad input"), ("401", "unknown user"), ("413", "body over 64 KiB")]))
+                    "responses": merge(json!({"200": ok("Session", "signed in")}), error_responses(&[("400", "bad input"), ("401", "unknown user"), ("403", "csrf_rejected: an Origin that is not this server's nor allowed"), ("408", "request_timeout: the body did not arrive in time"), ("413", "body over 64 KiB"), ("429", "rate_limited: too many sign-ins from this address or as this user (Retry-After)")]))
                 },
                 "get": {"summary": "The signed-in user", "responses": merge(json!({"200": ok("Session", "the user")}), error_responses(&[("401", "not signed in")]))},
                 "delete": {"summary": "Sign out; the session's streams close", "responses": merge(json!({"204": {"description": "signed out"}}), error_responses(&auth_errors))}
@@ -68,28 +76,28 @@ pub fn spec() -> Value {
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendRequest"}}}},
                 "responses": merge(
                     json!({"201": ok("SendResponse", "stored"), "200": ok("SendResponse", "a retry of a stored send")}),
-                    error_responses(&[("400", "bad input (invalid_json, invalid_id, invalid_text)"), ("401", "not signed in"), ("403", "csrf_rejected or not_a_participant"), ("404", "no such conversation"), ("409", "idempotency_conflict"), ("413", "body over 64 KiB"), ("429", "rate_limited (Retry-After)")])
+                    error_responses(&[("400", "bad input (invalid_json, invalid_id, invalid_text)"), ("401", "not signed in"), ("403", "csrf_rejected or not_a_participant"), ("404", "no such conversation"), ("409", "idempotency_conflict"), ("408", "request_timeout: the body did not arrive in time"), ("413", "body over 64 KiB"), ("429", "rate_limited (Retry-After)")])
                 )
             }},
             "/api/chat/history": {"get": {
                 "summary": "A page of a conversation's messages in seq order; assistant replies carry their task",
                 "parameters": [
-                    query("conversationId", "the conversation", json!({"type": "string"}), true),
+                    query("conversationId", "the conversation", json!({"type": "string", "pattern": ID}), true),
                     query("limit", "1–100, default 50", json!({"type": "integer", "minimum": 1, "maximum": 100}), false),
-                    query("before", "messages with seq below this (scrolling up)", json!({"type": "integer", "minimum": 0}), false),
-                    query("after", "messages with seq above this (catching up)", json!({"type": "integer", "minimum": 0}), false)
+                    query("before", "messages with seq below this (scrolling up); not with after", seq_cursor(), false),
+                    query("after", "messages with seq above this (catching up); not with before", seq_cursor(), false)
                 ],
                 "responses": merge(json!({"200": ok("HistoryPage", "messages")}), error_responses(&[("400", "invalid_query"), ("401", "not signed in"), ("403", "not_a_participant"), ("404", "no such conversation")]))
             }},
             "/api/chat/stream": {"get": {
                 "summary": "The user's SSE stream for all their conversations",
-                "description": "Events (id:, event:, one JSON data: line): ready {lastEventId, serverTime} first (with retry: 1000); message.created {conversationId, messageId, seq}; task.status / task.intermediate {taskId, messageId, conversationId, part, type, text}; task.progress {…, current, total, percentage}; task.result {…, kind, text, data}; task.error {…, code, text}; task.done {taskId, messageId, conversationId, state}; ping {serverTime} every 15 s; reset {reason} when the client must refetch history. Resume with the Last-Event-ID header or ?lastEventId= (the header wins). At most 10 streams per user.",
+                "description": "Events (id:, event:, one JSON data: line): ready {lastEventId, serverTime} first (with retry: 1000); message.created {conversationId, messageId, seq}; task.status / task.intermediate {taskId, messageId, conversationId, part, type, text}; task.progress {…, current, total, percentage}; task.result {…, kind, text, data}; task.error {…, code, text}; task.done {taskId, messageId, conversationId, state}; ping {serverTime} every 15 s; reset {reason} when the client must refetch history. Resume with the Last-Event-ID header or ?lastEventId= (the header wins). At most 10 streams per user and 4 per session: a new stream beyond closes the oldest of the session holding the most (it reconnects and resumes); none is refused.",
                 "parameters": [
                     query("lastEventId", "resume after this event id", json!({"type": "string", "pattern": "^[0-9]{1,20}$"}), false),
                     query("ticket", "single-use ticket from POST /api/chat/stream-ticket, instead of cookie or Bearer", json!({"type": "string"}), false),
                     {"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "string"}}
                 ],
-                "responses": merge(json!({"200": {"description": "the stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}), error_responses(&[("401", "not signed in or bad ticket"), ("429", "too_many_streams (Retry-After)")]))
+                "responses": merge(json!({"200": {"description": "the stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}), error_responses(&[("401", "not signed in or bad ticket")]))
             }},
             "/api/chat/stream-ticket": {"post": {
                 "summary": "A single-use ticket valid 30 s for GET /api/chat/stream?ticket=, for pages whose cookies can't reach the API",
@@ -103,7 +111,7 @@ pub fn spec() -> Value {
             "/api/tasks/{taskId}": {"get": {
                 "summary": "A task's snapshot: state, progress and every part so far",
                 "parameters": [task_id_param()],
-                "responses": merge(json!({"200": ok("TaskSnapshot", "the task")}), error_responses(&[("400", "invalid_id"), ("401", "not signed in"), ("404", "no such task of this user")]))
+                "responses": merge(json!({"200": ok("TaskSnapshot", "the task")}), error_responses(&[("400", "invalid_id or invalid_path"), ("401", "not signed in"), ("404", "no such task of this user")]))
             }},
             "/api/tasks/{taskId}/cancel": {"post": {
                 "summary": "Stop a running task; its parts so far are kept, then task.error (cancelled) and task.done",
@@ -125,7 +133,7 @@ pub fn spec() -> Value {
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
                 "Health": {"type": "object", "properties": {"status": {"const": "ok"}}},
-                "LoginRequest": {"type": "object", "required": ["userId"], "additionalProperties": false, "properties": {"userId": {"type": "string"}}},
+                "LoginRequest": {"type": "object", "required": ["userId"], "additionalProperties": false, "properties": {"userId": {"type": "string", "pattern": ID}}},
                 "Session": {"type": "object", "required": ["userId", "tenantId", "displayName", "role"], "properties": {
                     "userId": {"type": "string"}, "tenantId": {"type": "string"}, "displayName": {"type": "string"},
                     "role": {"enum": ["farmer", "support"]}, "token": {"type": "string", "description": "only from POST"}}},
@@ -135,9 +143,9 @@ pub fn spec() -> Value {
                     "id": {"type": "string"}, "kind": {"enum": ["assistant", "support"]}, "title": {"type": "string"},
                     "lastMessage": {"oneOf": [{"$ref": "#/components/schemas/Message"}, {"type": "null"}]}, "unread": {"type": "integer"}}},
                 "SendRequest": {"type": "object", "required": ["conversationId", "text", "idempotencyKey"], "additionalProperties": false, "properties": {
-                    "conversationId": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+                    "conversationId": {"type": "string", "pattern": ID},
                     "text": {"type": "string", "description": "1–4000 characters after trimming, no NUL"},
-                    "idempotencyKey": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}},
+                    "idempotencyKey": {"type": "string", "pattern": ID}}},
                 "SendResponse": {"type": "object", "properties": {
                     "messageId": {"type": "string"}, "conversationId": {"type": "string"}, "seq": {"type": "integer"},
                     "createdAt": {"type": "string", "format": "date-time"}, "taskId": {"type": "string"}}},

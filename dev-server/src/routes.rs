@@ -59,7 +59,10 @@ async fn health() -> Json<Health> {
 /// `GET /metrics` on the API port: Prometheus text format, for loopback clients and holders
 /// of `--metrics-token`; a JSON 404 for anyone else (counts across every tenant are not for
 /// the public).
-pub(crate) async fn metrics(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+) -> Response {
     if !crate::security::may_read_metrics(&state.config, &req) {
         tracing::info!("metrics refused: not loopback, no metrics token");
         return ApiError::NotFound("no route for GET /metrics".into()).into_response();

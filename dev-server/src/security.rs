@@ -38,6 +38,9 @@ impl Headers {
 
 /// The policy of the HTML pages.
 pub fn content_security_policy(config: &Config) -> String {
+    if let Some(policy) = &config.content_security_policy {
+        return policy.clone();
+    }
     let ancestors: String = config
         .frame_ancestors
         .chars()
@@ -111,7 +114,11 @@ mod tests {
             csp.ends_with("frame-ancestors 'self' https://farm.example.jp script-src *"),
             "{csp}"
         );
-        assert_eq!(csp.matches("script-src").count(), 2, "still one directive: {csp}");
+        assert_eq!(
+            csp.matches("script-src").count(),
+            2,
+            "still one directive: {csp}"
+        );
         assert_eq!(csp.matches(';').count(), 8, "{csp}");
     }
 

@@ -391,9 +391,7 @@ struct Busy(Arc<Track>);
 impl Drop for Busy {
     fn drop(&mut self) {
         let track = &self.0;
-        track
-            .last_activity
-            .store(track.now_ms(), Ordering::Relaxed);
+        track.last_activity.store(track.now_ms(), Ordering::Relaxed);
         track.in_flight.fetch_sub(1, Ordering::AcqRel);
         track.wake.notify_one();
     }
@@ -410,7 +408,8 @@ async fn watch_deadlines(track: &Track, limits: &ConnLimits) -> &'static str {
         }
         let (deadline, reason) = match track.head_started.load(Ordering::Acquire) {
             0 => (
-                track.last_activity.load(Ordering::Relaxed) + limits.idle_timeout.as_millis() as u64,
+                track.last_activity.load(Ordering::Relaxed)
+                    + limits.idle_timeout.as_millis() as u64,
                 "idle timeout",
             ),
             started => (
@@ -577,7 +576,9 @@ mod tests {
         let a1 = admission.admit(a, &l).unwrap_or_else(|_| panic!("first"));
         let _a2 = admission.admit(a, &l).unwrap_or_else(|_| panic!("second"));
         assert_eq!(admission.admit(a, &l).err(), Some(Refusal::ClientFull));
-        let _b1 = admission.admit(b, &l).unwrap_or_else(|_| panic!("other client"));
+        let _b1 = admission
+            .admit(b, &l)
+            .unwrap_or_else(|_| panic!("other client"));
         assert_eq!(admission.admit(b, &l).err(), Some(Refusal::Full));
         drop(a1);
         assert!(admission.admit(a, &l).is_ok(), "a place was given back");

@@ -44,7 +44,9 @@ pub async fn purge_expired(state: AppState) {
         match state.db(move |s| s.purge_expired_sessions(now)).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired sessions deleted"),
-            Err(e) => tracing::warn!(error = %e, "deleting expired sessions failed; retrying later"),
+            Err(e) => {
+                tracing::warn!(error = %e, "deleting expired sessions failed; retrying later")
+            }
         }
     }
 }
@@ -87,7 +89,10 @@ pub async fn login(
         return Err(too_many_sign_ins(retry_after, "client address"));
     }
     validate::id("userId", req.user_id.as_str())?;
-    if let Err(retry_after) = state.sign_in_by_user.check(&req.user_id.as_str().to_owned()) {
+    if let Err(retry_after) = state
+        .sign_in_by_user
+        .check(&req.user_id.as_str().to_owned())
+    {
         return Err(too_many_sign_ins(retry_after, "user id"));
     }
     let Some(user) = crate::directory::user(req.user_id.as_str()) else {

@@ -79,7 +79,12 @@ pub struct StreamSlot {
 /// of the session when the session is at its cap, else, when the user is at theirs, the oldest
 /// of the session holding the most streams. So whoever opens streams in bulk (a leaky page, or
 /// a stranger signed in as this user) loses their own first, and nobody can lock a user out.
-fn evictee(open: &[OpenStream], session: &str, per_session: usize, per_user: usize) -> Option<usize> {
+fn evictee(
+    open: &[OpenStream],
+    session: &str,
+    per_session: usize,
+    per_user: usize,
+) -> Option<usize> {
     let of_session = |s: &str| open.iter().filter(|o| o.session == s).count();
     if of_session(session) >= per_session {
         return open.iter().position(|o| o.session == session);
@@ -101,11 +106,18 @@ impl StreamCounts {
         session: &str,
         metrics: &Arc<crate::metrics::Metrics>,
     ) -> (StreamSlot, tokio::sync::oneshot::Receiver<()>) {
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (close, closed) = tokio::sync::oneshot::channel();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let streams = open.entry(user.clone()).or_default();
-        if let Some(at) = evictee(streams, session, MAX_STREAMS_PER_SESSION, MAX_STREAMS_PER_USER) {
+        if let Some(at) = evictee(
+            streams,
+            session,
+            MAX_STREAMS_PER_SESSION,
+            MAX_STREAMS_PER_USER,
+        ) {
             let old = streams.remove(at);
             tracing::info!(userId = %user, "stream limit reached: the oldest stream gives way");
             let _ = old.close.send(());
@@ -330,7 +342,10 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
 /// ends every open stream, so tests can prove that clients reconnect and lose nothing.
 pub async fn drop_streams(State(state): State<AppState>, auth: AuthUser) -> axum::http::StatusCode {
     state.drop_streams.send_modify(|n| *n += 1);
-    tracing::warn!(userId = auth.user.id, "test mode: every open stream dropped");
+    tracing::warn!(
+        userId = auth.user.id,
+        "test mode: every open stream dropped"
+    );
     axum::http::StatusCode::NO_CONTENT
 }
 

@@ -13,10 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    Json,
-    extract::State,
-};
+use axum::{Json, extract::State};
 use farm_chat_protocol::{
     StreamEvent, TaskId, UserId,
     stream::{TaskDone, TaskPartEvent},

@@ -189,3 +189,54 @@ async fn openapi_describes_exactly_the_routes_that_exist() {
     let (_, _, body) = send(Config::for_tests(), get("/api/undocumented")).await;
     assert!(String::from_utf8_lossy(&body).contains("no route for"));
 }
+
+/// The document states the bounds the server enforces: an id pattern on every id the server
+/// checks (`validate::id` allows exactly `[A-Za-z0-9._:-]{1,128}`), and cursors within the
+/// signed 64-bit range the store keeps.
+#[tokio::test]
+async fn openapi_carries_the_patterns_and_bounds_the_server_enforces() {
+    let (_, _, body) = send(Config::for_tests(), get("/api/openapi.json")).await;
+    let spec: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let id = "^[A-Za-z0-9._:-]{1,128}$";
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["LoginRequest"]["properties"]["userId"]["pattern"],
+        id
+    );
+    assert_eq!(
+        schemas["SendRequest"]["properties"]["conversationId"]["pattern"],
+        id
+    );
+    assert_eq!(
+        schemas["SendRequest"]["properties"]["idempotencyKey"]["pattern"],
+        id
+    );
+    let history = spec["paths"]["/api/chat/history"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| {
+        history
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))["schema"]
+            .clone()
+    };
+    assert_eq!(param("conversationId")["pattern"], id);
+    for cursor in ["before", "after"] {
+        assert_eq!(param(cursor)["maximum"], i64::MAX, "{cursor}");
+    }
+    assert_eq!(param("limit")["maximum"], 100);
+    // And the server agrees at the edges the document states.
+    for (user, status) in [
+        ("x".repeat(128), 401),
+        ("x".repeat(129), 400),
+        ("a b".into(), 400),
+    ] {
+        let req = Request::post("/api/session")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(format!(r#"{{"userId":"{user}"}}"#)))
+            .unwrap();
+        let (got, _, _) = send(Config::for_tests(), req).await;
+        assert_eq!(got.as_u16(), status, "{user}");
+    }
+}

@@ -25,9 +25,7 @@ use farm_chat_dev_server::{
     },
 };
 use farm_chat_protocol::{
-    ConversationId, TaskId, TenantId, UserId,
-    chat::Message,
-    task::TaskState,
+    ConversationId, TaskId, TenantId, UserId, chat::Message, task::TaskState,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -54,7 +52,11 @@ async fn closed_by_server(socket: &mut TcpStream) -> String {
 async fn a_silent_connection_is_closed_after_the_idle_timeout() {
     let s = server_with(|c| c.idle_timeout = Duration::from_millis(300)).await;
     let mut silent = TcpStream::connect(s.addr).await.unwrap();
-    assert_eq!(closed_by_server(&mut silent).await, "", "closed without an answer");
+    assert_eq!(
+        closed_by_server(&mut silent).await,
+        "",
+        "closed without an answer"
+    );
 }
 
 #[tokio::test]
@@ -100,7 +102,10 @@ async fn a_stalled_body_gets_408_as_json_and_the_connection_closes() {
     let answer = closed_by_server(&mut stalled).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]
@@ -209,7 +214,9 @@ async fn out_of_file_descriptors_it_keeps_serving_and_recovers() {
     struct Kill(u32);
     impl Drop for Kill {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("kill").arg(self.0.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg(self.0.to_string())
+                .status();
         }
     }
     let _kill = Kill(child.id());
@@ -305,17 +312,35 @@ async fn sign_in_bursts_get_429_with_retry_after() {
     let per_user = sign_in("u-farmer").await;
     assert_eq!(per_user.status, 429, "per user id: {}", per_user.body);
     assert_eq!(per_user.json()["error"]["code"], "rate_limited");
-    assert!(per_user.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        per_user
+            .header("retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     assert_eq!(sign_in("u-support").await.status, 200, "another user may");
     let per_client = sign_in("u-other").await;
-    assert_eq!(per_client.status, 429, "per client address: {}", per_client.body);
+    assert_eq!(
+        per_client.status, 429,
+        "per client address: {}",
+        per_client.body
+    );
 }
 
 #[tokio::test]
 async fn sign_in_from_a_foreign_origin_is_refused() {
     let s = server_with(|c| c.test_mode = false).await;
     let body = Some(r#"{"userId":"u-farmer"}"#);
-    let foreign = call(s.addr, "POST", "/api/session", &[("Origin", "https://evil.example")], body).await;
+    let foreign = call(
+        s.addr,
+        "POST",
+        "/api/session",
+        &[("Origin", "https://evil.example")],
+        body,
+    )
+    .await;
     assert_eq!(foreign.status, 403, "{}", foreign.body);
     assert_eq!(foreign.json()["error"]["code"], "csrf_rejected");
     assert!(foreign.header("set-cookie").is_none());
@@ -337,7 +362,11 @@ async fn malformed_paths_and_cursors_answer_json_400() {
         "/api/chat/history?conversationId=%ff",
         "/api/chat/history?limit=%ff%fe",
     ] {
-        let method = if path.ends_with("cancel") { "POST" } else { "GET" };
+        let method = if path.ends_with("cancel") {
+            "POST"
+        } else {
+            "GET"
+        };
         let reply = call_as(s.addr, method, path, &token).await;
         assert_eq!(reply.status, 400, "{path}: {}", reply.body);
         assert!(
@@ -363,7 +392,11 @@ async fn malformed_paths_and_cursors_answer_json_400() {
 async fn every_answer_is_nosniff_and_pages_carry_the_policy() {
     let dir = std::env::temp_dir().join(format!("farm-chat-headers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.html"), "<!doctype html><farm-chat></farm-chat>").unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<!doctype html><farm-chat></farm-chat>",
+    )
+    .unwrap();
     std::fs::write(dir.join("farm-chat.js"), "export {}").unwrap();
     let s = server_with(|c| {
         c.static_dir = dir.clone();
@@ -380,7 +413,10 @@ async fn every_answer_is_nosniff_and_pages_carry_the_policy() {
     }
     let page = call(s.addr, "GET", "/", &[], None).await;
     let csp = page.header("content-security-policy").unwrap();
-    assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval'"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self' 'wasm-unsafe-eval'"),
+        "{csp}"
+    );
     assert!(
         csp.contains("frame-ancestors 'self' https://farm.example.jp"),
         "{csp}"
@@ -390,7 +426,10 @@ async fn every_answer_is_nosniff_and_pages_carry_the_policy() {
         Some("strict-origin-when-cross-origin")
     );
     let json = call(s.addr, "GET", "/api/health", &[], None).await;
-    assert!(json.header("content-security-policy").is_none(), "pages only");
+    assert!(
+        json.header("content-security-policy").is_none(),
+        "pages only"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -421,7 +460,10 @@ async fn expired_sessions_are_deleted_on_a_timer() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(gone, "the expired session was deleted");
-    assert!(store.session(&live.id).unwrap().is_some(), "the live one stays");
+    assert!(
+        store.session(&live.id).unwrap().is_some(),
+        "the live one stays"
+    );
     s.stop().await;
 }
 
@@ -534,8 +576,7 @@ async fn a_send_whose_client_went_away_after_the_commit_is_still_announced_once(
         inner: SqliteStore::open(std::path::Path::new(":memory:")).unwrap(),
         committed: Mutex::new(Some(committed_tx)),
     });
-    let state =
-        AppState::with_store(Config::for_tests(), store, HubLimits::default()).unwrap();
+    let state = AppState::with_store(Config::for_tests(), store, HubLimits::default()).unwrap();
     let s = TestServer::start(state).await;
     let farmer = login(s.addr, "u-farmer").await;
     let support = login(s.addr, "u-support").await;
@@ -569,7 +610,14 @@ async fn a_send_whose_client_went_away_after_the_commit_is_still_announced_once(
     let retry = send(s.addr, &farmer, SUPPORT, "電波が切れる", "lost-1").await;
     assert_eq!(retry.status, 200, "{}", retry.body);
     assert_eq!(retry.json()["seq"], 1);
-    assert_eq!(send(s.addr, &farmer, SUPPORT, "次", "next").await.status, 201);
+    assert_eq!(
+        send(s.addr, &farmer, SUPPORT, "次", "next").await.status,
+        201
+    );
     let next = theirs.next_non_ping().await.unwrap();
-    assert_eq!(next.json()["seq"], 2, "exactly once: the next event is the next message");
+    assert_eq!(
+        next.json()["seq"],
+        2,
+        "exactly once: the next event is the next message"
+    );
 }

@@ -724,16 +724,28 @@ async fn metrics_count_messages_in_prometheus_format() {
     let from = |ip: [u8; 4]| {
         let mut req = Request::get("/metrics").body(Body::empty()).unwrap();
         req.extensions_mut()
-            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((ip, 40000))));
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                ip, 40000,
+            ))));
         req
     };
-    let remote = api.router.clone().oneshot(from([203, 0, 113, 7])).await.unwrap();
+    let remote = api
+        .router
+        .clone()
+        .oneshot(from([203, 0, 113, 7]))
+        .await
+        .unwrap();
     assert_eq!(
         remote.status(),
         404,
         "counts across every tenant are not for a remote client"
     );
-    let res = api.router.clone().oneshot(from([127, 0, 0, 1])).await.unwrap();
+    let res = api
+        .router
+        .clone()
+        .oneshot(from([127, 0, 0, 1]))
+        .await
+        .unwrap();
     let text =
         String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(

@@ -378,7 +378,12 @@ async fn nobody_can_lock_a_user_out_of_streaming() {
     assert_eq!(ys[0].next_non_ping().await, None, "then y's oldest");
 
     // The farmer's first stream is still live.
-    assert_eq!(send(s.addr, &mine, SUPPORT, "まだ届く", "alive").await.status, 201);
+    assert_eq!(
+        send(s.addr, &mine, SUPPORT, "まだ届く", "alive")
+            .await
+            .status,
+        201
+    );
     let event = my_stream.next_non_ping().await.unwrap();
     assert_eq!(event.event, "message.created");
     // Another user is not affected.
@@ -437,7 +442,11 @@ async fn the_test_mode_switch_drops_streams_and_clients_resume_losslessly() {
     let (mut sse, _) = open_ready(&s, &token, "").await;
     let ids = send_and_collect(&s, &token, &mut sse, 1, "d").await;
     let stranger = call(s.addr, "POST", "/api/test/drop-streams", &[], None).await;
-    assert_eq!(stranger.status, 401, "only a signed-in user: {}", stranger.body);
+    assert_eq!(
+        stranger.status, 401,
+        "only a signed-in user: {}",
+        stranger.body
+    );
     let reply = call_as(s.addr, "POST", "/api/test/drop-streams", &token).await;
     assert_eq!(reply.status, 204);
     assert_eq!(sse.next_non_ping().await, None, "the stream was cut");

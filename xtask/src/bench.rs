@@ -89,6 +89,10 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             "30000".into(),
             "--load-support".into(),
             "10000".into(),
+            // The open-files limit is raised after the start (prlimit below), so the default
+            // cap (derived from the limit at start) would be too low.
+            "--max-connections".into(),
+            "50000".into(),
             "--assistant-speed".into(),
             "fast".into(),
         ],

@@ -66,10 +66,12 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(upstream: SocketAddr, seed: u64) -> Result<Self, String> {
+    fn start(upstream: SocketAddr, seed: u64, port: u16) -> Result<Self, String> {
         let bin = server::target_dir().join("debug").join("farm-chat-chaos");
         let mut child = Command::new(&bin)
             .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
                 "--upstream",
                 &upstream.to_string(),
                 "--seed",
@@ -360,10 +362,19 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let store = Store::new(&dir, "e2e");
     let db_path = store.arg();
+    // The pages come through the proxy, so its origin is the server's public one (cookie
+    // requests from it pass the CSRF check): reserve its port before the server starts.
+    let proxy_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let public_origin = format!("http://127.0.0.1:{proxy_port}");
     let server_args = move |addr: &str, speed: &str| -> Vec<String> {
         [
             "--addr",
             addr,
+            "--public-origin",
+            &public_origin,
             "--db",
             &db_path,
             "--static-dir",
@@ -375,7 +386,7 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
         .to_vec()
     };
     let server = DevServer::start(&server_args("127.0.0.1:0", "fast"))?;
-    let proxy = Proxy::start(server.addr, seed)?;
+    let proxy = Proxy::start(server.addr, seed, proxy_port)?;
     let (_, _, body) = http_with(
         server.addr,
         "POST",

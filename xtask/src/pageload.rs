@@ -30,6 +30,10 @@ pub(crate) const CRITICAL_PATH_BUDGET: u64 = 15 * 1024;
 /// times the panel's text box and the stream going live (in-page clock, so no WebDriver delay
 /// counts).
 const RECORDER: &str = r#"
+// What the page's Content-Security-Policy blocked (nothing may be).
+window.__fcCsp = [];
+document.addEventListener('securitypolicyviolation', (e) =>
+  window.__fcCsp.push(`${e.effectiveDirective} ${e.blockedURI}`));
 addEventListener('load', () => {
   const host = document.querySelector('farm-chat');
   const shadow = () => host && host.shadowRoot;
@@ -207,6 +211,7 @@ pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
         "  page load: {critical} B for the widget before load (launcher only), then {wasm} \
          {encoded} B Brotli for {decoded} B"
     );
+    csp_enforced_and_unbroken(&session)?;
     drop(session);
 
     // A farmer on a phone who taps at once, before the widget is there: the panel opens when
@@ -257,6 +262,32 @@ pub(crate) fn check(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
+/// The page came with the dev-server's Content-Security-Policy, the browser enforces it (an
+/// `eval` is refused), and the widget ran under it without a single violation.
+fn csp_enforced_and_unbroken(session: &Session) -> Result<(), String> {
+    let policy = session.script_async(
+        "const done = arguments[0]; fetch(location.href, {cache: 'no-store'}).then((r) => \
+         done(r.headers.get('content-security-policy')))",
+    )?;
+    let policy = policy.as_str().unwrap_or_default();
+    if !policy.contains("script-src 'self' 'wasm-unsafe-eval'") {
+        return Err(format!("the page's policy is {policy:?}"));
+    }
+    let eval =
+        session.script("try { eval('1'); return 'ran'; } catch (e) { return 'refused'; }")?;
+    if eval.as_str() != Some("refused") {
+        return Err("the page's policy is not enforced: eval ran".into());
+    }
+    let violations = session.script("return window.__fcCsp")?;
+    if violations.as_array().is_none_or(|v| !v.is_empty()) {
+        return Err(format!(
+            "the policy blocked part of the widget: {violations}"
+        ));
+    }
+    println!("  page load: the widget works under the page's CSP ({policy})");
+    Ok(())
+}
+
 /// A farm platform on another origin embeds the widget: its page loads the launcher from the
 /// widget's server (a module script, so CORS), the launcher loads the hashed files from there
 /// too, and the widget authenticates with the host's token provider. It must go live. The page
@@ -268,28 +299,57 @@ pub(crate) fn cross_origin(browser: &Browser) -> Result<(), String> {
         .join("xtask")
         .join("cross-origin-host");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let host = serve(&dir.display().to_string(), &[])?;
-    let host_origin = format!("http://{}", host.addr);
+    // The host's origin must be known before the widget's server starts (its allow-list), and
+    // the widget's before the host's (the host page's policy names it): reserve a port.
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let host_origin = format!("http://127.0.0.1:{host_port}");
     let widget = serve("dist", &["--allow-origin", &host_origin])?;
     let w = format!("http://{}", widget.addr);
+    // What a host page's policy needs to embed the widget from another origin
+    // (docs: README, "Content-Security-Policy").
+    let policy = format!(
+        "default-src 'self'; script-src 'self' {w} 'wasm-unsafe-eval'; connect-src 'self' {w}; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'"
+    );
+    let host = DevServer::start(&[
+        "--addr".into(),
+        format!("127.0.0.1:{host_port}"),
+        "--db".into(),
+        ":memory:".into(),
+        "--static-dir".into(),
+        dir.display().to_string(),
+        "--content-security-policy".into(),
+        policy,
+    ])?;
     let page = format!(
         r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>host</title></head>
 <body><h1>別のサイトの牧場ページ</h1>
 <farm-chat api-base="{w}/api" locale="ja" token-provider="hostToken"></farm-chat>
-<script type="module">
-  const answer = await fetch("{w}/api/session", {{
-    method: "POST", headers: {{ "Content-Type": "application/json" }},
-    body: JSON.stringify({{ userId: "u-farmer" }}), credentials: "omit",
-  }});
-  const {{ token }} = await answer.json();
-  window.hostToken = () => token;
-  // The entry point as pages written for the old build call it: still loads the widget.
-  const {{ default: init }} = await import("{w}/farm-chat.js");
-  await init({{ module_or_path: "{w}/farm-chat_bg.wasm" }});
-</script></body></html>"#
+<script type="module" src="/host.js"></script></body></html>"#
+    );
+    let script = format!(
+        r#"const answer = await fetch("{w}/api/session", {{
+  method: "POST", headers: {{ "Content-Type": "application/json" }},
+  body: JSON.stringify({{ userId: "u-farmer" }}), credentials: "omit",
+}});
+const {{ token }} = await answer.json();
+window.hostToken = () => token;
+// The entry point as pages written for the old build call it: still loads the widget.
+const {{ default: init }} = await import("{w}/farm-chat.js");
+await init({{ module_or_path: "{w}/farm-chat_bg.wasm" }});
+"#
     );
     std::fs::write(dir.join("index.html"), page).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("host.js"), script).map_err(|e| e.to_string())?;
+    debug_assert_eq!(host.addr.port(), host_port);
     let session = fresh_session(browser, "xtask", "chromium-cross-origin")?;
+    session.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": RECORDER }),
+    )?;
     session.open(&format!("{host_origin}/"))?;
     session
         .wait_for(
@@ -308,6 +368,12 @@ pub(crate) fn cross_origin(browser: &Browser) -> Result<(), String> {
     if wasm_from_widget != Value::Bool(true) {
         return Err(format!(
             "the wasm did not come compressed from {w} (CORS exposes its sizes)"
+        ));
+    }
+    let violations = session.script("return window.__fcCsp")?;
+    if violations.as_array().is_none_or(|v| !v.is_empty()) {
+        return Err(format!(
+            "the host page's policy blocked part of the widget: {violations}"
         ));
     }
     Ok(())

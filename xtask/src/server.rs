@@ -85,6 +85,12 @@ impl DevServer {
         let log_file =
             std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
         let mut child = Command::new(bin)
+            // Every client of a test or bench server is 127.0.0.1 and the same demo users sign
+            // in again and again: the per-address and sign-in limits (tested on their own in
+            // the dev-server's tests) would only get in the way. Flags in `args` still win.
+            .env("FARM_CHAT_SIGN_IN_PER_MINUTE", "1000000")
+            .env("FARM_CHAT_SIGN_IN_PER_USER_PER_MINUTE", "1000000")
+            .env("FARM_CHAT_MAX_CONNECTIONS_PER_CLIENT", "1000000")
             .args(args)
             .current_dir(root())
             .stdin(Stdio::null())

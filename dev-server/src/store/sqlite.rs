@@ -343,10 +343,10 @@ impl Store for SqliteStore {
 
     fn purge_expired_sessions(&self, now: u64) -> StoreResult<usize> {
         self.with(|conn| {
-            Ok(conn.execute(
+            conn.execute(
                 "DELETE FROM sessions WHERE expires_at <= ?1",
                 [i64::try_from(now).unwrap_or(i64::MAX)],
-            )?)
+            )
         })
     }
 
