@@ -961,6 +961,52 @@ async fn styles_never_leak_in_or_out_and_custom_properties_theme_the_widget() {
     hostile.remove();
 }
 
+/// The network is the browser's: a following tab shows "offline" the moment the browser
+/// says so, not only once the leader's broadcast arrives (a leader that is a closing tab may
+/// never send it). The `offline` event's listeners run inside `dispatchEvent`, while a
+/// broadcast from the leader arrives in a later task, so the check right after the dispatch
+/// sees only what the follower did by itself.
+#[wasm_bindgen_test]
+async fn a_follower_shows_offline_at_once_without_waiting_for_the_leader() {
+    let api = Api::new(api_base());
+    sign_in(&api).await;
+    let tabs: Vec<_> = (0..2)
+        .map(|_| mount_stream(UseChatStreamOptions::default().api_base(api_base())))
+        .collect();
+    let state = |t: &(Events, Hook, _, HtmlElement)| {
+        t.1.borrow()
+            .as_ref()
+            .map(|h| (h.role.get_untracked(), h.status.get_untracked()))
+    };
+    wait_until("a leader and a follower, both connected", || {
+        let states: Vec<_> = tabs.iter().map(state).collect();
+        states.contains(&Some((Role::Leader, Status::Connected)))
+            && states.contains(&Some((Role::Follower, Status::Connected)))
+    })
+    .await;
+    let follower = tabs
+        .iter()
+        .position(|t| matches!(state(t), Some((Role::Follower, _))))
+        .unwrap();
+    let window = web_sys::window().unwrap();
+    window
+        .dispatch_event(&web_sys::Event::new("offline").unwrap())
+        .unwrap();
+    assert_eq!(
+        state(&tabs[follower]),
+        Some((Role::Follower, Status::Offline)),
+        "before any broadcast could arrive"
+    );
+    window
+        .dispatch_event(&web_sys::Event::new("online").unwrap())
+        .unwrap();
+    wait_until("both connected again", || {
+        tabs.iter()
+            .all(|t| matches!(state(t), Some((_, Status::Connected))))
+    })
+    .await;
+}
+
 /// Hooks mounted side by side stand in for tabs: each makes its own lock request and has its
 /// own BroadcastChannel object, exactly as a tab does (the real multi-tab check, with real
 /// windows closed, is the page smoke's).

@@ -15,6 +15,9 @@ async fn server() -> (Target, tokio::sync::oneshot::Sender<()>) {
     let config = Config {
         load_users: 40,
         load_support: 12,
+        // Every synthetic user signs in from 127.0.0.1 within a second.
+        sign_in_per_minute: u32::MAX,
+        sign_in_per_user_per_minute: u32::MAX,
         ..Config::for_tests()
     };
     let state = AppState::new(config).unwrap();

@@ -10,6 +10,9 @@ pub struct Dechunker {
     left: usize,
     /// Bytes of the CRLF after a chunk still to skip.
     skip: usize,
+    /// The last chunk (or a size line that is not one) was read: the body has ended, and
+    /// whatever follows is not part of it however it arrives.
+    done: bool,
 }
 
 impl Dechunker {
@@ -20,6 +23,7 @@ impl Dechunker {
             pending: Vec::new(),
             left: 0,
             skip: 0,
+            done: false,
         }
     }
 
@@ -27,6 +31,9 @@ impl Dechunker {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
         if !self.chunked {
             return bytes.to_vec();
+        }
+        if self.done {
+            return Vec::new();
         }
         self.pending.extend_from_slice(bytes);
         let mut out = Vec::new();
@@ -56,7 +63,12 @@ impl Dechunker {
             self.pending.drain(..at + 2);
             let hex = line.trim().split(';').next().unwrap_or("");
             match usize::from_str_radix(hex, 16) {
-                Ok(0) | Err(_) => return out, // the last chunk (or garbage): nothing more
+                Ok(0) | Err(_) => {
+                    // The last chunk (or garbage): nothing more, also from later reads.
+                    self.done = true;
+                    self.pending.clear();
+                    return out;
+                }
                 Ok(n) => self.left = n,
             }
         }
@@ -114,6 +126,21 @@ mod tests {
             assert_eq!(out, body, "fed {step} bytes at a time");
         }
         assert_eq!(Dechunker::new(false).push(b"as is"), b"as is");
+    }
+
+    /// Found by the `sse_framing` fuzz target: after the last chunk (or a size line that is
+    /// not one), bytes that came in the same read were dropped but later reads were parsed
+    /// as chunks again, so the output depended on how the bytes were cut.
+    #[test]
+    fn nothing_after_the_end_counts_however_it_arrives() {
+        let wire = b"\0\r\n A\r\r\n\r\n";
+        let whole = Dechunker::new(true).push(wire);
+        let mut d = Dechunker::new(true);
+        let bytewise: Vec<u8> = wire.chunks(1).flat_map(|c| d.push(c)).collect();
+        assert_eq!(whole, bytewise);
+        let mut d = Dechunker::new(true);
+        assert_eq!(d.push(b"2\r\nab\r\n0\r\n\r\n"), b"ab");
+        assert_eq!(d.push(b"3\r\nxyz\r\n"), b"", "the body has ended");
     }
 
     #[test]

@@ -239,7 +239,13 @@ fn window() -> Option<web_sys::Window> {
 impl Inner {
     fn handle(self: &Rc<Self>, input: Input<'_>) {
         if !self.role.get().streams() {
-            return; // a follower shows the leader's connection, it has none of its own
+            // A follower shows the leader's connection, it has none of its own. But the
+            // network is the browser's: offline is offline in every tab, and the leader may be
+            // a tab that is closing and will never say so.
+            if matches!(input, Input::Offline) {
+                let _ = self.set_status.try_set(Status::Offline);
+            }
+            return;
         }
         let effects =
             self.machine

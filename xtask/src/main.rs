@@ -15,6 +15,8 @@
 //! - [`bench`]: `bench`, every benchmark with one command (server load through
 //!   `farm-chat-bench`, the widget in Chromium, the bundle size) into one JSON file.
 //! - [`e2e`]: `e2e`, the end-to-end fault suite through `farm-chat-chaos` (part of `test`).
+//! - [`fuzz`]: `fuzz`, the cargo fuzz targets of `fuzz/` for a given time (part of `test`,
+//!   20 s each).
 //! - [`font`]: `report-font`, the PDF report's embedded font subset.
 //! - [`pageload`]: a real page load in Chromium: the launcher before `load`, the wasm
 //!   compressed after it, and the bench's throttled click-to-composer timing.
@@ -25,6 +27,7 @@ mod bench;
 mod bundle;
 mod e2e;
 mod font;
+mod fuzz;
 mod pageload;
 mod proc;
 mod product;
@@ -43,7 +46,7 @@ Commands:
                    wasm-opt, wasm-bindgen CLI (locked version), trunk. Tools go into .tools/.
   run [ARGS…]      Build the widget (release) and serve it with the API on
                    http://127.0.0.1:3000/ (ARGS go to farm-chat-dev-server, e.g. --addr).
-  test [--e2e-runs N] [--only native|browser|page|e2e]
+  test [--e2e-runs N] [--only native|browser|page|e2e|fuzz]
                    Run every suite: native unit + integration tests, browser tests in headless
                    Chromium against a dev-server it starts, a smoke test of the built page, and
                    the end-to-end fault suite (N seeded fault runs, default 3).
@@ -59,6 +62,10 @@ Commands:
   e2e [--runs N] [--seed S]
                    End-to-end fault suite in Chromium through the chaos proxy (test runs it
                    with 3 seeded runs; `test --e2e-runs 100` for the full count).
+  fuzz [--minutes N | --seconds N] [TARGET…]
+                   Coverage-guided fuzzing (cargo fuzz, libFuzzer) of every parser that takes
+                   outside input, each target for N (default 60 s); test runs each for 20 s.
+                   Targets: api_request, event_decoder, sse_framing, ids_and_tokens.
   report-font      Rebuild the PDF report's embedded font subset (dev-server/assets).
 
 Environment:
@@ -82,6 +89,7 @@ fn main() -> ExitCode {
         "dev" => product::dev(),
         "bench" => bench::bench(rest),
         "e2e" => e2e::e2e(rest),
+        "fuzz" => fuzz::fuzz(rest),
         "size" => tools::bootstrap()
             .and_then(|_| product::build_release())
             .and_then(|()| product::size().map(|_| ())),

@@ -48,8 +48,16 @@ pub(crate) fn test(args: &[String]) -> Result<(), String> {
             crate::e2e::e2e(&["--runs".into(), runs, "--seed".into(), "1".into()]),
         ));
     }
+    if wanted("fuzz") {
+        banner("fuzz: every fuzz target, 20 s each (cargo fuzz, libFuzzer)");
+        results.push((
+            "fuzz (20 s per target)",
+            crate::fuzz::run_targets(&crate::fuzz::TARGETS.map(String::from), 20)
+                .and_then(|outcomes| crate::fuzz::report(&outcomes)),
+        ));
+    }
     if results.is_empty() {
-        return Err("--only takes native, browser, page or e2e".into());
+        return Err("--only takes native, browser, page, e2e or fuzz".into());
     }
 
     banner("summary");
