@@ -164,9 +164,9 @@ pub(crate) fn run_targets(targets: &[String], seconds: u64) -> Result<Vec<Outcom
 
 fn stat(log: &str, name: &str) -> u64 {
     log.lines()
+        .rev()
         .filter_map(|l| l.trim().strip_prefix(name))
-        .filter_map(|v| v.trim().parse().ok())
-        .last()
+        .find_map(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
 
