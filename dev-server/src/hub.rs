@@ -23,6 +23,8 @@ pub struct Entry {
     /// The event.
     pub event: Arc<StreamEvent>,
     at: Instant,
+    /// Its `data:` size, counted against [`HubLimits::backlog_max_bytes`].
+    size: usize,
 }
 
 /// How much the hub keeps.
@@ -34,6 +36,9 @@ pub struct HubLimits {
     pub backlog_max_age: Duration,
     /// …up to this many per user, so memory stays bounded.
     pub backlog_hard_cap: usize,
+    /// And at most this many bytes of event data per user (a task's result can be a table of
+    /// kilobytes): beyond, the oldest go, and a client that missed them refetches history.
+    pub backlog_max_bytes: usize,
     /// Events a stream may fall behind before it is disconnected.
     pub live_buffer: usize,
 }
@@ -44,6 +49,7 @@ impl Default for HubLimits {
             backlog_min_events: 1000,
             backlog_max_age: Duration::from_secs(600),
             backlog_hard_cap: 10_000,
+            backlog_max_bytes: 1024 * 1024,
             live_buffer: 1024,
         }
     }
@@ -53,7 +59,28 @@ impl Default for HubLimits {
 struct UserLog {
     last_n: u64,
     backlog: VecDeque<Entry>,
+    /// The backlog's event data in bytes.
+    bytes: usize,
     live: broadcast::Sender<Entry>,
+}
+
+impl UserLog {
+    /// Drops the oldest events beyond the limits; the newest always stays.
+    fn trim(&mut self, limits: &HubLimits, now: Instant) {
+        while self.backlog.len() > 1
+            && (self.backlog.len() > limits.backlog_hard_cap
+                || self.bytes > limits.backlog_max_bytes
+                || (self.backlog.len() > limits.backlog_min_events
+                    && self
+                        .backlog
+                        .front()
+                        .is_some_and(|e| now.duration_since(e.at) > limits.backlog_max_age)))
+        {
+            if let Some(old) = self.backlog.pop_front() {
+                self.bytes -= old.size;
+            }
+        }
+    }
 }
 
 /// Where a new stream starts.
@@ -103,6 +130,7 @@ impl Hub {
         users.entry(user.clone()).or_insert_with(|| UserLog {
             last_n: 0,
             backlog: VecDeque::new(),
+            bytes: 0,
             live: broadcast::channel(self.limits.live_buffer.max(1)).0,
         })
     }
@@ -115,24 +143,45 @@ impl Hub {
         let log = self.log(&mut users, user);
         log.last_n += 1;
         let now = Instant::now();
+        let size = event.data().len();
         let entry = Entry {
             id: EventId::new(epoch, log.last_n),
             event: Arc::new(event),
             at: now,
+            size,
         };
         log.backlog.push_back(entry.clone());
-        while log.backlog.len() > limits.backlog_hard_cap
-            || (log.backlog.len() > limits.backlog_min_events
-                && log
-                    .backlog
-                    .front()
-                    .is_some_and(|e| now.duration_since(e.at) > limits.backlog_max_age))
-        {
-            log.backlog.pop_front();
-        }
+        log.bytes += size;
+        log.trim(&limits, now);
         // No open stream is not an error: the event waits in the backlog.
         let _ = log.live.send(entry.clone());
         entry.id
+    }
+
+    /// Applies the age limit to every user's backlog now (publishing applies it only to the
+    /// user it publishes for, so a user who went quiet would keep old events forever) and
+    /// gives back the room of trimmed backlogs. Returns the events dropped.
+    pub fn sweep(&self) -> usize {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let mut dropped = 0;
+        for log in users.values_mut() {
+            let before = log.backlog.len();
+            log.trim(&self.limits, now);
+            dropped += before - log.backlog.len();
+            if log.backlog.capacity() > 2 * log.backlog.len() + 16 {
+                log.backlog.shrink_to_fit();
+            }
+        }
+        dropped
+    }
+
+    /// Events held in all backlogs, and their data's bytes.
+    pub fn held(&self) -> (usize, usize) {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users
+            .values()
+            .fold((0, 0), |(n, b), log| (n + log.backlog.len(), b + log.bytes))
     }
 
     /// A stream of `user`'s events after `after` (or from now, for `None`).
@@ -247,6 +296,48 @@ mod tests {
         assert_eq!(sub.latest, EventId::new(1, 1));
         hub.publish(&u, created(2));
         assert_eq!(sub.live.try_recv().map(|e| e.id.n()).ok(), Some(2));
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_in_bytes_too_and_keeps_the_newest() {
+        let limits = HubLimits {
+            backlog_max_bytes: 1000,
+            ..HubLimits::default()
+        };
+        let hub = Hub::new(1, limits);
+        let u = UserId("u".into());
+        for i in 1..=100 {
+            hub.publish(&u, created(i));
+        }
+        let (events, bytes) = hub.held();
+        assert!(bytes <= 1000 && events < 100, "{events} events, {bytes} B");
+        let mut huge = created(101);
+        if let StreamEvent::MessageCreated(m) = &mut huge {
+            m.conversation_id = "c".repeat(5000).as_str().into();
+        }
+        hub.publish(&u, huge);
+        assert_eq!(hub.held().0, 1, "only the newest, however big");
+    }
+
+    #[test]
+    fn a_sweep_drops_aged_events_of_users_who_went_quiet() {
+        let limits = HubLimits {
+            backlog_min_events: 2,
+            backlog_max_age: Duration::from_millis(20),
+            ..HubLimits::default()
+        };
+        let hub = Hub::new(1, limits);
+        let (quiet, busy) = (UserId("quiet".into()), UserId("busy".into()));
+        for i in 1..=50 {
+            hub.publish(&quiet, created(i));
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        hub.publish(&busy, created(1));
+        assert_eq!(hub.held().0, 51, "publishing trims only its own user");
+        assert_eq!(hub.sweep(), 48);
+        assert_eq!(hub.held().0, 3, "the quiet user keeps the newest two");
+        // Ids go on from where they were.
+        assert_eq!(hub.publish(&quiet, created(51)), EventId::new(1, 51));
     }
 
     #[test]

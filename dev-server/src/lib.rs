@@ -104,7 +104,7 @@ pub struct AppState {
     pub sign_in_by_client: Arc<limits::RateLimiter<std::net::IpAddr>>,
     /// Sign-ins per user id (`--sign-in-per-user-per-minute`).
     pub sign_in_by_user: Arc<limits::RateLimiter<String>>,
-    /// How often expired sessions are deleted from the store.
+    /// How often expired sessions are deleted and aged in-memory events and tasks let go.
     pub purge_every: std::time::Duration,
     /// The pause before each assistant step (`--assistant-speed`; tests may change it).
     pub assistant_step: std::time::Duration,
@@ -178,7 +178,7 @@ impl AppState {
             send_limit: Arc::new(limits::RateLimiter::new(30, 5.0)),
             sign_in_by_client: Arc::new(sign_in_by_client),
             sign_in_by_user: Arc::new(sign_in_by_user),
-            purge_every: std::time::Duration::from_secs(10 * 60),
+            purge_every: std::time::Duration::from_secs(60),
             logouts: broadcast::channel(64).0,
             ping_every: stream::PING_EVERY,
             drop_streams: Arc::new(watch::channel(0).0),

@@ -30,7 +30,8 @@ fn too_many_sign_ins(retry_after: u64, by: &'static str) -> ApiError {
     }
 }
 
-/// Deletes expired sessions now and then every [`AppState::purge_every`], until shutdown.
+/// Deletes expired sessions, and lets go of aged stream events and finished hot tasks, now
+/// and then every [`AppState::purge_every`], until shutdown.
 pub async fn purge_expired(state: AppState) {
     let mut every = tokio::time::interval(state.purge_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -39,6 +40,11 @@ pub async fn purge_expired(state: AppState) {
         tokio::select! {
             _ = every.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        // The in-memory side of housekeeping rides on the same timer.
+        let (events, tasks) = (state.hub.sweep(), state.tasks.sweep());
+        if events + tasks > 0 {
+            tracing::debug!(events, tasks, "aged events and finished tasks let go");
         }
         let now = auth::unix_now();
         match state.db(move |s| s.purge_expired_sessions(now)).await {

@@ -30,8 +30,9 @@ use crate::{
     validate,
 };
 
-/// How long a finished task stays hot.
-pub const KEEP_HOT: Duration = Duration::from_secs(60 * 60);
+/// How long a finished task stays hot: readers that saw it running get its last parts from
+/// memory for a while; after that the durable store (which has the final snapshot) answers.
+pub const KEEP_HOT: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug)]
 struct Hot {
@@ -55,6 +56,21 @@ impl Tasks {
     /// The hot snapshot of a task, if it is hot.
     pub fn hot(&self, id: &TaskId) -> Option<TaskRecord> {
         self.lock().get(id).map(|h| h.record.clone())
+    }
+
+    /// Evicts the finished tasks hot for longer than [`KEEP_HOT`]; returns how many.
+    pub fn sweep(&self) -> usize {
+        let mut hot = self.lock();
+        let before = hot.len();
+        let now = Instant::now();
+        hot.retain(|_, h| {
+            h.finished_at
+                .is_none_or(|t| now.duration_since(t) < KEEP_HOT)
+        });
+        if hot.capacity() > 2 * hot.len() + 16 {
+            hot.shrink_to_fit();
+        }
+        before - hot.len()
     }
 
     /// How many tasks are hot (for tests of eviction).
