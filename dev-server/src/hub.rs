@@ -46,10 +46,10 @@ pub struct HubLimits {
 impl Default for HubLimits {
     fn default() -> Self {
         Self {
-            backlog_min_events: 1000,
+            backlog_min_events: 200,
             backlog_max_age: Duration::from_secs(600),
             backlog_hard_cap: 10_000,
-            backlog_max_bytes: 1024 * 1024,
+            backlog_max_bytes: 512 * 1024,
             live_buffer: 1024,
         }
     }

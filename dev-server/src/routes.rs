@@ -71,12 +71,23 @@ pub(crate) async fn metrics(
 }
 
 fn metrics_text(state: &AppState) -> Response {
+    let (events, bytes) = state.hub.held();
+    let mut text = state.metrics.render();
+    text.push_str(&format!(
+        "# HELP farm_chat_backlog_events Stream events kept in memory for resuming.\n\
+         # TYPE farm_chat_backlog_events gauge\nfarm_chat_backlog_events {events}\n\
+         # HELP farm_chat_backlog_bytes Data bytes of the events kept for resuming.\n\
+         # TYPE farm_chat_backlog_bytes gauge\nfarm_chat_backlog_bytes {bytes}\n\
+         # HELP farm_chat_hot_tasks Assistant tasks whose snapshots are held in memory.\n\
+         # TYPE farm_chat_hot_tasks gauge\nfarm_chat_hot_tasks {}\n",
+        state.tasks.hot_count()
+    ));
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        text,
     )
         .into_response()
 }
