@@ -188,6 +188,7 @@ pub async fn authenticate(
         },
     };
     let Some(session_id) = state.signer.verify(&token).map(str::to_owned) else {
+        tracing::info!(via = ?via, "request refused: the session token's signature is not valid");
         return Err(ApiError::Unauthorized("the session token is not valid"));
     };
     let user = session_user(state, session_id, via).await?;
@@ -263,6 +264,7 @@ impl Tickets {
 /// Authenticates a stream request by its ticket.
 pub async fn authenticate_ticket(state: &AppState, ticket: &str) -> Result<AuthUser, ApiError> {
     let Some(session_id) = state.tickets.redeem(ticket) else {
+        tracing::info!("stream refused: the ticket is unknown, used or expired");
         return Err(ApiError::Unauthorized(
             "the stream ticket is unknown, used or expired",
         ));

@@ -20,10 +20,14 @@ use axum::{
 
 use crate::Config;
 
-/// The header values, built once from the configuration.
+/// The header values, built once from the configuration, and what decides whether a
+/// cross-origin request is one the CORS policy refuses (to log it).
 #[derive(Clone, Debug)]
 pub struct Headers {
     csp: HeaderValue,
+    allowed: std::sync::Arc<[String]>,
+    own: std::sync::Arc<[String]>,
+    test_mode: bool,
 }
 
 impl Headers {
@@ -32,7 +36,23 @@ impl Headers {
         Self {
             csp: HeaderValue::from_str(&content_security_policy(config))
                 .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'")),
+            allowed: config.allow_origins.clone().into(),
+            own: config.public_origins.clone().into(),
+            test_mode: config.test_mode,
         }
+    }
+
+    /// A request from an origin that is neither this server's nor allowed: the browser will
+    /// not let that page read the answer.
+    fn refused_origin<'r>(&self, req: &'r Request) -> Option<&'r str> {
+        let origin = req.headers().get(header::ORIGIN)?;
+        let text = origin.to_str().unwrap_or("(not text)");
+        let own = self
+            .own
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(text));
+        (!own && !crate::cors::origin_allowed(origin, &self.allowed, self.test_mode))
+            .then_some(text)
     }
 }
 
@@ -56,6 +76,12 @@ pub fn content_security_policy(config: &Config) -> String {
 
 /// Adds the headers to every response.
 pub async fn headers(State(policy): State<Headers>, req: Request, next: Next) -> Response {
+    if let Some(origin) = policy.refused_origin(&req) {
+        tracing::info!(
+            origin,
+            "cross-origin request from an origin not allowed (CORS)"
+        );
+    }
     let mut response = next.run(req).await;
     let is_html = response
         .headers()

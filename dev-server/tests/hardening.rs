@@ -621,3 +621,86 @@ async fn a_send_whose_client_went_away_after_the_commit_is_still_announced_once(
         "exactly once: the next event is the next message"
     );
 }
+
+/// The log, as a test's subscriber writes it.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn security_events_are_logged_with_the_request_id() {
+    let log = LogBuf::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let s = server_with(|c| {
+        c.test_mode = false;
+        c.sign_in_per_user_per_minute = 1;
+    })
+    .await;
+    let body = Some(r#"{"userId":"u-farmer"}"#);
+    call(
+        s.addr,
+        "POST",
+        "/api/session",
+        &[("Origin", "https://evil.example")],
+        body,
+    )
+    .await;
+    call(
+        s.addr,
+        "POST",
+        "/api/session",
+        &[],
+        Some(r#"{"userId":"u-nobody"}"#),
+    )
+    .await;
+    call(s.addr, "POST", "/api/session", &[], body).await;
+    call(s.addr, "POST", "/api/session", &[], body).await;
+    call(s.addr, "GET", "/api/chat/stream?ticket=0123", &[], None).await;
+    call(
+        s.addr,
+        "GET",
+        "/api/session",
+        &[("Authorization", "Bearer 00.11")],
+        None,
+    )
+    .await;
+    call(
+        s.addr,
+        "GET",
+        "/api/health",
+        &[("Origin", "https://elsewhere.example")],
+        None,
+    )
+    .await;
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    for event in [
+        "request refused: CSRF check",
+        "sign-in refused: unknown user",
+        "sign-in rate limited",
+        "stream refused: the ticket is unknown",
+        "session token's signature is not valid",
+        "origin not allowed (CORS)",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(event))
+            .unwrap_or_else(|| panic!("no {event:?} in the log:\n{text}"));
+        assert!(line.contains(" INFO "), "{line}");
+        assert!(line.contains("requestId="), "{line}");
+    }
+}
