@@ -29,6 +29,12 @@ fn query(name: &str, description: &str, schema: Value, required: bool) -> Value 
     json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema})
 }
 
+/// A message text: at least one character that is not white space, and no NUL
+/// (`validate::text`).
+const TEXT: &str = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$";
+/// The most characters of a message.
+const MAX_TEXT: usize = farm_chat_protocol::chat::MAX_TEXT_CHARS;
+
 /// The pattern every id the server accepts follows (`validate::id`).
 const ID: &str = "^[A-Za-z0-9._:-]{1,128}$";
 
@@ -81,6 +87,7 @@ pub fn spec() -> Value {
             }},
             "/api/chat/history": {"get": {
                 "summary": "A page of a conversation's messages in seq order; assistant replies carry their task",
+                "description": "Give before or after, not both (400 invalid_query otherwise).",
                 "parameters": [
                     query("conversationId", "the conversation", json!({"type": "string", "pattern": ID}), true),
                     query("limit", "1–100, default 50", json!({"type": "integer", "minimum": 1, "maximum": 100}), false),
@@ -116,7 +123,7 @@ pub fn spec() -> Value {
             "/api/tasks/{taskId}/cancel": {"post": {
                 "summary": "Stop a running task; its parts so far are kept, then task.error (cancelled) and task.done",
                 "parameters": [task_id_param()],
-                "responses": merge(json!({"200": ok("TaskSnapshot", "cancelled")}), error_responses(&[("401", "not signed in"), ("403", "csrf_rejected"), ("404", "no such task of this user"), ("409", "task_not_running")]))
+                "responses": merge(json!({"200": ok("TaskSnapshot", "cancelled")}), error_responses(&[("400", "invalid_id or invalid_path"), ("401", "not signed in"), ("403", "csrf_rejected"), ("404", "no such task of this user"), ("409", "task_not_running")]))
             }},
             "/api/reports/{reportId}.pdf": {"get": {
                 "summary": "The signed-in user's farm's monthly shipment report as a PDF (reportId: shipments-YYYY-MM)",
@@ -144,7 +151,7 @@ pub fn spec() -> Value {
                     "lastMessage": {"oneOf": [{"$ref": "#/components/schemas/Message"}, {"type": "null"}]}, "unread": {"type": "integer"}}},
                 "SendRequest": {"type": "object", "required": ["conversationId", "text", "idempotencyKey"], "additionalProperties": false, "properties": {
                     "conversationId": {"type": "string", "pattern": ID},
-                    "text": {"type": "string", "description": "1–4000 characters after trimming, no NUL"},
+                    "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": TEXT, "description": "1–4000 characters after trimming surrounding white space, at least one that is not white space, no NUL"},
                     "idempotencyKey": {"type": "string", "pattern": ID}}},
                 "SendResponse": {"type": "object", "properties": {
                     "messageId": {"type": "string"}, "conversationId": {"type": "string"}, "seq": {"type": "integer"},
