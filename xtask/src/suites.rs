@@ -117,6 +117,21 @@ fn browser_tests(browser: &Browser) -> Result<(), String> {
     result
 }
 
+/// `farm-chat-conformance --base-url` against `addr`, its table printed as it comes, its JSON
+/// kept in `target/xtask/conformance.json`.
+fn conformance(addr: std::net::SocketAddr) -> Result<(), String> {
+    run(cmd("cargo").args(["build", "--quiet", "-p", "farm-chat-conformance"]))?;
+    let bin = crate::server::target_dir()
+        .join("debug")
+        .join("farm-chat-conformance");
+    let json = root().join("target").join("xtask").join("conformance.json");
+    run(std::process::Command::new(bin)
+        .arg("--base-url")
+        .arg(format!("http://{addr}"))
+        .arg("--json")
+        .arg(&json))
+}
+
 /// What a user gets from `cargo xtask run`: the release build served by the dev-server, the
 /// page answering 200, its wasm served as `application/wasm`, and the widget mounted in a real
 /// browser and talking to the API of the same origin.
@@ -189,6 +204,10 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
         "ten tabs of one user share one stream; closing the leader tab hands it over \
          without losing or duplicating a message",
         tabs_in_browser(browser, server.addr),
+    ));
+    checks.push((
+        "farm-chat-conformance passes every rule against the server as `run` serves it",
+        conformance(server.addr),
     ));
     let log = server.log.clone();
     drop(server);
