@@ -19,6 +19,8 @@
 //! - [`serve`]: the accept loop and connections (timeouts, connection caps, running out of
 //!   file descriptors). [`security`]: response headers (CSP, nosniff) and who may read
 //!   `/metrics`.
+//! - [`asyncapi`]: `GET /api/asyncapi.json`, the stream's events described (schemas generated
+//!   from the protocol types, like [`openapi`]'s).
 //! - [`assets`]: the built widget as static files (precompressed variants, caching) and the
 //!   compression of API answers.
 //!
@@ -28,6 +30,7 @@
 
 pub mod assets;
 pub mod assistant;
+pub mod asyncapi;
 pub mod auth;
 pub mod chat;
 pub mod config;

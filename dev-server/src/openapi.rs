@@ -1,21 +1,110 @@
 //! `GET /api/openapi.json`: the API described in OpenAPI 3.1, so other implementations, tools
 //! and the load generator can rely on the same contract.
+//!
+//! Every body's schema is generated from the protocol type the handler reads or answers
+//! (schemars, `farm-chat-protocol`'s `schema` feature), so the document can't drift from the
+//! code; the constraints the server enforces beyond the types (id patterns, the text's length)
+//! are added here, next to the rules in [`crate::validate`], and a test checks them against
+//! the server. The routes are the router's (a test checks both ways).
 
-use serde_json::{Value, json};
+use farm_chat_protocol::{
+    ErrorBody, Health,
+    chat::{ConversationList, HistoryPage, SendRequest, SendResponse},
+    session::{LoginRequest, SessionInfo, StreamTicket},
+    task::{TaskList, TaskSnapshot, TaskState},
+};
+use schemars::{
+    JsonSchema, SchemaGenerator,
+    generate::{Contract, SchemaSettings},
+};
+use serde_json::{Map, Value, json};
+
+/// A generator whose definitions land in `#/components/schemas`.
+pub(crate) fn generator(contract: Contract) -> SchemaGenerator {
+    SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.meta_schema = None;
+            s.contract = contract;
+        })
+        .into_generator()
+}
+
+/// The schemas of every request and answer body, with the server's extra constraints.
+fn components() -> Map<String, Value> {
+    // Answers as the server writes them; requests as it reads them.
+    let mut answers = generator(Contract::Serialize);
+    for root in [
+        answers.subschema_for::<ErrorBody>(),
+        answers.subschema_for::<Health>(),
+        answers.subschema_for::<SessionInfo>(),
+        answers.subschema_for::<StreamTicket>(),
+        answers.subschema_for::<ConversationList>(),
+        answers.subschema_for::<SendResponse>(),
+        answers.subschema_for::<HistoryPage>(),
+        answers.subschema_for::<TaskList>(),
+        answers.subschema_for::<TaskSnapshot>(),
+        answers.subschema_for::<TaskState>(),
+    ] {
+        drop(root);
+    }
+    let mut requests = generator(Contract::Deserialize);
+    drop(requests.subschema_for::<LoginRequest>());
+    drop(requests.subschema_for::<SendRequest>());
+    let mut all = answers.take_definitions(true);
+    all.extend(requests.take_definitions(true));
+    constrain(&mut all);
+    all
+}
+
+/// What the server enforces beyond the types: every id follows [`ID`] (`validate::id`), and a
+/// message text is 1–4000 characters with one that is not white space (`validate::text`).
+fn constrain(schemas: &mut Map<String, Value>) {
+    for name in [
+        "UserId",
+        "TenantId",
+        "ConversationId",
+        "MessageId",
+        "TaskId",
+    ] {
+        if let Some(Value::Object(schema)) = schemas.get_mut(name) {
+            schema.insert("pattern".into(), ID.into());
+        }
+    }
+    if let Some(props) = schemas
+        .get_mut("SendRequest")
+        .and_then(|s| s.get_mut("properties"))
+        .and_then(Value::as_object_mut)
+    {
+        if let Some(Value::Object(key)) = props.get_mut("idempotencyKey") {
+            key.insert("pattern".into(), ID.into());
+        }
+        if let Some(Value::Object(text)) = props.get_mut("text") {
+            text.insert("minLength".into(), 1.into());
+            text.insert("maxLength".into(), MAX_TEXT.into());
+            text.insert("pattern".into(), TEXT.into());
+        }
+    }
+}
+
+/// `#/components/schemas/{name}` of `T`.
+fn r<T: JsonSchema>() -> String {
+    format!("#/components/schemas/{}", T::schema_name())
+}
 
 fn error_responses(codes: &[(&str, &str)]) -> Value {
     let mut out = serde_json::Map::new();
     for (status, what) in codes {
         out.insert(
             (*status).to_owned(),
-            json!({"description": what, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            json!({"description": what, "content": {"application/json": {"schema": {"$ref": r::<ErrorBody>()}}}}),
         );
     }
     Value::Object(out)
 }
 
-fn ok(schema: &str, description: &str) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+fn ok(schema: String, description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": schema}}}})
 }
 
 fn merge(mut a: Value, b: Value) -> Value {
@@ -62,26 +151,26 @@ pub fn spec() -> Value {
         },
         "security": [{"cookie": []}, {"bearer": []}],
         "paths": {
-            "/api/health": {"get": {"summary": "Liveness", "security": [], "responses": {"200": ok("Health", "serving")}}},
+            "/api/health": {"get": {"summary": "Liveness", "security": [], "responses": {"200": ok(r::<Health>(), "serving")}}},
             "/api/session": {
                 "post": {
                     "summary": "Sign in (stands in for the host site's SSO); sets the session cookie and returns a Bearer token",
                     "security": [],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginRequest"}}}},
-                    "responses": merge(json!({"200": ok("Session", "signed in")}), error_responses(&[("400", "bad input"), ("401", "unknown user"), ("403", "csrf_rejected: an Origin that is not this server's nor allowed"), ("408", "request_timeout: the body did not arrive in time"), ("413", "body over 64 KiB"), ("429", "rate_limited: too many sign-ins from this address or as this user (Retry-After)")]))
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": r::<LoginRequest>()}}}},
+                    "responses": merge(json!({"200": ok(r::<SessionInfo>(), "signed in")}), error_responses(&[("400", "bad input"), ("401", "unknown user"), ("403", "csrf_rejected: an Origin that is not this server's nor allowed"), ("408", "request_timeout: the body did not arrive in time"), ("413", "body over 64 KiB"), ("429", "rate_limited: too many sign-ins from this address or as this user (Retry-After)")]))
                 },
-                "get": {"summary": "The signed-in user", "responses": merge(json!({"200": ok("Session", "the user")}), error_responses(&[("401", "not signed in")]))},
+                "get": {"summary": "The signed-in user", "responses": merge(json!({"200": ok(r::<SessionInfo>(), "the user")}), error_responses(&[("401", "not signed in")]))},
                 "delete": {"summary": "Sign out; the session's streams close", "responses": merge(json!({"204": {"description": "signed out"}}), error_responses(&auth_errors))}
             },
             "/api/conversations": {"get": {
                 "summary": "The user's conversations (a farmer's assistant and support chats are created on first use)",
-                "responses": merge(json!({"200": ok("ConversationList", "conversations")}), error_responses(&auth_errors))
+                "responses": merge(json!({"200": ok(r::<ConversationList>(), "conversations")}), error_responses(&auth_errors))
             }},
             "/api/chat/send": {"post": {
                 "summary": "Send a message. Idempotent per idempotencyKey: a retry with the same body answers 200 with the same message; another body 409. In an assistant conversation it starts a task (taskId).",
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendRequest"}}}},
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": r::<SendRequest>()}}}},
                 "responses": merge(
-                    json!({"201": ok("SendResponse", "stored"), "200": ok("SendResponse", "a retry of a stored send")}),
+                    json!({"201": ok(r::<SendResponse>(), "stored"), "200": ok(r::<SendResponse>(), "a retry of a stored send")}),
                     error_responses(&[("400", "bad input (invalid_json, invalid_id, invalid_text)"), ("401", "not signed in"), ("403", "csrf_rejected or not_a_participant"), ("404", "no such conversation"), ("409", "idempotency_conflict"), ("408", "request_timeout: the body did not arrive in time"), ("413", "body over 64 KiB"), ("429", "rate_limited (Retry-After)")])
                 )
             }},
@@ -94,7 +183,7 @@ pub fn spec() -> Value {
                     query("before", "messages with seq below this (scrolling up); not with after", seq_cursor(), false),
                     query("after", "messages with seq above this (catching up); not with before", seq_cursor(), false)
                 ],
-                "responses": merge(json!({"200": ok("HistoryPage", "messages")}), error_responses(&[("400", "invalid_query"), ("401", "not signed in"), ("403", "not_a_participant"), ("404", "no such conversation")]))
+                "responses": merge(json!({"200": ok(r::<HistoryPage>(), "messages")}), error_responses(&[("400", "invalid_query"), ("401", "not signed in"), ("403", "not_a_participant"), ("404", "no such conversation")]))
             }},
             "/api/chat/stream": {"get": {
                 "summary": "The user's SSE stream for all their conversations",
@@ -108,75 +197,37 @@ pub fn spec() -> Value {
             }},
             "/api/chat/stream-ticket": {"post": {
                 "summary": "A single-use ticket valid 30 s for GET /api/chat/stream?ticket=, for pages whose cookies can't reach the API",
-                "responses": merge(json!({"200": ok("StreamTicket", "the ticket")}), error_responses(&auth_errors))
+                "responses": merge(json!({"200": ok(r::<StreamTicket>(), "the ticket")}), error_responses(&auth_errors))
             }},
             "/api/tasks": {"get": {
                 "summary": "The user's assistant tasks, newest first",
-                "parameters": [query("state", "only tasks in this state", json!({"$ref": "#/components/schemas/TaskState"}), false)],
-                "responses": merge(json!({"200": ok("TaskList", "tasks")}), error_responses(&[("400", "invalid_query"), ("401", "not signed in")]))
+                "parameters": [query("state", "only tasks in this state", json!({"$ref": r::<TaskState>()}), false)],
+                "responses": merge(json!({"200": ok(r::<TaskList>(), "tasks")}), error_responses(&[("400", "invalid_query"), ("401", "not signed in")]))
             }},
             "/api/tasks/{taskId}": {"get": {
                 "summary": "A task's snapshot: state, progress and every part so far",
                 "parameters": [task_id_param()],
-                "responses": merge(json!({"200": ok("TaskSnapshot", "the task")}), error_responses(&[("400", "invalid_id or invalid_path"), ("401", "not signed in"), ("404", "no such task of this user")]))
+                "responses": merge(json!({"200": ok(r::<TaskSnapshot>(), "the task")}), error_responses(&[("400", "invalid_id or invalid_path"), ("401", "not signed in"), ("404", "no such task of this user")]))
             }},
             "/api/tasks/{taskId}/cancel": {"post": {
                 "summary": "Stop a running task; its parts so far are kept, then task.error (cancelled) and task.done",
                 "parameters": [task_id_param()],
-                "responses": merge(json!({"200": ok("TaskSnapshot", "cancelled")}), error_responses(&[("400", "invalid_id or invalid_path"), ("401", "not signed in"), ("403", "csrf_rejected"), ("404", "no such task of this user"), ("409", "task_not_running")]))
+                "responses": merge(json!({"200": ok(r::<TaskSnapshot>(), "cancelled")}), error_responses(&[("400", "invalid_id or invalid_path"), ("401", "not signed in"), ("403", "csrf_rejected"), ("404", "no such task of this user"), ("409", "task_not_running")]))
             }},
             "/api/reports/{reportId}.pdf": {"get": {
                 "summary": "The signed-in user's farm's monthly shipment report as a PDF (reportId: shipments-YYYY-MM)",
                 "parameters": [{"name": "reportId", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^shipments-[0-9]{4}-[0-9]{2}$"}}],
                 "responses": merge(json!({"200": {"description": "the report", "content": {"application/pdf": {}}}}), error_responses(&[("401", "not signed in"), ("404", "no such report")]))
             }},
-            "/api/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}
+            "/api/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/api/asyncapi.json": {"get": {"summary": "The stream's events: one message per SSE event name, with its payload's schema", "security": [], "responses": {"200": {"description": "AsyncAPI 3.0"}}}}
         },
         "components": {
             "securitySchemes": {
                 "cookie": {"type": "apiKey", "in": "cookie", "name": crate::auth::COOKIE},
                 "bearer": {"type": "http", "scheme": "bearer"}
             },
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-                "Health": {"type": "object", "properties": {"status": {"const": "ok"}}},
-                "LoginRequest": {"type": "object", "required": ["userId"], "additionalProperties": false, "properties": {"userId": {"type": "string", "pattern": ID}}},
-                "Session": {"type": "object", "required": ["userId", "tenantId", "displayName", "role"], "properties": {
-                    "userId": {"type": "string"}, "tenantId": {"type": "string"}, "displayName": {"type": "string"},
-                    "role": {"enum": ["farmer", "support"]}, "token": {"type": "string", "description": "only from POST"}}},
-                "StreamTicket": {"type": "object", "properties": {"ticket": {"type": "string"}, "expiresIn": {"type": "integer"}}},
-                "ConversationList": {"type": "object", "properties": {"conversations": {"type": "array", "items": {"$ref": "#/components/schemas/Conversation"}}}},
-                "Conversation": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "kind": {"enum": ["assistant", "support"]}, "title": {"type": "string"},
-                    "lastMessage": {"oneOf": [{"$ref": "#/components/schemas/Message"}, {"type": "null"}]}, "unread": {"type": "integer"}}},
-                "SendRequest": {"type": "object", "required": ["conversationId", "text", "idempotencyKey"], "additionalProperties": false, "properties": {
-                    "conversationId": {"type": "string", "pattern": ID},
-                    "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": TEXT, "description": "1–4000 characters after trimming surrounding white space, at least one that is not white space, no NUL"},
-                    "idempotencyKey": {"type": "string", "pattern": ID}}},
-                "SendResponse": {"type": "object", "properties": {
-                    "messageId": {"type": "string"}, "conversationId": {"type": "string"}, "seq": {"type": "integer"},
-                    "createdAt": {"type": "string", "format": "date-time"}, "taskId": {"type": "string"}}},
-                "HistoryPage": {"type": "object", "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}}, "hasMore": {"type": "boolean"}}},
-                "Message": {"type": "object", "properties": {
-                    "messageId": {"type": "string"}, "conversationId": {"type": "string"}, "seq": {"type": "integer"},
-                    "sender": {"type": "object", "properties": {"id": {"type": "string"}, "kind": {"enum": ["user", "assistant", "support"]}, "displayName": {"type": "string"}}},
-                    "text": {"type": "string"}, "createdAt": {"type": "string", "format": "date-time"},
-                    "task": {"$ref": "#/components/schemas/TaskSnapshot"},
-                    "idempotencyKey": {"type": "string", "description": "only on the reader's own messages"}}},
-                "TaskState": {"enum": ["running", "succeeded", "failed", "cancelled"]},
-                "TaskList": {"type": "object", "properties": {"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/TaskSnapshot"}}}},
-                "TaskSnapshot": {"type": "object", "properties": {
-                    "taskId": {"type": "string"}, "conversationId": {"type": "string"}, "messageId": {"type": "string"},
-                    "kind": {"enum": ["cow_list", "health_report", "shipment_report", "help"]},
-                    "state": {"$ref": "#/components/schemas/TaskState"},
-                    "progress": {"oneOf": [{"$ref": "#/components/schemas/Progress"}, {"type": "null"}]},
-                    "parts": {"type": "array", "items": {"$ref": "#/components/schemas/TaskPart"}},
-                    "createdAt": {"type": "string"}, "updatedAt": {"type": "string"}}},
-                "Progress": {"type": "object", "properties": {"current": {"type": "integer"}, "total": {"type": "integer"}, "percentage": {"type": "integer", "minimum": 0, "maximum": 100}}},
-                "TaskPart": {"type": "object", "required": ["part", "type"], "description": "Keyed by (taskId, part); a later part with the same number replaces the earlier one. status/intermediate: text; progress: current, total, percentage, text; result: text, kind, data; error: code, text.", "properties": {
-                    "part": {"type": "integer"}, "type": {"enum": ["status", "intermediate", "progress", "result", "error"]},
-                    "text": {"type": "string"}, "code": {"type": "string"}, "kind": {"type": "string"}, "data": {"type": "object"}}}
-            }
+            "schemas": components()
         }
     })
 }

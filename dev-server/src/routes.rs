@@ -26,6 +26,10 @@ pub fn api(state: AppState) -> Router {
             get(|| async { Json(crate::openapi::spec()) }),
         )
         .route(
+            "/asyncapi.json",
+            get(|| async { Json(crate::asyncapi::spec()) }),
+        )
+        .route(
             "/session",
             post(crate::session::login)
                 .get(crate::session::current)

@@ -149,6 +149,7 @@ async fn openapi_describes_exactly_the_routes_that_exist() {
     documented.sort();
     let expected = [
         ("DELETE", "/api/session"),
+        ("GET", "/api/asyncapi.json"),
         ("GET", "/api/chat/history"),
         ("GET", "/api/chat/stream"),
         ("GET", "/api/conversations"),
@@ -199,18 +200,18 @@ async fn openapi_carries_the_patterns_and_bounds_the_server_enforces() {
     let spec: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let id = "^[A-Za-z0-9._:-]{1,128}$";
     let schemas = &spec["components"]["schemas"];
-    assert_eq!(
-        schemas["LoginRequest"]["properties"]["userId"]["pattern"],
-        id
-    );
-    assert_eq!(
-        schemas["SendRequest"]["properties"]["conversationId"]["pattern"],
-        id
-    );
-    assert_eq!(
-        schemas["SendRequest"]["properties"]["idempotencyKey"]["pattern"],
-        id
-    );
+    // A property's schema, through its `$ref` if it has one.
+    let prop = |schema: &str, name: &str| {
+        let p = &schemas[schema]["properties"][name];
+        match p["$ref"].as_str() {
+            Some(r) => schemas[r.trim_start_matches("#/components/schemas/")].clone(),
+            None => p.clone(),
+        }
+    };
+    assert_eq!(prop("LoginRequest", "userId")["pattern"], id);
+    assert_eq!(prop("SendRequest", "conversationId")["pattern"], id);
+    assert_eq!(prop("SendRequest", "idempotencyKey")["pattern"], id);
+    assert_eq!(prop("SendRequest", "text")["maxLength"], 4000);
     let history = spec["paths"]["/api/chat/history"]["get"]["parameters"]
         .as_array()
         .unwrap();

@@ -10,6 +10,7 @@ use crate::{
 
 /// Which kind of conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationKind {
     /// A farmer and the farm assistant: each message starts a task.
@@ -20,6 +21,7 @@ pub enum ConversationKind {
 
 /// One entry of `GET /api/conversations`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationSummary {
     /// The conversation.
@@ -36,6 +38,7 @@ pub struct ConversationSummary {
 
 /// `GET /api/conversations` answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationList {
     /// The user's conversations.
@@ -44,6 +47,7 @@ pub struct ConversationList {
 
 /// `POST /api/chat/send` body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendRequest {
     /// Where to send.
@@ -57,6 +61,7 @@ pub struct SendRequest {
 
 /// `POST /api/chat/send` answer (201 the first time, 200 for a retry with the same key).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SendResponse {
     /// The stored message.
@@ -74,6 +79,7 @@ pub struct SendResponse {
 
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SenderKind {
     /// A farmer.
@@ -86,6 +92,7 @@ pub enum SenderKind {
 
 /// The author of a message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Sender {
     /// A user id, or `assistant`.
@@ -98,6 +105,7 @@ pub struct Sender {
 
 /// A stored message, as history returns it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     /// Assigned by the server.
@@ -124,6 +132,7 @@ pub struct Message {
 
 /// `GET /api/chat/history` answer: messages in `seq` order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryPage {
     /// At most `limit` messages, oldest first.

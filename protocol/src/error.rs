@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// `{"error":{"code":"snake_case_code","message":"…"}}`: what every non-2xx API answer carries,
 /// so the widget can react to `code` and show `message` without guessing at the shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     /// The one error of this answer.
     pub error: ErrorDetail,
@@ -12,6 +13,7 @@ pub struct ErrorBody {
 
 /// One error: a stable machine code and a human-readable message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorDetail {
     /// Stable, snake_case (`not_found`, `csrf_rejected`, …): what clients branch on.
     pub code: String,

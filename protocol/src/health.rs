@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The answer of `GET /api/health`: `{"status":"ok"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Health {
     /// Whether the server can serve requests.
     pub status: HealthStatus,
@@ -11,6 +12,7 @@ pub struct Health {
 
 /// The server's state as `GET /api/health` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
     /// Serving requests.

@@ -6,6 +6,7 @@ use crate::ids::{TenantId, UserId};
 
 /// `POST /api/session` body: the stand-in for the host site's single sign-on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
     /// Who signs in, e.g. `u-farmer`.
@@ -14,6 +15,7 @@ pub struct LoginRequest {
 
 /// What a user is on their farm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Runs the farm; has an assistant and a support conversation.
@@ -24,6 +26,7 @@ pub enum Role {
 
 /// The signed-in user, as `POST` and `GET /api/session` answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionInfo {
     /// The user.
@@ -42,6 +45,7 @@ pub struct SessionInfo {
 
 /// `POST /api/chat/stream-ticket` answer: a single-use ticket for `GET /api/chat/stream?ticket=`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamTicket {
     /// Opaque, single use.

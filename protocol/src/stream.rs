@@ -42,6 +42,22 @@ impl<'de> Deserialize<'de> for EventId {
     }
 }
 
+/// On the wire a decimal string (JavaScript numbers can't hold every u64).
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for EventId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]{1,20}$",
+            "description": "An event id: the server start's epoch and a counter, as a decimal string"
+        })
+    }
+}
+
 impl EventId {
     const SHIFT: u32 = 40;
 
@@ -93,6 +109,7 @@ impl FromStr for EventId {
 
 /// The first event of every stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Ready {
     /// The newest event id the server holds for this user.
@@ -103,6 +120,7 @@ pub struct Ready {
 
 /// A message was stored: fetch it through history (ids only on the stream).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MessageCreated {
     /// Where.
@@ -115,6 +133,7 @@ pub struct MessageCreated {
 
 /// Keep-alive, every 15 s: a stream that has sent nothing for 45 s is dead.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Ping {
     /// The server's clock (RFC 3339, UTC).
@@ -123,6 +142,7 @@ pub struct Ping {
 
 /// Why a stream cannot resume where the client asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ResetReason {
     /// The id is older than the backlog the server keeps.
@@ -135,6 +155,7 @@ pub enum ResetReason {
 
 /// The client must refetch history: events after its last id are not all available.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Reset {
     /// Why.
@@ -144,6 +165,7 @@ pub struct Reset {
 /// A part of an assistant task's reply (`task.status`, `task.intermediate`, `task.progress`,
 /// `task.result`, `task.error`): the task's ids and the part, keyed by `(taskId, part)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskPartEvent {
     /// The task.
@@ -159,6 +181,7 @@ pub struct TaskPartEvent {
 
 /// `task.done`: the task finished; no more parts follow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskDone {
     /// The task.
@@ -174,6 +197,7 @@ pub struct TaskDone {
 /// Every event of the stream. The SSE `event:` name is [`StreamEvent::name`]; in JSON (for
 /// example between browser tabs) it is `{"type":name,"data":{…}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum StreamEvent {
     /// `ready`: first on every stream.

@@ -11,6 +11,7 @@ use crate::ids::{ConversationId, MessageId, TaskId};
 
 /// Which job a task does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     /// Cows due for estrus, as a table.
@@ -25,6 +26,7 @@ pub enum TaskKind {
 
 /// Where a task stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Still working.
@@ -46,6 +48,7 @@ impl TaskState {
 
 /// How far a task is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     /// Steps done.
@@ -74,6 +77,7 @@ impl Progress {
 
 /// One row of a cow list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CowRow {
     /// Ear-tag number.
@@ -90,6 +94,7 @@ pub struct CowRow {
 
 /// Result of an estrus search.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CowList {
     /// The condition the cows meet, in the user's language.
@@ -100,6 +105,7 @@ pub struct CowList {
 
 /// A health risk level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RiskLevel {
     /// Nothing to worry about.
@@ -112,6 +118,7 @@ pub enum RiskLevel {
 
 /// Result of a health analysis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HealthReport {
     /// Ear-tag number.
@@ -136,6 +143,7 @@ pub struct HealthReport {
 
 /// One shipment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Shipment {
     /// When (YYYY-MM-DD).
@@ -150,6 +158,7 @@ pub struct Shipment {
 
 /// Result of the monthly shipment report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ShipmentReport {
     /// First day of the period (YYYY-MM-DD).
@@ -170,6 +179,7 @@ pub struct ShipmentReport {
 
 /// What the assistant can do.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Help {
     /// Example requests, in the user's language.
@@ -178,6 +188,7 @@ pub struct Help {
 
 /// A task's final result, by kind: `{"kind":"cow_list","data":{…}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum ResultData {
     /// Cows due for estrus.
@@ -192,6 +203,7 @@ pub enum ResultData {
 
 /// What one part of a reply says.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PartBody {
     /// What the assistant is doing now.
@@ -231,6 +243,7 @@ pub enum PartBody {
 
 /// One part of a task's reply.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskPart {
     /// Its number within the task: the key, with the task id.
@@ -242,6 +255,7 @@ pub struct TaskPart {
 
 /// Everything known about a task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSnapshot {
     /// The task.
@@ -282,6 +296,7 @@ impl TaskSnapshot {
 
 /// `GET /api/tasks` answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskList {
     /// The user's tasks, newest first.

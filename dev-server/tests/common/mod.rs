@@ -190,6 +190,41 @@ pub async fn send(
     .await
 }
 
+/// Per event name, a validator of its payload, from the server's own AsyncAPI document.
+static EVENT_SCHEMAS: std::sync::LazyLock<
+    std::collections::HashMap<String, jsonschema::Validator>,
+> = std::sync::LazyLock::new(|| {
+    let doc = farm_chat_dev_server::asyncapi::spec();
+    let messages = doc["components"]["messages"].as_object().unwrap();
+    messages
+        .iter()
+        .map(|(name, message)| {
+            let schema = serde_json::json!({
+                "$ref": message["payload"]["$ref"],
+                "components": doc["components"],
+            });
+            (name.clone(), jsonschema::validator_for(&schema).unwrap())
+        })
+        .collect()
+});
+
+/// Every event any test reads must be in the catalogue, its data valid against its schema.
+pub fn check_against_catalogue(event: &SseEvent) {
+    let Some(validator) = EVENT_SCHEMAS.get(&event.event) else {
+        panic!("event {:?} is not in /api/asyncapi.json", event.event);
+    };
+    let data: serde_json::Value = serde_json::from_str(&event.data)
+        .unwrap_or_else(|e| panic!("{}: data is not JSON ({e}): {}", event.event, event.data));
+    if let Err(e) = validator.validate(&data) {
+        panic!(
+            "{} does not match /api/asyncapi.json: {e} (at {}): {}",
+            event.event,
+            e.instance_path(),
+            event.data
+        );
+    }
+}
+
 /// One SSE event as received.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SseEvent {
@@ -282,6 +317,7 @@ impl Sse {
                 if event.event.is_empty() && event.data.is_empty() && event.retry.is_none() {
                     continue; // a comment or keep-alive
                 }
+                check_against_catalogue(&event);
                 return Some(event);
             }
             let mut chunk = [0u8; 8192];

@@ -1,0 +1,218 @@
+//! The documents describe what the server really does: real answers validated against
+//! `/api/openapi.json`'s schemas for their route and status, and the event catalogue
+//! (`/api/asyncapi.json`) checked to refuse an event that breaks it (every event the other
+//! test suites read is validated against it as they read it: `common::check_against_catalogue`).
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use common::{SseEvent, TestServer, call, call_as, login, send};
+use farm_chat_dev_server::{AppState, Config};
+use serde_json::{Value, json};
+
+/// Validates `reply`'s body against the document's schema for `method path` and its status.
+fn valid(spec: &Value, method: &str, path: &str, reply: &common::Reply) {
+    let status = reply.status.to_string();
+    let response = &spec["paths"][path][method]["responses"][&status];
+    assert!(
+        response.is_object(),
+        "{method} {path} answered {status}, which the document does not list: {}",
+        reply.body
+    );
+    let schema = &response["content"]["application/json"]["schema"];
+    let Some(reference) = schema["$ref"].as_str() else {
+        panic!("{method} {path} {status} has no JSON schema");
+    };
+    let root = json!({"$ref": reference, "components": spec["components"]});
+    let validator = jsonschema::validator_for(&root).unwrap();
+    let body: Value = serde_json::from_str(&reply.body)
+        .unwrap_or_else(|e| panic!("{method} {path} {status}: not JSON ({e}): {}", reply.body));
+    if let Err(e) = validator.validate(&body) {
+        panic!(
+            "{method} {path} {status} does not match {reference}: {e} at {}: {}",
+            e.instance_path(),
+            reply.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn real_answers_match_the_openapi_document() {
+    let s = TestServer::start(AppState::new(Config::for_tests()).unwrap()).await;
+    let spec: Value = call(s.addr, "GET", "/api/openapi.json", &[], None)
+        .await
+        .json();
+    let health = call(s.addr, "GET", "/api/health", &[], None).await;
+    valid(&spec, "get", "/api/health", &health);
+    let signed_in = call(
+        s.addr,
+        "POST",
+        "/api/session",
+        &[],
+        Some(r#"{"userId":"u-farmer"}"#),
+    )
+    .await;
+    valid(&spec, "post", "/api/session", &signed_in);
+    let unknown = call(
+        s.addr,
+        "POST",
+        "/api/session",
+        &[],
+        Some(r#"{"userId":"u-x"}"#),
+    )
+    .await;
+    valid(&spec, "post", "/api/session", &unknown);
+    let token = login(s.addr, "u-farmer").await;
+    let support = login(s.addr, "u-support").await;
+    valid(
+        &spec,
+        "get",
+        "/api/session",
+        &call_as(s.addr, "GET", "/api/session", &token).await,
+    );
+    valid(
+        &spec,
+        "get",
+        "/api/session",
+        &call(s.addr, "GET", "/api/session", &[], None).await,
+    );
+    valid(
+        &spec,
+        "get",
+        "/api/conversations",
+        &call_as(s.addr, "GET", "/api/conversations", &token).await,
+    );
+    let created = send(s.addr, &token, "c-u-farmer-support", "スキーマ", "s1").await;
+    valid(&spec, "post", "/api/chat/send", &created);
+    let retried = send(s.addr, &token, "c-u-farmer-support", "スキーマ", "s1").await;
+    valid(&spec, "post", "/api/chat/send", &retried);
+    let conflict = send(s.addr, &token, "c-u-farmer-support", "別", "s1").await;
+    valid(&spec, "post", "/api/chat/send", &conflict);
+    let empty = send(s.addr, &token, "c-u-farmer-support", "  ", "s2").await;
+    valid(&spec, "post", "/api/chat/send", &empty);
+    let asked = send(
+        s.addr,
+        &token,
+        "c-u-farmer-assistant",
+        "14番の牛の健康",
+        "s3",
+    )
+    .await;
+    valid(&spec, "post", "/api/chat/send", &asked);
+    let task = asked.json()["taskId"].as_str().unwrap().to_owned();
+    // Let the task finish, so its result parts are in what the history and task answers hold.
+    for _ in 0..200 {
+        let t = call_as(s.addr, "GET", &format!("/api/tasks/{task}"), &token).await;
+        if t.json()["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for (who, conversation) in [
+        (&token, "c-u-farmer-support"),
+        (&support, "c-u-farmer-support"),
+        (&token, "c-u-farmer-assistant"),
+    ] {
+        let page = call_as(
+            s.addr,
+            "GET",
+            &format!("/api/chat/history?conversationId={conversation}&limit=50"),
+            who,
+        )
+        .await;
+        valid(&spec, "get", "/api/chat/history", &page);
+    }
+    let bad_query = call_as(s.addr, "GET", "/api/chat/history?limit=0", &token).await;
+    valid(&spec, "get", "/api/chat/history", &bad_query);
+    valid(
+        &spec,
+        "get",
+        "/api/tasks",
+        &call_as(s.addr, "GET", "/api/tasks", &token).await,
+    );
+    valid(
+        &spec,
+        "get",
+        "/api/tasks/{taskId}",
+        &call_as(s.addr, "GET", &format!("/api/tasks/{task}"), &token).await,
+    );
+    valid(
+        &spec,
+        "get",
+        "/api/tasks/{taskId}",
+        &call_as(s.addr, "GET", "/api/tasks/t-none", &token).await,
+    );
+    valid(
+        &spec,
+        "post",
+        "/api/tasks/{taskId}/cancel",
+        &call_as(s.addr, "POST", &format!("/api/tasks/{task}/cancel"), &token).await,
+    );
+    valid(
+        &spec,
+        "post",
+        "/api/chat/stream-ticket",
+        &call_as(s.addr, "POST", "/api/chat/stream-ticket", &token).await,
+    );
+    // Every report kind's result data, through history, was checked above for the health
+    // report; the other two kinds too:
+    for (n, text) in [
+        "発情予定の牛のリストを作って",
+        "今月の出荷報告を作って",
+        "こんにちは",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let asked = send(
+            s.addr,
+            &token,
+            "c-u-farmer-assistant",
+            text,
+            &format!("k{n}"),
+        )
+        .await;
+        let task = asked.json()["taskId"].as_str().unwrap().to_owned();
+        for _ in 0..200 {
+            let t = call_as(s.addr, "GET", &format!("/api/tasks/{task}"), &token).await;
+            if t.json()["state"] != "running" {
+                valid(&spec, "get", "/api/tasks/{taskId}", &t);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    s.stop().await;
+}
+
+#[test]
+fn the_catalogue_refuses_an_event_that_breaks_it() {
+    let good = SseEvent {
+        id: Some("4294967297".into()),
+        event: "message.created".into(),
+        data: r#"{"conversationId":"c-1","messageId":"m-1","seq":3}"#.into(),
+        retry: None,
+    };
+    common::check_against_catalogue(&good);
+    for (event, data) in [
+        (
+            "message.created",
+            r#"{"conversationId":"c-1","messageId":"m-1","seq":"3"}"#,
+        ),
+        ("message.created", r#"{"conversationId":"c-1","seq":3}"#),
+        ("ready", r#"{"lastEventId":7}"#),
+        ("cow.mooed", "{}"),
+    ] {
+        let bad = SseEvent {
+            event: event.into(),
+            data: data.into(),
+            ..good.clone()
+        };
+        let caught = std::panic::catch_unwind(|| common::check_against_catalogue(&bad));
+        assert!(caught.is_err(), "{event} {data} passed the catalogue");
+    }
+}
