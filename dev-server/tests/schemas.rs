@@ -40,6 +40,18 @@ fn valid(spec: &Value, method: &str, path: &str, reply: &common::Reply) {
     }
 }
 
+/// `GET /api/tasks/{task}` once the task no longer runs (4 s at most).
+async fn finished(addr: std::net::SocketAddr, token: &str, task: &str) -> common::Reply {
+    for _ in 0..200 {
+        let t = call_as(addr, "GET", &format!("/api/tasks/{task}"), token).await;
+        if t.json()["state"] != "running" {
+            return t;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("task {task} still runs after 4 s");
+}
+
 #[tokio::test]
 async fn real_answers_match_the_openapi_document() {
     let s = TestServer::start(AppState::new(Config::for_tests()).unwrap()).await;
@@ -105,13 +117,7 @@ async fn real_answers_match_the_openapi_document() {
     valid(&spec, "post", "/api/chat/send", &asked);
     let task = asked.json()["taskId"].as_str().unwrap().to_owned();
     // Let the task finish, so its result parts are in what the history and task answers hold.
-    for _ in 0..200 {
-        let t = call_as(s.addr, "GET", &format!("/api/tasks/{task}"), &token).await;
-        if t.json()["state"] != "running" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    finished(s.addr, &token, &task).await;
     for (who, conversation) in [
         (&token, "c-u-farmer-support"),
         (&support, "c-u-farmer-support"),
@@ -177,14 +183,8 @@ async fn real_answers_match_the_openapi_document() {
         )
         .await;
         let task = asked.json()["taskId"].as_str().unwrap().to_owned();
-        for _ in 0..200 {
-            let t = call_as(s.addr, "GET", &format!("/api/tasks/{task}"), &token).await;
-            if t.json()["state"] != "running" {
-                valid(&spec, "get", "/api/tasks/{taskId}", &t);
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let done = finished(s.addr, &token, &task).await;
+        valid(&spec, "get", "/api/tasks/{taskId}", &done);
     }
     s.stop().await;
 }
