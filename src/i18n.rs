@@ -33,6 +33,8 @@ pub enum Text {
     Connected,
     /// The browser is offline.
     Offline,
+    /// The composer waits for its conversation before it can send.
+    ComposerWaiting,
     /// The session ended.
     SignedOut,
     /// Closed on purpose.
@@ -109,7 +111,7 @@ pub enum Text {
 
 impl Text {
     /// All strings, for checks that none is missing in any locale.
-    pub const ALL: [Text; 46] = [
+    pub const ALL: [Text; 47] = [
         Text::OpenChat,
         Text::CloseChat,
         Text::ChatTitle,
@@ -120,6 +122,7 @@ impl Text {
         Text::Connecting,
         Text::Connected,
         Text::Offline,
+        Text::ComposerWaiting,
         Text::SignedOut,
         Text::Closed,
         Text::Loading,
@@ -215,6 +218,8 @@ impl Locale {
             (Self::En, Empty) => "No messages yet",
             (Self::Ja, LoadOlder) => "以前のメッセージを読み込む",
             (Self::En, LoadOlder) => "Load earlier messages",
+            (Self::Ja, ComposerWaiting) => "会話を読み込んでいます。読み込めたら送信できます",
+            (Self::En, ComposerWaiting) => "Loading the conversation. You can send once it is here",
             (Self::Ja, Placeholder) => "メッセージを入力（Enterで送信、Shift+Enterで改行）",
             (Self::En, Placeholder) => "Type a message (Enter sends, Shift+Enter adds a line)",
             (Self::Ja, MessageLabel) => "メッセージ",

@@ -618,7 +618,8 @@ fn chat_view(
                     <Bubble ctl=ctl bubble_key=key locale=locale />
                 </For>
             </ol>
-            <composer::Composer ctl=ctl locale=locale />
+            <composer::Composer ctl=ctl locale=locale
+                ready=Signal::derive(move || conversation.with(Option::is_some)) />
         </div>
     }
 }

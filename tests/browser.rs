@@ -620,6 +620,111 @@ impl Drop for FailingFetches {
     }
 }
 
+/// Holds back the page's fetches whose URL contains `needle` until dropped (or released): a
+/// thin link on which that answer is slow to come. Restores `fetch` on drop.
+struct HeldFetches;
+
+impl HeldFetches {
+    fn hold(needle: &str) -> Self {
+        js_sys::Function::new_no_args(&format!(
+            "if (!window.__fcRealFetch) window.__fcRealFetch = window.fetch; \
+             window.__fcHeld = []; \
+             window.fetch = function (input, init) {{ \
+               const url = typeof input === 'string' ? input : input.url; \
+               if (url.includes({needle:?})) {{ \
+                 return new Promise((go) => window.__fcHeld.push(go)) \
+                   .then(() => window.__fcRealFetch.call(window, input, init)); \
+               }} \
+               return window.__fcRealFetch.call(window, input, init); \
+             }};"
+        ))
+        .call0(&JsValue::NULL)
+        .unwrap();
+        Self
+    }
+
+    fn held() -> u32 {
+        js_sys::Reflect::get(&web_sys::window().unwrap(), &"__fcHeld".into())
+            .ok()
+            .and_then(|held| js_sys::Reflect::get(&held, &"length".into()).ok())
+            .and_then(|n| n.as_f64())
+            .unwrap_or(0.0) as u32
+    }
+}
+
+impl Drop for HeldFetches {
+    fn drop(&mut self) {
+        let _ = js_sys::Function::new_no_args(
+            "if (window.__fcRealFetch) { window.fetch = window.__fcRealFetch; delete window.__fcRealFetch; } \
+             for (const go of window.__fcHeld || []) go(); window.__fcHeld = [];",
+        )
+        .call0(&JsValue::NULL);
+    }
+}
+
+/// A farmer who sends the moment the composer appears, before the conversation is known (its
+/// fetch held back): the text is not cleared away unsent, the composer says why it waits, and
+/// once the conversation is there the message goes out and is stored exactly once.
+#[wasm_bindgen_test]
+async fn a_message_typed_before_the_conversation_is_known_is_never_lost() {
+    let api = Api::new(api_base());
+    sign_in(&api).await;
+    let held = HeldFetches::hold("/conversations");
+    let root = fresh_root();
+    let mounted = leptos::mount::mount_to(root.clone(), move || {
+        view! { <ChatWidget api_base=api_base() locale=Locale::Ja support=true /> }
+    });
+    wait_until("the conversation's fetch to be held", || {
+        HeldFetches::held() > 0
+    })
+    .await;
+    let text = unique("すぐに送信");
+    let area: web_sys::HtmlTextAreaElement = by_testid(&root, "composer").unchecked_into();
+    area.set_value(&text);
+    area.dispatch_event(&web_sys::Event::new("input").unwrap())
+        .unwrap();
+    tick().await;
+    assert!(
+        by_testid(&root, "send").has_attribute("disabled"),
+        "nothing can be sent before the conversation is known"
+    );
+    // Enter, as a farmer would press it.
+    let enter = web_sys::KeyboardEventInit::new();
+    enter.set_key("Enter");
+    enter.set_cancelable(true);
+    area.dispatch_event(
+        &web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &enter).unwrap(),
+    )
+    .unwrap();
+    tick().await;
+    assert_eq!(area.value(), text, "the text stays in the box");
+    assert!(text_of(&by_testid(&root, "composer-wait")).contains("会話を読み込んでいます"));
+    assert!(bubbles_with(&root, &text).is_empty());
+
+    drop(held);
+    wait_until("the composer to stop waiting", || {
+        root.query_selector("[data-testid=composer-wait]")
+            .ok()
+            .flatten()
+            .is_none()
+    })
+    .await;
+    by_testid(&root, "send").click();
+    tick().await;
+    wait_sent(&root, &text).await;
+    let history: farm_chat_protocol::chat::HistoryPage = api
+        .get("/chat/history?conversationId=c-u-farmer-support&limit=50")
+        .await
+        .unwrap();
+    assert_eq!(
+        history.messages.iter().filter(|m| m.text == text).count(),
+        1,
+        "stored exactly once"
+    );
+    assert_eq!(bubbles_with(&root, &text).len(), 1);
+    drop(mounted);
+}
+
 #[wasm_bindgen_test]
 async fn a_message_the_stream_announced_shows_even_when_fetching_it_fails_at_first() {
     let (root, _mounted) = mount_widget(true).await;

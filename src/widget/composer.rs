@@ -1,5 +1,8 @@
 //! The composer: a text box where Enter sends (never during an IME composition), Shift+Enter
 //! adds a line, the send button is disabled while empty, and a counter appears near the limit.
+//! Until the conversation is known (a cold load on a thin link) nothing can be sent: the text
+//! stays in the box, the button is disabled and a line says why, so a message typed at once
+//! is never cleared without being sent.
 
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -12,11 +15,11 @@ use crate::{
 
 /// The text box and send button.
 #[component]
-pub fn Composer(ctl: Ctl, locale: Locale) -> impl IntoView {
+pub fn Composer(ctl: Ctl, locale: Locale, ready: Signal<bool>) -> impl IntoView {
     let text = RwSignal::new(String::new());
     let send = move || {
         let value = text.get_untracked();
-        if compose::can_send(&value) {
+        if ready.get_untracked() && compose::can_send(&value) {
             ctl.with_value(|c| c.send(value.trim().to_owned()));
             text.set(String::new());
         }
@@ -42,6 +45,11 @@ pub fn Composer(ctl: Ctl, locale: Locale) -> impl IntoView {
         }
     };
     view! {
+        {move || (!ready.get()).then(|| view! {
+            <p class="fc-composer__wait" data-testid="composer-wait" role="status">
+                {locale.text(Text::ComposerWaiting)}
+            </p>
+        })}
         <form class="fc-composer" on:submit=move |e| { e.prevent_default(); send(); }>
             <textarea
                 class="fc-input"
@@ -59,7 +67,7 @@ pub fn Composer(ctl: Ctl, locale: Locale) -> impl IntoView {
                 </span>
             })}
             <button type="submit" class="fc-button fc-send" data-testid="send"
-                disabled=move || !text.with(|t| compose::can_send(t))>
+                disabled=move || !ready.get() || !text.with(|t| compose::can_send(t))>
                 {locale.text(Text::Send)}
             </button>
         </form>
