@@ -55,6 +55,8 @@ pub enum Phase {
 pub struct Controller {
     api: Api,
     kind: ConversationKind,
+    /// Sent with each message: the assistant answers in the widget's language.
+    locale: Locale,
     store: RwSignal<ChatStore>,
     conversation: RwSignal<Option<ConversationId>>,
     me: RwSignal<Option<Sender>>,
@@ -301,6 +303,7 @@ impl Controller {
                     ("conversationId", conversation.as_str()),
                     ("text", text.as_str()),
                     ("idempotencyKey", key.as_str()),
+                    ("locale", this.locale.tag()),
                 ];
                 match this.api.post::<SendResponse>("/chat/send", &request).await {
                     _ if this.gone() => return,
@@ -460,6 +463,7 @@ pub fn ChatWidget(
     };
     let controller = Rc::new(Controller {
         api,
+        locale,
         kind: if support {
             ConversationKind::Support
         } else {
@@ -757,6 +761,7 @@ pub mod bench {
         pub fn view(conversation: ConversationId, locale: Locale) -> (Self, impl IntoView) {
             let controller = Rc::new(Controller {
                 api: Api::new("/nowhere"),
+                locale,
                 kind: ConversationKind::Assistant,
                 store: RwSignal::new(ChatStore::default()),
                 conversation: RwSignal::new(Some(conversation.clone())),

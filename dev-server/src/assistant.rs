@@ -13,7 +13,7 @@ pub use intent::{Intent, Lang};
 pub use plan::Plan;
 
 /// The plan for a farmer's message in `tenant`, as of today.
-pub fn plan_for(tenant: &str, text: &str) -> Plan {
+pub fn plan_for(tenant: &str, text: &str, lang: intent::Lang) -> Plan {
     let herd = crate::herd::herd(tenant, crate::herd::Date::today());
-    plan::plan(intent::route(text), intent::lang(text), &herd)
+    plan::plan(intent::route(text), lang, &herd)
 }

@@ -10,8 +10,8 @@ use axum::{
 use farm_chat_protocol::{
     ConversationId, MessageId, TaskId, UserId,
     chat::{
-        ConversationKind, ConversationList, ConversationSummary, HistoryPage, SendRequest,
-        SendResponse, Sender, SenderKind,
+        ConversationKind, ConversationList, ConversationSummary, HistoryPage, ReplyLanguage,
+        SendRequest, SendResponse, Sender, SenderKind,
     },
     session::Role,
     stream::{MessageCreated, StreamEvent},
@@ -184,7 +184,7 @@ pub async fn send(
     // task are stored in the same transaction as the message, so neither exists without the other.
     let assistant = (conversation.kind == ConversationKind::Assistant
         && auth.user.role == Role::Farmer)
-        .then(|| assistant_reply(&auth, &message, &now));
+        .then(|| assistant_reply(&auth, &message, &now, req.locale));
     let idempotency = Idempotency {
         user_id: auth.user_id(),
         key: req.idempotency_key.clone(),
@@ -276,9 +276,21 @@ async fn commit_and_announce(
 }
 
 /// The assistant's reply message and its task (running, no parts yet) for a farmer's message.
-fn assistant_reply(auth: &AuthUser, message: &NewMessage, now: &str) -> (Reply, Plan, Lang) {
-    let plan = assistant::plan_for(auth.user.tenant, &message.text);
-    let lang = assistant::intent::lang(&message.text);
+///
+/// The reply is in the widget's language when it said which (`locale`); only without it does
+/// the text's own script decide.
+fn assistant_reply(
+    auth: &AuthUser,
+    message: &NewMessage,
+    now: &str,
+    locale: Option<ReplyLanguage>,
+) -> (Reply, Plan, Lang) {
+    let lang = match locale {
+        Some(ReplyLanguage::Ja) => Lang::Ja,
+        Some(ReplyLanguage::En) => Lang::En,
+        None => assistant::intent::lang(&message.text),
+    };
+    let plan = assistant::plan_for(auth.user.tenant, &message.text, lang);
     let task_id = TaskId(format!("t-{}", crate::auth::random_id()));
     let reply_id = MessageId(format!("m-{}", crate::auth::random_id()));
     let snapshot = TaskSnapshot {

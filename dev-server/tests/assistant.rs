@@ -477,3 +477,64 @@ async fn a_task_cut_short_by_a_restart_is_marked_interrupted() {
         "interrupted"
     );
 }
+
+/// The assistant answers in the widget's language when the send says which, whatever the
+/// text's own characters suggest; without it, the text decides.
+#[tokio::test]
+async fn replies_follow_the_widgets_language() {
+    let s = server().await;
+    let token = login(s.addr, "u-farmer").await;
+    let ask_in = |text: &str, key: &str, locale: Option<&str>| {
+        let mut body =
+            serde_json::json!({"conversationId": ASSISTANT, "text": text, "idempotencyKey": key});
+        if let Some(locale) = locale {
+            body["locale"] = locale.into();
+        }
+        let (addr, token) = (s.addr, token.clone());
+        async move {
+            call(
+                addr,
+                "POST",
+                "/api/chat/send",
+                &[("Authorization", &bearer(&token))],
+                Some(&body.to_string()),
+            )
+            .await
+        }
+    };
+    for (text, key, locale, name) in [
+        ("<img src=x>", "l1", Some("ja"), "牧場アシスタント"),
+        ("HX-200", "l2", Some("ja"), "牧場アシスタント"),
+        ("14番の牛の健康", "l3", Some("en"), "Farm assistant"),
+        ("<img src=x>", "l4", None, "Farm assistant"),
+        ("こんにちは", "l5", None, "牧場アシスタント"),
+    ] {
+        let sent = ask_in(text, key, locale).await;
+        assert_eq!(sent.status, 201, "{}", sent.body);
+        let seq = sent.json()["seq"].as_u64().unwrap();
+        let page = call_as(
+            s.addr,
+            "GET",
+            &format!("/api/chat/history?conversationId={ASSISTANT}&after={seq}&limit=1"),
+            &token,
+        )
+        .await;
+        let reply = &page.json()["messages"][0];
+        assert_eq!(reply["sender"]["displayName"], name, "{text} {locale:?}");
+        let title = reply["text"].as_str().unwrap();
+        let japanese = title
+            .chars()
+            .any(|c| ('\u{3040}'..='\u{9fff}').contains(&c));
+        assert_eq!(
+            japanese,
+            name == "牧場アシスタント",
+            "{text} {locale:?}: {title}"
+        );
+    }
+    let unknown = ask_in("hello", "l6", Some("fr")).await;
+    assert_eq!(
+        unknown.status, 400,
+        "an unknown language fails loudly: {}",
+        unknown.body
+    );
+}

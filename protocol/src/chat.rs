@@ -45,6 +45,18 @@ pub struct ConversationList {
     pub conversations: Vec<ConversationSummary>,
 }
 
+/// The language the widget shows, sent with each message so the assistant answers (and names
+/// itself) in it, whatever the message's own characters suggest (a pasted model number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyLanguage {
+    /// 日本語.
+    Ja,
+    /// English.
+    En,
+}
+
 /// `POST /api/chat/send` body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -57,6 +69,9 @@ pub struct SendRequest {
     /// Chosen by the client (a UUID) and reused on every retry of the same send: the server
     /// stores the message once and answers retries with the same `messageId`.
     pub idempotency_key: String,
+    /// The widget's language. Without it, the assistant guesses from the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<ReplyLanguage>,
 }
 
 /// `POST /api/chat/send` answer (201 the first time, 200 for a retry with the same key).

@@ -17,7 +17,7 @@ use std::fmt;
 use crate::{
     chat::{
         ConversationKind, ConversationList, ConversationSummary, HistoryPage, Message,
-        SendResponse, Sender, SenderKind,
+        ReplyLanguage, SendResponse, Sender, SenderKind,
     },
     error::{ErrorBody, ErrorDetail},
     health::{Health, HealthStatus},
@@ -229,6 +229,7 @@ wire_enum! {
     SenderKind { User = "user", Assistant = "assistant", Support = "support" }
     Role { Farmer = "farmer", Support = "support" }
     HealthStatus { Ok = "ok" }
+    ReplyLanguage { Ja = "ja", En = "en" }
 }
 
 /// Structs whose fields are all read the same way: `Type { rust_field: "wireName" (kind) }`,

@@ -276,6 +276,7 @@ fn each_enum_has_one_spelling_and_serde_uses_it() {
     check(SenderKind::ALL, SenderKind::as_str);
     check(Role::ALL, Role::as_str);
     check(HealthStatus::ALL, HealthStatus::as_str);
+    check(ReplyLanguage::ALL, ReplyLanguage::as_str);
     assert_eq!(TaskKind::ALL.len(), 4);
     assert_eq!(TaskState::ALL.len(), 4);
 }
