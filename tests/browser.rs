@@ -611,12 +611,18 @@ impl FailingFetches {
     }
 }
 
+/// Puts the page's own `fetch` back, and lets any held fetches go.
+fn restore_fetch() {
+    let _ = js_sys::Function::new_no_args(
+        "if (window.__fcRealFetch) { window.fetch = window.__fcRealFetch; delete window.__fcRealFetch; } \
+         for (const go of window.__fcHeld || []) go(); window.__fcHeld = [];",
+    )
+    .call0(&JsValue::NULL);
+}
+
 impl Drop for FailingFetches {
     fn drop(&mut self) {
-        let _ = js_sys::Function::new_no_args(
-            "if (window.__fcRealFetch) { window.fetch = window.__fcRealFetch; delete window.__fcRealFetch; }",
-        )
-        .call0(&JsValue::NULL);
+        restore_fetch();
     }
 }
 
@@ -654,11 +660,7 @@ impl HeldFetches {
 
 impl Drop for HeldFetches {
     fn drop(&mut self) {
-        let _ = js_sys::Function::new_no_args(
-            "if (window.__fcRealFetch) { window.fetch = window.__fcRealFetch; delete window.__fcRealFetch; } \
-             for (const go of window.__fcHeld || []) go(); window.__fcHeld = [];",
-        )
-        .call0(&JsValue::NULL);
+        restore_fetch();
     }
 }
 

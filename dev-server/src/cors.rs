@@ -33,6 +33,21 @@ pub fn origin_allowed(origin: &HeaderValue, allowed: &[String], test_mode: bool)
         || (test_mode && is_loopback_http(origin))
 }
 
+/// Whether `origin` is one of this server's own (`own`), or one that may call it with
+/// credentials: the CSRF check, and the log of refused cross-origin requests.
+pub fn origin_known(
+    origin: &HeaderValue,
+    own: &[String],
+    allowed: &[String],
+    test_mode: bool,
+) -> bool {
+    let is_own = origin.to_str().is_ok_and(|origin| {
+        own.iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    });
+    is_own || origin_allowed(origin, allowed, test_mode)
+}
+
 /// `http://127.0.0.1[:port]` or `http://localhost[:port]`, and nothing that merely starts so
 /// (`http://localhost.evil.example` is not loopback).
 fn is_loopback_http(origin: &str) -> bool {
@@ -58,13 +73,12 @@ pub fn check_csrf(config: &Config, headers: &axum::http::HeaderMap) -> Result<()
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
-    let own = origin.to_str().is_ok_and(|origin| {
-        config
-            .public_origins
-            .iter()
-            .any(|own| own.trim_end_matches('/').eq_ignore_ascii_case(origin))
-    });
-    if own || origin_allowed(origin, &config.allow_origins, config.test_mode) {
+    if origin_known(
+        origin,
+        &config.public_origins,
+        &config.allow_origins,
+        config.test_mode,
+    ) {
         Ok(())
     } else {
         let origin = origin.to_str().unwrap_or("(not text)");

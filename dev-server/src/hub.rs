@@ -23,8 +23,9 @@ pub struct Entry {
     /// The event.
     pub event: Arc<StreamEvent>,
     at: Instant,
-    /// Its `data:` size, counted against [`HubLimits::backlog_max_bytes`].
-    size: usize,
+    /// Its `data:` line, serialized once here for every stream that sends it (and counted
+    /// against [`HubLimits::backlog_max_bytes`]).
+    pub data: Arc<str>,
 }
 
 /// How much the hub keeps.
@@ -77,7 +78,7 @@ impl UserLog {
                         .is_some_and(|e| now.duration_since(e.at) > limits.backlog_max_age)))
         {
             if let Some(old) = self.backlog.pop_front() {
-                self.bytes -= old.size;
+                self.bytes -= old.data.len();
             }
         }
     }
@@ -143,15 +144,15 @@ impl Hub {
         let log = self.log(&mut users, user);
         log.last_n += 1;
         let now = Instant::now();
-        let size = event.data().len();
+        let data: Arc<str> = event.data().into();
+        log.bytes += data.len();
         let entry = Entry {
             id: EventId::new(epoch, log.last_n),
             event: Arc::new(event),
             at: now,
-            size,
+            data,
         };
         log.backlog.push_back(entry.clone());
-        log.bytes += size;
         log.trim(&limits, now);
         // No open stream is not an error: the event waits in the backlog.
         let _ = log.live.send(entry.clone());

@@ -47,11 +47,7 @@ impl Headers {
     fn refused_origin<'r>(&self, req: &'r Request) -> Option<&'r str> {
         let origin = req.headers().get(header::ORIGIN)?;
         let text = origin.to_str().unwrap_or("(not text)");
-        let own = self
-            .own
-            .iter()
-            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(text));
-        (!own && !crate::cors::origin_allowed(origin, &self.allowed, self.test_mode))
+        (!crate::cors::origin_known(origin, &self.own, &self.allowed, self.test_mode))
             .then_some(text)
     }
 }

@@ -57,18 +57,6 @@ pub struct ConnLimits {
     pub max_per_client: usize,
 }
 
-impl Default for ConnLimits {
-    fn default() -> Self {
-        Self {
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: default_max_connections(),
-            max_per_client: 256,
-        }
-    }
-}
-
 /// The soft open-files limit minus a reserve (the database, logs, the static files being
 /// sent), so the cap answers 503 before `accept` fails; at most 50,000.
 pub fn default_max_connections() -> usize {
@@ -564,7 +552,7 @@ mod tests {
         ConnLimits {
             max_connections,
             max_per_client,
-            ..ConnLimits::default()
+            ..crate::Config::for_tests().conn_limits()
         }
     }
 

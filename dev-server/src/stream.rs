@@ -214,7 +214,7 @@ pub async fn stream(
         Resume::Replay(entries) => {
             for entry in entries {
                 last_sent = entry.id;
-                pending.push_back(sse_event(entry.id, &entry.event));
+                pending.push_back(entry_event(&entry));
             }
         }
         Resume::Reset(reason) => {
@@ -249,6 +249,14 @@ pub async fn stream(
         ),
     ];
     Ok((headers, Sse::new(events(conn))).into_response())
+}
+
+/// A hub entry as an SSE event, with the data the hub serialized once for every stream.
+fn entry_event(entry: &Entry) -> Event {
+    Event::default()
+        .id(entry.id.to_string())
+        .event(entry.event.name())
+        .data(&*entry.data)
 }
 
 fn sse_event(id: EventId, event: &StreamEvent) -> Event {
@@ -323,7 +331,7 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
                 Ok(entry) if entry.id <= conn.last_sent => continue,
                 Ok(entry) => {
                     conn.last_sent = entry.id;
-                    return Some(sse_event(entry.id, &entry.event));
+                    return Some(entry_event(&entry));
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(userId = user, missed, "stream closed: consumer too slow; it will resume");
