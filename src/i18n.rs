@@ -107,11 +107,31 @@ pub enum Text {
     You,
     /// The unread badge's accessible name (after the count).
     Unread,
+    /// The conversation list's name.
+    Conversations,
+    /// A support user's list of farmers' chats.
+    Inbox,
+    /// Button: from a conversation back to the list.
+    BackToList,
+    /// Button: page more conversations in.
+    MoreConversations,
+    /// No conversations to list.
+    NoConversations,
+    /// Someone is typing (after their name).
+    IsTyping,
+    /// My message was read by the other side.
+    ReadReceipt,
+    /// Button: widen the panel (desktop).
+    Widen,
+    /// Button: back to the normal width.
+    Narrow,
+    /// The live connection, when all is well (for screen readers; a dot on screen).
+    Live,
 }
 
 impl Text {
     /// All strings, for checks that none is missing in any locale.
-    pub const ALL: [Text; 47] = [
+    pub const ALL: [Text; 57] = [
         Text::OpenChat,
         Text::CloseChat,
         Text::ChatTitle,
@@ -159,6 +179,16 @@ impl Text {
         Text::TryAsking,
         Text::You,
         Text::Unread,
+        Text::Conversations,
+        Text::Inbox,
+        Text::BackToList,
+        Text::MoreConversations,
+        Text::NoConversations,
+        Text::IsTyping,
+        Text::ReadReceipt,
+        Text::Widen,
+        Text::Narrow,
+        Text::Live,
     ];
 }
 
@@ -280,6 +310,26 @@ impl Locale {
             (Self::En, You) => "You",
             (Self::Ja, Unread) => "件の未読メッセージ",
             (Self::En, Unread) => "unread messages",
+            (Self::Ja, Conversations) => "会話の一覧",
+            (Self::En, Conversations) => "Conversations",
+            (Self::Ja, Inbox) => "問い合わせ一覧",
+            (Self::En, Inbox) => "Inbox",
+            (Self::Ja, BackToList) => "一覧に戻る",
+            (Self::En, BackToList) => "Back to the list",
+            (Self::Ja, MoreConversations) => "さらに表示",
+            (Self::En, MoreConversations) => "Show more",
+            (Self::Ja, NoConversations) => "まだ会話はありません",
+            (Self::En, NoConversations) => "No conversations yet",
+            (Self::Ja, IsTyping) => "入力中…",
+            (Self::En, IsTyping) => "is typing…",
+            (Self::Ja, ReadReceipt) => "既読",
+            (Self::En, ReadReceipt) => "Read",
+            (Self::Ja, Widen) => "広げる",
+            (Self::En, Widen) => "Widen",
+            (Self::Ja, Narrow) => "元の幅に戻す",
+            (Self::En, Narrow) => "Narrow",
+            (Self::Ja, Live) => "リアルタイム接続中",
+            (Self::En, Live) => "Live",
         }
     }
 

@@ -74,19 +74,40 @@ pub fn ChatLauncher(
             }
         }
     };
+    let wide = RwSignal::new(false);
+    let close = move |_| {
+        set_open.set(false);
+        if let Some(toggle) = toggle_ref.get_untracked() {
+            let _ = toggle.focus();
+        }
+    };
+    follow_visual_viewport(panel_ref, open);
     view! {
-        <div class="fc-launcher" data-testid="farm-chat-launcher" lang=locale.tag()>
+        <div class="fc-launcher" data-testid="farm-chat-launcher" lang=locale.tag()
+            data-open=move || open.get().to_string()>
             <section
                 id=panel_id.clone()
                 class="fc-panel"
                 data-testid="chat-panel"
+                data-wide=move || wide.get().to_string()
                 role="dialog"
                 aria-label=locale.text(Text::ChatTitle)
                 hidden=move || !open.get()
                 node_ref=panel_ref
                 on:keydown=on_keydown
             >
-                <h2 class="fc-panel__title">{locale.text(Text::ChatTitle)}</h2>
+                <div class="fc-panel__head">
+                    <h2 class="fc-panel__title">{locale.text(Text::ChatTitle)}</h2>
+                    <button type="button" class="fc-icon fc-expand" data-testid="expand"
+                        aria-pressed=move || wide.get().to_string()
+                        on:click=move |_| wide.update(|w| *w = !*w)>
+                        {move || locale.text(if wide.get() { Text::Narrow } else { Text::Widen })}
+                    </button>
+                    <button type="button" class="fc-icon fc-close" data-testid="close"
+                        aria-label=locale.text(Text::CloseChat) on:click=close>
+                        "×"
+                    </button>
+                </div>
                 {children()}
             </section>
             <button
@@ -108,6 +129,40 @@ pub fn ChatLauncher(
             </button>
         </div>
     }
+}
+
+/// On a phone the panel is a full-screen sheet: its height follows the visual viewport, so the
+/// composer stays above the on-screen keyboard (`--fc-vh`, `--fc-vtop` on the panel).
+fn follow_visual_viewport(panel_ref: NodeRef<leptos::html::Section>, open: ReadSignal<bool>) {
+    let Some(viewport) = web_sys::window().and_then(|w| w.visual_viewport()) else {
+        return;
+    };
+    let apply = {
+        let viewport = viewport.clone();
+        move || {
+            if let Some(panel) = panel_ref.get_untracked() {
+                let style = panel.style();
+                let _ = style.set_property("--fc-vh", &format!("{}px", viewport.height().round()));
+                let _ = style
+                    .set_property("--fc-vtop", &format!("{}px", viewport.offset_top().round()));
+            }
+        }
+    };
+    let listener = wasm_bindgen::closure::Closure::<dyn Fn()>::new(apply.clone());
+    let function: js_sys::Function = listener.as_ref().clone().unchecked_into();
+    let _ = viewport.add_event_listener_with_callback("resize", &function);
+    let _ = viewport.add_event_listener_with_callback("scroll", &function);
+    Effect::new(move |_| {
+        if open.get() {
+            apply();
+        }
+    });
+    let guard = send_wrapper::SendWrapper::new((viewport, function, listener));
+    on_cleanup(move || {
+        let (viewport, function, _listener) = &*guard;
+        let _ = viewport.remove_event_listener_with_callback("resize", function);
+        let _ = viewport.remove_event_listener_with_callback("scroll", function);
+    });
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //! - [`compose`]: the composer's rules (Enter sends, never during an IME composition).
 //! - [`format`]: dates and numbers through the browser's `Intl`, in the widget's locale.
 //! - [`i18n`]: [`Locale`] (ja first, en) and every user-visible string. Pure Rust, native tests.
+//! - [`inbox`]: the conversation list (a farmer's chats, a support user's inbox): order by
+//!   activity, unread sums, read marks that never move back, typing hints that expire. Pure Rust.
 //! - [`launcher`]: [`ChatLauncher`], the corner button that opens and closes the chat panel.
 //! - [`health`]: [`ServerHealth`], the panel's line that says whether the server answers.
 //! - [`store`]: the message store: merge by messageId, order by seq, optimistic sends that
@@ -32,6 +34,7 @@ pub mod connection;
 pub mod format;
 pub mod health;
 pub mod i18n;
+pub mod inbox;
 pub mod launcher;
 pub mod mount;
 pub mod store;

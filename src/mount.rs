@@ -5,7 +5,8 @@
 //! first (standing in for the host site's single sign-on), and `?demo-user=` / `?lang=` in the
 //! page's URL switch user and language. `refetch-on-visible="off"` (or `?refetch-on-visible=off`
 //! on a demo page) stops the refetch when the tab comes back to the front; the e2e suite uses it
-//! to test live delivery alone.
+//! to test live delivery alone. `conversation="support"` opens a farmer's widget into the support
+//! chat instead of the assistant (support staff always start at their inbox).
 //!
 //! Each widget lives in its element's (open) shadow root with its stylesheet compiled in, so
 //! embedding is one script and one element, the host page's CSS cannot reach inside, and the
@@ -18,7 +19,7 @@ use wasm_bindgen::JsCast;
 
 use std::rc::Rc;
 
-use crate::{ChatLauncher, ChatWidget, Locale, ServerHealth, api::TokenProvider};
+use crate::{ChatLauncher, ChatWidget, Locale, api::TokenProvider};
 
 /// The widget's stylesheet, placed in every shadow root the launcher script has not already
 /// styled (see the `stylesheet` feature).
@@ -36,15 +37,32 @@ pub fn widget(
     token: Option<TokenProvider>,
     refetch_on_visible: bool,
     open: bool,
+    support: bool,
 ) -> impl IntoView {
     // The launcher's children must be `Send`; the browser has one thread, so this is only a
     // formality for the `Rc` inside a token provider.
     let token = send_wrapper::SendWrapper::new(token);
+    // One status line: the stream's (a separate health line said the same thing twice).
     view! {
         <ChatLauncher locale=locale open=open>
-            <ServerHealth api_base=api_base.clone() locale=locale />
-            <ChatWidget api_base=api_base locale=locale token=token.take() refetch_on_visible=refetch_on_visible />
+            <ChatWidget api_base=api_base locale=locale token=token.take()
+                refetch_on_visible=refetch_on_visible support=support />
         </ChatLauncher>
+    }
+}
+
+/// `conversation="assistant|support"`: what a farmer's widget opens into (the assistant when
+/// absent). Anything else is reported and ignored.
+fn wants_support(host: &web_sys::HtmlElement) -> bool {
+    match host.get_attribute("conversation").as_deref().map(str::trim) {
+        None | Some("" | "assistant") => false,
+        Some("support") => true,
+        Some(other) => {
+            leptos::logging::warn!(
+                "farm-chat: conversation=\"{other}\" is not assistant or support; opening the assistant"
+            );
+            false
+        }
     }
 }
 
@@ -97,6 +115,7 @@ pub fn mount_in_shadow(
     let document = web_sys::window()?.document()?;
     let refetch_on_visible = host.get_attribute("refetch-on-visible").as_deref() != Some("off");
     let open = host_flag(&host, "fcOpen");
+    let support = wants_support(&host);
     let (container, had_focus): (web_sys::Node, bool) = match host.shadow_root() {
         Some(shadow) => {
             let had_focus = shadow.active_element().is_some();
@@ -143,7 +162,7 @@ pub fn mount_in_shadow(
     root.set_class_name("fc-root");
     container.append_child(&root).ok()?;
     let handle = leptos::mount::mount_to(root.clone(), move || {
-        widget(api_base, locale, token, refetch_on_visible, open)
+        widget(api_base, locale, token, refetch_on_visible, open, support)
     });
     // A keyboard user on the stand-in stays on the real button (an opening panel takes the
     // focus to its text box by itself).

@@ -270,6 +270,13 @@ impl ChatStore {
             .and_then(|c| c.messages.keys().next().copied())
     }
 
+    /// The newest message held.
+    pub fn newest(&self, id: &ConversationId) -> Option<&Message> {
+        self.conversations
+            .get(id)
+            .and_then(|c| c.messages.values().next_back())
+    }
+
     /// The highest `seq` held.
     pub fn top_seq(&self, id: &ConversationId) -> u64 {
         self.conversations

@@ -1,19 +1,23 @@
-//! [`ChatWidget`]: one conversation (the assistant, or support) with its live stream.
+//! [`ChatWidget`]: the user's conversations (a farmer's assistant and support chats, a support
+//! user's inbox of farmers) with one live stream for all of them.
 //!
-//! The widget owns a [`ChatStore`] in a signal, feeds it from history and from
-//! [`use_chat_stream`](crate::connection::hook::use_chat_stream_with_options), and renders it.
-//! A [`Controller`] holds what is not a signal (the API client, the coalescing of history
-//! fetches) and lives in a local `StoredValue`.
+//! The widget owns a [`ChatStore`] and an [`Inbox`] in signals, feeds them from history, the
+//! conversation list and
+//! [`use_chat_stream`](crate::connection::hook::use_chat_stream_with_options), and renders them.
+//! A [`Controller`] holds what is not a signal (the API client, the coalescing of fetches, each
+//! conversation's draft and scroll position) and lives in a local `StoredValue`.
 //!
+//! - [`home`]: the conversation list.
 //! - [`parts`]: a task reply: `StreamingMessage`, `ProgressBar`, `DataRenderer`.
 //! - [`composer`]: the text box (IME-safe Enter) and the send button.
 
 pub mod composer;
+pub mod home;
 pub mod parts;
 
 use std::{
     cell::{Cell, RefCell},
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     rc::Rc,
     time::Duration,
 };
@@ -25,6 +29,7 @@ use farm_chat_protocol::{
     task::TaskSnapshot,
 };
 use leptos::{prelude::*, task::spawn_local};
+use wasm_bindgen::JsCast;
 
 use crate::{
     api::{Api, ApiFailure, TokenProvider},
@@ -35,6 +40,7 @@ use crate::{
         share::Role,
     },
     i18n::{Locale, Text},
+    inbox::Inbox,
     store::{BubbleData, ChatStore, PageKind, SendState},
 };
 
@@ -54,15 +60,33 @@ pub enum Phase {
 /// The widget's non-signal state.
 pub struct Controller {
     api: Api,
+    /// What a farmer's widget opens first: the assistant, or support (`conversation=`).
     kind: ConversationKind,
     /// Sent with each message: the assistant answers in the widget's language.
     locale: Locale,
     store: RwSignal<ChatStore>,
+    /// The conversation list, its unread counts, read marks and typing hints.
+    inbox: RwSignal<Inbox>,
+    /// The open conversation (it stays set while the list is shown, so going back is instant).
     conversation: RwSignal<Option<ConversationId>>,
+    /// The list is shown instead of the open conversation.
+    home: RwSignal<bool>,
+    /// Conversations whose newest page of history has been loaded.
+    loaded: RwSignal<HashSet<ConversationId>>,
     me: RwSignal<Option<Sender>>,
     phase: RwSignal<Phase>,
     fetching: Cell<bool>,
     again: Cell<bool>,
+    listing: Cell<bool>,
+    list_again: Cell<bool>,
+    /// What was typed in each conversation the user left.
+    drafts: RefCell<HashMap<ConversationId, String>>,
+    /// Each conversation's scroll position, and whether it was at the bottom.
+    scrolls: RefCell<HashMap<ConversationId, (i32, bool)>>,
+    /// When typing was last reported (ms since the epoch).
+    typing_reported: Cell<Option<f64>>,
+    /// The highest read mark asked for, per conversation.
+    read_asked: RefCell<HashMap<ConversationId, u64>>,
     /// The mounted bubbles: a trigger each, and the store revision it last showed. One
     /// effect on the store wakes only the bubbles whose revision moved, so a stream event
     /// costs the widget O(1) reactive work instead of re-running every bubble.
@@ -128,41 +152,173 @@ impl Controller {
             display_name: session.display_name,
         }));
         let list = match self
-            .get_until_answered::<ConversationList>("/conversations")
+            .get_until_answered::<ConversationList>("/conversations?limit=50")
             .await
         {
             None => return,
             Some(Ok(list)) => list,
             Some(Err(e)) => return self.phase.set(Phase::Failed(e.to_string())),
         };
-        // Support staff have no assistant conversation: they get their first support chat.
-        let mut conversations = list.conversations.into_iter();
-        let Some(found) = conversations
-            .clone()
-            .find(|c| c.kind == self.kind)
-            .or_else(|| conversations.next())
-        else {
-            return self.phase.set(Phase::Failed("no conversation".into()));
-        };
-        self.conversation.set(Some(found.id.clone()));
-        match self
-            .get_until_answered::<HistoryPage>(&format!(
-                "/chat/history?conversationId={}&limit=50",
-                found.id
-            ))
-            .await
-        {
-            None => {}
-            Some(Ok(page)) => {
-                self.store.update(|s| {
-                    s.apply_history(&found.id, page, PageKind::Latest);
-                });
+        self.inbox
+            .update(|i| i.apply_page(list.conversations, list.next_cursor));
+        // A farmer opens into the assistant (or support, when asked); support staff into their
+        // inbox of farmers.
+        let is_farmer = self
+            .me
+            .with_untracked(|me| me.as_ref().is_some_and(|m| m.kind == SenderKind::User));
+        let start = is_farmer
+            .then(|| {
+                self.inbox
+                    .with_untracked(|i| i.first_of(self.kind).map(|e| e.summary.id.clone()))
+            })
+            .flatten();
+        match start {
+            Some(id) => self.open(id),
+            None => {
+                self.home.set(true);
                 self.phase.set(Phase::Ready);
-                // Events that arrived while loading may point past this page.
-                self.catch_up();
             }
-            Some(Err(e)) => self.phase.set(Phase::Failed(e.to_string())),
         }
+    }
+
+    /// Shows a conversation: its history is loaded the first time, caught up after that.
+    pub fn open(self: &Rc<Self>, id: ConversationId) {
+        self.conversation.set(Some(id.clone()));
+        self.home.set(false);
+        if self.loaded.with_untracked(|l| l.contains(&id)) {
+            self.catch_up();
+            return;
+        }
+        let this = self.clone();
+        spawn_local(async move {
+            match this
+                .get_until_answered::<HistoryPage>(&format!(
+                    "/chat/history?conversationId={id}&limit=50"
+                ))
+                .await
+            {
+                None => {}
+                Some(Ok(page)) => {
+                    this.store.update(|s| {
+                        s.apply_history(&id, page, PageKind::Latest);
+                    });
+                    this.loaded.update(|l| {
+                        l.insert(id.clone());
+                    });
+                    this.phase.set(Phase::Ready);
+                    // Events that arrived while loading may point past this page.
+                    this.catch_up();
+                }
+                Some(Err(e)) => this.phase.set(Phase::Failed(e.to_string())),
+            }
+        });
+    }
+
+    /// Back to the list.
+    pub fn show_home(&self) {
+        self.home.set(true);
+    }
+
+    /// Fetches the conversation list's first page again (a message in a conversation that is
+    /// not open, a reconnect). Concurrent asks coalesce, as for history.
+    fn refresh_list(self: &Rc<Self>) {
+        if self.listing.replace(true) {
+            self.list_again.set(true);
+            return;
+        }
+        let this = self.clone();
+        spawn_local(async move {
+            loop {
+                this.list_again.set(false);
+                match this
+                    .get_until_answered::<ConversationList>("/conversations?limit=50")
+                    .await
+                {
+                    None => return,
+                    Some(Ok(list)) => this
+                        .inbox
+                        .update(|i| i.apply_page(list.conversations, list.next_cursor)),
+                    Some(Err(e)) => {
+                        leptos::logging::warn!("farm-chat: could not refresh the list: {e}")
+                    }
+                }
+                if !this.list_again.get() {
+                    break;
+                }
+            }
+            this.listing.set(false);
+        });
+    }
+
+    /// Pages more conversations into the list (a support user with many farmers).
+    pub fn more_conversations(self: &Rc<Self>) {
+        let Some(cursor) = self.inbox.with_untracked(|i| i.next_cursor.clone()) else {
+            return;
+        };
+        let this = self.clone();
+        spawn_local(async move {
+            let cursor = String::from(js_sys::encode_uri_component(&cursor));
+            match this
+                .api
+                .get::<ConversationList>(&format!("/conversations?limit=50&before={cursor}"))
+                .await
+            {
+                _ if this.gone() => {}
+                Ok(list) => this
+                    .inbox
+                    .update(|i| i.apply_page(list.conversations, list.next_cursor)),
+                Err(e) => leptos::logging::warn!("farm-chat: could not load more: {e}"),
+            }
+        });
+    }
+
+    /// The user has seen `conversation` up to `seq`: the list clears at once, the server is
+    /// told (and tells the other participants, who show 既読).
+    fn mark_read(self: &Rc<Self>, conversation: ConversationId, seq: u64) {
+        {
+            let mut asked = self.read_asked.borrow_mut();
+            let before = asked.entry(conversation.clone()).or_default();
+            if *before >= seq {
+                return;
+            }
+            *before = seq;
+        }
+        self.inbox.update(|i| i.mark_mine(&conversation, seq));
+        let api = self.api.clone();
+        spawn_local(async move {
+            // `seq` is a JSON number: the one body of the widget that is not all strings.
+            let body = crate::api::json_object(&[("conversationId", conversation.as_str())]);
+            let body = format!("{},\"seq\":{seq}}}", body.trim_end_matches('}'));
+            if let Err(e) = api.call("POST", "/chat/read", Some(body)).await {
+                leptos::logging::warn!("farm-chat: could not mark read: {e}");
+            }
+        });
+    }
+
+    /// The composer's text changed: in a human conversation the others learn that the user
+    /// is typing, every few seconds at most.
+    pub fn typed(self: &Rc<Self>, text: &str) {
+        let Some(conversation) = self.conversation() else {
+            return;
+        };
+        let Some(kind) = self
+            .inbox
+            .with_untracked(|i| i.get(&conversation).map(|e| e.summary.kind))
+        else {
+            return;
+        };
+        let now = js_sys::Date::now();
+        if !crate::inbox::should_report_typing(kind, text, self.typing_reported.get(), now) {
+            return;
+        }
+        self.typing_reported.set(Some(now));
+        let api = self.api.clone();
+        spawn_local(async move {
+            let body = [("conversationId", conversation.as_str())];
+            if let Err(e) = api.post::<crate::api::Ignored>("/chat/typing", &body).await {
+                leptos::logging::warn!("farm-chat: could not report typing: {e}");
+            }
+        });
     }
 
     /// A GET that is tried again, with backoff (capped at 10 s), while it fails for a reason
@@ -254,10 +410,31 @@ impl Controller {
                     .store
                     .try_update(|s| s.message_created(&created))
                     .flatten();
-                if missing.is_some()
-                    && self.conversation().as_ref() == Some(&created.conversation_id)
-                {
-                    self.catch_up();
+                if self.conversation().as_ref() == Some(&created.conversation_id) {
+                    self.inbox
+                        .update(|i| i.stop_typing(&created.conversation_id));
+                    if missing.is_some() {
+                        self.catch_up();
+                    }
+                } else if missing.is_some() {
+                    // Its preview, unread count and place in the list come with the list.
+                    self.refresh_list();
+                }
+            }
+            StreamEvent::Typing(typing) => {
+                self.inbox
+                    .update(|i| i.typing(&typing, js_sys::Date::now()));
+                let inbox = self.inbox;
+                set_timeout(
+                    move || {
+                        let _ = inbox.try_update(|i| i.expire_typing(js_sys::Date::now()));
+                    },
+                    Duration::from_millis(crate::inbox::TYPING_SHOWN_MS as u64 + 50),
+                );
+            }
+            StreamEvent::ConversationRead(read) => {
+                if let Some(me) = self.me.get_untracked() {
+                    self.inbox.update(|i| i.read(&read, &me.id));
                 }
             }
             StreamEvent::TaskStatus(e)
@@ -268,7 +445,10 @@ impl Controller {
                 self.store.update(|s| s.apply_task_part(e));
             }
             StreamEvent::TaskDone(done) => self.store.update(|s| s.apply_task_done(&done)),
-            StreamEvent::Reset(_) => self.catch_up(),
+            StreamEvent::Reset(_) => {
+                self.catch_up();
+                self.refresh_list();
+            }
             StreamEvent::Ready(_) | StreamEvent::Ping(_) => {}
         }
     }
@@ -470,11 +650,20 @@ pub fn ChatWidget(
             ConversationKind::Assistant
         },
         store: RwSignal::new(ChatStore::default()),
+        inbox: RwSignal::new(Inbox::default()),
         conversation: RwSignal::new(None),
+        home: RwSignal::new(false),
+        loaded: RwSignal::new(HashSet::new()),
         me: RwSignal::new(None),
         phase: RwSignal::new(Phase::Loading),
         fetching: Cell::new(false),
         again: Cell::new(false),
+        listing: Cell::new(false),
+        list_again: Cell::new(false),
+        drafts: RefCell::default(),
+        scrolls: RefCell::default(),
+        typing_reported: Cell::new(None),
+        read_asked: RefCell::default(),
         bubbles: RefCell::default(),
     });
     let on_event = controller.clone();
@@ -487,6 +676,7 @@ pub fn ChatWidget(
             .on_event(move |e| on_event.on_event(e))
             .on_refetch(move || {
                 on_refetch.catch_up();
+                on_refetch.refresh_list();
                 on_refetch.refresh_running_tasks();
             }),
     );
@@ -504,11 +694,18 @@ fn chat_view(
 ) -> impl IntoView {
     let (store, conversation, phase) =
         (controller.store, controller.conversation, controller.phase);
+    let (inbox, home, loaded, me) = (
+        controller.inbox,
+        controller.home,
+        controller.loaded,
+        controller.me,
+    );
     let ctl: Ctl = StoredValue::new_local(controller);
 
+    // One status line: a quiet dot while live, words only when something is not right.
     let status_text = move || match status.get() {
         Status::Connecting => locale.text(Text::Connecting).to_owned(),
-        Status::Connected => locale.text(Text::Connected).to_owned(),
+        Status::Connected => locale.text(Text::Live).to_owned(),
         Status::Reconnecting { attempt, retry_in } => locale.reconnecting(attempt, retry_in),
         Status::Offline => locale.text(Text::Offline).to_owned(),
         Status::SignedOut => locale.text(Text::SignedOut).to_owned(),
@@ -534,6 +731,9 @@ fn chat_view(
                 .unwrap_or_default()
         })
     });
+    let conversation_loaded = Memo::new(move |_| {
+        conversation.with(|c| c.as_ref().is_some_and(|c| loaded.with(|l| l.contains(c))))
+    });
     let empty = Memo::new(move |_| keys.with(Vec::is_empty));
     let busy = move || conversation.with(|c| c.as_ref().is_some_and(|c| store.with(|s| s.busy(c))));
     let has_older = move || {
@@ -542,25 +742,53 @@ fn chat_view(
                 .is_some_and(|c| store.with(|s| s.conversation(c).is_some_and(|c| c.has_older)))
         })
     };
+    let launcher = use_context::<crate::launcher::LauncherContext>();
+    let panel_open = move || launcher.is_none_or(|l| l.open.get());
+    let visible = page_visibility();
 
-    // Inside a launcher: report messages from others that arrive while the panel is closed.
-    if let Some(launcher) = use_context::<crate::launcher::LauncherContext>() {
-        let me = ctl.with_value(|c| c.me);
-        let seen = RwSignal::new(None::<u64>);
-        Effect::new(move |_| {
-            let Some(c) = conversation.get() else { return };
-            let top = store.with(|s| s.top_seq(&c));
-            if launcher.open.get() || seen.get_untracked().is_none() {
-                // Open (or first load): everything held is seen.
-                seen.set(Some(top));
-                launcher.unread.set(0);
-            } else if let Some(me) = me.get() {
-                let after = seen.get_untracked().unwrap_or(top);
-                launcher
-                    .unread
-                    .set(store.with(|s| s.unread_after(&c, after, &me.id)));
-            }
+    // The open conversation's unread count and preview come from the messages the widget
+    // holds (exact); the others' from the list.
+    Effect::new(move |_| {
+        let (Some(c), Some(me)) = (conversation.get(), me.get()) else {
+            return;
+        };
+        let mark = inbox.with(|i| i.read_up_to(&c));
+        let (unread, newest) =
+            store.with(|s| (s.unread_after(&c, mark, &me.id), s.newest(&c).cloned()));
+        let changed = inbox.with_untracked(|i| {
+            i.get(&c).is_some_and(|e| {
+                e.summary.unread != unread
+                    || newest.as_ref().is_some_and(|n| {
+                        e.summary
+                            .last_message
+                            .as_ref()
+                            .is_none_or(|m| m.seq < n.seq)
+                    })
+            })
         });
+        if changed {
+            inbox.update(|i| {
+                i.set_unread(&c, unread);
+                if let Some(newest) = &newest {
+                    i.preview(newest);
+                }
+            });
+        }
+    });
+    // Seen is read: the open conversation, on screen, with its panel open, in a visible tab.
+    Effect::new(move |_| {
+        let Some(c) = conversation.get() else { return };
+        if home.get() || !panel_open() || !visible.get() || !conversation_loaded.get() {
+            return;
+        }
+        let top = store.with(|s| s.top_seq(&c));
+        if top > inbox.with(|i| i.read_up_to(&c)) {
+            ctl.with_value(|ctl| ctl.mark_read(c, top));
+        }
+    });
+    // Inside a launcher: the badge is every conversation's unread messages.
+    if let Some(launcher) = launcher {
+        Effect::new(move |_| launcher.unread.set(inbox.with(Inbox::total_unread)));
     }
 
     // The one subscriber to the whole store on behalf of the bubbles: it wakes only those
@@ -589,43 +817,139 @@ fn chat_view(
         if let Some(list) = log_ref.get_untracked() {
             let from_bottom = list.scroll_height() - list.scroll_top() - list.client_height();
             stuck.set_value(from_bottom < 48);
+            if let Some(c) = conversation.get_untracked() {
+                ctl.with_value(|ctl| {
+                    ctl.scrolls
+                        .borrow_mut()
+                        .insert(c, (list.scroll_top(), from_bottom < 48))
+                });
+            }
         }
+    };
+    // Each conversation comes back where the user left it.
+    Effect::new(move |_| {
+        let Some(c) = conversation.get() else { return };
+        home.track();
+        let saved = ctl.with_value(|ctl| ctl.scrolls.borrow().get(&c).copied());
+        let (top, at_bottom) = saved.unwrap_or((0, true));
+        stuck.set_value(at_bottom);
+        if let Some(list) = log_ref.get_untracked() {
+            set_timeout(
+                move || {
+                    list.set_scroll_top(if at_bottom { list.scroll_height() } else { top });
+                },
+                std::time::Duration::ZERO,
+            );
+        }
+    });
+
+    let is_support_staff =
+        move || me.with(|m| m.as_ref().is_some_and(|m| m.kind == SenderKind::Support));
+    let title = move || {
+        let c = conversation.get()?;
+        let staff = is_support_staff();
+        inbox.with(|i| i.get(&c).map(|e| home::title(&e.summary, staff, locale)))
+    };
+    let others_unread = move || {
+        let open = conversation.get();
+        inbox.with(|i| {
+            i.entries()
+                .iter()
+                .filter(|e| Some(&e.summary.id) != open.as_ref())
+                .map(|e| e.summary.unread)
+                .sum::<u32>()
+        })
+    };
+    let typing = move || {
+        let c = conversation.get()?;
+        inbox.with(|i| {
+            i.typing_in(&c, js_sys::Date::now())
+                .map(|name| format!("{name} {}", locale.text(Text::IsTyping)))
+        })
     };
 
     view! {
-        <div class="fc-widget" data-testid="chat-widget" lang=locale.tag()>
+        <div class="fc-widget" data-testid="chat-widget" lang=locale.tag()
+            data-view=move || if home.get() { "home" } else { "chat" }>
             <p class="fc-status" data-testid="connection-status" data-state=status_name role="status"
                 data-role=move || match stream_role.get() {
                     Role::Solo => "solo",
                     Role::Leader => "leader",
                     Role::Follower => "follower",
                 }>
-                {status_text}
+                <span class=move || if status.with(|s| *s == Status::Connected) { "fc-sr-only" } else { "" }>
+                    {status_text}
+                </span>
             </p>
             {move || match phase.get() {
                 Phase::Loading => view! { <p class="fc-note">{locale.text(Text::Loading)}</p> }.into_any(),
                 Phase::SignedOut => view! { <p class="fc-note" data-testid="signed-out">{locale.text(Text::SignedOut)}</p> }.into_any(),
                 Phase::Failed(why) => view! { <p class="fc-note fc-note--error" data-testid="load-failed" title=why>{locale.text(Text::LoadFailed)}</p> }.into_any(),
-                Phase::Ready => empty.get().then(|| view! {
-                    <p class="fc-note" data-testid="empty">{locale.text(Text::Empty)}</p>
-                }).into_any(),
+                Phase::Ready => ().into_any(),
             }}
-            {move || has_older().then(|| view! {
-                <button type="button" class="fc-link fc-older" data-testid="load-older"
-                    on:click=move |_| ctl.with_value(|c| c.load_older())>
-                    {locale.text(Text::LoadOlder)}
-                </button>
-            })}
-            <ol class="fc-log" data-testid="message-list" role="log" aria-live="polite"
-                aria-busy=move || busy().to_string() node_ref=log_ref on:scroll=on_scroll>
-                <For each=move || keys.get() key=|k| k.clone() let:key>
-                    <Bubble ctl=ctl bubble_key=key locale=locale />
-                </For>
-            </ol>
-            <composer::Composer ctl=ctl locale=locale
-                ready=Signal::derive(move || conversation.with(Option::is_some)) />
+            {move || home.get().then(|| view! { <home::Home ctl=ctl locale=locale /> })}
+            <div class="fc-chat" hidden=move || home.get()>
+                {move || conversation.with(Option::is_some).then(|| view! {
+                    <div class="fc-chat__head">
+                        <button type="button" class="fc-link fc-back" data-testid="back"
+                            on:click=move |_| ctl.with_value(|c| c.show_home())>
+                            {"‹ "}{locale.text(Text::BackToList)}
+                            {move || (others_unread() > 0).then(|| view! {
+                                <span class="fc-badge fc-unread" data-testid="others-unread"
+                                    aria-label=move || format!("{} {}", others_unread(), locale.text(Text::Unread))>
+                                    {others_unread}
+                                </span>
+                            })}
+                        </button>
+                        <h3 class="fc-chat__title" data-testid="conversation-title">{title}</h3>
+                    </div>
+                })}
+                {move || (phase.get() == Phase::Ready && conversation_loaded.get() && empty.get()).then(|| view! {
+                    <p class="fc-note" data-testid="empty">{locale.text(Text::Empty)}</p>
+                })}
+                {move || (conversation.with(Option::is_some) && phase.get() == Phase::Ready && !conversation_loaded.get()).then(|| view! {
+                    <p class="fc-note">{locale.text(Text::Loading)}</p>
+                })}
+                {move || has_older().then(|| view! {
+                    <button type="button" class="fc-link fc-older" data-testid="load-older"
+                        on:click=move |_| ctl.with_value(|c| c.load_older())>
+                        {locale.text(Text::LoadOlder)}
+                    </button>
+                })}
+                <ol class="fc-log" data-testid="message-list" role="log" aria-live="polite"
+                    aria-busy=move || busy().to_string() node_ref=log_ref on:scroll=on_scroll>
+                    <For each=move || keys.get() key=|k| k.clone() let:key>
+                        <Bubble ctl=ctl bubble_key=key locale=locale />
+                    </For>
+                </ol>
+                <p class="fc-typing" data-testid="typing" aria-live="polite">{typing}</p>
+                <composer::Composer ctl=ctl locale=locale ready=conversation_loaded.into() />
+            </div>
         </div>
     }
+}
+
+/// Whether the page is on screen (`visibilitychange`), for read marks: a reply that arrives in
+/// a background tab is not read yet.
+fn page_visibility() -> Signal<bool> {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return Signal::stored(true);
+    };
+    let visible = RwSignal::new(!document.hidden());
+    let listener = wasm_bindgen::closure::Closure::<dyn Fn()>::new({
+        let document = document.clone();
+        move || {
+            let _ = visible.try_set(!document.hidden());
+        }
+    });
+    let function: js_sys::Function = listener.as_ref().clone().unchecked_into();
+    let _ = document.add_event_listener_with_callback("visibilitychange", &function);
+    let guard = send_wrapper::SendWrapper::new((document, function, listener));
+    on_cleanup(move || {
+        let (document, function, _listener) = &*guard;
+        let _ = document.remove_event_listener_with_callback("visibilitychange", function);
+    });
+    visible.into()
 }
 
 /// One bubble, looked up by key so it re-renders only when it changes.
@@ -726,6 +1050,22 @@ fn Bubble(ctl: Ctl, bubble_key: String, locale: Locale) -> impl IntoView {
                 m.sender.display_name.clone()
             };
             let when = crate::format::time(locale, &m.created_at);
+            // 既読 on my messages in a human conversation once someone else has read them.
+            let seq = m.seq;
+            let read = Memo::new(move |_| {
+                mine && conversation.with(|c| {
+                    c.as_ref().is_some_and(|c| {
+                        ctl.with_value(|ctl| {
+                            ctl.inbox.with(|i| {
+                                i.get(c).is_some_and(|e| {
+                                    e.summary.kind == ConversationKind::Support
+                                        && e.summary.others_read_up_to >= seq
+                                })
+                            })
+                        })
+                    })
+                })
+            });
             let class = match (mine, m.sender.kind) {
                 (true, _) => "fc-bubble fc-bubble--mine",
                 (false, SenderKind::Assistant) => "fc-bubble fc-bubble--assistant",
@@ -733,7 +1073,11 @@ fn Bubble(ctl: Ctl, bubble_key: String, locale: Locale) -> impl IntoView {
             };
             view! {
                 <li class=class data-testid="bubble" data-key=bubble_key.clone() data-message-id=m.message_id.to_string() data-state="sent">
-                    <p class="fc-meta">{who}" · "<time data-testid="time" datetime=m.created_at.clone()>{when}</time></p>
+                    <p class="fc-meta">{who}" · "<time data-testid="time" datetime=m.created_at.clone()>{when}</time>
+                        {move || read.get().then(|| view! {
+                            " · "<span class="fc-read" data-testid="read-receipt">{locale.text(Text::ReadReceipt)}</span>
+                        })}
+                    </p>
                     <p class="fc-text">{m.text.clone()}</p>
                     {move || has_task.get().then(|| view! { <parts::TaskReply ctl=ctl task=task locale=locale /> })}
                 </li>
@@ -764,11 +1108,20 @@ pub mod bench {
                 locale,
                 kind: ConversationKind::Assistant,
                 store: RwSignal::new(ChatStore::default()),
+                inbox: RwSignal::new(Inbox::default()),
                 conversation: RwSignal::new(Some(conversation.clone())),
+                home: RwSignal::new(false),
+                loaded: RwSignal::new(HashSet::from([conversation.clone()])),
                 me: RwSignal::new(None),
                 phase: RwSignal::new(Phase::Ready),
                 fetching: Cell::new(false),
                 again: Cell::new(false),
+                listing: Cell::new(false),
+                list_again: Cell::new(false),
+                drafts: RefCell::default(),
+                scrolls: RefCell::default(),
+                typing_reported: Cell::new(None),
+                read_asked: RefCell::default(),
                 bubbles: RefCell::default(),
             });
             let view = chat_view(

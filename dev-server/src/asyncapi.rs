@@ -5,7 +5,9 @@
 
 use farm_chat_protocol::{
     EventId,
-    stream::{MessageCreated, Ping, Ready, Reset, TaskDone, TaskPartEvent},
+    stream::{
+        ConversationRead, MessageCreated, Ping, Ready, Reset, TaskDone, TaskPartEvent, Typing,
+    },
 };
 use schemars::{JsonSchema, generate::Contract};
 use serde_json::{Map, Value, json};
@@ -67,6 +69,16 @@ fn payloads(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, String, &'s
             "reset",
             named::<Reset>(g),
             "The server can't replay what the client missed: refetch history.",
+        ),
+        (
+            "typing",
+            named::<Typing>(g),
+            "Someone else is typing in a human conversation. Live only: no `id:`, never stored or replayed; show it for a few seconds.",
+        ),
+        (
+            "conversation.read",
+            named::<ConversationRead>(g),
+            "A participant (or the user in another tab) read a conversation up to `seq`: the reader's own messages up to it show as read.",
         ),
     ]
 }

@@ -10,11 +10,11 @@ use axum::{
 use farm_chat_protocol::{
     ConversationId, MessageId, TaskId, UserId,
     chat::{
-        ConversationKind, ConversationList, ConversationSummary, HistoryPage, ReplyLanguage,
-        SendRequest, SendResponse, Sender, SenderKind,
+        ConversationKind, ConversationList, ConversationSummary, HistoryPage, ReadMark,
+        ReadRequest, ReplyLanguage, SendRequest, SendResponse, Sender, SenderKind, TypingRequest,
     },
     session::Role,
-    stream::{MessageCreated, StreamEvent},
+    stream::{ConversationRead, MessageCreated, StreamEvent, Typing},
     task::{TaskSnapshot, TaskState},
 };
 use serde::Deserialize;
@@ -88,30 +88,219 @@ async fn ensure_tenant_conversations(
     Ok(())
 }
 
-/// `GET /api/conversations`.
+/// `GET /api/conversations` query: `kind`, `limit` (1–100, default 50) and `before` (the
+/// `nextCursor` of the previous page). All strings, parsed strictly by hand.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    kind: Option<String>,
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// Where a conversation stands in the list: its newest message's time (`""` without one) and
+/// its id. The list runs newest activity first, ids ascending among equals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ListKey {
+    activity: String,
+    id: String,
+}
+
+impl ListKey {
+    fn of(summary: &ConversationSummary) -> Self {
+        Self {
+            activity: summary
+                .last_message
+                .as_ref()
+                .map(|m| m.created_at.clone())
+                .unwrap_or_default(),
+            id: summary.id.to_string(),
+        }
+    }
+
+    /// The cursor: `<activity>~<id>` (neither contains `~`).
+    fn cursor(&self) -> String {
+        format!("{}~{}", self.activity, self.id)
+    }
+
+    fn parse(cursor: &str) -> Result<Self, ApiError> {
+        let bad =
+            || ApiError::bad_request("invalid_query", "before is not a cursor this list gave");
+        let (activity, id) = cursor.split_once('~').ok_or_else(bad)?;
+        validate::id("before", id).map_err(|_| bad())?;
+        if activity.len() > 40 || !activity.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad());
+        }
+        Ok(Self {
+            activity: activity.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+
+    /// Newest activity first; among equals, ids ascending.
+    fn order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        b.activity.cmp(&a.activity).then_with(|| a.id.cmp(&b.id))
+    }
+}
+
+/// `GET /api/conversations?kind=&limit=&before=`: the user's conversations, newest activity
+/// first, a page at a time (support staff have one per farmer of their farm).
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some("assistant") => Some(ConversationKind::Assistant),
+        Some("support") => Some(ConversationKind::Support),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "kind must be assistant or support",
+            ));
+        }
+    };
+    let limit = match q.limit.as_deref() {
+        None => 50,
+        Some(l) => match validate::number("limit", l)? {
+            n @ 1..=100 => n as usize,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    "limit must be 1–100",
+                ));
+            }
+        },
+    };
+    let before = q.before.as_deref().map(ListKey::parse).transpose()?;
     ensure_tenant_conversations(&state, auth.user.tenant).await?;
     let (tenant, user) = (auth.tenant_id(), auth.user_id());
-    let conversations = state
+    let mut conversations = state
         .db(move |s| {
             s.conversations_of(&tenant, &user)?
                 .into_iter()
-                .map(|c| {
-                    Ok(ConversationSummary {
-                        last_message: s.last_message(&c.id)?.map(|m| for_reader(m, &user)),
-                        unread: s.unread(&c.id, &user)?,
-                        id: c.id,
-                        kind: c.kind,
-                        title: c.title,
-                    })
-                })
+                .filter(|c| kind.is_none_or(|k| k == c.kind))
+                .map(|c| summary(s, c, &user))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
-    Ok(Json(ConversationList { conversations }))
+    conversations.sort_by(|a, b| ListKey::order(&ListKey::of(a), &ListKey::of(b)));
+    if let Some(before) = before {
+        conversations
+            .retain(|c| ListKey::order(&before, &ListKey::of(c)) == std::cmp::Ordering::Less);
+    }
+    let next_cursor = (conversations.len() > limit).then(|| {
+        conversations.truncate(limit);
+        conversations
+            .last()
+            .map(|c| ListKey::of(c).cursor())
+            .unwrap_or_default()
+    });
+    Ok(Json(ConversationList {
+        conversations,
+        next_cursor,
+    }))
+}
+
+/// One conversation as `user` sees it in the list.
+fn summary(
+    s: &dyn crate::store::Store,
+    c: ConversationRecord,
+    user: &UserId,
+) -> crate::store::StoreResult<ConversationSummary> {
+    let marks = s.read_marks(&c.id)?;
+    let mark_of = |mine: bool| {
+        marks
+            .iter()
+            .filter(|(u, _)| (u == user) == mine)
+            .map(|(_, seq)| *seq)
+            .max()
+            .unwrap_or(0)
+    };
+    Ok(ConversationSummary {
+        last_message: s.last_message(&c.id)?.map(|m| for_reader(m, user)),
+        unread: s.unread(&c.id, user)?,
+        owner_name: directory::user(c.owner.as_str())
+            .map_or_else(|| c.owner.to_string(), |u| u.display_name.to_owned()),
+        read_up_to: mark_of(true),
+        others_read_up_to: mark_of(false),
+        id: c.id,
+        kind: c.kind,
+        title: c.title,
+    })
+}
+
+/// `POST /api/chat/read`: the reader has seen the conversation up to `seq`. Every participant
+/// (the reader's other tabs too) gets `conversation.read`.
+pub async fn read(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(req): ApiJson<ReadRequest>,
+) -> Result<Json<ReadMark>, ApiError> {
+    signal_allowed(&state, &auth)?;
+    validate::id("conversationId", req.conversation_id.as_str())?;
+    if i64::try_from(req.seq).is_err() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "seq must be at most 9223372036854775807",
+        ));
+    }
+    let conversation = participant_conversation(&state, &auth, &req.conversation_id).await?;
+    let (id, user, asked) = (conversation.id.clone(), auth.user_id(), req.seq);
+    let seq = state.db(move |s| s.mark_read(&id, &user, asked)).await?;
+    for participant in &conversation.participants {
+        state.hub.publish(
+            participant,
+            StreamEvent::ConversationRead(ConversationRead {
+                conversation_id: conversation.id.clone(),
+                user_id: auth.user_id(),
+                seq,
+            }),
+        );
+    }
+    Ok(Json(ReadMark {
+        conversation_id: conversation.id,
+        seq,
+    }))
+}
+
+/// `POST /api/chat/typing`: the other participants of a human conversation get `typing` on
+/// their open streams (never stored). 204 also in the assistant conversation, where nobody
+/// else is there to tell.
+pub async fn typing(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(req): ApiJson<TypingRequest>,
+) -> Result<StatusCode, ApiError> {
+    signal_allowed(&state, &auth)?;
+    validate::id("conversationId", req.conversation_id.as_str())?;
+    let conversation = participant_conversation(&state, &auth, &req.conversation_id).await?;
+    for participant in &conversation.participants {
+        if participant.as_str() != auth.user.id {
+            state.hub.notify(
+                participant,
+                StreamEvent::Typing(Typing {
+                    conversation_id: conversation.id.clone(),
+                    user_id: auth.user_id(),
+                    display_name: auth.user.display_name.to_owned(),
+                }),
+            );
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Typing and read calls per user: a burst of 20, then 2 a second (a widget sends one every
+/// few seconds at most), so nobody can make every participant's stream busy.
+fn signal_allowed(state: &AppState, auth: &AuthUser) -> Result<(), ApiError> {
+    state.signal_limit.check(&auth.user_id()).map_err(|retry_after| ApiError::TooMany {
+        code: "rate_limited",
+        message: format!(
+            "操作が多すぎます。{retry_after}秒後にお試しください / too many requests; retry in {retry_after} s"
+        ),
+        retry_after,
+    })
 }
 
 /// The conversation, if the user may use it: 404 when it does not exist in their tenant (other
@@ -390,15 +579,9 @@ pub async fn history(
     };
     let conversation =
         participant_conversation(&state, &auth, &ConversationId(conversation_id)).await?;
-    let user = auth.user_id();
+    // Reading history marks nothing read: a widget says what its user saw (`POST /api/chat/read`).
     let (messages, has_more) = state
-        .db(move |s| {
-            let page = s.history(&conversation.id, cursor, limit)?;
-            if let Some(last) = page.0.last() {
-                s.mark_read(&conversation.id, &user, last.seq)?;
-            }
-            Ok(page)
-        })
+        .db(move |s| s.history(&conversation.id, cursor, limit))
         .await?;
     // A running task's hot snapshot is fresher than the stored one.
     let reader = auth.user_id();

@@ -25,6 +25,12 @@ pub const USERS: &[DirUser] = &[
         role: Role::Farmer,
     },
     DirUser {
+        id: "u-farmer-2",
+        tenant: "demo-farm",
+        display_name: "田中 花子",
+        role: Role::Farmer,
+    },
+    DirUser {
         id: "u-support",
         tenant: "demo-farm",
         display_name: "サポート 佐藤",

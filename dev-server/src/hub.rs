@@ -26,6 +26,9 @@ pub struct Entry {
     /// Its `data:` line, serialized once here for every stream that sends it (and counted
     /// against [`HubLimits::backlog_max_bytes`]).
     pub data: Arc<str>,
+    /// Sent to the streams open now and nowhere else (`typing`): it has no id of its own
+    /// (`id` is the user's newest), is not kept, and a resume never replays it.
+    pub live_only: bool,
 }
 
 /// How much the hub keeps.
@@ -151,12 +154,31 @@ impl Hub {
             event: Arc::new(event),
             at: now,
             data,
+            live_only: false,
         };
         log.backlog.push_back(entry.clone());
         log.trim(&limits, now);
         // No open stream is not an error: the event waits in the backlog.
         let _ = log.live.send(entry.clone());
         entry.id
+    }
+
+    /// Sends `event` to the user's open streams only: no id, not kept, never replayed (a
+    /// `typing` hint is stale a few seconds later). A user without streams costs nothing.
+    pub fn notify(&self, user: &UserId, event: StreamEvent) {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(log) = users.get(user) else { return };
+        if log.live.receiver_count() == 0 {
+            return;
+        }
+        let entry = Entry {
+            id: EventId::new(self.epoch, log.last_n),
+            data: event.data().into(),
+            event: Arc::new(event),
+            at: Instant::now(),
+            live_only: true,
+        };
+        let _ = log.live.send(entry);
     }
 
     /// Applies the age limit to every user's backlog now (publishing applies it only to the
@@ -286,6 +308,28 @@ mod tests {
         assert_eq!(reset(EventId::new(1, 10)), Some(ResetReason::Restarted));
         assert_eq!(reset(EventId::new(2, 11)), Some(ResetReason::Unknown));
         assert_eq!(reset(EventId::new(3, 1)), Some(ResetReason::Unknown));
+    }
+
+    #[test]
+    fn a_live_only_event_reaches_open_streams_but_is_never_replayed() {
+        let hub = Hub::new(1, HubLimits::default());
+        let u = UserId("u".into());
+        hub.notify(&u, created(0)); // no stream: nothing kept, nothing created
+        assert_eq!(hub.held(), (0, 0));
+        let first = hub.publish(&u, created(1));
+        let mut sub = hub.subscribe(&u, None);
+        hub.notify(&u, created(2));
+        let third = hub.publish(&u, created(3));
+        let live = sub.live.try_recv().unwrap();
+        assert!(live.live_only);
+        assert_eq!(
+            live.id, first,
+            "it carries the newest id, not one of its own"
+        );
+        assert_eq!(sub.live.try_recv().unwrap().id, third);
+        assert_eq!(third.n(), 2, "ids skip nothing for it");
+        let resumed = hub.subscribe(&u, Some(first));
+        assert_eq!(ids(&resumed.resume), vec![third.n()]);
     }
 
     #[test]

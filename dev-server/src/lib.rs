@@ -103,6 +103,8 @@ pub struct AppState {
     pub tasks: Arc<tasks::Tasks>,
     /// Sends per user: a burst of 30, then 5 per second.
     pub send_limit: Arc<limits::RateLimiter>,
+    /// Typing and read calls per user: a burst of 20, then 2 per second.
+    pub signal_limit: Arc<limits::RateLimiter>,
     /// Sign-ins per client address (`--sign-in-per-minute`).
     pub sign_in_by_client: Arc<limits::RateLimiter<std::net::IpAddr>>,
     /// Sign-ins per user id (`--sign-in-per-user-per-minute`).
@@ -179,6 +181,7 @@ impl AppState {
             tasks: Arc::new(tasks::Tasks::default()),
             assistant_step,
             send_limit: Arc::new(limits::RateLimiter::new(30, 5.0)),
+            signal_limit: Arc::new(limits::RateLimiter::new(20, 2.0)),
             sign_in_by_client: Arc::new(sign_in_by_client),
             sign_in_by_user: Arc::new(sign_in_by_user),
             purge_every: std::time::Duration::from_secs(60),

@@ -9,7 +9,10 @@
 
 use farm_chat_protocol::{
     ErrorBody, Health,
-    chat::{ConversationList, HistoryPage, SendRequest, SendResponse},
+    chat::{
+        ConversationList, HistoryPage, ReadMark, ReadRequest, SendRequest, SendResponse,
+        TypingRequest,
+    },
     session::{LoginRequest, SessionInfo, StreamTicket},
     task::{TaskList, TaskSnapshot, TaskState},
 };
@@ -42,6 +45,7 @@ fn components() -> Map<String, Value> {
         answers.subschema_for::<ConversationList>(),
         answers.subschema_for::<SendResponse>(),
         answers.subschema_for::<HistoryPage>(),
+        answers.subschema_for::<ReadMark>(),
         answers.subschema_for::<TaskList>(),
         answers.subschema_for::<TaskSnapshot>(),
         answers.subschema_for::<TaskState>(),
@@ -51,6 +55,8 @@ fn components() -> Map<String, Value> {
     let mut requests = generator(Contract::Deserialize);
     drop(requests.subschema_for::<LoginRequest>());
     drop(requests.subschema_for::<SendRequest>());
+    drop(requests.subschema_for::<ReadRequest>());
+    drop(requests.subschema_for::<TypingRequest>());
     let mut all = answers.take_definitions(true);
     all.extend(requests.take_definitions(true));
     constrain(&mut all);
@@ -84,6 +90,12 @@ fn constrain(schemas: &mut Map<String, Value>) {
             text.insert("maxLength".into(), MAX_TEXT.into());
             text.insert("pattern".into(), TEXT.into());
         }
+    }
+    if let Some(Value::Object(seq)) = schemas
+        .get_mut("ReadRequest")
+        .and_then(|s| s.pointer_mut("/properties/seq"))
+    {
+        seq.insert("maximum".into(), i64::MAX.into());
     }
 }
 
@@ -163,8 +175,23 @@ pub fn spec() -> Value {
                 "delete": {"summary": "Sign out; the session's streams close", "responses": merge(json!({"204": {"description": "signed out"}}), error_responses(&auth_errors))}
             },
             "/api/conversations": {"get": {
-                "summary": "The user's conversations (a farmer's assistant and support chats are created on first use)",
-                "responses": merge(json!({"200": ok(r::<ConversationList>(), "conversations")}), error_responses(&auth_errors))
+                "summary": "The user's conversations, newest activity first, a page at a time (a farmer's assistant and support chats are created on first use; support staff get one per farmer of their farm)",
+                "parameters": [
+                    query("kind", "only this kind", json!({"type": "string", "enum": ["assistant", "support"]}), false),
+                    query("limit", "1–100, default 50", json!({"type": "integer", "minimum": 1, "maximum": 100}), false),
+                    query("before", "the nextCursor of the previous page", json!({"type": "string", "maxLength": 200}), false)
+                ],
+                "responses": merge(json!({"200": ok(r::<ConversationList>(), "conversations")}), error_responses(&[("400", "invalid_query"), ("401", "not signed in")]))
+            }},
+            "/api/chat/read": {"post": {
+                "summary": "Mark a conversation read up to seq (never backwards, never past the newest message); every participant gets conversation.read",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": r::<ReadRequest>()}}}},
+                "responses": merge(json!({"200": ok(r::<ReadMark>(), "the reader's mark now")}), error_responses(&[("400", "bad input"), ("401", "not signed in"), ("403", "csrf_rejected or not_a_participant"), ("404", "no such conversation"), ("429", "rate_limited (Retry-After)")]))
+            }},
+            "/api/chat/typing": {"post": {
+                "summary": "The user is typing: the other participants' open streams get typing (never stored, never replayed)",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": r::<TypingRequest>()}}}},
+                "responses": merge(json!({"204": {"description": "told"}}), error_responses(&[("400", "bad input"), ("401", "not signed in"), ("403", "csrf_rejected or not_a_participant"), ("404", "no such conversation"), ("429", "rate_limited (Retry-After)")]))
             }},
             "/api/chat/send": {"post": {
                 "summary": "Send a message. Idempotent per idempotencyKey: a retry with the same body answers 200 with the same message; another body 409. In an assistant conversation it starts a task (taskId).",

@@ -38,6 +38,8 @@ pub fn api(state: AppState) -> Router {
         .route("/conversations", get(crate::chat::list))
         .route("/chat/send", post(crate::chat::send))
         .route("/chat/history", get(crate::chat::history))
+        .route("/chat/read", post(crate::chat::read))
+        .route("/chat/typing", post(crate::chat::typing))
         .route("/chat/stream", get(crate::stream::stream))
         .route("/chat/stream-ticket", post(crate::session::stream_ticket))
         .route("/reports/{file}", get(crate::report::get))

@@ -197,8 +197,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(Vec<Message>, bool)>;
     /// The newest message of a conversation.
     fn last_message(&self, conversation: &ConversationId) -> StoreResult<Option<Message>>;
-    /// Notes that the user has seen the conversation up to `seq` (never moves backwards).
-    fn mark_read(&self, conversation: &ConversationId, user: &UserId, seq: u64) -> StoreResult<()>;
+    /// Notes that the user has seen the conversation up to `seq` (never moves backwards, never
+    /// past the newest message); returns the user's mark after the call.
+    fn mark_read(&self, conversation: &ConversationId, user: &UserId, seq: u64)
+    -> StoreResult<u64>;
+    /// Every participant's read mark in a conversation (only those who have one).
+    fn read_marks(&self, conversation: &ConversationId) -> StoreResult<Vec<(UserId, u64)>>;
     /// Messages by others after the user's read mark.
     fn unread(&self, conversation: &ConversationId, user: &UserId) -> StoreResult<u32>;
 

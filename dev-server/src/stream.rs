@@ -327,6 +327,10 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
                 return None;
             }
             entry = conn.live.recv() => match entry {
+                // No id line: the client's last id stays where it is.
+                Ok(entry) if entry.live_only => {
+                    return Some(Event::default().event(entry.event.name()).data(&*entry.data));
+                }
                 // Already sent as part of the replay.
                 Ok(entry) if entry.id <= conn.last_sent => continue,
                 Ok(entry) => {

@@ -159,8 +159,10 @@ async fn openapi_describes_exactly_the_routes_that_exist() {
         ("GET", "/api/session"),
         ("GET", "/api/tasks"),
         ("GET", "/api/tasks/{taskId}"),
+        ("POST", "/api/chat/read"),
         ("POST", "/api/chat/send"),
         ("POST", "/api/chat/stream-ticket"),
+        ("POST", "/api/chat/typing"),
         ("POST", "/api/session"),
         ("POST", "/api/tasks/{taskId}/cancel"),
     ];

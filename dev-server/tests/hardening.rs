@@ -549,8 +549,16 @@ impl Store for PausingStore {
     fn last_message(&self, conversation: &ConversationId) -> StoreResult<Option<Message>> {
         self.inner.last_message(conversation)
     }
-    fn mark_read(&self, conversation: &ConversationId, user: &UserId, seq: u64) -> StoreResult<()> {
+    fn mark_read(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        seq: u64,
+    ) -> StoreResult<u64> {
         self.inner.mark_read(conversation, user, seq)
+    }
+    fn read_marks(&self, conversation: &ConversationId) -> StoreResult<Vec<(UserId, u64)>> {
+        self.inner.read_marks(conversation)
     }
     fn unread(&self, conversation: &ConversationId, user: &UserId) -> StoreResult<u32> {
         self.inner.unread(conversation, user)

@@ -341,9 +341,10 @@ async fn conversations_are_created_on_first_use_and_scoped_to_the_tenant() {
         .collect();
     assert_eq!(
         ids,
-        [SUPPORT],
-        "support staff see farmers' support chats, not their assistant chats"
+        ["c-u-farmer-2-support", SUPPORT],
+        "support staff see every farmer's support chat (no activity yet: by id), not their assistant chats"
     );
+    assert_eq!(staff.body["conversations"][0]["ownerName"], "田中 花子");
 
     let (other, _) = api.login("u-other").await;
     let theirs = api.as_user(&other, "GET", "/api/conversations", None).await;
@@ -357,17 +358,32 @@ async fn conversations_are_created_on_first_use_and_scoped_to_the_tenant() {
 }
 
 #[tokio::test]
-async fn last_message_and_unread_follow_the_conversation() {
+async fn last_message_and_unread_follow_the_conversation_and_only_an_explicit_read_clears_it() {
     let api = Api::new();
     let (farmer, _) = api.login("u-farmer").await;
     let (support, _) = api.login("u-support").await;
     api.send(&support, SUPPORT, "ご用件は？", "s1").await;
     api.send(&support, SUPPORT, "お待ちしています", "s2").await;
+    let support_chat = |list: &Reply| {
+        list.body["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == SUPPORT)
+            .unwrap()
+            .clone()
+    };
     let list = api
         .as_user(&farmer, "GET", "/api/conversations", None)
         .await;
-    let conv = &list.body["conversations"][1];
+    assert_eq!(
+        list.body["conversations"][0]["id"], SUPPORT,
+        "newest activity first"
+    );
+    let conv = support_chat(&list);
     assert_eq!(conv["unread"], 2);
+    assert_eq!(conv["readUpTo"], 0);
+    assert_eq!(conv["othersReadUpTo"], 2, "the sender has read its own");
     assert_eq!(conv["lastMessage"]["text"], "お待ちしています");
     assert_eq!(conv["lastMessage"]["sender"]["kind"], "support");
     api.as_user(
@@ -381,9 +397,206 @@ async fn last_message_and_unread_follow_the_conversation() {
         .as_user(&farmer, "GET", "/api/conversations", None)
         .await;
     assert_eq!(
-        list.body["conversations"][1]["unread"], 0,
-        "reading history marks it read"
+        support_chat(&list)["unread"],
+        2,
+        "fetching history (a tab in the background, a prefetch) marks nothing read"
     );
+    let read = api
+        .as_user(
+            &farmer,
+            "POST",
+            "/api/chat/read",
+            Some(json!({"conversationId": SUPPORT, "seq": 1})),
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
+    assert_eq!(read.body, json!({"conversationId": SUPPORT, "seq": 1}));
+    let list = api
+        .as_user(&farmer, "GET", "/api/conversations", None)
+        .await;
+    assert_eq!(support_chat(&list)["unread"], 1);
+    let read = api
+        .as_user(
+            &farmer,
+            "POST",
+            "/api/chat/read",
+            Some(json!({"conversationId": SUPPORT, "seq": 1000})),
+        )
+        .await;
+    assert_eq!(read.body["seq"], 2, "clamped to the newest message");
+    let back = api
+        .as_user(
+            &farmer,
+            "POST",
+            "/api/chat/read",
+            Some(json!({"conversationId": SUPPORT, "seq": 0})),
+        )
+        .await;
+    assert_eq!(back.body["seq"], 2, "never backwards");
+    let staff = api
+        .as_user(&support, "GET", "/api/conversations", None)
+        .await;
+    let conv = support_chat(&staff);
+    assert_eq!(
+        (conv["unread"].clone(), conv["othersReadUpTo"].clone()),
+        (json!(0), json!(2)),
+        "support sees that the farmer read both"
+    );
+}
+
+#[tokio::test]
+async fn read_and_typing_check_input_tenant_and_participation() {
+    let api = Api::new();
+    let (farmer, _) = api.login("u-farmer").await;
+    let (other, _) = api.login("u-other").await;
+    let (farmer2, _) = api.login("u-farmer-2").await;
+    for path in ["/api/chat/read", "/api/chat/typing"] {
+        let body = |conversation: &str| {
+            Some(if path.ends_with("read") {
+                json!({"conversationId": conversation, "seq": 1})
+            } else {
+                json!({"conversationId": conversation})
+            })
+        };
+        let foreign = api.as_user(&other, "POST", path, body(SUPPORT)).await;
+        assert_eq!(
+            foreign.status,
+            StatusCode::NOT_FOUND,
+            "{path}: another farm's"
+        );
+        let not_mine = api.as_user(&farmer2, "POST", path, body(SUPPORT)).await;
+        assert_eq!(not_mine.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(not_mine.code(), "not_a_participant");
+        let bad = api.as_user(&farmer, "POST", path, body("c 1")).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{path}");
+        let extra = api
+            .as_user(
+                &farmer,
+                "POST",
+                path,
+                Some(json!({"conversationId": SUPPORT, "seq": 1, "x": 1})),
+            )
+            .await;
+        assert_eq!(
+            extra.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: unknown field"
+        );
+        let anonymous = api
+            .call("POST", path, &[], body(SUPPORT).map(|b| b.to_string()))
+            .await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let huge = api
+        .as_user(
+            &farmer,
+            "POST",
+            "/api/chat/read",
+            Some(json!({"conversationId": SUPPORT, "seq": u64::MAX})),
+        )
+        .await;
+    assert_eq!(huge.status, StatusCode::BAD_REQUEST);
+    let typing = api
+        .as_user(
+            &farmer,
+            "POST",
+            "/api/chat/typing",
+            Some(json!({"conversationId": SUPPORT})),
+        )
+        .await;
+    assert_eq!(typing.status, StatusCode::NO_CONTENT);
+    let flood = futures_util::future::join_all((0..40).map(|_| {
+        api.as_user(
+            &farmer,
+            "POST",
+            "/api/chat/typing",
+            Some(json!({"conversationId": SUPPORT})),
+        )
+    }))
+    .await;
+    let limited: Vec<_> = flood
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert!(!limited.is_empty(), "a typing flood is limited");
+    assert!(limited[0].headers.contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test]
+async fn the_support_inbox_pages_newest_activity_first() {
+    let api = Api::new();
+    let (support, _) = api.login("u-support").await;
+    let (farmer2, _) = api.login("u-farmer-2").await;
+    let (farmer, _) = api.login("u-farmer").await;
+    api.send(&farmer, SUPPORT, "牛が逃げました", "f1").await;
+    // A later second: created_at has whole seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    api.send(&farmer2, "c-u-farmer-2-support", "飼料の件", "f2")
+        .await;
+    let first = api
+        .as_user(
+            &support,
+            "GET",
+            "/api/conversations?kind=support&limit=1",
+            None,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    let page: Vec<_> = first.body["conversations"].as_array().unwrap().clone();
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        page[0]["id"], "c-u-farmer-2-support",
+        "the newest writer first"
+    );
+    assert_eq!(page[0]["ownerName"], "田中 花子");
+    assert_eq!(page[0]["unread"], 1);
+    let cursor = first.body["nextCursor"].as_str().unwrap().to_owned();
+    let second = api
+        .as_user(
+            &support,
+            "GET",
+            &format!(
+                "/api/conversations?kind=support&limit=1&before={}",
+                urlencode(&cursor)
+            ),
+            None,
+        )
+        .await;
+    let page = second.body["conversations"].as_array().unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0]["id"], SUPPORT);
+    assert!(second.body.get("nextCursor").is_none(), "the last page");
+    let assistants = api
+        .as_user(&farmer, "GET", "/api/conversations?kind=assistant", None)
+        .await;
+    assert_eq!(
+        assistants.body["conversations"].as_array().unwrap().len(),
+        1
+    );
+    for bad in [
+        "kind=robot",
+        "limit=0",
+        "limit=101",
+        "before=nonsense",
+        "before=x~c%201",
+    ] {
+        let reply = api
+            .as_user(&support, "GET", &format!("/api/conversations?{bad}"), None)
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(reply.code(), "invalid_query", "{bad}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[tokio::test]

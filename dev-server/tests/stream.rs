@@ -474,3 +474,60 @@ async fn the_test_switch_does_not_exist_outside_test_mode() {
     let reply = call(s.addr, "POST", "/api/test/drop-streams", &[], None).await;
     assert_eq!(reply.status, 404);
 }
+
+#[tokio::test]
+async fn typing_reaches_the_others_live_only_and_reads_are_announced_to_everyone() {
+    let s = server().await;
+    let farmer = login(s.addr, "u-farmer").await;
+    let support = login(s.addr, "u-support").await;
+    let (mut staff, ready_id) = open_ready(&s, &support, "").await;
+    let (mut own, _) = open_ready(&s, &farmer, "").await;
+    let typing = call(
+        s.addr,
+        "POST",
+        "/api/chat/typing",
+        &[("Authorization", &bearer(&farmer))],
+        Some(&format!(r#"{{"conversationId":"{SUPPORT}"}}"#)),
+    )
+    .await;
+    assert_eq!(typing.status, 204, "{}", typing.body);
+    let hint = staff.next_non_ping().await.unwrap();
+    assert_eq!(hint.event, "typing");
+    assert_eq!(hint.id, None, "no id: the client's position stays put");
+    assert_eq!(hint.json()["userId"], "u-farmer");
+    assert_eq!(hint.json()["displayName"], "山田 太郎");
+
+    let sent = send(s.addr, &farmer, SUPPORT, "見てください", "k-t1").await;
+    assert_eq!(sent.status, 201);
+    let created = staff.next_non_ping().await.unwrap();
+    assert_eq!(created.event, "message.created");
+    let read = call(
+        s.addr,
+        "POST",
+        "/api/chat/read",
+        &[("Authorization", &bearer(&support))],
+        Some(&format!(r#"{{"conversationId":"{SUPPORT}","seq":1}}"#)),
+    )
+    .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    // The farmer sees 既読; support's own stream (its other tabs) hears it too.
+    for stream in [&mut own, &mut staff] {
+        let mut event = stream.next_non_ping().await.unwrap();
+        if event.event == "message.created" {
+            event = stream.next_non_ping().await.unwrap();
+        }
+        assert_eq!(event.event, "conversation.read");
+        assert_eq!(event.json()["userId"], "u-support");
+        assert_eq!(event.json()["seq"], 1);
+        assert!(event.id.is_some(), "kept for resuming, unlike typing");
+    }
+
+    // A resume replays the message and the read mark, never the typing hint.
+    // (A replayed hint would come second, before the message it preceded.)
+    let mut resumed = Sse::open_as(s.addr, &support, &format!("?lastEventId={ready_id}")).await;
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        names.push(resumed.next_non_ping().await.unwrap().event);
+    }
+    assert_eq!(names, ["ready", "message.created", "conversation.read"]);
+}

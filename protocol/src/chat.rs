@@ -34,6 +34,13 @@ pub struct ConversationSummary {
     pub last_message: Option<Message>,
     /// Messages by others after the newest one this user has sent or read.
     pub unread: u32,
+    /// The farmer the conversation was made for (what a support inbox lists it by).
+    pub owner_name: String,
+    /// The newest `seq` this user has sent or marked read (`POST /api/chat/read`); 0 for none.
+    pub read_up_to: u64,
+    /// The newest `seq` any other person in the conversation has read: the reader's own
+    /// messages up to it show as read (既読). 0 for none.
+    pub others_read_up_to: u64,
 }
 
 /// `GET /api/conversations` answer.
@@ -41,8 +48,45 @@ pub struct ConversationSummary {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationList {
-    /// The user's conversations.
+    /// The user's conversations, newest activity first (the newest message's time; a
+    /// conversation without messages last).
     pub conversations: Vec<ConversationSummary>,
+    /// Where the next page starts (`?before=`), when more conversations exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /api/chat/typing` body: the sender is typing in a human conversation. The other
+/// participants get a `typing` event, never stored or replayed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TypingRequest {
+    /// Where.
+    pub conversation_id: ConversationId,
+}
+
+/// `POST /api/chat/read` body: the reader has seen the conversation up to `seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadRequest {
+    /// Which conversation.
+    pub conversation_id: ConversationId,
+    /// The newest message seen; a mark never moves backwards, and one past the newest message
+    /// is clamped to it.
+    pub seq: u64,
+}
+
+/// `POST /api/chat/read` answer: the reader's mark after the call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ReadMark {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Read up to here.
+    pub seq: u64,
 }
 
 /// The language the widget shows, sent with each message so the assistant answers (and names

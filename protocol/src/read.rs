@@ -16,7 +16,7 @@ use std::fmt;
 
 use crate::{
     chat::{
-        ConversationKind, ConversationList, ConversationSummary, HistoryPage, Message,
+        ConversationKind, ConversationList, ConversationSummary, HistoryPage, Message, ReadMark,
         ReplyLanguage, SendResponse, Sender, SenderKind,
     },
     error::{ErrorBody, ErrorDetail},
@@ -24,8 +24,8 @@ use crate::{
     ids::{ConversationId, MessageId, TaskId, TenantId, UserId},
     session::{Role, SessionInfo, StreamTicket},
     stream::{
-        DecodeError, EventId, MessageCreated, Ping, Ready, Reset, ResetReason, StreamEvent,
-        TaskDone, TaskPartEvent,
+        ConversationRead, DecodeError, EventId, MessageCreated, Ping, Ready, Reset, ResetReason,
+        StreamEvent, TaskDone, TaskPartEvent, Typing,
     },
     task::{
         CowList, CowRow, HealthReport, Help, PartBody, Progress, ResultData, RiskLevel, Shipment,
@@ -258,9 +258,13 @@ read_struct! {
     StreamTicket { ticket: "ticket" req, expires_in: "expiresIn" req }
     ConversationSummary {
         id: "id" req, kind: "kind" req, title: "title" req, last_message: "lastMessage" opt,
-        unread: "unread" req,
+        unread: "unread" req, owner_name: "ownerName" req, read_up_to: "readUpTo" req,
+        others_read_up_to: "othersReadUpTo" req,
     }
-    ConversationList { conversations: "conversations" req }
+    ConversationList { conversations: "conversations" req, next_cursor: "nextCursor" opt }
+    ReadMark { conversation_id: "conversationId" req, seq: "seq" req }
+    Typing { conversation_id: "conversationId" req, user_id: "userId" req, display_name: "displayName" req }
+    ConversationRead { conversation_id: "conversationId" req, user_id: "userId" req, seq: "seq" req }
     SendResponse {
         message_id: "messageId" req, conversation_id: "conversationId" req, seq: "seq" req,
         created_at: "createdAt" req, task_id: "taskId" opt,
@@ -393,6 +397,8 @@ impl StreamEvent {
         Ok(match name {
             "ready" => Self::Ready(parse(name, data)?),
             "message.created" => Self::MessageCreated(parse(name, data)?),
+            "typing" => Self::Typing(parse(name, data)?),
+            "conversation.read" => Self::ConversationRead(parse(name, data)?),
             "task.status" | "task.intermediate" | "task.progress" | "task.result"
             | "task.error" => {
                 let event = Self::task_part(parse(name, data)?);

@@ -7,7 +7,7 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ids::{ConversationId, MessageId, TaskId},
+    ids::{ConversationId, MessageId, TaskId, UserId},
     task::{PartBody, TaskPart, TaskState},
 };
 
@@ -131,6 +131,34 @@ pub struct MessageCreated {
     pub seq: u64,
 }
 
+/// `typing`: someone else is typing in a human conversation. Sent to live streams only, with
+/// no `id:` (never stored, never replayed on resume); show it for a few seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Typing {
+    /// Where.
+    pub conversation_id: ConversationId,
+    /// Who.
+    pub user_id: UserId,
+    /// How the chat shows them.
+    pub display_name: String,
+}
+
+/// `conversation.read`: a participant has read a conversation up to `seq` (the reader's own
+/// other tabs get it too, so their unread counts clear).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationRead {
+    /// Which conversation.
+    pub conversation_id: ConversationId,
+    /// Who read it.
+    pub user_id: UserId,
+    /// Up to which message.
+    pub seq: u64,
+}
+
 /// Keep-alive, every 15 s: a stream that has sent nothing for 45 s is dead.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -230,6 +258,12 @@ pub enum StreamEvent {
     /// `reset`: refetch history, the backlog cannot fill the gap.
     #[serde(rename = "reset")]
     Reset(Reset),
+    /// `typing`: someone else is typing (live only, no id).
+    #[serde(rename = "typing")]
+    Typing(Typing),
+    /// `conversation.read`: a participant read a conversation up to a message.
+    #[serde(rename = "conversation.read")]
+    ConversationRead(ConversationRead),
 }
 
 /// An SSE event the client cannot turn into a [`StreamEvent`].
@@ -281,6 +315,8 @@ impl StreamEvent {
         "task.done",
         "ping",
         "reset",
+        "typing",
+        "conversation.read",
     ];
 
     /// The SSE `event:` name.
@@ -296,6 +332,8 @@ impl StreamEvent {
             Self::TaskDone(_) => "task.done",
             Self::Ping(_) => "ping",
             Self::Reset(_) => "reset",
+            Self::Typing(_) => "typing",
+            Self::ConversationRead(_) => "conversation.read",
         }
     }
 
@@ -312,6 +350,8 @@ impl StreamEvent {
             Self::TaskDone(d) => serde_json::to_string(d),
             Self::Ping(d) => serde_json::to_string(d),
             Self::Reset(d) => serde_json::to_string(d),
+            Self::Typing(d) => serde_json::to_string(d),
+            Self::ConversationRead(d) => serde_json::to_string(d),
         };
         // Plain structs of strings and numbers always serialize.
         json.unwrap_or_else(|_| "{}".to_owned())
@@ -425,6 +465,16 @@ mod tests {
             }),
             StreamEvent::Reset(Reset {
                 reason: ResetReason::Restarted,
+            }),
+            StreamEvent::Typing(Typing {
+                conversation_id: "c-1".into(),
+                user_id: "u-1".into(),
+                display_name: "山田".into(),
+            }),
+            StreamEvent::ConversationRead(ConversationRead {
+                conversation_id: "c-1".into(),
+                user_id: "u-1".into(),
+                seq: 4,
             }),
         ];
         for event in events {

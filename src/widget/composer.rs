@@ -17,6 +17,26 @@ use crate::{
 #[component]
 pub fn Composer(ctl: Ctl, locale: Locale, ready: Signal<bool>) -> impl IntoView {
     let text = RwSignal::new(String::new());
+    // Each conversation keeps its own draft: switching away saves it, coming back restores it.
+    // (Text typed before the first conversation was known stays where it is.)
+    let conversation = ctl.with_value(|c| c.conversation);
+    Effect::new(
+        move |before: Option<Option<farm_chat_protocol::ConversationId>>| {
+            let now = conversation.get();
+            if let Some(Some(before)) = before
+                && Some(&before) != now.as_ref()
+            {
+                let draft = text.get_untracked();
+                let restored = now
+                    .as_ref()
+                    .and_then(|n| ctl.with_value(|c| c.drafts.borrow_mut().remove(n)))
+                    .unwrap_or_default();
+                ctl.with_value(|c| c.drafts.borrow_mut().insert(before, draft));
+                text.set(restored);
+            }
+            now
+        },
+    );
     let send = move || {
         let value = text.get_untracked();
         if ready.get_untracked() && compose::can_send(&value) {
@@ -41,7 +61,9 @@ pub fn Composer(ctl: Ctl, locale: Locale, ready: Signal<bool>) -> impl IntoView 
             .target()
             .and_then(|t| t.dyn_into::<web_sys::HtmlTextAreaElement>().ok())
         {
-            text.set(area.value());
+            let value = area.value();
+            ctl.with_value(|c| c.typed(&value));
+            text.set(value);
         }
     };
     view! {

@@ -493,14 +493,35 @@ impl Store for SqliteStore {
         })
     }
 
-    fn mark_read(&self, conversation: &ConversationId, user: &UserId, seq: u64) -> StoreResult<()> {
+    fn mark_read(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        seq: u64,
+    ) -> StoreResult<u64> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
         self.with(|conn| {
-            conn.execute(
-                "INSERT INTO reads (conversation_id, user_id, seq) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (conversation_id, user_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-                params![conversation.as_str(), user.as_str(), seq as i64],
+            conn.query_row(
+                "INSERT INTO reads (conversation_id, user_id, seq) VALUES (?1, ?2, \
+                 MIN(?3, (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?1))) \
+                 ON CONFLICT (conversation_id, user_id) DO UPDATE SET seq = MAX(seq, excluded.seq) \
+                 RETURNING seq",
+                params![conversation.as_str(), user.as_str(), seq],
+                |r| r.get::<_, i64>(0),
             )
-            .map(drop)
+            .map(|n| n as u64)
+        })
+    }
+
+    fn read_marks(&self, conversation: &ConversationId) -> StoreResult<Vec<(UserId, u64)>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT user_id, seq FROM reads WHERE conversation_id = ?1 ORDER BY user_id",
+            )?;
+            let rows = stmt.query_map([conversation.as_str()], |r| {
+                Ok((UserId(r.get(0)?), r.get::<_, i64>(1)? as u64))
+            })?;
+            rows.collect()
         })
     }
 
@@ -745,6 +766,16 @@ mod tests {
             store.unread(&c, &farmer).unwrap(),
             1,
             "the mark never moves back"
+        );
+        assert_eq!(
+            store.mark_read(&c, &farmer, 99).unwrap(),
+            2,
+            "a mark past the newest message stops at it"
+        );
+        store.mark_read(&c, &UserId("u-support".into()), 1).unwrap();
+        assert_eq!(
+            store.read_marks(&c).unwrap(),
+            vec![(farmer, 2), (UserId("u-support".into()), 1)]
         );
     }
 }

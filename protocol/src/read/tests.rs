@@ -163,6 +163,9 @@ fn every_answer_reads_back_what_serde_wrote() {
                 title: "牧場アシスタント".into(),
                 last_message: Some(plain),
                 unread: 2,
+                owner_name: "山田 太郎".into(),
+                read_up_to: 3,
+                others_read_up_to: 0,
             },
             ConversationSummary {
                 id: "c-2".into(),
@@ -170,8 +173,16 @@ fn every_answer_reads_back_what_serde_wrote() {
                 title: "サポート".into(),
                 last_message: None,
                 unread: 0,
+                owner_name: "山田 太郎".into(),
+                read_up_to: 0,
+                others_read_up_to: 5,
             },
         ],
+        next_cursor: Some("2026-11-22T00:00:00Z~c-2".into()),
+    });
+    round_trip(&ReadMark {
+        conversation_id: "c-2".into(),
+        seq: 5,
     });
     let mut no_progress = snapshot(TaskState::Succeeded, Vec::new());
     no_progress.progress = None;
@@ -200,6 +211,16 @@ fn every_stream_event_reads_back_what_the_server_sends() {
         }),
         StreamEvent::Ping(Ping {
             server_time: "t".into(),
+        }),
+        StreamEvent::Typing(Typing {
+            conversation_id: "c-2".into(),
+            user_id: "u-support".into(),
+            display_name: "サポート 佐藤".into(),
+        }),
+        StreamEvent::ConversationRead(ConversationRead {
+            conversation_id: "c-2".into(),
+            user_id: "u-support".into(),
+            seq: 9,
         }),
         StreamEvent::TaskDone(TaskDone {
             task_id: "t-1".into(),
@@ -249,7 +270,7 @@ fn every_event_name_is_known_to_the_reader_and_data_that_is_not_json_says_so() {
             })
         );
     }
-    assert_eq!(StreamEvent::NAMES.len(), 10);
+    assert_eq!(StreamEvent::NAMES.len(), 12);
     assert_eq!(
         StreamEvent::decode("message.deleted", "{not json"),
         Err(DecodeError::UnknownEvent("message.deleted".into()))
