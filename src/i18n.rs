@@ -127,11 +127,13 @@ pub enum Text {
     Narrow,
     /// The live connection, when all is well (for screen readers; a dot on screen).
     Live,
+    /// The panel's heading: the widget itself (the assistant is one of its conversations).
+    PanelTitle,
 }
 
 impl Text {
     /// All strings, for checks that none is missing in any locale.
-    pub const ALL: [Text; 57] = [
+    pub const ALL: [Text; 58] = [
         Text::OpenChat,
         Text::CloseChat,
         Text::ChatTitle,
@@ -189,6 +191,7 @@ impl Text {
         Text::Widen,
         Text::Narrow,
         Text::Live,
+        Text::PanelTitle,
     ];
 }
 
@@ -330,6 +333,8 @@ impl Locale {
             (Self::En, Narrow) => "Narrow",
             (Self::Ja, Live) => "リアルタイム接続中",
             (Self::En, Live) => "Live",
+            (Self::Ja, PanelTitle) => "牧場チャット",
+            (Self::En, PanelTitle) => "Farm chat",
         }
     }
 

@@ -91,13 +91,13 @@ pub fn ChatLauncher(
                 data-testid="chat-panel"
                 data-wide=move || wide.get().to_string()
                 role="dialog"
-                aria-label=locale.text(Text::ChatTitle)
+                aria-label=locale.text(Text::PanelTitle)
                 hidden=move || !open.get()
                 node_ref=panel_ref
                 on:keydown=on_keydown
             >
                 <div class="fc-panel__head">
-                    <h2 class="fc-panel__title">{locale.text(Text::ChatTitle)}</h2>
+                    <h2 class="fc-panel__title">{locale.text(Text::PanelTitle)}</h2>
                     <button type="button" class="fc-icon fc-expand" data-testid="expand"
                         aria-pressed=move || wide.get().to_string()
                         on:click=move |_| wide.update(|w| *w = !*w)>

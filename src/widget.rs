@@ -460,6 +460,8 @@ impl Controller {
             return;
         };
         let key = new_key();
+        // A send ends this bout of typing: typing again is reported at once.
+        self.typing_reported.set(None);
         self.store
             .update(|s| s.begin_send(&conversation, &key, &text));
         self.deliver(key);

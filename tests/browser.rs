@@ -1049,7 +1049,10 @@ async fn a_farmer_switches_conversations_and_each_keeps_its_draft() {
     .await;
     entry(&root, "c-u-farmer-assistant").unwrap().click();
     tick().await;
-    wait_until("the assistant's draft back", || area.value() == "下書きです").await;
+    wait_until("the assistant's draft back", || {
+        area.value() == "下書きです"
+    })
+    .await;
     assert_eq!(
         bubbles_with(&root, &text).len(),
         0,

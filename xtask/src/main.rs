@@ -33,6 +33,7 @@ mod proc;
 mod product;
 mod server;
 mod suites;
+mod support_chat;
 mod tools;
 mod webdriver;
 
