@@ -1183,8 +1183,10 @@ async fn styles_never_leak_in_or_out_and_custom_properties_theme_the_widget() {
             .create_element("farm-chat")
             .unwrap()
             .unchecked_into();
-        if let Some(theme) = theme {
-            host.set_attribute("style", theme).unwrap();
+        match theme {
+            Some(theme) => host.set_attribute("style", theme).unwrap(),
+            // The other opens into the support chat.
+            None => host.set_attribute("conversation", "support").unwrap(),
         }
         root.append_child(&host).unwrap();
         handles.push(
@@ -1245,6 +1247,38 @@ async fn styles_never_leak_in_or_out_and_custom_properties_theme_the_widget() {
         })
     })
     .await;
+    // Each widget has one status line: live is a dot, its words only for screen readers.
+    for host in &hosts {
+        let status = shadow(host, "connection-status");
+        let words = status.first_element_child().unwrap();
+        assert_eq!(
+            words.class_name(),
+            "fc-sr-only",
+            "no visible words while live"
+        );
+        assert!(
+            host.shadow_root()
+                .unwrap()
+                .query_selector("[data-testid=server-health]")
+                .unwrap()
+                .is_none(),
+            "no second line saying the same thing"
+        );
+    }
+    // `conversation="support"` opened the second into the support chat.
+    wait_until("the conversations' titles", || {
+        hosts.iter().all(|h| {
+            shadow(h, "conversation-title")
+                .text_content()
+                .is_some_and(|t| !t.is_empty())
+        })
+    })
+    .await;
+    let titles: Vec<String> = hosts
+        .iter()
+        .map(|h| shadow(h, "conversation-title").text_content().unwrap())
+        .collect();
+    assert_eq!(titles, ["牧場アシスタント", "サポート"]);
     // And out: the widget's classes on host-page elements do nothing.
     let outside = document.create_element("p").unwrap();
     outside.set_class_name("fc-text fc-launcher");
