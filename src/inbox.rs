@@ -219,6 +219,41 @@ impl Inbox {
     }
 }
 
+/// The read marks a widget still has to tell the server, coalesced: however many messages
+/// arrive while one call is on its way, the next call carries only the newest mark of each
+/// conversation (a busy conversation must not turn into a call per message).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadQueue {
+    asked: HashMap<ConversationId, u64>,
+    told: HashMap<ConversationId, u64>,
+}
+
+impl ReadQueue {
+    /// The user has seen `conversation` up to `seq`; whether that is news.
+    pub fn ask(&mut self, conversation: &ConversationId, seq: u64) -> bool {
+        let asked = self.asked.entry(conversation.clone()).or_default();
+        if seq <= *asked {
+            return false;
+        }
+        *asked = seq;
+        true
+    }
+
+    /// The next mark to send, if any is ahead of what the server was told.
+    pub fn next(&self) -> Option<(ConversationId, u64)> {
+        self.asked
+            .iter()
+            .find(|(c, seq)| self.told.get(*c).is_none_or(|told| told < seq))
+            .map(|(c, seq)| (c.clone(), *seq))
+    }
+
+    /// The server has `seq` for `conversation` (or it was given up on).
+    pub fn told(&mut self, conversation: &ConversationId, seq: u64) {
+        let told = self.told.entry(conversation.clone()).or_default();
+        *told = (*told).max(seq);
+    }
+}
+
 /// Whether the composer should report typing now: something typed, a human conversation, and
 /// the last report at least [`TYPING_EVERY_MS`] ago.
 pub fn should_report_typing(
@@ -438,6 +473,23 @@ mod tests {
         inbox.typing(&hint, 10_000.0);
         inbox.stop_typing(&a);
         assert_eq!(inbox.typing_in(&a, 10_001.0), None);
+    }
+
+    #[test]
+    fn read_marks_coalesce_into_one_call_per_conversation() {
+        let mut queue = ReadQueue::default();
+        let a = ConversationId::from("c-a");
+        assert!(queue.ask(&a, 1));
+        assert_eq!(queue.next(), Some((a.clone(), 1)));
+        // While that call is out, three more messages are seen: one call for the newest.
+        for seq in 2..=4 {
+            assert!(queue.ask(&a, seq));
+        }
+        assert!(!queue.ask(&a, 3), "an older mark is no news");
+        queue.told(&a, 1);
+        assert_eq!(queue.next(), Some((a.clone(), 4)));
+        queue.told(&a, 4);
+        assert_eq!(queue.next(), None);
     }
 
     #[test]

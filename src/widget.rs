@@ -85,8 +85,10 @@ pub struct Controller {
     scrolls: RefCell<HashMap<ConversationId, (i32, bool)>>,
     /// When typing was last reported (ms since the epoch).
     typing_reported: Cell<Option<f64>>,
-    /// The highest read mark asked for, per conversation.
-    read_asked: RefCell<HashMap<ConversationId, u64>>,
+    /// Read marks to tell the server, coalesced.
+    reads: RefCell<crate::inbox::ReadQueue>,
+    /// A read call is on its way.
+    reading: Cell<bool>,
     /// The mounted bubbles: a trigger each, and the store revision it last showed. One
     /// effect on the store wakes only the bubbles whose revision moved, so a stream event
     /// costs the widget O(1) reactive work instead of re-running every bubble.
@@ -275,23 +277,39 @@ impl Controller {
     /// The user has seen `conversation` up to `seq`: the list clears at once, the server is
     /// told (and tells the other participants, who show 既読).
     fn mark_read(self: &Rc<Self>, conversation: ConversationId, seq: u64) {
-        {
-            let mut asked = self.read_asked.borrow_mut();
-            let before = asked.entry(conversation.clone()).or_default();
-            if *before >= seq {
-                return;
-            }
-            *before = seq;
+        if !self.reads.borrow_mut().ask(&conversation, seq) {
+            return;
         }
         self.inbox.update(|i| i.mark_mine(&conversation, seq));
-        let api = self.api.clone();
+        if self.reading.replace(true) {
+            return; // the call on its way sends this too, when it is back
+        }
+        let this = self.clone();
         spawn_local(async move {
-            // `seq` is a JSON number: the one body of the widget that is not all strings.
-            let body = crate::api::json_object(&[("conversationId", conversation.as_str())]);
-            let body = format!("{},\"seq\":{seq}}}", body.trim_end_matches('}'));
-            if let Err(e) = api.call("POST", "/chat/read", Some(body)).await {
-                leptos::logging::warn!("farm-chat: could not mark read: {e}");
+            let mut backoff = Backoff::default().with_cap(Duration::from_secs(30));
+            loop {
+                let Some((conversation, seq)) = this.reads.borrow().next() else {
+                    break;
+                };
+                // `seq` is a JSON number: the one body of the widget that is not all strings.
+                let body = crate::api::json_object(&[("conversationId", conversation.as_str())]);
+                let body = format!("{},\"seq\":{seq}}}", body.trim_end_matches('}'));
+                match this.api.call("POST", "/chat/read", Some(body)).await {
+                    _ if this.gone() => return,
+                    Ok(_) => this.reads.borrow_mut().told(&conversation, seq),
+                    Err(e) if e.retryable() => {
+                        sleep(backoff.next_delay(js_sys::Math::random())).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        leptos::logging::warn!("farm-chat: could not mark read: {e}");
+                        this.reads.borrow_mut().told(&conversation, seq);
+                    }
+                }
+                // At most one read call a second, however fast messages arrive.
+                sleep(Duration::from_secs(1)).await;
             }
+            this.reading.set(false);
         });
     }
 
@@ -665,7 +683,8 @@ pub fn ChatWidget(
         drafts: RefCell::default(),
         scrolls: RefCell::default(),
         typing_reported: Cell::new(None),
-        read_asked: RefCell::default(),
+        reads: RefCell::default(),
+        reading: Cell::new(false),
         bubbles: RefCell::default(),
     });
     let on_event = controller.clone();
@@ -1123,7 +1142,8 @@ pub mod bench {
                 drafts: RefCell::default(),
                 scrolls: RefCell::default(),
                 typing_reported: Cell::new(None),
-                read_asked: RefCell::default(),
+                reads: RefCell::default(),
+                reading: Cell::new(false),
                 bubbles: RefCell::default(),
             });
             let view = chat_view(
