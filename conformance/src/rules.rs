@@ -181,6 +181,14 @@ pub const RULES: &[Rule] = &[
         "an id the server can't resume from makes the widget refetch, not miss",
     ),
     rule(
+        "read.marks",
+        "a farmer sees 既読 once support has read, and reading on one device clears the others",
+    ),
+    rule(
+        "typing.live_only",
+        "support sees 入力中… at once, and a reconnect never replays a stale one",
+    ),
+    rule(
         "stream.ticket_single_use",
         "a stream ticket that leaked into a log can't be used again",
     ),
@@ -424,6 +432,8 @@ pub async fn run(target: Target, credentials: Credentials, options: Options) -> 
     history_rules(&mut w, &shared, &mut results).await;
     stream_rules(&mut w, &shared, &mut results).await;
     resume_rules(&mut w, &shared, &mut results).await;
+    results.check("read.marks", read_marks(&mut w, &shared).await);
+    results.check("typing.live_only", typing(&mut w, &shared).await);
     results.check("stream.ticket_single_use", ticket(&w).await);
     results.check(
         "stream.ping",
@@ -955,6 +965,81 @@ async fn resume_rules(w: &mut World, shared: &str, results: &mut Results) {
         }
     };
     results.check("resume.unknown_resets", reset.await);
+}
+
+/// `POST /api/chat/read`: the mark is clamped to the newest message and never moves back; the
+/// list shows it to the other side (`othersReadUpTo`), whose stream hears `conversation.read`.
+async fn read_marks(w: &mut World, shared: &str) -> Result<(), String> {
+    let mut farmer = w.open(&w.a, &[], "").await?;
+    let (sent, _) = w.send(shared, &format!("適合性 {} 既読", w.run)).await?;
+    expect_status(&sent, 201, "a send to be read")?;
+    let seq = sent.json()["seq"].as_u64().ok_or("the send has no seq")?;
+    let mark = |seq: u64| json!({"conversationId": shared, "seq": seq});
+    let read = w.post("/api/chat/read", &w.b, &mark(u64::MAX >> 1)).await?;
+    expect_status(&read, 200, "POST /api/chat/read")?;
+    if read.json()["seq"].as_u64() != Some(seq) {
+        return Err(format!(
+            "a mark past the newest message answered {}, not the newest seq {seq}",
+            read.json()
+        ));
+    }
+    let back = w.post("/api/chat/read", &w.b, &mark(0)).await?;
+    expect_status(&back, 200, "POST /api/chat/read with 0")?;
+    if back.json()["seq"].as_u64() != Some(seq) {
+        return Err(format!("the mark moved back: {}", back.json()));
+    }
+    let list = w.get("/api/conversations", &w.a).await?;
+    expect_status(&list, 200, "GET /api/conversations")?;
+    let others = list.json()["conversations"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["id"] == shared).cloned())
+        .ok_or("the shared conversation is not listed")?["othersReadUpTo"]
+        .as_u64();
+    if others.is_none_or(|o| o < seq) {
+        return Err(format!(
+            "othersReadUpTo is {others:?} after support read up to {seq}"
+        ));
+    }
+    let event = until(&mut farmer, WAIT, |e| e.name == "conversation.read").await?;
+    let data = event.json();
+    if data["conversationId"] != shared || data["seq"].as_u64() != Some(seq) || event.id.is_none() {
+        return Err(format!(
+            "conversation.read is {} (id {:?})",
+            event.data, event.id
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/chat/typing` reaches the other side's open stream as `typing` without an id,
+/// and a resume from before it does not replay it.
+async fn typing(w: &mut World, shared: &str) -> Result<(), String> {
+    let mut support = w.open(&w.b, &[], "").await?;
+    let ready = support.next(WAIT).await?.ok_or("no ready")?;
+    let at = ready.id.ok_or("ready without id")?;
+    let told = w
+        .post("/api/chat/typing", &w.a, &json!({"conversationId": shared}))
+        .await?;
+    expect_status(&told, 204, "POST /api/chat/typing")?;
+    let hint = until(&mut support, WAIT, |e| e.name != "ping").await?;
+    if hint.name != "typing" || hint.json()["conversationId"] != shared {
+        return Err(format!(
+            "support got {} {}, not typing",
+            hint.name, hint.data
+        ));
+    }
+    if hint.id.is_some() {
+        return Err("typing carries an id: a resume would replay it".into());
+    }
+    drop(support);
+    let (sent, _) = w.send(shared, &format!("適合性 {} 入力後", w.run)).await?;
+    expect_status(&sent, 201, "a send after typing")?;
+    let mut again = w.open(&w.b, &[("Last-Event-ID", &at)], "").await?;
+    let replayed = until(&mut again, WAIT, |e| e.name != "ready" && e.name != "ping").await?;
+    if replayed.name != "message.created" {
+        return Err(format!("a resume replayed {} first", replayed.name));
+    }
+    Ok(())
 }
 
 async fn ticket(w: &World) -> Result<(), String> {

@@ -57,6 +57,8 @@ enum Fault {
     IgnoreCancel,
     CorsForEveryone,
     DropOrigin,
+    IgnoreReads,
+    DropTyping,
 }
 
 /// The rules a fault must make fail.
@@ -97,10 +99,12 @@ fn guarded_by(fault: Fault) -> &'static [&'static str] {
         Fault::IgnoreCancel => &["assistant.cancel"],
         Fault::CorsForEveryone => &["cors.allowed_only"],
         Fault::DropOrigin => &["cors.foreign_cookie_post"],
+        Fault::IgnoreReads => &["read.marks"],
+        Fault::DropTyping => &["typing.live_only"],
     }
 }
 
-const ALL: [Fault; 24] = [
+const ALL: [Fault; 26] = [
     Fault::NoSignIn,
     Fault::AnonymousSession,
     Fault::UntitledConversations,
@@ -125,6 +129,8 @@ const ALL: [Fault; 24] = [
     Fault::IgnoreCancel,
     Fault::CorsForEveryone,
     Fault::DropOrigin,
+    Fault::IgnoreReads,
+    Fault::DropTyping,
 ];
 
 #[derive(Clone)]
@@ -183,6 +189,13 @@ async fn breaker(State(b): State<Broken>, mut req: Request, next: Next) -> Respo
     match b.fault {
         Fault::NoSignIn if path == "/api/session" && method == Method::POST => {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        // Stubs that answer without doing anything.
+        Fault::IgnoreReads if path == "/api/chat/read" => {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        Fault::DropTyping if path == "/api/chat/typing" => {
+            return StatusCode::NO_CONTENT.into_response();
         }
         Fault::ForgetIdempotency if path == "/api/chat/send" => {
             let (parts, body) = req.into_parts();
