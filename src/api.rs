@@ -2,7 +2,7 @@
 //! widget on another origin of the same site works), or `Authorization: Bearer` from a token
 //! provider for pages whose cookies can't reach the API.
 
-use std::{fmt, rc::Rc};
+use std::{cell::Cell, fmt, rc::Rc};
 
 use farm_chat_protocol::{
     ErrorBody,
@@ -11,9 +11,35 @@ use farm_chat_protocol::{
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-/// Supplies the current Bearer token (the host page's function, or a fixed token).
+/// What a token provider answers: a token now, or a Promise of one (a host page that has to
+/// ask its identity service first).
+pub enum TokenAnswer {
+    /// The token, or none (signed out).
+    Now(Option<String>),
+    /// A Promise that resolves to the token (a string) or rejects.
+    Later(js_sys::Promise),
+}
+
+/// How often a provider may be asked for a fresh token after a 401: an expired platform
+/// session must not turn into a request storm.
+pub const REFRESH_EVERY_MS: f64 = 30_000.0;
+
+/// Whether a refresh is allowed at `now_ms`, given the last one (pure: tested natively).
+pub fn refresh_allowed(last_ms: Option<f64>, now_ms: f64) -> bool {
+    last_ms.is_none_or(|last| now_ms - last >= REFRESH_EVERY_MS)
+}
+
+/// Supplies the Bearer token (the host page's function, or a fixed token). Asked before every
+/// request with `refresh` false; after a 401, asked once more with `refresh` true (at most
+/// every [`REFRESH_EVERY_MS`]) and the request is retried with the new token.
 #[derive(Clone)]
-pub struct TokenProvider(pub Rc<dyn Fn() -> Option<String>>);
+pub struct TokenProvider {
+    ask: Rc<dyn Fn(bool) -> TokenAnswer>,
+    last_refresh: Rc<Cell<Option<f64>>>,
+    /// The last refresh's answer while it may still be on its way: requests that got a 401
+    /// meanwhile wait for it instead of failing or asking again.
+    pending: Rc<std::cell::RefCell<Option<js_sys::Promise>>>,
+}
 
 impl fmt::Debug for TokenProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -24,8 +50,60 @@ impl fmt::Debug for TokenProvider {
 impl TokenProvider {
     /// A provider that always answers `token`.
     pub fn fixed(token: String) -> Self {
-        Self(Rc::new(move || Some(token.clone())))
+        Self::new(move |_| TokenAnswer::Now(Some(token.clone())))
     }
+
+    /// A provider over `ask(refresh)`.
+    pub fn new(ask: impl Fn(bool) -> TokenAnswer + 'static) -> Self {
+        Self {
+            ask: Rc::new(ask),
+            last_refresh: Rc::default(),
+            pending: Rc::default(),
+        }
+    }
+
+    async fn answer(&self, refresh: bool) -> Option<String> {
+        match (self.ask)(refresh) {
+            TokenAnswer::Now(token) => token.filter(|t| !t.is_empty()),
+            TokenAnswer::Later(promise) => {
+                if refresh {
+                    *self.pending.borrow_mut() = Some(promise.clone());
+                }
+                resolved(promise).await
+            }
+        }
+    }
+
+    /// The token to send now.
+    pub async fn token(&self) -> Option<String> {
+        self.answer(false).await
+    }
+
+    /// A fresh token after a 401, if a refresh is allowed now and the provider gives one.
+    /// Within [`REFRESH_EVERY_MS`] of the last refresh, that refresh's answer (another request
+    /// got the 401 first) or the current token: never a second ask.
+    pub async fn refresh(&self) -> Option<String> {
+        let now = js_sys::Date::now();
+        if !refresh_allowed(self.last_refresh.get(), now) {
+            let pending = self.pending.borrow().clone();
+            return match pending {
+                Some(promise) => resolved(promise).await,
+                None => self.answer(false).await,
+            };
+        }
+        self.last_refresh.set(Some(now));
+        self.pending.borrow_mut().take();
+        self.answer(true).await
+    }
+}
+
+/// A token Promise's string, or none (rejected, not a string, empty).
+async fn resolved(promise: js_sys::Promise) -> Option<String> {
+    JsFuture::from(promise)
+        .await
+        .ok()
+        .and_then(|v| v.as_string())
+        .filter(|t| !t.is_empty())
 }
 
 /// Why a call failed.
@@ -109,18 +187,34 @@ impl Api {
                 .map_err(network)?;
             init.set_body(&JsValue::from_str(&body));
         }
-        if let Some(token) = self.token.as_ref().and_then(|t| (t.0)()) {
-            headers
-                .set("Authorization", &format!("Bearer {token}"))
-                .map_err(network)?;
-        }
-        init.set_headers(&headers);
         let window = web_sys::window().ok_or_else(|| ApiFailure::Network("no window".into()))?;
-        let response: web_sys::Response =
-            JsFuture::from(window.fetch_with_str_and_init(&self.url(path), &init))
-                .await
-                .map_err(network)?
-                .unchecked_into();
+        let mut token = match &self.token {
+            Some(provider) => provider.token().await,
+            None => None,
+        };
+        let response: web_sys::Response = loop {
+            if let Some(token) = &token {
+                headers
+                    .set("Authorization", &format!("Bearer {token}"))
+                    .map_err(network)?;
+            }
+            init.set_headers(&headers);
+            let response: web_sys::Response =
+                JsFuture::from(window.fetch_with_str_and_init(&self.url(path), &init))
+                    .await
+                    .map_err(network)?
+                    .unchecked_into();
+            // An expired token: ask the provider once for a fresh one and try again.
+            if response.status() == 401
+                && let Some(provider) = &self.token
+                && let Some(fresh) = provider.refresh().await
+                && Some(&fresh) != token.as_ref()
+            {
+                token = Some(fresh);
+                continue;
+            }
+            break response;
+        };
         let text = JsFuture::from(response.text().map_err(network)?)
             .await
             .map_err(network)?
@@ -271,6 +365,16 @@ impl FromJson for Ignored {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refresh_at_most_every_thirty_seconds() {
+        assert!(refresh_allowed(None, 0.0));
+        assert!(!refresh_allowed(
+            Some(1_000.0),
+            1_000.0 + REFRESH_EVERY_MS - 1.0
+        ));
+        assert!(refresh_allowed(Some(1_000.0), 1_000.0 + REFRESH_EVERY_MS));
+    }
 
     #[test]
     fn what_is_worth_retrying() {

@@ -17,8 +17,6 @@ use leptos::prelude::*;
 use leptos::tachys::view::Mountable;
 use wasm_bindgen::JsCast;
 
-use std::rc::Rc;
-
 use crate::{ChatLauncher, ChatWidget, Locale, api::TokenProvider};
 
 /// The widget's stylesheet, placed in every shadow root the launcher script has not already
@@ -66,21 +64,35 @@ fn wants_support(host: &web_sys::HtmlElement) -> bool {
     }
 }
 
-/// `token-provider="name"`: the host page's global function `name()` returns the Bearer token
-/// (for pages whose cookies can't reach the API). Asked before every request, so the host
-/// can refresh it.
+/// `token-provider="name"`: the host page's global function `name({refresh})` returns the
+/// Bearer token, or a Promise of it (for pages whose cookies can't reach the API). Asked
+/// before every request with `refresh: false`; after a 401, once with `refresh: true` (at
+/// most every 30 s) for a fresh token, and the request is tried again.
 fn token_provider(name: String) -> TokenProvider {
-    TokenProvider(Rc::new(move || {
-        let window = web_sys::window()?;
-        let function = js_sys::Reflect::get(&window, &wasm_bindgen::JsValue::from_str(&name))
-            .ok()?
-            .dyn_into::<js_sys::Function>()
-            .ok()?;
-        function
-            .call0(&wasm_bindgen::JsValue::NULL)
-            .ok()?
-            .as_string()
-    }))
+    use crate::api::TokenAnswer;
+    TokenProvider::new(move |refresh| {
+        let call = || -> Option<wasm_bindgen::JsValue> {
+            let window = web_sys::window()?;
+            let function = js_sys::Reflect::get(&window, &wasm_bindgen::JsValue::from_str(&name))
+                .ok()?
+                .dyn_into::<js_sys::Function>()
+                .ok()?;
+            let options = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(
+                &options,
+                &wasm_bindgen::JsValue::from_str("refresh"),
+                &wasm_bindgen::JsValue::from_bool(refresh),
+            );
+            function.call1(&wasm_bindgen::JsValue::NULL, &options).ok()
+        };
+        match call() {
+            Some(value) if value.is_instance_of::<js_sys::Promise>() => {
+                TokenAnswer::Later(value.unchecked_into())
+            }
+            Some(value) => TokenAnswer::Now(value.as_string()),
+            None => TokenAnswer::Now(None),
+        }
+    })
 }
 
 /// A query parameter of the page's URL.

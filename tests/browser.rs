@@ -16,7 +16,7 @@ use std::{cell::RefCell, rc::Rc};
 use farm_chat::widget::parts::{ProgressBar, StreamingMessage, prefers_reduced_motion};
 use farm_chat::{
     ChatLauncher, ChatWidget, Locale, ServerHealth,
-    api::{Api, TokenProvider},
+    api::{Api, TokenAnswer, TokenProvider},
     connection::{
         Status,
         hook::{UseChatStreamOptions, UseChatStreamReturn, use_chat_stream_with_options},
@@ -999,6 +999,128 @@ async fn support_staff_work_from_a_live_inbox_with_typing_and_read_receipts() {
     assert!(all_by_testid(&current, "conversation-unread").is_empty());
     drop(mounted);
     sign_in(&api).await; // back to the farmer for the other tests
+}
+
+/// A token provider whose fresh tokens come as Promises (a host page asking its identity
+/// service): it counts what it is asked.
+struct CountingProvider {
+    current: Rc<RefCell<String>>,
+    asks: Rc<std::cell::Cell<u32>>,
+    refreshes: Rc<std::cell::Cell<u32>>,
+}
+
+impl CountingProvider {
+    /// Answers `token`; a refresh signs `refresh_as` in again (None: keeps answering `token`).
+    fn new(token: String, refresh_as: Option<&'static str>) -> (Self, TokenProvider) {
+        let this = Self {
+            current: Rc::new(RefCell::new(token)),
+            asks: Rc::default(),
+            refreshes: Rc::default(),
+        };
+        let (current, asks, refreshes) = (
+            this.current.clone(),
+            this.asks.clone(),
+            this.refreshes.clone(),
+        );
+        let provider = TokenProvider::new(move |refresh| {
+            asks.set(asks.get() + 1);
+            if !refresh {
+                return TokenAnswer::Now(Some(current.borrow().clone()));
+            }
+            refreshes.set(refreshes.get() + 1);
+            let current = current.clone();
+            TokenAnswer::Later(wasm_bindgen_futures::future_to_promise(async move {
+                if let Some(user) = refresh_as {
+                    let fresh = bearer_api(user).await;
+                    let (_, session): (u16, farm_chat_protocol::session::SessionInfo) =
+                        fresh.post("/session", &[("userId", user)]).await.unwrap();
+                    *current.borrow_mut() = session.token.unwrap();
+                }
+                Ok(JsValue::from_str(&current.borrow()))
+            }))
+        });
+        (this, provider)
+    }
+}
+
+/// Ends the session of `token` on the server (its streams close).
+async fn revoke(token: &str) {
+    let api = Api {
+        base: api_base().to_owned(),
+        token: Some(TokenProvider::fixed(token.to_owned())),
+    };
+    api.delete::<farm_chat::api::Ignored>("/session")
+        .await
+        .unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn an_expired_token_is_refreshed_once_and_the_stream_goes_on_without_loss() {
+    let first = sign_in(&Api::new(api_base())).await;
+    let (counts, provider) = CountingProvider::new(first.clone(), Some("u-farmer"));
+    let root = fresh_root();
+    let _mounted = leptos::mount::mount_to(root.clone(), move || {
+        view! { <ChatWidget api_base=api_base() locale=Locale::Ja support=true token=Some(provider) /> }
+    });
+    wait_connected(&root).await;
+    wait_until("the support chat", || {
+        all_by_testid(&root, "composer-wait").is_empty()
+    })
+    .await;
+    assert_eq!(counts.refreshes.get(), 0);
+    // The platform session ends: the stream closes, the next ticket gets a 401.
+    revoke(&first).await;
+    let text = unique("期限切れの間に");
+    let sender = bearer_api("u-farmer").await;
+    let key = unique("k").replace([' ', '#'], "");
+    let _: (u16, SendResponse) = sender
+        .post(
+            "/chat/send",
+            &[
+                ("conversationId", "c-u-farmer-support"),
+                ("text", &text),
+                ("idempotencyKey", &key),
+            ],
+        )
+        .await
+        .unwrap();
+    wait_until("the message sent meanwhile", || {
+        bubbles_with(&root, &text).len() == 1
+    })
+    .await;
+    wait_connected(&root).await;
+    assert_eq!(
+        counts.refreshes.get(),
+        1,
+        "one refresh, however many requests got the 401"
+    );
+    assert_ne!(*counts.current.borrow(), first);
+    assert_eq!(bubbles_with(&root, &text).len(), 1, "once");
+    assert!(all_by_testid(&root, "signed-out").is_empty());
+}
+
+#[wasm_bindgen_test]
+async fn a_provider_that_keeps_failing_leaves_the_widget_signed_out_without_a_storm() {
+    let token = sign_in_as(&Api::new(api_base()), "u-farmer-2").await;
+    revoke(&token).await;
+    let (counts, provider) = CountingProvider::new(token, None);
+    let root = fresh_root();
+    let _mounted = leptos::mount::mount_to(root.clone(), move || {
+        view! { <ChatWidget api_base=api_base() locale=Locale::Ja token=Some(provider) /> }
+    });
+    wait_until("signed out", || {
+        by_testid(&root, "connection-status")
+            .get_attribute("data-state")
+            .as_deref()
+            == Some("signed-out")
+            && !all_by_testid(&root, "signed-out").is_empty()
+    })
+    .await;
+    let asks = counts.asks.get();
+    sleep_ms(3000).await;
+    assert_eq!(counts.refreshes.get(), 1, "one refresh in 30 s at most");
+    assert_eq!(counts.asks.get(), asks, "signed out, nothing more is asked");
+    sign_in(&Api::new(api_base())).await; // the cookie back to the farmer
 }
 
 #[wasm_bindgen_test]
