@@ -116,6 +116,8 @@ pub enum Via {
     Bearer,
     /// A single-use stream ticket.
     Ticket,
+    /// `Authorization: Bearer` with a platform JWT (`--jwt-jwks`, `--jwt-secret`).
+    PlatformToken,
 }
 
 /// The signed-in user of a request.
@@ -187,6 +189,9 @@ pub async fn authenticate(
             }
         },
     };
+    if via == Via::Bearer && crate::jwt::Verifier::looks_like_jwt(&token) {
+        return jwt_user(state, &token).await;
+    }
     let Some(session_id) = state.signer.verify(&token).map(str::to_owned) else {
         tracing::info!(via = ?via, "request refused: the session token's signature is not valid");
         return Err(ApiError::Unauthorized("the session token is not valid"));
@@ -224,6 +229,63 @@ async fn session_user(
     })
 }
 
+/// The user of a platform JWT, provisioned from its claims on first use: a farmer gets their
+/// assistant and support conversations, a support user joins every support conversation of
+/// their farm.
+async fn jwt_user(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
+    let Some(verifier) = &state.jwt else {
+        tracing::info!("request refused: a JWT, but no --jwt-jwks or --jwt-secret is set");
+        return Err(ApiError::Unauthorized("this server does not accept JWTs"));
+    };
+    let claims = match verifier.verify(token, unix_now()) {
+        Ok(claims) => claims,
+        Err(e) => {
+            tracing::info!(reason = %e, "request refused: the JWT is not valid");
+            return Err(ApiError::Unauthorized("the token is not valid"));
+        }
+    };
+    let Ok((user, new)) = crate::directory::provisioned::provision(
+        &claims.user_id,
+        &claims.tenant,
+        claims.role,
+        &claims.display_name,
+    ) else {
+        tracing::info!(
+            userId = claims.user_id,
+            tenant = claims.tenant,
+            "request refused: the JWT's user belongs to another farm"
+        );
+        return Err(ApiError::Unauthorized(
+            "the token's user belongs to another farm",
+        ));
+    };
+    if new {
+        let (tenant, id) = (TenantId(user.tenant.to_owned()), UserId(user.id.to_owned()));
+        let role = user.role;
+        state
+            .db(move |s| match role {
+                farm_chat_protocol::session::Role::Farmer => {
+                    for conversation in crate::chat::farmer_conversations(tenant.as_str(), user) {
+                        s.ensure_conversation(&conversation)?;
+                    }
+                    Ok(())
+                }
+                farm_chat_protocol::session::Role::Support => {
+                    s.join_support_conversations(&tenant, &id)
+                }
+            })
+            .await?;
+        tracing::info!(userId = user.id, tenant = user.tenant, role = ?user.role, "user provisioned from a platform token");
+    }
+    tracing::Span::current().record("userId", user.id);
+    Ok(AuthUser {
+        user,
+        session_id: crate::jwt::session_of(token),
+        expires_at: claims.expires_at,
+        via: Via::PlatformToken,
+    })
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
@@ -239,37 +301,54 @@ impl FromRequestParts<AppState> for AuthUser {
 /// never has to go into a URL.
 #[derive(Debug, Default)]
 pub struct Tickets {
-    open: Mutex<HashMap<String, (String, Instant)>>,
+    open: Mutex<HashMap<String, (TicketOwner, Instant)>>,
+}
+
+/// Whose a ticket is.
+#[derive(Clone, Debug)]
+pub enum TicketOwner {
+    /// A session of this server (checked again when the ticket is used: it may have ended).
+    Session(String),
+    /// A platform JWT's user, as the token said (until the token's `exp`).
+    Token(AuthUser),
 }
 
 impl Tickets {
-    /// A new ticket for this session, valid for [`TICKET_TTL`].
-    pub fn issue(&self, session_id: &str) -> String {
+    /// A new ticket for this owner, valid for [`TICKET_TTL`].
+    pub fn issue(&self, owner: TicketOwner) -> String {
         let ticket = random_id();
         let now = Instant::now();
         if let Ok(mut open) = self.open.lock() {
             open.retain(|_, (_, expires)| *expires > now);
-            open.insert(ticket.clone(), (session_id.to_owned(), now + TICKET_TTL));
+            open.insert(ticket.clone(), (owner, now + TICKET_TTL));
         }
         ticket
     }
 
-    /// The session of a valid ticket, which is used up by this call.
-    pub fn redeem(&self, ticket: &str) -> Option<String> {
-        let (session, expires) = self.open.lock().ok()?.remove(ticket)?;
-        (expires > Instant::now()).then_some(session)
+    /// The owner of a valid ticket, which is used up by this call.
+    pub fn redeem(&self, ticket: &str) -> Option<TicketOwner> {
+        let (owner, expires) = self.open.lock().ok()?.remove(ticket)?;
+        (expires > Instant::now()).then_some(owner)
     }
 }
 
 /// Authenticates a stream request by its ticket.
 pub async fn authenticate_ticket(state: &AppState, ticket: &str) -> Result<AuthUser, ApiError> {
-    let Some(session_id) = state.tickets.redeem(ticket) else {
-        tracing::info!("stream refused: the ticket is unknown, used or expired");
-        return Err(ApiError::Unauthorized(
-            "the stream ticket is unknown, used or expired",
-        ));
-    };
-    session_user(state, session_id, Via::Ticket).await
+    match state.tickets.redeem(ticket) {
+        Some(TicketOwner::Session(session_id)) => {
+            session_user(state, session_id, Via::Ticket).await
+        }
+        Some(TicketOwner::Token(user)) if user.expires_at > unix_now() => Ok(AuthUser {
+            via: Via::Ticket,
+            ..user
+        }),
+        _ => {
+            tracing::info!("stream refused: the ticket is unknown, used or expired");
+            Err(ApiError::Unauthorized(
+                "the stream ticket is unknown, used or expired",
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -313,9 +392,9 @@ mod tests {
     #[test]
     fn a_ticket_works_once() {
         let tickets = Tickets::default();
-        let t = tickets.issue("s1");
-        assert_eq!(tickets.redeem(&t).as_deref(), Some("s1"));
-        assert_eq!(tickets.redeem(&t), None);
-        assert_eq!(tickets.redeem("nope"), None);
+        let t = tickets.issue(TicketOwner::Session("s1".into()));
+        assert!(matches!(tickets.redeem(&t), Some(TicketOwner::Session(s)) if s == "s1"));
+        assert!(tickets.redeem(&t).is_none());
+        assert!(tickets.redeem("nope").is_none());
     }
 }

@@ -31,7 +31,10 @@ use crate::{
 
 /// The conversations every farmer of a tenant has: their assistant chat and a support chat
 /// with the tenant's support staff.
-fn farmer_conversations(tenant: &str, farmer: &directory::DirUser) -> [ConversationRecord; 2] {
+pub(crate) fn farmer_conversations(
+    tenant: &str,
+    farmer: &directory::DirUser,
+) -> [ConversationRecord; 2] {
     let support_staff = directory::users_of(tenant, Role::Support)
         .into_iter()
         .map(|u| UserId(u.id.into()));

@@ -142,10 +142,69 @@ pub struct Config {
         default_value_t = 10
     )]
     pub sign_in_per_user_per_minute: u32,
+
+    /// A JWKS file with the platform's public keys (RS256 / ES256, picked by `kid`): its JWTs
+    /// are accepted as Bearer tokens, and their users provisioned on first use.
+    #[arg(long, env = "FARM_CHAT_JWT_JWKS")]
+    pub jwt_jwks: Option<PathBuf>,
+
+    /// An HS256 secret (at least 32 bytes) the platform signs JWTs with.
+    #[arg(long, env = "FARM_CHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// The `iss` every JWT must carry.
+    #[arg(long, env = "FARM_CHAT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// An `aud` every JWT must name.
+    #[arg(long, env = "FARM_CHAT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// The JWT claim that holds the farm (tenant) id.
+    #[arg(long, env = "FARM_CHAT_JWT_TENANT_CLAIM", default_value = "tenant")]
+    pub jwt_tenant_claim: String,
+
+    /// The JWT claim that holds the role, `farmer` or `support` (absent: farmer).
+    #[arg(long, env = "FARM_CHAT_JWT_ROLE_CLAIM", default_value = "role")]
+    pub jwt_role_claim: String,
+
+    /// The JWT claim that holds the name the chat shows (absent: the user id).
+    #[arg(long, env = "FARM_CHAT_JWT_NAME_CLAIM", default_value = "name")]
+    pub jwt_name_claim: String,
+
+    /// Turn off the demo sign-in (`POST /api/session`): only the platform's JWTs sign in.
+    #[arg(long, env = "FARM_CHAT_NO_DEMO_LOGIN")]
+    pub no_demo_login: bool,
 }
 
 impl Config {
     /// The configuration for tests: port 0, test mode, in-memory store, no static files.
+    /// The JWT verifier the flags describe, if any JWT flag is given.
+    pub fn jwt_verifier(&self) -> Result<Option<crate::jwt::Verifier>, String> {
+        if self.jwt_jwks.is_none() && self.jwt_secret.is_none() {
+            return Ok(None);
+        }
+        let jwks = match &self.jwt_jwks {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read --jwt-jwks {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        crate::jwt::Verifier::new(
+            jwks.as_deref(),
+            self.jwt_secret.as_deref(),
+            self.jwt_issuer.clone(),
+            self.jwt_audience.clone(),
+            crate::jwt::ClaimNames {
+                tenant: self.jwt_tenant_claim.clone(),
+                role: self.jwt_role_claim.clone(),
+                name: self.jwt_name_claim.clone(),
+            },
+        )
+        .map(Some)
+    }
+
     pub fn for_tests() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -168,6 +227,14 @@ impl Config {
             max_connections_per_client: 256,
             sign_in_per_minute: 30,
             sign_in_per_user_per_minute: 10,
+            jwt_jwks: None,
+            jwt_secret: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_tenant_claim: "tenant".into(),
+            jwt_role_claim: "role".into(),
+            jwt_name_claim: "name".into(),
+            no_demo_login: false,
         }
     }
 

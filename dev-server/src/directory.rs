@@ -55,7 +55,11 @@ pub fn farm_name(tenant: &str) -> &'static str {
 
 /// The user with this id.
 pub fn user(id: &str) -> Option<&'static DirUser> {
-    USERS.iter().find(|u| u.id == id).or_else(|| load::user(id))
+    USERS
+        .iter()
+        .find(|u| u.id == id)
+        .or_else(|| load::user(id))
+        .or_else(|| provisioned::user(id))
 }
 
 /// The users of a tenant with a role.
@@ -65,7 +69,82 @@ pub fn users_of(tenant: &str, role: Role) -> Vec<&'static DirUser> {
         .filter(|u| u.tenant == tenant && u.role == role)
         .collect();
     users.extend(load::users_of(tenant, role));
+    users.extend(provisioned::users_of(tenant, role));
     users
+}
+
+/// Users the platform's JWTs brought in (`--jwt-jwks`, `--jwt-secret`): built from the token's
+/// claims on first use and kept for the life of the process (a changed name or role builds a
+/// new entry). Their conversations and memberships are durable in the store; this is only
+/// the process's view of who they are.
+pub mod provisioned {
+    use std::{collections::HashMap, sync::Mutex};
+
+    use super::{DirUser, Role};
+
+    static USERS: Mutex<Option<HashMap<String, &'static DirUser>>> = Mutex::new(None);
+
+    /// Why a token's user can't be taken in.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct OtherFarm;
+
+    /// The user of a token's claims, and whether they are new (or changed) to this process.
+    /// A user id that already belongs to another farm is refused: ids are global here.
+    pub fn provision(
+        id: &str,
+        tenant: &str,
+        role: Role,
+        display_name: &str,
+    ) -> Result<(&'static DirUser, bool), OtherFarm> {
+        if let Some(known) = super::USERS
+            .iter()
+            .find(|u| u.id == id)
+            .or_else(|| super::load::user(id))
+        {
+            return if known.tenant == tenant {
+                Ok((known, false))
+            } else {
+                Err(OtherFarm)
+            };
+        }
+        let mut users = USERS.lock().unwrap_or_else(|p| p.into_inner());
+        let users = users.get_or_insert_with(HashMap::new);
+        if let Some(user) = users.get(id) {
+            if user.tenant != tenant {
+                return Err(OtherFarm);
+            }
+            if user.role == role && user.display_name == display_name {
+                return Ok((user, false));
+            }
+        }
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+        let user: &'static DirUser = Box::leak(Box::new(DirUser {
+            id: leak(id),
+            tenant: leak(tenant),
+            display_name: leak(display_name),
+            role,
+        }));
+        users.insert(id.to_owned(), user);
+        Ok((user, true))
+    }
+
+    pub(super) fn user(id: &str) -> Option<&'static DirUser> {
+        let users = USERS.lock().unwrap_or_else(|p| p.into_inner());
+        users.as_ref()?.get(id).copied()
+    }
+
+    pub(super) fn users_of(tenant: &str, role: Role) -> Vec<&'static DirUser> {
+        let users = USERS.lock().unwrap_or_else(|p| p.into_inner());
+        users.as_ref().map_or_else(Vec::new, |users| {
+            let mut found: Vec<_> = users
+                .values()
+                .filter(|u| u.tenant == tenant && u.role == role)
+                .copied()
+                .collect();
+            found.sort_by_key(|u| u.id);
+            found
+        })
+    }
 }
 
 /// Synthetic users for load tests, enabled by `--load-users N --load-support K` (off by default):

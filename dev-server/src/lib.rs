@@ -39,6 +39,7 @@ pub mod directory;
 pub mod error;
 pub mod herd;
 pub mod hub;
+pub mod jwt;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -93,6 +94,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Session token signing.
     pub signer: Arc<Signer>,
+    /// The platform's JWTs (`--jwt-jwks`, `--jwt-secret`), when configured.
+    pub jwt: Option<Arc<jwt::Verifier>>,
     /// Stream tickets.
     pub tickets: Arc<Tickets>,
     /// Open streams per user.
@@ -158,6 +161,10 @@ impl AppState {
             );
         }
         let signer = Signer::new(store.signing_key()?);
+        let jwt = config
+            .jwt_verifier()
+            .map_err(|e| crate::store::StoreError(format!("JWT configuration: {e}")))?
+            .map(Arc::new);
         let (shutdown_tx, shutdown) = watch::channel(false);
         let assistant_step = config.assistant_speed.step();
         if config.load_users > 0 || config.load_support > 0 {
@@ -175,6 +182,7 @@ impl AppState {
             store,
             hub: Arc::new(Hub::new(epoch, limits)),
             signer: Arc::new(signer),
+            jwt,
             tickets: Arc::new(Tickets::default()),
             stream_counts: Arc::new(StreamCounts::default()),
             metrics: Arc::new(Metrics::default()),

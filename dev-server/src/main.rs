@@ -22,7 +22,7 @@ async fn main() -> std::process::ExitCode {
     let state = match AppState::new(config) {
         Ok(state) => state,
         Err(e) => {
-            eprintln!("farm-chat-dev-server: cannot open the database {db}: {e}");
+            eprintln!("farm-chat-dev-server: cannot start (database {db}): {e}");
             return std::process::ExitCode::FAILURE;
         }
     };

@@ -87,6 +87,12 @@ pub async fn login(
     extensions: Extensions,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    if state.config.no_demo_login {
+        return Err(ApiError::Forbidden {
+            code: "demo_login_disabled",
+            message: "デモのサインインは無効です / the demo sign-in is turned off; sign in through the platform".into(),
+        });
+    }
     crate::cors::check_csrf(&state.config, &headers)?;
     let client = extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -143,7 +149,13 @@ pub async fn logout(State(state): State<AppState>, auth: AuthUser) -> Result<Res
 /// `POST /api/chat/stream-ticket` → a single-use ticket for `GET /api/chat/stream?ticket=`.
 pub async fn stream_ticket(State(state): State<AppState>, auth: AuthUser) -> Json<StreamTicket> {
     Json(StreamTicket {
-        ticket: state.tickets.issue(&auth.session_id),
+        ticket: state
+            .tickets
+            .issue(if auth.via == auth::Via::PlatformToken {
+                auth::TicketOwner::Token(auth.clone())
+            } else {
+                auth::TicketOwner::Session(auth.session_id.clone())
+            }),
         expires_in: auth::TICKET_TTL.as_secs() as u32,
     })
 }

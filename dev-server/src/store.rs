@@ -167,6 +167,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         conversation: &ConversationRecord,
     ) -> StoreResult<ConversationRecord>;
+    /// Makes a support user a participant of every support conversation of their tenant
+    /// (support staff provisioned from a platform token after the farmers' chats were made).
+    fn join_support_conversations(&self, tenant: &TenantId, user: &UserId) -> StoreResult<()>;
     /// A conversation of a tenant.
     fn conversation(
         &self,

@@ -557,6 +557,9 @@ impl Store for PausingStore {
     ) -> StoreResult<u64> {
         self.inner.mark_read(conversation, user, seq)
     }
+    fn join_support_conversations(&self, tenant: &TenantId, user: &UserId) -> StoreResult<()> {
+        self.inner.join_support_conversations(tenant, user)
+    }
     fn read_marks(&self, conversation: &ConversationId) -> StoreResult<Vec<(UserId, u64)>> {
         self.inner.read_marks(conversation)
     }

@@ -369,6 +369,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn join_support_conversations(&self, tenant: &TenantId, user: &UserId) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO participants (conversation_id, user_id) \
+                 SELECT id, ?2 FROM conversations WHERE tenant_id = ?1 AND kind = 'support'",
+                params![tenant.as_str(), user.as_str()],
+            )
+            .map(drop)
+        })
+    }
+
     fn conversation(
         &self,
         tenant: &TenantId,

@@ -1,0 +1,430 @@
+//! The platform's JWTs as Bearer tokens: RS256 and ES256 through a JWKS (by `kid`), HS256
+//! through a secret; every way a token can be wrong; users provisioned from claims, and farms
+//! kept apart exactly as for demo users. The keys are made here, per test run.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed test"
+)]
+
+use std::sync::LazyLock;
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode, header},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use farm_chat_dev_server::{AppState, Config, app};
+use hmac::{Hmac, Mac};
+use http_body_util::BodyExt;
+use rsa::{
+    pkcs1v15::SigningKey,
+    signature::{SignatureEncoding, Signer},
+    traits::PublicKeyParts,
+};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tower::ServiceExt;
+
+const SECRET: &str = "a-platform-secret-of-at-least-32-bytes!!";
+const ISSUER: &str = "https://id.farm-platform.example";
+const AUDIENCE: &str = "farm-chat";
+
+struct Keys {
+    rsa: rsa::RsaPrivateKey,
+    ec: p256::ecdsa::SigningKey,
+    /// A second RSA key the server does not know.
+    stranger: rsa::RsaPrivateKey,
+}
+
+static KEYS: LazyLock<Keys> = LazyLock::new(|| {
+    let mut rng = rsa::rand_core::OsRng;
+    Keys {
+        rsa: rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap(),
+        ec: p256::ecdsa::SigningKey::random(&mut rng),
+        stranger: rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap(),
+    }
+});
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn jwks() -> Value {
+    let rsa = KEYS.rsa.to_public_key();
+    let point = KEYS.ec.verifying_key().to_encoded_point(false);
+    json!({"keys": [
+        {"kty": "RSA", "kid": "rsa-1", "alg": "RS256", "n": b64(&rsa.n().to_bytes_be()), "e": b64(&rsa.e().to_bytes_be())},
+        {"kty": "EC", "kid": "ec-1", "crv": "P-256", "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())},
+        {"kty": "OKP", "kid": "ed-1", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    ]})
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Claims of a valid token for `sub` in `tenant`.
+fn claims(sub: &str, tenant: &str, role: &str) -> Value {
+    json!({
+        "sub": sub, "tenant": tenant, "role": role, "name": format!("{sub} さん"),
+        "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600, "iat": now(),
+    })
+}
+
+enum Alg {
+    Rs256(&'static rsa::RsaPrivateKey, Option<&'static str>),
+    Es256(Option<&'static str>),
+    Hs256(&'static [u8]),
+    None,
+}
+
+fn token(alg: Alg, claims: &Value) -> String {
+    let (name, kid) = match &alg {
+        Alg::Rs256(_, kid) => ("RS256", *kid),
+        Alg::Es256(kid) => ("ES256", *kid),
+        Alg::Hs256(_) => ("HS256", None),
+        Alg::None => ("none", None),
+    };
+    let mut header = json!({"alg": name, "typ": "JWT"});
+    if let Some(kid) = kid {
+        header["kid"] = kid.into();
+    }
+    let signed = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = match alg {
+        Alg::Rs256(key, _) => SigningKey::<Sha256>::new(key.clone())
+            .sign(signed.as_bytes())
+            .to_vec(),
+        Alg::Es256(_) => {
+            let sig: p256::ecdsa::Signature = KEYS.ec.sign(signed.as_bytes());
+            sig.to_bytes().to_vec()
+        }
+        Alg::Hs256(secret) => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+            mac.update(signed.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        Alg::None => Vec::new(),
+    };
+    format!("{signed}.{}", b64(&signature))
+}
+
+fn rs(claims: &Value) -> String {
+    token(Alg::Rs256(&KEYS.rsa, Some("rsa-1")), claims)
+}
+
+fn router(config: impl FnOnce(&mut Config)) -> Router {
+    let dir = std::env::temp_dir().join(format!(
+        "farm-chat-jwks-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, jwks().to_string()).unwrap();
+    let mut c = Config::for_tests();
+    c.jwt_jwks = Some(path);
+    c.jwt_secret = Some(SECRET.into());
+    c.jwt_issuer = Some(ISSUER.into());
+    c.jwt_audience = Some(AUDIENCE.into());
+    config(&mut c);
+    app(AppState::new(c).unwrap())
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+async fn call(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "127.0.0.1:3000")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let req = match body {
+        Some(body) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn valid_tokens_of_each_algorithm_sign_the_user_in_as_their_claims_say() {
+    let r = router(|_| {});
+    let rs256 = rs(&claims("p-rs", "jwt-farm-a", "farmer"));
+    let es256 = token(
+        Alg::Es256(Some("ec-1")),
+        &claims("p-es", "jwt-farm-a", "support"),
+    );
+    let hs256 = token(
+        Alg::Hs256(SECRET.as_bytes()),
+        &claims("p-hs", "jwt-farm-a", "farmer"),
+    );
+    for (what, t, user, role) in [
+        ("RS256", &rs256, "p-rs", "farmer"),
+        ("ES256", &es256, "p-es", "support"),
+        ("HS256", &hs256, "p-hs", "farmer"),
+    ] {
+        let (status, body) = call(&r, "GET", "/api/session", t, None).await;
+        assert_eq!(status, StatusCode::OK, "{what}: {body}");
+        assert_eq!(body["userId"], user, "{what}");
+        assert_eq!(body["tenantId"], "jwt-farm-a", "{what}");
+        assert_eq!(body["role"], role, "{what}");
+        assert_eq!(body["displayName"], format!("{user} さん"), "{what}");
+    }
+    // An audience list that names us is fine, and a token a few seconds past exp is within
+    // the clock allowance.
+    let mut c = claims("p-rs", "jwt-farm-a", "farmer");
+    c["aud"] = json!(["other-app", AUDIENCE]);
+    c["exp"] = json!(now() - 30);
+    assert_eq!(
+        call(&r, "GET", "/api/session", &rs(&c), None).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn every_wrong_token_is_refused() {
+    let r = router(|_| {});
+    let good = claims("p-bad", "jwt-farm-b", "farmer");
+    let with = |key: &str, value: Value| {
+        let mut c = good.clone();
+        c[key] = value;
+        c
+    };
+    let without = |key: &str| {
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove(key);
+        c
+    };
+    let rsa_public_der = {
+        let public = KEYS.rsa.to_public_key();
+        let mut bytes = public.n().to_bytes_be();
+        bytes.extend(public.e().to_bytes_be());
+        Box::leak(bytes.into_boxed_slice()) as &'static [u8]
+    };
+    let mut bad_signature = rs(&good);
+    let last = bad_signature.pop().unwrap();
+    bad_signature.push(if last == 'A' { 'B' } else { 'A' });
+    let tampered = {
+        let t = rs(&good);
+        let parts: Vec<&str> = t.split('.').collect();
+        let other = with("sub", json!("p-admin"));
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(other.to_string().as_bytes()),
+            parts[2]
+        )
+    };
+    let cases = [
+        ("expired", rs(&with("exp", json!(now() - 120)))),
+        ("no exp", rs(&without("exp"))),
+        ("not yet valid", rs(&with("nbf", json!(now() + 600)))),
+        (
+            "wrong issuer",
+            rs(&with("iss", json!("https://evil.example"))),
+        ),
+        ("no issuer", rs(&without("iss"))),
+        ("wrong audience", rs(&with("aud", json!("another-app")))),
+        (
+            "unknown kid",
+            token(Alg::Rs256(&KEYS.rsa, Some("rsa-9")), &good),
+        ),
+        (
+            "a key the server does not know",
+            token(Alg::Rs256(&KEYS.stranger, Some("rsa-1")), &good),
+        ),
+        (
+            "no kid among several keys",
+            token(Alg::Rs256(&KEYS.rsa, None), &good),
+        ),
+        ("bad signature", bad_signature),
+        ("claims changed after signing", tampered),
+        ("alg none", token(Alg::None, &good)),
+        (
+            "HS256 signed with the RSA public key",
+            token(Alg::Hs256(rsa_public_der), &good),
+        ),
+        (
+            "HS256 with another secret",
+            token(
+                Alg::Hs256(b"not-the-platform-secret-but-long-enough"),
+                &good,
+            ),
+        ),
+        (
+            "ES256 under the RSA key's kid",
+            token(Alg::Es256(Some("rsa-1")), &good),
+        ),
+        (
+            "RS256 under the EC key's kid",
+            token(Alg::Rs256(&KEYS.rsa, Some("ec-1")), &good),
+        ),
+        ("no sub", rs(&without("sub"))),
+        ("no tenant", rs(&without("tenant"))),
+        ("an unknown role", rs(&with("role", json!("admin")))),
+        ("a sub that is not an id", rs(&with("sub", json!("a b")))),
+        ("garbage", "a.b.c".to_owned()),
+    ];
+    for (what, t) in cases {
+        let (status, body) = call(&r, "GET", "/api/session", &t, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{what}");
+    }
+    // Without any JWT flag, a JWT is refused too.
+    let plain = app(AppState::new(Config::for_tests()).unwrap());
+    assert_eq!(
+        call(&plain, "GET", "/api/session", &rs(&good), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn users_are_provisioned_from_claims_and_farms_stay_apart() {
+    let r = router(|_| {});
+    let farmer = rs(&claims("p-farmer-1", "jwt-farm-c", "farmer"));
+    let support = token(
+        Alg::Es256(Some("ec-1")),
+        &claims("p-support-1", "jwt-farm-c", "support"),
+    );
+    let stranger = rs(&claims("p-farmer-9", "jwt-farm-d", "farmer"));
+    let (status, list) = call(&r, "GET", "/api/conversations", &farmer, None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let ids: Vec<&str> = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["c-p-farmer-1-assistant", "c-p-farmer-1-support"]);
+    let support_chat = "c-p-farmer-1-support";
+    let (status, sent) = call(
+        &r,
+        "POST",
+        "/api/chat/send",
+        &farmer,
+        Some(json!({"conversationId": support_chat, "text": "JWT で書きました", "idempotencyKey": "jwt-1"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    // Support staff who first appear after the farmer's chat was made still see it.
+    let (_, inbox) = call(&r, "GET", "/api/conversations", &support, None).await;
+    let chat = inbox["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == support_chat)
+        .cloned()
+        .unwrap();
+    assert_eq!(chat["unread"], 1);
+    assert_eq!(chat["ownerName"], "p-farmer-1 さん");
+    let (status, reply) = call(
+        &r,
+        "POST",
+        "/api/chat/send",
+        &support,
+        Some(json!({"conversationId": support_chat, "text": "承知しました", "idempotencyKey": "jwt-2"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    // Another farm: not even revealed.
+    let (status, _) = call(
+        &r,
+        "GET",
+        &format!("/api/chat/history?conversationId={support_chat}"),
+        &stranger,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, theirs) = call(&r, "GET", "/api/conversations", &stranger, None).await;
+    assert!(
+        theirs["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["id"] != support_chat)
+    );
+    // A demo user's id claimed for another farm is refused, not merged.
+    let impostor = rs(&claims("u-farmer", "jwt-farm-d", "farmer"));
+    assert_eq!(
+        call(&r, "GET", "/api/session", &impostor, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // The stream works on a ticket for the token's user.
+    let (status, ticket) = call(&r, "POST", "/api/chat/stream-ticket", &farmer, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let req = Request::builder()
+        .uri(format!(
+            "/api/chat/stream?ticket={}",
+            ticket["ticket"].as_str().unwrap()
+        ))
+        .header(header::HOST, "127.0.0.1:3000")
+        .body(Body::empty())
+        .unwrap();
+    let res = r.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_demo_sign_in_can_be_turned_off() {
+    let r = router(|c| c.no_demo_login = true);
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/session")
+        .header(header::HOST, "127.0.0.1:3000")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"userId":"u-farmer"}"#))
+        .unwrap();
+    let res = r.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"]["code"], "demo_login_disabled");
+    let t = rs(&claims("p-only-jwt", "jwt-farm-e", "farmer"));
+    assert_eq!(
+        call(&r, "GET", "/api/session", &t, None).await.0,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn a_misconfiguration_is_a_clear_error_at_start() {
+    let mut c = Config::for_tests();
+    c.jwt_secret = Some("short".into());
+    let e = AppState::new(c).unwrap_err().to_string();
+    assert!(e.contains("32 bytes"), "{e}");
+    let mut c = Config::for_tests();
+    c.jwt_jwks = Some("/nonexistent/jwks.json".into());
+    let e = AppState::new(c).unwrap_err().to_string();
+    assert!(e.contains("--jwt-jwks"), "{e}");
+}
