@@ -59,6 +59,31 @@ function language(el) {
 }
 
 class FarmChat extends HTMLElement {
+  // A page that changes the language, the conversation or the server at runtime gets a fresh
+  // widget for the new settings.
+  static get observedAttributes() {
+    return ["locale", "conversation", "api-base"];
+  }
+
+  attributeChangedCallback(name, before, after) {
+    if (before !== after && this.fcRemount) this.fcRemount();
+  }
+
+  // The JS API. Calls made before the widget is ready wait in `fcQueue` (and make it load);
+  // the widget runs them in order once it is (src/widget/host.rs). Each returns a Promise.
+  fcCall(name, args) {
+    if (this.fcApi) return this.fcApi(name, args);
+    load();
+    return new Promise((resolve, reject) => (this.fcQueue ||= []).push([name, args, resolve, reject]));
+  }
+  open() { return this.fcCall("open", []); }
+  close() { return this.fcCall("close", []); }
+  toggle() { return this.fcCall("toggle", []); }
+  /// Resolves with the stored message's id.
+  send(text) { return this.fcCall("send", [text]); }
+  /// "assistant" or "support".
+  openConversation(kind) { return this.fcCall("openConversation", [kind]); }
+
   connectedCallback() {
     if (this.shadowRoot) {
       // Moved within the page: the widget (or its stand-in) is already there.

@@ -13,6 +13,8 @@ use crate::i18n::{Locale, Text};
 pub struct LauncherContext {
     /// The panel is open.
     pub open: ReadSignal<bool>,
+    /// Opens or closes it (the host page's `open()` / `close()`).
+    pub set_open: WriteSignal<bool>,
     /// Messages from others the user has not seen (the widget writes it).
     pub unread: RwSignal<u32>,
 }
@@ -34,7 +36,11 @@ pub fn ChatLauncher(
 ) -> impl IntoView {
     let (open, set_open) = signal(open);
     let unread = RwSignal::new(0u32);
-    provide_context(LauncherContext { open, unread });
+    provide_context(LauncherContext {
+        open,
+        set_open,
+        unread,
+    });
     let panel_id = format!("fc-panel-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     // Keyboard users land in the text box when the panel opens, and Escape takes them back to
     // the button that opened it.

@@ -30,6 +30,7 @@ pub const DEFAULT_API_BASE: &str = "/api";
 /// The widget for one host element's settings; `open` opens the panel at once (the user
 /// clicked the launcher before the widget was loaded).
 pub fn widget(
+    host: Option<web_sys::HtmlElement>,
     api_base: String,
     locale: Locale,
     token: Option<TokenProvider>,
@@ -37,6 +38,11 @@ pub fn widget(
     open: bool,
     support: bool,
 ) -> impl IntoView {
+    if let Some(host) = host {
+        provide_context(crate::widget::host::HostElement(
+            send_wrapper::SendWrapper::new(host),
+        ));
+    }
     // The launcher's children must be `Send`; the browser has one thread, so this is only a
     // formality for the `Rc` inside a token provider.
     let token = send_wrapper::SendWrapper::new(token);
@@ -174,7 +180,15 @@ pub fn mount_in_shadow(
     root.set_class_name("fc-root");
     container.append_child(&root).ok()?;
     let handle = leptos::mount::mount_to(root.clone(), move || {
-        widget(api_base, locale, token, refetch_on_visible, open, support)
+        widget(
+            Some(host),
+            api_base,
+            locale,
+            token,
+            refetch_on_visible,
+            open,
+            support,
+        )
     });
     // A keyboard user on the stand-in stays on the real button (an opening panel takes the
     // focus to its text box by itself).
@@ -255,9 +269,34 @@ pub fn mount_all() -> usize {
                     leptos::logging::warn!("farm-chat: demo sign-in as {user} failed: {e}");
                 }
             }
-            // The page owns the widget for its whole life: keep it mounted.
-            if let Some(handle) = mount_in_shadow(host, api_base, locale, token) {
-                handle.forget();
+            // The page owns the widget until it changes one of its settings (the launcher then
+            // calls `fcRemount`): unmount, and mount again with the new attributes.
+            if let Some(handle) = mount_in_shadow(host.clone(), api_base, locale, token) {
+                let handle = std::cell::RefCell::new(Some(handle));
+                let element = host.clone();
+                let remount = wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || {
+                    drop(handle.borrow_mut().take());
+                    if let Some(shadow) = element.shadow_root()
+                        && let Ok(roots) = shadow.query_selector_all(".fc-root")
+                    {
+                        for i in 0..roots.length() {
+                            if let Some(root) = roots.item(i) {
+                                let _ = shadow.remove_child(&root);
+                            }
+                        }
+                    }
+                    let _ = js_sys::Reflect::set(
+                        &element,
+                        &wasm_bindgen::JsValue::from_str("fcMounted"),
+                        &wasm_bindgen::JsValue::FALSE,
+                    );
+                    mount_all();
+                });
+                let _ = js_sys::Reflect::set(
+                    &host,
+                    &wasm_bindgen::JsValue::from_str("fcRemount"),
+                    &remount.into_js_value(),
+                );
             }
         });
         mounted += 1;

@@ -8,11 +8,13 @@
 //! conversation's draft and scroll position) and lives in a local `StoredValue`.
 //!
 //! - [`home`]: the conversation list.
+//! - [`host`]: the host element's JS API (`open()`, `send(text)`, …) and its DOM events.
 //! - [`parts`]: a task reply: `StreamingMessage`, `ProgressBar`, `DataRenderer`.
 //! - [`composer`]: the text box (IME-safe Enter) and the send button.
 
 pub mod composer;
 pub mod home;
+pub mod host;
 pub mod parts;
 
 use std::{
@@ -57,6 +59,12 @@ pub enum Phase {
     Failed(String),
 }
 
+/// Told once a send is stored (its message id) or has failed for good (why).
+pub(crate) type SendDone = Box<dyn FnOnce(Result<String, String>)>;
+
+/// Fires a named DOM event with a detail.
+pub(crate) type Emit = Box<dyn Fn(&str, wasm_bindgen::JsValue)>;
+
 /// The widget's non-signal state.
 pub struct Controller {
     api: Api,
@@ -89,6 +97,10 @@ pub struct Controller {
     reads: RefCell<crate::inbox::ReadQueue>,
     /// A read call is on its way.
     reading: Cell<bool>,
+    /// Who waits for a send to be stored (the host page's `send(text)` Promise), by key.
+    pub(crate) sent: RefCell<HashMap<String, SendDone>>,
+    /// Fires a DOM event on the host element, when there is one (see [`host`]).
+    pub(crate) emit: RefCell<Option<Emit>>,
     /// The mounted bubbles: a trigger each, and the store revision it last showed. One
     /// effect on the store wakes only the bubbles whose revision moved, so a stream event
     /// costs the widget O(1) reactive work instead of re-running every bubble.
@@ -103,6 +115,13 @@ struct MountedBubble {
 }
 
 impl Controller {
+    /// Fires `name` on the host element, if the widget has one.
+    fn emit(&self, name: &str, detail: impl FnOnce() -> wasm_bindgen::JsValue) {
+        if let Some(emit) = self.emit.borrow().as_ref() {
+            emit(name, detail());
+        }
+    }
+
     /// Wakes the bubbles whose store revision moved (run after every store change).
     fn wake_bubbles(&self) {
         let Some(conversation) = self.conversation() else {
@@ -424,6 +443,13 @@ impl Controller {
     fn on_event(self: &Rc<Self>, event: StreamEvent) {
         match event {
             StreamEvent::MessageCreated(created) => {
+                self.emit("farm-chat:message", || {
+                    host::detail(&[
+                        ("messageId", created.message_id.as_str().into()),
+                        ("conversationId", created.conversation_id.as_str().into()),
+                        ("seq", (created.seq as f64).into()),
+                    ])
+                });
                 let missing = self
                     .store
                     .try_update(|s| s.message_created(&created))
@@ -473,16 +499,15 @@ impl Controller {
 
     /// Sends `text` optimistically; retries network errors and 5xx with the same key until
     /// the server answers (a send is never silently dropped).
-    pub fn send(self: &Rc<Self>, text: String) {
-        let Some(conversation) = self.conversation() else {
-            return;
-        };
+    pub fn send(self: &Rc<Self>, text: String) -> Option<String> {
+        let conversation = self.conversation()?;
         let key = new_key();
         // A send ends this bout of typing: typing again is reported at once.
         self.typing_reported.set(None);
         self.store
             .update(|s| s.begin_send(&conversation, &key, &text));
-        self.deliver(key);
+        self.deliver(key.clone());
+        Some(key)
     }
 
     /// (Re)tries the pending send with this key.
@@ -515,6 +540,9 @@ impl Controller {
                         });
                         this.store
                             .update(|s| s.send_acknowledged(&key, &response, &me));
+                        if let Some(done) = this.sent.borrow_mut().remove(&key) {
+                            done(Ok(response.message_id.to_string()));
+                        }
                         return;
                     }
                     Err(e) if e.retryable() => {
@@ -527,6 +555,19 @@ impl Controller {
                             other => other.to_string(),
                         };
                         this.store.update(|s| s.send_failed(&key, &reason));
+                        this.emit("farm-chat:error", || {
+                            let code = match &e {
+                                ApiFailure::Http { code, .. } => code.clone(),
+                                _ => "send_failed".into(),
+                            };
+                            host::detail(&[
+                                ("code", code.as_str().into()),
+                                ("message", reason.as_str().into()),
+                            ])
+                        });
+                        if let Some(done) = this.sent.borrow_mut().remove(&key) {
+                            done(Err(reason));
+                        }
                         return;
                     }
                 }
@@ -685,6 +726,8 @@ pub fn ChatWidget(
         typing_reported: Cell::new(None),
         reads: RefCell::default(),
         reading: Cell::new(false),
+        sent: RefCell::default(),
+        emit: RefCell::default(),
         bubbles: RefCell::default(),
     });
     let on_event = controller.clone();
@@ -807,6 +850,13 @@ fn chat_view(
             ctl.with_value(|ctl| ctl.mark_read(c, top));
         }
     });
+    // Mounted for a host element: its JS API and events.
+    if let Some(host_element) = use_context::<host::HostElement>() {
+        let ready = Signal::derive(move || {
+            phase.get() == Phase::Ready && (home.get() || conversation_loaded.get())
+        });
+        host::install(host_element, ctl, launcher, ready, status);
+    }
     // Inside a launcher: the badge is every conversation's unread messages.
     if let Some(launcher) = launcher {
         Effect::new(move |_| launcher.unread.set(inbox.with(Inbox::total_unread)));
@@ -1144,6 +1194,8 @@ pub mod bench {
                 typing_reported: Cell::new(None),
                 reads: RefCell::default(),
                 reading: Cell::new(false),
+                sent: RefCell::default(),
+                emit: RefCell::default(),
                 bubbles: RefCell::default(),
             });
             let view = chat_view(

@@ -186,7 +186,7 @@ pub fn DataRenderer(ctl: Ctl, data: ResultData, locale: Locale) -> impl IntoView
                     {help.examples.into_iter().map(|example| {
                         let send = example.clone();
                         view! {
-                            <li><button type="button" class="fc-link" on:click=move |_| ctl.with_value(|c| c.send(send.clone()))>
+                            <li><button type="button" class="fc-link" on:click=move |_| { ctl.with_value(|c| c.send(send.clone())); }>
                                 {example}
                             </button></li>
                         }

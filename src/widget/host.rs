@@ -1,0 +1,233 @@
+//! The host element's JS API and DOM events (`<farm-chat>` on a platform's page).
+//!
+//! The launcher script gives the element its methods (`open()`, `close()`, `toggle()`,
+//! `send(text)`, `openConversation(kind)`) at once and queues what is called before the widget
+//! is ready (`fcQueue`). Once ready, the widget sets `fcApi(name, args) → Promise` on the
+//! element, runs the queue and fires `farm-chat:ready`. Every event bubbles and crosses the
+//! shadow boundary (`composed`): `farm-chat:ready`, `:open`, `:close`, `:unread`
+//! (`detail.count`), `:message` (`detail.messageId`, `conversationId`, `seq`), `:error`
+//! (`detail.code`, `message`) and `:signed-out`.
+
+use farm_chat_protocol::chat::ConversationKind;
+use leptos::prelude::*;
+use wasm_bindgen::{JsCast, JsValue, closure::Closure};
+
+use super::Ctl;
+use crate::{compose, connection::Status, inbox::Inbox, launcher::LauncherContext};
+
+/// The element the widget is mounted for (provided by [`crate::mount`]).
+#[derive(Clone)]
+pub struct HostElement(pub send_wrapper::SendWrapper<web_sys::HtmlElement>);
+
+/// `{key: value, …}` for an event's detail.
+pub fn detail(fields: &[(&str, JsValue)]) -> JsValue {
+    let object = js_sys::Object::new();
+    for (key, value) in fields {
+        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(key), value);
+    }
+    object.into()
+}
+
+/// Fires `name` on `host`: bubbling, composed, with `detail`.
+pub fn dispatch(host: &web_sys::HtmlElement, name: &str, detail: &JsValue) {
+    let init = web_sys::CustomEventInit::new();
+    init.set_bubbles(true);
+    init.set_composed(true);
+    init.set_detail(detail);
+    if let Ok(event) = web_sys::CustomEvent::new_with_event_init_dict(name, &init) {
+        let _ = host.dispatch_event(&event);
+    }
+}
+
+fn set(host: &web_sys::HtmlElement, key: &str, value: &JsValue) {
+    let _ = js_sys::Reflect::set(host, &JsValue::from_str(key), value);
+}
+
+fn rejected(message: &str) -> js_sys::Promise {
+    js_sys::Promise::reject(&js_sys::Error::new(message).into())
+}
+
+/// Connects the widget to its host element: the API once `ready`, and the events.
+pub fn install(
+    host: HostElement,
+    ctl: Ctl,
+    launcher: Option<LauncherContext>,
+    ready: Signal<bool>,
+    status: Signal<Status>,
+) {
+    let element = host.0.clone();
+    // The controller's own events (a message arrived, a send failed) go out through here.
+    ctl.with_value(|c| {
+        let element = element.clone();
+        *c.emit.borrow_mut() = Some(Box::new(move |name, detail| {
+            dispatch(&element, name, &detail)
+        }));
+    });
+    let (inbox, phase) = ctl.with_value(|c| (c.inbox, c.phase));
+
+    let api = Closure::<dyn Fn(String, js_sys::Array) -> js_sys::Promise>::new(
+        move |name: String, args: js_sys::Array| call(ctl, launcher, &name, &args),
+    );
+    let function: js_sys::Function = api.as_ref().clone().unchecked_into();
+    let on_ready = host.clone();
+    Effect::new(move |done: Option<bool>| {
+        if done == Some(true) || !ready.get() {
+            return done.unwrap_or(false);
+        }
+        let element = &*on_ready.0;
+        set(element, "fcApi", &function);
+        // What the page called before the widget was ready, in order.
+        let queue = js_sys::Reflect::get(element, &JsValue::from_str("fcQueue"))
+            .ok()
+            .and_then(|q| q.dyn_into::<js_sys::Array>().ok());
+        set(element, "fcQueue", &JsValue::UNDEFINED);
+        for entry in queue.iter().flat_map(|q| q.iter()) {
+            let entry: js_sys::Array = entry.unchecked_into();
+            let (name, args) = (entry.get(0).as_string().unwrap_or_default(), entry.get(1));
+            let promise = function
+                .call2(&JsValue::NULL, &JsValue::from_str(&name), &args)
+                .ok()
+                .and_then(|p| p.dyn_into::<js_sys::Promise>().ok());
+            // The queued call's own Promise settles with this one's outcome.
+            if let Some(promise) = promise
+                && let Ok(then) = js_sys::Reflect::get(&promise, &JsValue::from_str("then"))
+                    .and_then(|t| t.dyn_into::<js_sys::Function>())
+            {
+                let _ = then.call2(&promise, &entry.get(2), &entry.get(3));
+            }
+        }
+        dispatch(element, "farm-chat:ready", &JsValue::NULL);
+        true
+    });
+    let guard = send_wrapper::SendWrapper::new((element.clone(), api));
+    on_cleanup(move || {
+        let (element, _api) = &*guard;
+        let _ = js_sys::Reflect::delete_property(element, &JsValue::from_str("fcApi"));
+    });
+
+    if let Some(launcher) = launcher {
+        let element = host.clone();
+        Effect::new(move |was: Option<bool>| {
+            let open = launcher.open.get();
+            if was.is_some_and(|was| was != open) {
+                let name = if open {
+                    "farm-chat:open"
+                } else {
+                    "farm-chat:close"
+                };
+                dispatch(&element.0, name, &JsValue::NULL);
+            }
+            open
+        });
+    }
+    let element = host.clone();
+    Effect::new(move |was: Option<u32>| {
+        let count = inbox.with(Inbox::total_unread);
+        if was.unwrap_or(0) != count {
+            let detail = detail(&[("count", JsValue::from(count))]);
+            dispatch(&element.0, "farm-chat:unread", &detail);
+        }
+        count
+    });
+    let element = host;
+    Effect::new(move |was: Option<bool>| {
+        let out =
+            status.get() == Status::SignedOut || phase.with(|p| *p == super::Phase::SignedOut);
+        if out && was != Some(true) {
+            dispatch(&element.0, "farm-chat:signed-out", &JsValue::NULL);
+        }
+        if let super::Phase::Failed(why) = phase.get()
+            && was.is_none()
+        {
+            let detail = detail(&[
+                ("code", JsValue::from_str("load_failed")),
+                ("message", JsValue::from_str(&why)),
+            ]);
+            dispatch(&element.0, "farm-chat:error", &detail);
+        }
+        out
+    });
+}
+
+/// One call of the host page's API.
+fn call(
+    ctl: Ctl,
+    launcher: Option<LauncherContext>,
+    name: &str,
+    args: &js_sys::Array,
+) -> js_sys::Promise {
+    let panel = |open: Option<bool>| match launcher {
+        Some(l) => {
+            match open {
+                Some(open) => l.set_open.set(open),
+                None => l.set_open.update(|o| *o = !*o),
+            }
+            js_sys::Promise::resolve(&JsValue::UNDEFINED)
+        }
+        None => rejected("farm-chat: this widget has no panel to open or close"),
+    };
+    match name {
+        "open" => panel(Some(true)),
+        "close" => panel(Some(false)),
+        "toggle" => panel(None),
+        "send" => {
+            let Some(text) = args.get(0).as_string() else {
+                return rejected("farm-chat: send(text) needs a string");
+            };
+            let text = text.trim().to_owned();
+            if !compose::can_send(&text) {
+                return rejected("farm-chat: the text is empty or longer than 4000 characters");
+            }
+            let Some(Some(key)) = ctl.try_with_value(|c| c.send(text)) else {
+                return rejected("farm-chat: no conversation is open");
+            };
+            js_sys::Promise::new(&mut |resolve, reject| {
+                let done: super::SendDone = Box::new(move |result| {
+                    let _ = match result {
+                        Ok(id) => resolve.call1(&JsValue::NULL, &JsValue::from_str(&id)),
+                        Err(why) => reject.call1(&JsValue::NULL, &js_sys::Error::new(&why).into()),
+                    };
+                });
+                ctl.with_value(|c| c.sent.borrow_mut().insert(key.clone(), done));
+            })
+        }
+        "openConversation" => {
+            let kind = match args.get(0).as_string().as_deref() {
+                Some("assistant") => ConversationKind::Assistant,
+                Some("support") => ConversationKind::Support,
+                _ => {
+                    return rejected(
+                        "farm-chat: openConversation(kind) takes \"assistant\" or \"support\"",
+                    );
+                }
+            };
+            let opened = ctl.with_value(|c| {
+                let staff = c.me.with_untracked(|m| {
+                    m.as_ref()
+                        .is_some_and(|m| m.kind == farm_chat_protocol::chat::SenderKind::Support)
+                });
+                if staff {
+                    // Support staff's support conversations are their inbox.
+                    if kind == ConversationKind::Support {
+                        c.show_home();
+                        return true;
+                    }
+                    return false;
+                }
+                let found = c
+                    .inbox
+                    .with_untracked(|i| i.first_of(kind).map(|e| e.summary.id.clone()));
+                found.is_some_and(|id| {
+                    c.open(id);
+                    true
+                })
+            });
+            if opened {
+                js_sys::Promise::resolve(&JsValue::UNDEFINED)
+            } else {
+                rejected("farm-chat: no such conversation for this user")
+            }
+        }
+        other => rejected(&format!("farm-chat: no method {other}")),
+    }
+}
