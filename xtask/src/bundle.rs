@@ -88,6 +88,10 @@ fn write_launcher(dir: &Path) -> Result<(), String> {
     let out = dir.join(LAUNCHER);
     fs::write(&out, launcher).map_err(|e| format!("write {}: {e}", out.display()))?;
     println!("bundle: {LAUNCHER} → {js}, {wasm}");
+    // The element's TypeScript declarations, next to the script they describe.
+    let types = root().join("launcher").join("farm-chat.d.ts");
+    fs::copy(&types, dir.join("farm-chat.d.ts"))
+        .map_err(|e| format!("copy {}: {e}", types.display()))?;
     Ok(())
 }
 

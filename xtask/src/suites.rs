@@ -212,6 +212,13 @@ fn page_smoke(browser: &Browser) -> Result<(), String> {
         crate::support_chat::two_browsers(browser, server.addr),
     ));
     checks.push((
+        "in Chromium the example platform page (public/platform.html) drives the widget through \
+         its JS API with an async token provider: a send called before the widget is ready \
+         resolves with the stored id; open, close and openConversation work and fire their \
+         events; a runtime locale change mounts the widget again in English",
+        platform_page(browser, server.addr),
+    ));
+    checks.push((
         "farm-chat-conformance passes every rule against the server as `run` serves it",
         conformance(server.addr),
     ));
@@ -414,6 +421,74 @@ fn page_in_browser(
         if session.screenshot(&path).is_ok() {
             println!("  (the page when it failed: {})", path.display());
         }
+    }
+    drop(session);
+    let _ = std::fs::remove_dir_all(&profile);
+    result
+}
+
+/// The example platform page (`public/platform.html`) in Chromium, through its own buttons.
+fn platform_page(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
+    let dir = root().join("target").join("xtask");
+    let profile = dir.join(format!("chromium-platform-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let session = crate::webdriver::Session::start(browser, &profile)?;
+    let result = (|| {
+        let run = |script: &str| session.script(&format!("{IN_WIDGET} {script}"));
+        let wait = |what: &str, script: &str, secs: u64| {
+            session
+                .wait_for(&format!("{IN_WIDGET} {script}"), Duration::from_secs(secs))
+                .map_err(|_| format!("{what}: not within {secs} s"))
+        };
+        let events = |name: &str| format!("(window.platformEvents || []).filter(e => e.name === '{name}')");
+        session.open(&format!("http://{addr}/public/platform.html"))?;
+        wait("the element is defined", "return customElements.get('farm-chat') != null;", 20)?;
+        // Called before the widget is ready: queued, then sent.
+        run("window.__sent = null; document.querySelector('farm-chat').send('埋め込みAPIから送信') \
+             .then(id => window.__sent = id, e => window.__sent = 'error: ' + e.message); return true;")?;
+        wait("the queued send resolves with the stored id", "return (window.__sent || '').startsWith('m-');", 30)?;
+        wait(
+            "farm-chat:ready, then farm-chat:message for that send",
+            &format!(
+                "return {}.length === 1 && {}.some(e => e.detail.messageId === window.__sent);",
+                events("farm-chat:ready"),
+                events("farm-chat:message")
+            ),
+            20,
+        )?;
+        let click = |id: &str| run(&format!("document.getElementById('{id}').click(); return true;"));
+        click("open")?;
+        wait(
+            "open() opens the panel and fires farm-chat:open",
+            &format!("return !q('chat-panel').hidden && {}.length === 1;", events("farm-chat:open")),
+            10,
+        )?;
+        click("support")?;
+        wait(
+            "openConversation('support')",
+            "return q('conversation-title')?.textContent === 'サポート';",
+            10,
+        )?;
+        click("close")?;
+        wait(
+            "close() fires farm-chat:close",
+            &format!("return q('chat-panel').hidden && {}.length === 1;", events("farm-chat:close")),
+            10,
+        )?;
+        click("english")?;
+        wait(
+            "locale=en at runtime: the widget again, in English",
+            &format!(
+                "return q('farm-chat-launcher')?.lang === 'en' && {}.length === 2;",
+                events("farm-chat:ready")
+            ),
+            30,
+        )?;
+        session.screenshot(&dir.join("platform.png"))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = session.screenshot(&dir.join("platform-failure.png"));
     }
     drop(session);
     let _ = std::fs::remove_dir_all(&profile);
