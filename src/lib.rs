@@ -19,6 +19,7 @@
 //!   become the stored message in place, task parts keyed by (taskId, part). Pure Rust.
 //! - [`widget`]: [`ChatWidget`]: one live conversation (history + stream + store), with its
 //!   task replies (`StreamingMessage`, `ProgressBar`, `DataRenderer`) and the composer.
+//! - [`outbox`]: unsent messages kept in `localStorage`, so a reload or a crash loses none.
 //! - [`mount`]: finds each `<farm-chat>` element on the host page and mounts a widget into it,
 //!   reading its `api-base` and `locale` attributes. The host page loads the launcher script
 //!   (`launcher/farm-chat.js`), which draws the button before this wasm is even fetched; the
@@ -37,6 +38,7 @@ pub mod i18n;
 pub mod inbox;
 pub mod launcher;
 pub mod mount;
+pub mod outbox;
 pub mod store;
 #[cfg(test)]
 mod style_check;

@@ -101,6 +101,9 @@ pub struct Controller {
     pub(crate) sent: RefCell<HashMap<String, SendDone>>,
     /// Fires a DOM event on the host element, when there is one (see [`host`]).
     pub(crate) emit: RefCell<Option<Emit>>,
+    /// The user's outbox in `localStorage` (known once the user is), and this tab's id.
+    outbox: RefCell<Option<String>>,
+    tab: String,
     /// The mounted bubbles: a trigger each, and the store revision it last showed. One
     /// effect on the store wakes only the bubbles whose revision moved, so a stream event
     /// costs the widget O(1) reactive work instead of re-running every bubble.
@@ -115,6 +118,12 @@ struct MountedBubble {
 }
 
 impl Controller {
+    /// Changes the user's outbox, once the user is known.
+    fn outbox<T>(&self, change: impl FnOnce(&mut crate::outbox::Outbox) -> T) -> Option<T> {
+        let name = self.outbox.borrow().clone()?;
+        Some(crate::outbox::storage::update(&name, change))
+    }
+
     /// Fires `name` on the host element, if the widget has one.
     fn emit(&self, name: &str, detail: impl FnOnce() -> wasm_bindgen::JsValue) {
         if let Some(emit) = self.emit.borrow().as_ref() {
@@ -172,6 +181,10 @@ impl Controller {
             },
             display_name: session.display_name,
         }));
+        *self.outbox.borrow_mut() = Some(crate::outbox::storage::name(
+            &self.api.base,
+            session.user_id.as_str(),
+        ));
         let list = match self
             .get_until_answered::<ConversationList>("/conversations?limit=50")
             .await
@@ -199,6 +212,15 @@ impl Controller {
                 self.home.set(true);
                 self.phase.set(Phase::Ready);
             }
+        }
+        // What this user sent before a reload or a crash and the server never confirmed: it
+        // shows as sending again and goes out with its original key.
+        let now = js_sys::Date::now();
+        let tab = self.tab.clone();
+        for entry in self.outbox(|o| o.take_over(&tab, now)).unwrap_or_default() {
+            self.store
+                .update(|s| s.begin_send(&entry.conversation, &entry.key, &entry.text));
+            self.deliver(entry.key);
         }
     }
 
@@ -506,6 +528,9 @@ impl Controller {
         self.typing_reported.set(None);
         self.store
             .update(|s| s.begin_send(&conversation, &key, &text));
+        // On disk before the request leaves: a reload or a crash now loses nothing.
+        let (tab, now) = (self.tab.clone(), js_sys::Date::now());
+        self.outbox(|o| o.add(&key, &conversation, &text, &tab, now));
         self.deliver(key.clone());
         Some(key)
     }
@@ -524,6 +549,8 @@ impl Controller {
                 else {
                     return;
                 };
+                let (tab, now) = (this.tab.clone(), js_sys::Date::now());
+                this.outbox(|o| o.renew(&key, &tab, now));
                 let request = [
                     ("conversationId", conversation.as_str()),
                     ("text", text.as_str()),
@@ -540,6 +567,7 @@ impl Controller {
                         });
                         this.store
                             .update(|s| s.send_acknowledged(&key, &response, &me));
+                        this.outbox(|o| o.remove(&key));
                         if let Some(done) = this.sent.borrow_mut().remove(&key) {
                             done(Ok(response.message_id.to_string()));
                         }
@@ -555,6 +583,10 @@ impl Controller {
                             other => other.to_string(),
                         };
                         this.store.update(|s| s.send_failed(&key, &reason));
+                        // Refused (not signed out): trying again after a reload would be refused too.
+                        if !matches!(e, ApiFailure::Http { status: 401, .. }) {
+                            this.outbox(|o| o.remove(&key));
+                        }
                         this.emit("farm-chat:error", || {
                             let code = match &e {
                                 ApiFailure::Http { code, .. } => code.clone(),
@@ -728,6 +760,8 @@ pub fn ChatWidget(
         reading: Cell::new(false),
         sent: RefCell::default(),
         emit: RefCell::default(),
+        outbox: RefCell::default(),
+        tab: crate::outbox::storage::tab_id(),
         bubbles: RefCell::default(),
     });
     let on_event = controller.clone();
@@ -848,6 +882,14 @@ fn chat_view(
         let top = store.with(|s| s.top_seq(&c));
         if top > inbox.with(|i| i.read_up_to(&c)) {
             ctl.with_value(|ctl| ctl.mark_read(c, top));
+        }
+    });
+    // Signed out: the user's unsent messages are not theirs to send any more.
+    Effect::new(move |_| {
+        if status.get() == Status::SignedOut
+            && let Some(name) = ctl.with_value(|c| c.outbox.borrow().clone())
+        {
+            crate::outbox::storage::clear(&name);
         }
     });
     // Mounted for a host element: its JS API and events.
@@ -1196,6 +1238,8 @@ pub mod bench {
                 reading: Cell::new(false),
                 sent: RefCell::default(),
                 emit: RefCell::default(),
+                outbox: RefCell::default(),
+                tab: crate::outbox::storage::tab_id(),
                 bubbles: RefCell::default(),
             });
             let view = chat_view(

@@ -440,13 +440,24 @@ fn platform_page(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
                 .wait_for(&format!("{IN_WIDGET} {script}"), Duration::from_secs(secs))
                 .map_err(|_| format!("{what}: not within {secs} s"))
         };
-        let events = |name: &str| format!("(window.platformEvents || []).filter(e => e.name === '{name}')");
+        let events =
+            |name: &str| format!("(window.platformEvents || []).filter(e => e.name === '{name}')");
         session.open(&format!("http://{addr}/public/platform.html"))?;
-        wait("the element is defined", "return customElements.get('farm-chat') != null;", 20)?;
+        wait(
+            "the element is defined",
+            "return customElements.get('farm-chat') != null;",
+            20,
+        )?;
         // Called before the widget is ready: queued, then sent.
-        run("window.__sent = null; document.querySelector('farm-chat').send('埋め込みAPIから送信') \
-             .then(id => window.__sent = id, e => window.__sent = 'error: ' + e.message); return true;")?;
-        wait("the queued send resolves with the stored id", "return (window.__sent || '').startsWith('m-');", 30)?;
+        run(
+            "window.__sent = null; document.querySelector('farm-chat').send('埋め込みAPIから送信') \
+             .then(id => window.__sent = id, e => window.__sent = 'error: ' + e.message); return true;",
+        )?;
+        wait(
+            "the queued send resolves with the stored id",
+            "return (window.__sent || '').startsWith('m-');",
+            30,
+        )?;
         wait(
             "farm-chat:ready, then farm-chat:message for that send",
             &format!(
@@ -456,11 +467,18 @@ fn platform_page(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
             ),
             20,
         )?;
-        let click = |id: &str| run(&format!("document.getElementById('{id}').click(); return true;"));
+        let click = |id: &str| {
+            run(&format!(
+                "document.getElementById('{id}').click(); return true;"
+            ))
+        };
         click("open")?;
         wait(
             "open() opens the panel and fires farm-chat:open",
-            &format!("return !q('chat-panel').hidden && {}.length === 1;", events("farm-chat:open")),
+            &format!(
+                "return !q('chat-panel').hidden && {}.length === 1;",
+                events("farm-chat:open")
+            ),
             10,
         )?;
         click("support")?;
@@ -472,7 +490,10 @@ fn platform_page(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
         click("close")?;
         wait(
             "close() fires farm-chat:close",
-            &format!("return q('chat-panel').hidden && {}.length === 1;", events("farm-chat:close")),
+            &format!(
+                "return q('chat-panel').hidden && {}.length === 1;",
+                events("farm-chat:close")
+            ),
             10,
         )?;
         click("english")?;
