@@ -118,6 +118,46 @@ struct MountedBubble {
 }
 
 impl Controller {
+    /// A controller for `kind` (what a farmer's widget opens into), loading; or, given an
+    /// already loaded `conversation` (the widget benchmarks), ready on it.
+    fn new(
+        api: Api,
+        kind: ConversationKind,
+        locale: Locale,
+        conversation: Option<ConversationId>,
+    ) -> Self {
+        Self {
+            api,
+            kind,
+            locale,
+            store: RwSignal::new(ChatStore::default()),
+            inbox: RwSignal::new(Inbox::default()),
+            phase: RwSignal::new(if conversation.is_some() {
+                Phase::Ready
+            } else {
+                Phase::Loading
+            }),
+            loaded: RwSignal::new(conversation.iter().cloned().collect()),
+            conversation: RwSignal::new(conversation),
+            home: RwSignal::new(false),
+            me: RwSignal::new(None),
+            fetching: Cell::new(false),
+            again: Cell::new(false),
+            listing: Cell::new(false),
+            list_again: Cell::new(false),
+            drafts: RefCell::default(),
+            scrolls: RefCell::default(),
+            typing_reported: Cell::new(None),
+            reads: RefCell::default(),
+            reading: Cell::new(false),
+            sent: RefCell::default(),
+            emit: RefCell::default(),
+            outbox: RefCell::default(),
+            tab: crate::outbox::storage::tab_id(),
+            bubbles: RefCell::default(),
+        }
+    }
+
     /// Changes the user's outbox, once the user is known.
     fn outbox<T>(&self, change: impl FnOnce(&mut crate::outbox::Outbox) -> T) -> Option<T> {
         let name = self.outbox.borrow().clone()?;
@@ -734,36 +774,16 @@ pub fn ChatWidget(
         base: api_base.trim_end_matches('/').to_owned(),
         token: token.clone(),
     };
-    let controller = Rc::new(Controller {
+    let controller = Rc::new(Controller::new(
         api,
-        locale,
-        kind: if support {
+        if support {
             ConversationKind::Support
         } else {
             ConversationKind::Assistant
         },
-        store: RwSignal::new(ChatStore::default()),
-        inbox: RwSignal::new(Inbox::default()),
-        conversation: RwSignal::new(None),
-        home: RwSignal::new(false),
-        loaded: RwSignal::new(HashSet::new()),
-        me: RwSignal::new(None),
-        phase: RwSignal::new(Phase::Loading),
-        fetching: Cell::new(false),
-        again: Cell::new(false),
-        listing: Cell::new(false),
-        list_again: Cell::new(false),
-        drafts: RefCell::default(),
-        scrolls: RefCell::default(),
-        typing_reported: Cell::new(None),
-        reads: RefCell::default(),
-        reading: Cell::new(false),
-        sent: RefCell::default(),
-        emit: RefCell::default(),
-        outbox: RefCell::default(),
-        tab: crate::outbox::storage::tab_id(),
-        bubbles: RefCell::default(),
-    });
+        locale,
+        None,
+    ));
     let on_event = controller.clone();
     let on_refetch = controller.clone();
     let stream = use_chat_stream_with_options(
@@ -1216,32 +1236,12 @@ pub mod bench {
     impl Harness {
         /// The widget's view for `conversation` (call inside a mount).
         pub fn view(conversation: ConversationId, locale: Locale) -> (Self, impl IntoView) {
-            let controller = Rc::new(Controller {
-                api: Api::new("/nowhere"),
+            let controller = Rc::new(Controller::new(
+                Api::new("/nowhere"),
+                ConversationKind::Assistant,
                 locale,
-                kind: ConversationKind::Assistant,
-                store: RwSignal::new(ChatStore::default()),
-                inbox: RwSignal::new(Inbox::default()),
-                conversation: RwSignal::new(Some(conversation.clone())),
-                home: RwSignal::new(false),
-                loaded: RwSignal::new(HashSet::from([conversation.clone()])),
-                me: RwSignal::new(None),
-                phase: RwSignal::new(Phase::Ready),
-                fetching: Cell::new(false),
-                again: Cell::new(false),
-                listing: Cell::new(false),
-                list_again: Cell::new(false),
-                drafts: RefCell::default(),
-                scrolls: RefCell::default(),
-                typing_reported: Cell::new(None),
-                reads: RefCell::default(),
-                reading: Cell::new(false),
-                sent: RefCell::default(),
-                emit: RefCell::default(),
-                outbox: RefCell::default(),
-                tab: crate::outbox::storage::tab_id(),
-                bubbles: RefCell::default(),
-            });
+                Some(conversation.clone()),
+            ));
             let view = chat_view(
                 controller.clone(),
                 Signal::stored(Status::Connected),

@@ -1105,7 +1105,21 @@ async fn a_provider_that_keeps_failing_leaves_the_widget_signed_out_without_a_st
     revoke(&token).await;
     let (counts, provider) = CountingProvider::new(token, None);
     let root = fresh_root();
+    // As mounted for a host element, which hears farm-chat:signed-out.
+    let signed_out = Rc::new(std::cell::Cell::new(0));
+    let heard = signed_out.clone();
+    let listener =
+        wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || heard.set(heard.get() + 1));
+    root.add_event_listener_with_callback(
+        "farm-chat:signed-out",
+        listener.as_ref().unchecked_ref(),
+    )
+    .unwrap();
+    let host = root.clone();
     let _mounted = leptos::mount::mount_to(root.clone(), move || {
+        provide_context(farm_chat::widget::host::HostElement(
+            send_wrapper::SendWrapper::new(host),
+        ));
         view! { <ChatWidget api_base=api_base() locale=Locale::Ja token=Some(provider) /> }
     });
     wait_until("signed out", || {
@@ -1116,8 +1130,10 @@ async fn a_provider_that_keeps_failing_leaves_the_widget_signed_out_without_a_st
             && !all_by_testid(&root, "signed-out").is_empty()
     })
     .await;
+    wait_until("farm-chat:signed-out", || signed_out.get() == 1).await;
     let asks = counts.asks.get();
     sleep_ms(3000).await;
+    assert_eq!(signed_out.get(), 1, "said once");
     assert_eq!(counts.refreshes.get(), 1, "one refresh in 30 s at most");
     assert_eq!(counts.asks.get(), asks, "signed out, nothing more is asked");
     sign_in(&Api::new(api_base())).await; // the cookie back to the farmer
@@ -1125,7 +1141,7 @@ async fn a_provider_that_keeps_failing_leaves_the_widget_signed_out_without_a_st
 
 #[wasm_bindgen_test]
 async fn the_host_element_has_a_js_api_queued_until_ready_and_fires_its_events() {
-    sign_in(&Api::new(api_base())).await;
+    let token = sign_in(&Api::new(api_base())).await;
     let api = Api::new(api_base());
     read_all(&api, "c-u-farmer-support").await;
     let document = web_sys::window().unwrap().document().unwrap();
@@ -1145,6 +1161,7 @@ async fn the_host_element_has_a_js_api_queued_until_ready_and_fires_its_events()
         "farm-chat:unread",
         "farm-chat:message",
         "farm-chat:error",
+        "farm-chat:signed-out",
     ] {
         let seen = seen.clone();
         let listener = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::CustomEvent)>::new(
@@ -1268,6 +1285,39 @@ async fn the_host_element_has_a_js_api_queued_until_ready_and_fires_its_events()
     })
     .await;
     assert_eq!(count("farm-chat:ready"), 1, "ready once");
+    // A send the server refuses: the Promise rejects and farm-chat:error says why.
+    js_sys::Function::new_no_args(
+        "if (!window.__fcRealFetch) window.__fcRealFetch = window.fetch; \
+         window.fetch = function (input, init) { \
+           const url = typeof input === 'string' ? input : input.url; \
+           if (url.includes('/chat/send')) return Promise.resolve(new Response( \
+             JSON.stringify({error: {code: 'invalid_text', message: 'refused (test)'}}), \
+             {status: 400, headers: {'Content-Type': 'application/json'}})); \
+           return window.__fcRealFetch.call(window, input, init); \
+         };",
+    )
+    .call0(&JsValue::NULL)
+    .unwrap();
+    let refused = wasm_bindgen_futures::JsFuture::from(call(
+        "send",
+        js_sys::Array::of1(&"拒否される".into()),
+    ))
+    .await;
+    restore_fetch();
+    assert!(refused.is_err(), "the Promise rejects");
+    wait_until("farm-chat:error", || {
+        seen.borrow().iter().any(|(n, d)| {
+            n == "farm-chat:error"
+                && js_sys::Reflect::get(d, &"code".into())
+                    .unwrap()
+                    .as_string()
+                    .as_deref()
+                    == Some("invalid_text")
+        })
+    })
+    .await;
+    // (farm-chat:signed-out: see the failing token provider's test.)
+    revoke(&token).await;
     sign_in(&api).await;
 }
 

@@ -231,3 +231,61 @@ fn call(
         other => rejected(&format!("farm-chat: no method {other}")),
     }
 }
+
+/// Every event the widget fires on its host element.
+pub const EVENTS: [&str; 7] = [
+    "farm-chat:ready",
+    "farm-chat:open",
+    "farm-chat:close",
+    "farm-chat:unread",
+    "farm-chat:message",
+    "farm-chat:error",
+    "farm-chat:signed-out",
+];
+
+/// Every method of the host element ([`call`] answers each).
+pub const METHODS: [&str; 5] = ["open", "close", "toggle", "send", "openConversation"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The element's TypeScript declarations and the launcher script name everything the
+    /// widget implements, and nothing else.
+    #[test]
+    fn the_declarations_and_the_launcher_match_the_widget() {
+        let types = include_str!("../../launcher/farm-chat.d.ts");
+        let launcher = include_str!("../../launcher/farm-chat.js");
+        let source = [include_str!("host.rs"), include_str!("../widget.rs")].concat();
+        for event in EVENTS {
+            assert!(
+                types.contains(&format!("\"{event}\": CustomEvent")),
+                "farm-chat.d.ts lacks {event}"
+            );
+            assert!(
+                source.matches(&format!("\"{event}\"")).count() >= 2,
+                "{event} is never fired here"
+            );
+        }
+        assert_eq!(
+            types.matches("\"farm-chat:").count(),
+            EVENTS.len(),
+            "an event the widget never fires"
+        );
+        for method in METHODS {
+            assert!(
+                types.contains(&format!("  {method}(")),
+                "farm-chat.d.ts lacks {method}()"
+            );
+            assert!(
+                launcher.contains(&format!("{method}("))
+                    && launcher.contains(&format!("this.fcCall(\"{method}\"")),
+                "farm-chat.js lacks {method}()"
+            );
+            assert!(
+                source.contains(&format!("\"{method}\" =>")),
+                "call() does not answer {method}"
+            );
+        }
+    }
+}

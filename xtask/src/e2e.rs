@@ -877,6 +877,60 @@ fn scenarios(
     }
     rows.push(("offline 20 s", row));
 
+    // 4. Sends that can't get out, then a reload before they do: the outbox (localStorage)
+    // brings them back as sending, and they go out once when the link is back. Only the sends
+    // are blocked (the page itself must load again).
+    let mut row = Row {
+        runs: 1,
+        ..Row::default()
+    };
+    let texts: Vec<String> = (0..2)
+        .map(|i| format!("再読込の前に {i} #{seed}"))
+        .collect();
+    let outcome = (|| -> Result<(usize, usize, usize), String> {
+        world.session.cdp("Network.enable", serde_json::json!({}))?;
+        world.session.cdp(
+            "Network.setBlockedURLs",
+            serde_json::json!({"urls": ["*/api/chat/send*"]}),
+        )?;
+        for text in &texts {
+            world.send_in_tab(0, text)?;
+        }
+        world.wait_in_tab(
+            0,
+            "both shown as sending",
+            "return qa('bubble').filter(b => b.dataset.state === 'sending').length === 2;",
+            10,
+        )?;
+        world.session.open(&url)?; // reload, the sends still blocked
+        world.wait_in_tab(0, "live after the reload", live, 30)?;
+        world.in_tab(0, "q('launcher-toggle').click(); return true;")?;
+        world.wait_in_tab(
+            0,
+            "both back as sending after the reload",
+            &format!(
+                "return {texts:?}.every(t => qa('bubble').some(b => b.dataset.state === 'sending' && b.textContent.includes(t)));"
+            ),
+            30,
+        )?;
+        world
+            .session
+            .screenshot(&dir.join("e2e-outbox-after-reload.png"))?;
+        world
+            .session
+            .cdp("Network.setBlockedURLs", serde_json::json!({"urls": []}))?;
+        world.settle()?;
+        world.verify(&texts)
+    })();
+    let _ = world
+        .session
+        .cdp("Network.setBlockedURLs", serde_json::json!({"urls": []}));
+    match outcome {
+        Ok(counts) => row.add(counts),
+        Err(e) => println!("  FAILED  outbox reload: {e}"),
+    }
+    rows.push(("outbox reload", row));
+
     println!(
         "\n  {:<12} {:>5} {:>7} {:>9} {:>5} {:>11}",
         "scenario", "runs", "passed", "messages", "lost", "duplicated"

@@ -434,12 +434,12 @@ fn platform_page(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&profile);
     let session = crate::webdriver::Session::start(browser, &profile)?;
     let result = (|| {
-        let run = |script: &str| session.script(&format!("{IN_WIDGET} {script}"));
-        let wait = |what: &str, script: &str, secs: u64| {
-            session
-                .wait_for(&format!("{IN_WIDGET} {script}"), Duration::from_secs(secs))
-                .map_err(|_| format!("{what}: not within {secs} s"))
+        let page = crate::support_chat::Side {
+            session: &session,
+            who: "platform page",
         };
+        let run = |script: &str| page.run(script);
+        let wait = |what: &str, script: &str, secs: u64| page.wait(what, script, secs);
         let events =
             |name: &str| format!("(window.platformEvents || []).filter(e => e.name === '{name}')");
         session.open(&format!("http://{addr}/public/platform.html"))?;

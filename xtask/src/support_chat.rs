@@ -10,18 +10,18 @@ use std::{net::SocketAddr, time::Duration};
 
 use crate::{proc::root, suites::IN_WIDGET, tools::Browser, webdriver::Session};
 
-/// One user's browser.
-struct Side<'a> {
-    session: &'a Session,
-    who: &'static str,
+/// One user's browser: scripts run with the widget's `q` / `qa` helpers ([`IN_WIDGET`]).
+pub(crate) struct Side<'a> {
+    pub(crate) session: &'a Session,
+    pub(crate) who: &'static str,
 }
 
 impl Side<'_> {
-    fn run(&self, script: &str) -> Result<serde_json::Value, String> {
+    pub(crate) fn run(&self, script: &str) -> Result<serde_json::Value, String> {
         self.session.script(&format!("{IN_WIDGET} {script}"))
     }
 
-    fn wait(&self, what: &str, script: &str, secs: u64) -> Result<(), String> {
+    pub(crate) fn wait(&self, what: &str, script: &str, secs: u64) -> Result<(), String> {
         self.session
             .wait_for(&format!("{IN_WIDGET} {script}"), Duration::from_secs(secs))
             .map_err(|_| format!("{}: {what}: not within {secs} s", self.who))
