@@ -406,11 +406,10 @@ async fn type_and_send(root: &HtmlElement, text: &str) {
     area.dispatch_event(&web_sys::Event::new("input").unwrap())
         .unwrap();
     tick().await;
+    // Enabled once there is text and the conversation's history is in (a loaded machine may
+    // take a moment for the latter).
     let send = by_testid(root, "send");
-    assert!(
-        !send.has_attribute("disabled"),
-        "the send button is enabled once there is text"
-    );
+    wait_until("the send button enabled", || !send.has_attribute("disabled")).await;
     send.click();
     tick().await;
 }
@@ -1154,15 +1153,7 @@ async fn the_host_element_has_a_js_api_queued_until_ready_and_fires_its_events()
     // Every event, as the page sees it: bubbling out of the element.
     let seen: Rc<RefCell<Vec<(String, JsValue)>>> = Rc::default();
     let mut listeners = Vec::new();
-    for name in [
-        "farm-chat:ready",
-        "farm-chat:open",
-        "farm-chat:close",
-        "farm-chat:unread",
-        "farm-chat:message",
-        "farm-chat:error",
-        "farm-chat:signed-out",
-    ] {
+    for name in farm_chat::widget::host::EVENTS {
         let seen = seen.clone();
         let listener = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::CustomEvent)>::new(
             move |e: web_sys::CustomEvent| seen.borrow_mut().push((e.type_(), e.detail())),
