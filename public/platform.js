@@ -8,6 +8,7 @@
 //    fresh token after a 401 ({refresh: true}).
 const user = new URLSearchParams(location.search).get("demo-user") || "u-farmer";
 let token = null;
+let signedOut = false;
 async function signIn() {
   const answer = await fetch("/api/session", {
     method: "POST",
@@ -18,7 +19,10 @@ async function signIn() {
   token = (await answer.json()).token;
   return token;
 }
-window.platformToken = async ({ refresh }) => (refresh || !token ? signIn() : token);
+window.platformToken = async ({ refresh }) => {
+  if (signedOut) return null;
+  return refresh || !token ? signIn() : token;
+};
 
 // 2. Events: everything the widget says, logged (and kept for the test command's check).
 const chat = document.querySelector("farm-chat");
@@ -61,5 +65,12 @@ on("send", () => report(chat.send("14番の牛の健康状態は？"), "send()")
 // 4. Attributes change at runtime: the widget mounts again in English.
 on("english", () => chat.setAttribute("locale", "en"));
 
-// 5. The launcher: the button at once, the widget after the page's load (or on a click).
+// 5. The platform signs the user out: the provider has no token any more, and the widget
+//    says so (farm-chat:signed-out).
+on("sign-out", async () => {
+  signedOut = true;
+  await fetch("/api/session", { method: "DELETE", headers: { Authorization: `Bearer ${token}` }, credentials: "omit" });
+});
+
+// 6. The launcher: the button at once, the widget after the page's load (or on a click).
 await import("/farm-chat.js");

@@ -409,7 +409,10 @@ async fn type_and_send(root: &HtmlElement, text: &str) {
     // Enabled once there is text and the conversation's history is in (a loaded machine may
     // take a moment for the latter).
     let send = by_testid(root, "send");
-    wait_until("the send button enabled", || !send.has_attribute("disabled")).await;
+    wait_until("the send button enabled", || {
+        !send.has_attribute("disabled")
+    })
+    .await;
     send.click();
     tick().await;
 }

@@ -496,6 +496,38 @@ fn platform_page(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
             ),
             10,
         )?;
+        wait(
+            "farm-chat:unread for the assistant's reply, which came while the panel was closed",
+            &format!(
+                "return {}.some(e => e.detail.count >= 1);",
+                events("farm-chat:unread")
+            ),
+            20,
+        )?;
+        click("toggle")?;
+        wait(
+            "toggle() opens",
+            &format!(
+                "return !q('chat-panel').hidden && {}.length === 2;",
+                events("farm-chat:open")
+            ),
+            10,
+        )?;
+        click("assistant")?;
+        wait(
+            "openConversation('assistant')",
+            "return q('conversation-title')?.textContent === '牧場アシスタント';",
+            10,
+        )?;
+        click("toggle")?;
+        wait(
+            "toggle() closes",
+            &format!(
+                "return q('chat-panel').hidden && {}.length === 2;",
+                events("farm-chat:close")
+            ),
+            10,
+        )?;
         click("english")?;
         wait(
             "locale=en at runtime: the widget again, in English",
@@ -506,6 +538,12 @@ fn platform_page(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
             30,
         )?;
         session.screenshot(&dir.join("platform.png"))?;
+        click("sign-out")?;
+        wait(
+            "the platform signs out: farm-chat:signed-out",
+            &format!("return {}.length === 1;", events("farm-chat:signed-out")),
+            30,
+        )?;
         Ok(())
     })();
     if result.is_err() {
