@@ -297,13 +297,10 @@ pub async fn typing(
 /// Typing and read calls per user: a burst of 20, then 2 a second (a widget sends one every
 /// few seconds at most), so nobody can make every participant's stream busy.
 fn signal_allowed(state: &AppState, auth: &AuthUser) -> Result<(), ApiError> {
-    state.signal_limit.check(&auth.user_id()).map_err(|retry_after| ApiError::TooMany {
-        code: "rate_limited",
-        message: format!(
-            "操作が多すぎます。{retry_after}秒後にお試しください / too many requests; retry in {retry_after} s"
-        ),
-        retry_after,
-    })
+    state
+        .signal_limit
+        .check(&auth.user_id())
+        .map_err(|retry_after| ApiError::rate_limited(retry_after, "操作", "requests"))
 }
 
 /// The conversation, if the user may use it: 404 when it does not exist in their tenant (other
@@ -342,13 +339,7 @@ pub async fn send(
     ApiJson(req): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
     if let Err(retry_after) = state.send_limit.check(&auth.user_id()) {
-        return Err(ApiError::TooMany {
-            code: "rate_limited",
-            message: format!(
-                "送信が多すぎます。{retry_after}秒後にお試しください / too many messages; retry in {retry_after} s"
-            ),
-            retry_after,
-        });
+        return Err(ApiError::rate_limited(retry_after, "送信", "messages"));
     }
     validate::id("conversationId", req.conversation_id.as_str())?;
     validate::id("idempotencyKey", &req.idempotency_key)?;

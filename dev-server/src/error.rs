@@ -73,6 +73,17 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 429 `rate_limited` with `Retry-After`: too many `ja` / `en` (e.g. 送信 / messages).
+    pub fn rate_limited(retry_after: u64, ja: &str, en: &str) -> Self {
+        Self::TooMany {
+            code: "rate_limited",
+            message: format!(
+                "{ja}が多すぎます。{retry_after}秒後にお試しください / too many {en}; retry in {retry_after} s"
+            ),
+            retry_after,
+        }
+    }
+
     /// A 400 with this code.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest {

@@ -21,13 +21,7 @@ use crate::{
 
 fn too_many_sign_ins(retry_after: u64, by: &'static str) -> ApiError {
     tracing::info!(by, retry_after, "sign-in rate limited");
-    ApiError::TooMany {
-        code: "rate_limited",
-        message: format!(
-            "サインインが多すぎます。{retry_after}秒後にお試しください / too many sign-ins; retry in {retry_after} s"
-        ),
-        retry_after,
-    }
+    ApiError::rate_limited(retry_after, "サインイン", "sign-ins")
 }
 
 /// Deletes expired sessions, and lets go of aged stream events and finished hot tasks, now
