@@ -20,7 +20,7 @@ async fn server() -> (Target, tokio::sync::oneshot::Sender<()>) {
         sign_in_per_user_per_minute: u32::MAX,
         ..Config::for_tests()
     };
-    let state = AppState::new(config).unwrap();
+    let state = AppState::new(config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

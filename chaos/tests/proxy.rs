@@ -19,7 +19,7 @@ struct Setup {
 }
 
 async fn setup(seed: u64) -> Setup {
-    let state = AppState::new(Config::for_tests()).unwrap();
+    let state = AppState::new(Config::for_tests()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

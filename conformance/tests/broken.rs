@@ -395,7 +395,7 @@ fn rand_suffix() -> u128 {
 }
 
 async fn broken_server(fault: Fault) -> (String, AppState) {
-    let mut state = AppState::new(Config::for_tests()).unwrap();
+    let mut state = AppState::new(Config::for_tests()).await.unwrap();
     state.ping_every = if fault == Fault::NoPing {
         Duration::from_secs(3600)
     } else {

@@ -16,7 +16,7 @@ use farm_chat_conformance::{
 use farm_chat_dev_server::{AppState, Config, run};
 
 async fn dev_server() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let mut state = AppState::new(Config::for_tests()).unwrap();
+    let mut state = AppState::new(Config::for_tests()).await.unwrap();
     state.ping_every = Duration::from_secs(1);
     // Slow enough that a cancel arrives while the task runs.
     state.assistant_step = Duration::from_millis(150);

@@ -208,8 +208,7 @@ async fn session_user(
     session_id: String,
     via: Via,
 ) -> Result<AuthUser, ApiError> {
-    let lookup = session_id.clone();
-    let session = state.db(move |s| s.session(&lookup)).await?;
+    let session = state.store.session(&session_id).await?;
     let Some(session) = session.filter(|s| s.expires_at > unix_now()) else {
         return Err(ApiError::Unauthorized(
             "セッションの有効期限が切れました / the session has ended",
@@ -262,19 +261,15 @@ async fn jwt_user(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
     if new {
         let (tenant, id) = (TenantId(user.tenant.to_owned()), UserId(user.id.to_owned()));
         let role = user.role;
-        state
-            .db(move |s| match role {
-                farm_chat_protocol::session::Role::Farmer => {
-                    for conversation in crate::chat::farmer_conversations(tenant.as_str(), user) {
-                        s.ensure_conversation(&conversation)?;
-                    }
-                    Ok(())
-                }
-                farm_chat_protocol::session::Role::Support => {
-                    s.join_support_conversations(&tenant, &id)
-                }
-            })
-            .await?;
+        match role {
+            farm_chat_protocol::session::Role::Farmer => {
+                let conversations = crate::chat::farmer_conversations(tenant.as_str(), user);
+                state.store.ensure_conversations(&conversations).await?;
+            }
+            farm_chat_protocol::session::Role::Support => {
+                state.store.join_support_conversations(&tenant, &id).await?;
+            }
+        }
         tracing::info!(userId = user.id, tenant = user.tenant, role = ?user.role, "user provisioned from a platform token");
     }
     tracing::Span::current().record("userId", user.id);

@@ -75,16 +75,11 @@ async fn ensure_tenant_conversations(
     {
         return Ok(());
     }
-    state
-        .db(move |s| {
-            for farmer in directory::users_of(tenant, Role::Farmer) {
-                for conversation in farmer_conversations(tenant, farmer) {
-                    s.ensure_conversation(&conversation)?;
-                }
-            }
-            Ok(())
-        })
-        .await?;
+    let conversations: Vec<_> = directory::users_of(tenant, Role::Farmer)
+        .into_iter()
+        .flat_map(|farmer| farmer_conversations(tenant, farmer))
+        .collect();
+    state.store.ensure_conversations(&conversations).await?;
     if let Ok(mut tenants) = state.ensured_tenants.lock() {
         tenants.insert(tenant);
     }
@@ -179,15 +174,13 @@ pub async fn list(
     let before = q.before.as_deref().map(ListKey::parse).transpose()?;
     ensure_tenant_conversations(&state, auth.user.tenant).await?;
     let (tenant, user) = (auth.tenant_id(), auth.user_id());
-    let mut conversations = state
-        .db(move |s| {
-            s.conversations_of(&tenant, &user)?
-                .into_iter()
-                .filter(|c| kind.is_none_or(|k| k == c.kind))
-                .map(|c| summary(s, c, &user))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await?;
+    let mut conversations: Vec<_> = state
+        .store
+        .overviews(&tenant, &user, kind)
+        .await?
+        .into_iter()
+        .map(|o| summary(o, &user))
+        .collect();
     conversations.sort_by(|a, b| ListKey::order(&ListKey::of(a), &ListKey::of(b)));
     if let Some(before) = before {
         conversations
@@ -207,23 +200,19 @@ pub async fn list(
 }
 
 /// One conversation as `user` sees it in the list.
-fn summary(
-    s: &dyn crate::store::Store,
-    c: ConversationRecord,
-    user: &UserId,
-) -> crate::store::StoreResult<ConversationSummary> {
-    let marks = s.read_marks(&c.id)?;
+fn summary(o: crate::store::Overview, user: &UserId) -> ConversationSummary {
+    let c = o.conversation;
     let mark_of = |mine: bool| {
-        marks
+        o.read_marks
             .iter()
             .filter(|(u, _)| (u == user) == mine)
             .map(|(_, seq)| *seq)
             .max()
             .unwrap_or(0)
     };
-    Ok(ConversationSummary {
-        last_message: s.last_message(&c.id)?.map(|m| for_reader(m, user)),
-        unread: s.unread(&c.id, user)?,
+    ConversationSummary {
+        last_message: o.last_message.map(|m| for_reader(m, user)),
+        unread: o.unread,
         owner_name: directory::user(c.owner.as_str())
             .map_or_else(|| c.owner.to_string(), |u| u.display_name.to_owned()),
         read_up_to: mark_of(true),
@@ -231,7 +220,7 @@ fn summary(
         id: c.id,
         kind: c.kind,
         title: c.title,
-    })
+    }
 }
 
 /// `POST /api/chat/read`: the reader has seen the conversation up to `seq`. Every participant
@@ -251,7 +240,7 @@ pub async fn read(
     }
     let conversation = participant_conversation(&state, &auth, &req.conversation_id).await?;
     let (id, user, asked) = (conversation.id.clone(), auth.user_id(), req.seq);
-    let seq = state.db(move |s| s.mark_read(&id, &user, asked)).await?;
+    let seq = state.store.mark_read(&id, &user, asked).await?;
     for participant in &conversation.participants {
         state.hub.publish(
             participant,
@@ -311,8 +300,7 @@ async fn participant_conversation(
     id: &ConversationId,
 ) -> Result<ConversationRecord, ApiError> {
     ensure_tenant_conversations(state, auth.user.tenant).await?;
-    let (tenant, lookup) = (auth.tenant_id(), id.clone());
-    let Some(conversation) = state.db(move |s| s.conversation(&tenant, &lookup)).await? else {
+    let Some(conversation) = state.store.conversation(&auth.tenant_id(), id).await? else {
         return Err(ApiError::NotFound(format!(
             "会話 {id} は見つかりません / no conversation {id}"
         )));
@@ -379,7 +367,6 @@ pub async fn send(
     // announced would reach the other participants only at their next refetch.
     let task = tokio::spawn(commit_and_announce(
         state,
-        auth,
         conversation,
         message,
         idempotency,
@@ -393,7 +380,6 @@ pub async fn send(
 /// participant's streams and starts the task.
 async fn commit_and_announce(
     state: AppState,
-    auth: AuthUser,
     conversation: ConversationRecord,
     message: NewMessage,
     idempotency: Idempotency,
@@ -401,15 +387,14 @@ async fn commit_and_announce(
 ) -> Result<Response, ApiError> {
     let reply = assistant.as_ref().map(|(reply, _, _)| reply.clone());
     let appended = state
-        .db(move |s| s.append_message(&message, Some(&idempotency), reply.as_ref()))
+        .store
+        .append_message(&message, Some(&idempotency), reply.as_ref())
         .await?;
     let (status, stored, task_id) = match appended {
         Appended::Created {
             message: stored,
             reply,
         } => {
-            let (conv, user, seq) = (stored.conversation_id.clone(), auth.user_id(), stored.seq);
-            state.db(move |s| s.mark_read(&conv, &user, seq)).await?;
             for message in std::iter::once(&stored).chain(reply.as_ref()) {
                 for participant in &conversation.participants {
                     state.hub.publish(
@@ -574,9 +559,7 @@ pub async fn history(
     let conversation =
         participant_conversation(&state, &auth, &ConversationId(conversation_id)).await?;
     // Reading history marks nothing read: a widget says what its user saw (`POST /api/chat/read`).
-    let (messages, has_more) = state
-        .db(move |s| s.history(&conversation.id, cursor, limit))
-        .await?;
+    let (messages, has_more) = state.store.history(&conversation.id, cursor, limit).await?;
     // A running task's hot snapshot is fresher than the stored one.
     let reader = auth.user_id();
     let messages = messages

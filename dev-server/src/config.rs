@@ -38,6 +38,12 @@ pub struct Config {
     #[arg(long, env = "FARM_CHAT_DB", default_value = "farm-chat-dev.sqlite")]
     pub db: PathBuf,
 
+    /// PostgreSQL instead of SQLite, for several instances sharing one database:
+    /// `postgres://user:password@host:5432/farmchat`, or `postgres:///farmchat?host=/run/pg`
+    /// for a Unix socket. The schema is created and migrated at start-up. `--db` is then unused.
+    #[arg(long, env = "FARM_CHAT_DATABASE_URL")]
+    pub database_url: Option<String>,
+
     /// Directory of the built widget (what `trunk build` writes), served at `/`.
     #[arg(long, env = "FARM_CHAT_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,
@@ -209,6 +215,7 @@ impl Config {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             db: PathBuf::from(":memory:"),
+            database_url: None,
             assistant_speed: AssistantSpeed::Fast,
             static_dir: PathBuf::from("/nonexistent/farm-chat-static"),
             allow_origins: Vec::new(),
@@ -238,6 +245,15 @@ impl Config {
         }
     }
 
+    /// The store for logs and errors: the SQLite path, or the PostgreSQL URL without its
+    /// password.
+    pub fn store_name(&self) -> String {
+        match &self.database_url {
+            Some(url) => redact_password(url),
+            None => self.db.display().to_string(),
+        }
+    }
+
     /// The connection limits these flags set.
     pub fn conn_limits(&self) -> crate::serve::ConnLimits {
         crate::serve::ConnLimits {
@@ -261,5 +277,41 @@ impl Config {
             }
         }
         self
+    }
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:***@host/…`; anything else unchanged.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn a_database_password_never_reaches_the_log() {
+        assert_eq!(
+            redact_password("postgres://farm:s3cret@db.internal:5432/chat"),
+            "postgres://farm:***@db.internal:5432/chat"
+        );
+        assert_eq!(
+            redact_password("postgres:///chat?host=/tmp/pg"),
+            "postgres:///chat?host=/tmp/pg"
+        );
+        assert_eq!(
+            redact_password("postgres://farm@db/chat"),
+            "postgres://farm@db/chat"
+        );
     }
 }

@@ -70,7 +70,14 @@ pub enum ApiError {
     /// 500: a bug or a failed dependency. Logged in full, answered generically.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 503: the database is out of reach for a moment (a failover, a restart). Logged in full;
+    /// the client retries after `Retry-After` and, with its idempotency key, sends once.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
+
+/// Seconds a client waits before retrying a 503.
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 2;
 
 impl ApiError {
     /// A 429 `rate_limited` with `Retry-After`: too many `ja` / `en` (e.g. 送信 / messages).
@@ -105,6 +112,7 @@ impl ApiError {
             Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -122,13 +130,19 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::RequestTimeout(_) => "request_timeout",
             Self::Internal(_) => "internal",
+            Self::Unavailable(_) => "unavailable",
         }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable(e.to_string()),
+            StoreError::Conflict(_) | StoreError::Corrupt(_) | StoreError::Failed(_) => {
+                Self::Internal(e.to_string())
+            }
+        }
     }
 }
 
@@ -138,7 +152,11 @@ impl IntoResponse for ApiError {
         let message = if status.is_server_error() {
             // Details stay in the log: they can name files, queries or internals.
             tracing::error!(error = %self, "request failed");
-            "内部エラーが発生しました / internal server error".to_owned()
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                "一時的に利用できません。しばらくして再試行します / temporarily unavailable; retry shortly".to_owned()
+            } else {
+                "内部エラーが発生しました / internal server error".to_owned()
+            }
         } else {
             self.to_string()
         };
@@ -148,6 +166,12 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            Self::Unavailable(_) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_AFTER),
+                );
             }
             // The rest of the body may still come: nothing more is read on this connection.
             Self::RequestTimeout(_) => {

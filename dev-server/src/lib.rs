@@ -76,7 +76,7 @@ use crate::{
     auth::{Signer, Tickets},
     hub::{Hub, HubLimits},
     metrics::Metrics,
-    store::{SqliteStore, Store, StoreError, StoreResult},
+    store::{PostgresStore, SqliteStore, Store, StoreError, StoreResult},
     stream::StreamCounts,
 };
 
@@ -140,30 +140,33 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State for `config`, opening the store it names (`--db`).
-    pub fn new(config: Config) -> StoreResult<Self> {
-        let store = SqliteStore::open(&config.db)?;
-        Self::with_store(config, Arc::new(store), HubLimits::default())
+    /// State for `config`, opening the store it names (`--database-url`, else `--db`).
+    pub async fn new(config: Config) -> StoreResult<Self> {
+        let store: Arc<dyn Store> = match &config.database_url {
+            Some(url) => Arc::new(PostgresStore::connect(url).await?),
+            None => Arc::new(SqliteStore::open(&config.db)?),
+        };
+        Self::with_store(config, store, HubLimits::default()).await
     }
 
     /// State over an existing store (tests: restarts on the same store, small limits).
-    pub fn with_store(
+    pub async fn with_store(
         config: Config,
         store: Arc<dyn Store>,
         limits: HubLimits,
     ) -> StoreResult<Self> {
-        let epoch = store.next_epoch()?;
-        let interrupted = tasks::interrupt_orphans(&*store)?;
+        let epoch = store.next_epoch().await?;
+        let interrupted = tasks::interrupt_orphans(&*store).await?;
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
                 "tasks left running by the previous process marked failed"
             );
         }
-        let signer = Signer::new(store.signing_key()?);
+        let signer = Signer::new(store.signing_key().await?);
         let jwt = config
             .jwt_verifier()
-            .map_err(|e| crate::store::StoreError(format!("JWT configuration: {e}")))?
+            .map_err(|e| StoreError::Failed(format!("JWT configuration: {e}")))?
             .map(Arc::new);
         let (shutdown_tx, shutdown) = watch::channel(false);
         let assistant_step = config.assistant_speed.step();
@@ -200,18 +203,6 @@ impl AppState {
             shutdown_tx: Arc::new(shutdown_tx),
             ensured_tenants: Arc::default(),
         })
-    }
-
-    /// Runs a store operation on the blocking pool (SQLite calls block).
-    pub async fn db<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || op(&*store))
-            .await
-            .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))?
-            .map_err(ApiError::from)
     }
 
     /// Ends every open stream (graceful shutdown).

@@ -18,8 +18,8 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let db = config.db.display().to_string();
-    let state = match AppState::new(config) {
+    let db = config.store_name();
+    let state = match AppState::new(config).await {
         Ok(state) => state,
         Err(e) => {
             eprintln!("farm-chat-dev-server: cannot start (database {db}): {e}");

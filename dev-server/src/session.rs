@@ -41,7 +41,7 @@ pub async fn purge_expired(state: AppState) {
             tracing::debug!(events, tasks, "aged events and finished tasks let go");
         }
         let now = auth::unix_now();
-        match state.db(move |s| s.purge_expired_sessions(now)).await {
+        match state.store.purge_expired_sessions(now).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired sessions deleted"),
             Err(e) => {
@@ -113,7 +113,7 @@ pub async fn login(
         expires_at: auth::unix_now() + SESSION_TTL.as_secs(),
     };
     let token = state.signer.sign(&record.id);
-    state.db(move |s| s.create_session(&record)).await?;
+    state.store.create_session(&record).await?;
     tracing::info!(userId = user.id, "signed in");
     let mut response = Json(info(user, Some(token.clone()))).into_response();
     response
@@ -130,7 +130,7 @@ pub async fn current(auth: AuthUser) -> Json<SessionInfo> {
 /// `DELETE /api/session` → 204; the session ends everywhere, its streams close.
 pub async fn logout(State(state): State<AppState>, auth: AuthUser) -> Result<Response, ApiError> {
     let id = auth.session_id.clone();
-    state.db(move |s| s.delete_session(&id)).await?;
+    state.store.delete_session(&id).await?;
     // Streams of this session end now instead of at their next request.
     let _ = state.logouts.send(auth.session_id);
     let mut response = StatusCode::NO_CONTENT.into_response();

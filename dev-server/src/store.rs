@@ -1,12 +1,17 @@
-//! Durable storage behind a narrow [`Store`] trait.
+//! Durable storage behind an async [`Store`] trait with typed errors.
 //!
-//! The one implementation, [`SqliteStore`], keeps a SQLite file (WAL, so a message whose send
-//! was acknowledged survives `kill -9`) or, for `--db :memory:`, an in-memory database. The
-//! trait is synchronous and small on purpose: the server calls it on the blocking pool
-//! ([`crate::AppState::db`]), and a PostgreSQL backend can implement the same operations.
+//! Two engines implement it: [`SqliteStore`] (the embedded default: a SQLite file in WAL mode,
+//! so a message whose send was acknowledged survives `kill -9`, or `:memory:`), which runs its
+//! blocking calls on its own pool, and [`PostgresStore`] (`--database-url`), which several
+//! server instances share. Every operation is one call, one transaction: handlers never chain
+//! calls that another instance could interleave with. One conformance suite
+//! (`tests/store.rs`) runs against both.
 
+mod postgres;
 mod sqlite;
 
+pub use async_trait::async_trait;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use farm_chat_protocol::{
@@ -15,15 +20,24 @@ use farm_chat_protocol::{
     task::{TaskSnapshot, TaskState},
 };
 
-/// A storage failure. Never shown to clients: the server logs it and answers 500.
+/// A storage failure. Clients see only its class: [`StoreError::Unavailable`] answers 503 with
+/// `Retry-After` (the client retries); the rest answer 500 and their details are logged.
 #[derive(Debug, thiserror::Error)]
-#[error("store: {0}")]
-pub struct StoreError(pub String);
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self(e.to_string())
-    }
+pub enum StoreError {
+    /// A write collided with another one (a uniqueness rule the operation does not resolve
+    /// itself).
+    #[error("store conflict: {0}")]
+    Conflict(String),
+    /// The engine can't be reached, or is too busy, right now; the same call may succeed in a
+    /// moment.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data that can't be read back: a bug, or a database edited by hand.
+    #[error("corrupt data in the store: {0}")]
+    Corrupt(String),
+    /// Anything else the engine reported (a bad query, a refused configuration).
+    #[error("store: {0}")]
+    Failed(String),
 }
 
 /// What store operations return.
@@ -145,76 +159,97 @@ pub enum Cursor {
     After(u64),
 }
 
+/// A conversation as one participant's list shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overview {
+    /// The conversation.
+    pub conversation: ConversationRecord,
+    /// Its newest message.
+    pub last_message: Option<Message>,
+    /// Messages by others after the participant's read mark.
+    pub unread: u32,
+    /// Every participant's read mark (only those who have one), by user id.
+    pub read_marks: Vec<(UserId, u64)>,
+}
+
 /// The operations the server needs. Each is one transaction.
+#[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Counts a server start and returns its number (1, 2, …): the epoch of event ids.
-    fn next_epoch(&self) -> StoreResult<u32>;
-    /// The key sessions are signed with, created on first use and kept across restarts.
-    fn signing_key(&self) -> StoreResult<Vec<u8>>;
+    /// Counts a server start and returns its number (1, 2, …), never the same twice, also
+    /// when several instances start at once: the epoch of event ids.
+    async fn next_epoch(&self) -> StoreResult<u32>;
+    /// The key sessions are signed with, created on first use and kept across restarts; every
+    /// instance gets the same one.
+    async fn signing_key(&self) -> StoreResult<Vec<u8>>;
 
     /// Stores a new session.
-    fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
     /// The session with this id, if it exists (expired ones included; the caller checks).
-    fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
+    async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     /// Ends a session. Returns whether it existed.
-    fn delete_session(&self, id: &str) -> StoreResult<bool>;
+    async fn delete_session(&self, id: &str) -> StoreResult<bool>;
     /// Deletes the sessions that expired at or before `now` (seconds since the Unix epoch);
     /// returns how many.
-    fn purge_expired_sessions(&self, now: u64) -> StoreResult<usize>;
+    async fn purge_expired_sessions(&self, now: u64) -> StoreResult<usize>;
 
-    /// Stores the conversation unless one with its id exists; returns the stored one.
-    fn ensure_conversation(
-        &self,
-        conversation: &ConversationRecord,
-    ) -> StoreResult<ConversationRecord>;
+    /// Stores each conversation unless one with its id exists, and adds its participants
+    /// (none is ever removed).
+    async fn ensure_conversations(&self, conversations: &[ConversationRecord]) -> StoreResult<()>;
     /// Makes a support user a participant of every support conversation of their tenant
     /// (support staff provisioned from a platform token after the farmers' chats were made).
-    fn join_support_conversations(&self, tenant: &TenantId, user: &UserId) -> StoreResult<()>;
+    async fn join_support_conversations(&self, tenant: &TenantId, user: &UserId)
+    -> StoreResult<()>;
     /// A conversation of a tenant.
-    fn conversation(
+    async fn conversation(
         &self,
         tenant: &TenantId,
         id: &ConversationId,
     ) -> StoreResult<Option<ConversationRecord>>;
-    /// The conversations of a tenant in which the user takes part, oldest first.
-    fn conversations_of(
+    /// The conversations of a tenant in which the user takes part (optionally of one kind),
+    /// each with its newest message, the user's unread count and everyone's read marks;
+    /// in the order they were created.
+    async fn overviews(
         &self,
         tenant: &TenantId,
         user: &UserId,
-    ) -> StoreResult<Vec<ConversationRecord>>;
+        kind: Option<ConversationKind>,
+    ) -> StoreResult<Vec<Overview>>;
 
     /// Appends a message with the next `seq` of its conversation, at most once per
     /// idempotency key, and with it (same transaction) the assistant's reply and its task.
-    fn append_message(
+    /// The sender has read their conversation up to their own message.
+    async fn append_message(
         &self,
         message: &NewMessage,
         idempotency: Option<&Idempotency>,
         reply: Option<&Reply>,
     ) -> StoreResult<Appended>;
     /// A page of history in `seq` order, and whether more exist beyond it.
-    fn history(
+    async fn history(
         &self,
         conversation: &ConversationId,
         cursor: Cursor,
         limit: u32,
     ) -> StoreResult<(Vec<Message>, bool)>;
-    /// The newest message of a conversation.
-    fn last_message(&self, conversation: &ConversationId) -> StoreResult<Option<Message>>;
     /// Notes that the user has seen the conversation up to `seq` (never moves backwards, never
     /// past the newest message); returns the user's mark after the call.
-    fn mark_read(&self, conversation: &ConversationId, user: &UserId, seq: u64)
-    -> StoreResult<u64>;
-    /// Every participant's read mark in a conversation (only those who have one).
-    fn read_marks(&self, conversation: &ConversationId) -> StoreResult<Vec<(UserId, u64)>>;
-    /// Messages by others after the user's read mark.
-    fn unread(&self, conversation: &ConversationId, user: &UserId) -> StoreResult<u32>;
+    async fn mark_read(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        seq: u64,
+    ) -> StoreResult<u64>;
 
     /// Stores a task's snapshot unless a newer version is stored already.
-    fn save_task(&self, task: &TaskRecord) -> StoreResult<()>;
+    async fn save_task(&self, task: &TaskRecord) -> StoreResult<()>;
     /// A task.
-    fn task(&self, id: &TaskId) -> StoreResult<Option<TaskRecord>>;
+    async fn task(&self, id: &TaskId) -> StoreResult<Option<TaskRecord>>;
     /// A user's tasks, newest first (at most 100), optionally in one state.
-    fn tasks_of(&self, owner: &UserId, state: Option<TaskState>) -> StoreResult<Vec<TaskRecord>>;
+    async fn tasks_of(
+        &self,
+        owner: &UserId,
+        state: Option<TaskState>,
+    ) -> StoreResult<Vec<TaskRecord>>;
     /// Every task still marked running (after a restart: interrupted).
-    fn running_tasks(&self) -> StoreResult<Vec<TaskRecord>>;
+    async fn running_tasks(&self) -> StoreResult<Vec<TaskRecord>>;
 }

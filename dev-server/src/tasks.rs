@@ -145,7 +145,7 @@ fn done_event(snapshot: &TaskSnapshot) -> StreamEvent {
 
 async fn persist(state: &AppState, record: TaskRecord) {
     let id = record.snapshot.task_id.clone();
-    if let Err(e) = state.db(move |s| s.save_task(&record)).await {
+    if let Err(e) = state.store.save_task(&record).await {
         // The hot copy still serves; the next change writes again.
         tracing::error!(taskId = %id, error = %e, "could not store the task snapshot");
     }
@@ -229,10 +229,7 @@ async fn visible_task(
     validate::id("taskId", id.as_str())?;
     let record = match state.tasks.hot(id) {
         Some(record) => Some(record),
-        None => {
-            let lookup = id.clone();
-            state.db(move |s| s.task(&lookup)).await?
-        }
+        None => state.store.task(id).await?,
     };
     match record {
         Some(record) if record.owner.as_str() == auth.user.id => Ok(record),
@@ -252,8 +249,10 @@ pub fn freshest(state: &AppState, stored: TaskSnapshot) -> TaskSnapshot {
 
 /// Marks tasks left running by a previous server process as failed (`interrupted`): nobody
 /// is running them any more. Called at start-up.
-pub fn interrupt_orphans(store: &dyn crate::store::Store) -> crate::store::StoreResult<usize> {
-    let orphans = store.running_tasks()?;
+pub async fn interrupt_orphans(
+    store: &dyn crate::store::Store,
+) -> crate::store::StoreResult<usize> {
+    let orphans = store.running_tasks().await?;
     for mut record in orphans.iter().cloned() {
         let part = TaskPart {
             part: record.snapshot.parts.iter().map(|p| p.part + 1).max().unwrap_or(0),
@@ -267,7 +266,7 @@ pub fn interrupt_orphans(store: &dyn crate::store::Store) -> crate::store::Store
         record.snapshot.state = TaskState::Failed;
         record.snapshot.updated_at = crate::now_rfc3339();
         record.version += 1;
-        store.save_task(&record)?;
+        store.save_task(&record).await?;
     }
     Ok(orphans.len())
 }
@@ -298,7 +297,7 @@ pub async fn list(
         }
     };
     let owner = auth.user_id();
-    let stored = state.db(move |s| s.tasks_of(&owner, filter)).await?;
+    let stored = state.store.tasks_of(&owner, filter).await?;
     let tasks = stored
         .into_iter()
         .map(|r| freshest(&state, r.snapshot))

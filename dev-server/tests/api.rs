@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 async fn send(config: Config, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let res = app(AppState::new(config).unwrap())
+    let res = app(AppState::new(config).await.unwrap())
         .oneshot(req)
         .await
         .unwrap();

@@ -23,7 +23,7 @@ const WASM: &str = "farm-chat-0123456789abcdef_bg.wasm";
 
 /// A built widget in a fresh folder: each file with distinct `.br` / `.gz` stand-ins, so the
 /// test sees which variant was sent.
-fn built() -> (std::path::PathBuf, Router) {
+async fn built() -> (std::path::PathBuf, Router) {
     let dir = std::env::temp_dir().join(format!(
         "farm-chat-assets-{}-{}",
         std::process::id(),
@@ -41,7 +41,7 @@ fn built() -> (std::path::PathBuf, Router) {
     }
     let mut config = Config::for_tests();
     config.static_dir = dir.clone();
-    (dir, app(AppState::new(config).unwrap()))
+    (dir, app(AppState::new(config).await.unwrap()))
 }
 
 fn rand_suffix() -> u64 {
@@ -79,7 +79,7 @@ fn header_of(res: &Response<()>, name: header::HeaderName) -> String {
 
 #[tokio::test]
 async fn the_wasm_goes_as_the_variant_the_browser_accepts_and_is_kept_a_year() {
-    let (dir, router) = built();
+    let (dir, router) = built().await;
     let path = format!("/{WASM}");
     for (accept, body, encoding) in [
         ("gzip, deflate, br, zstd", &b"br"[..], "br"),
@@ -112,7 +112,7 @@ async fn the_wasm_goes_as_the_variant_the_browser_accepts_and_is_kept_a_year() {
 
 #[tokio::test]
 async fn the_launcher_and_pages_are_revalidated_so_a_new_build_reaches_users() {
-    let (dir, router) = built();
+    let (dir, router) = built().await;
     for path in ["/farm-chat.js", "/"] {
         let (res, bytes) = get(&router, path, "br").await;
         assert_eq!(res.status(), 200, "{path}");
@@ -131,7 +131,7 @@ async fn the_launcher_and_pages_are_revalidated_so_a_new_build_reaches_users() {
 
 #[tokio::test]
 async fn large_json_answers_are_compressed_small_ones_and_the_stream_are_not() {
-    let router = app(AppState::new(Config::for_tests()).unwrap());
+    let router = app(AppState::new(Config::for_tests()).await.unwrap());
     // The API description is tens of KB of JSON.
     let (res, bytes) = get(&router, "/api/openapi.json", "br, gzip").await;
     assert_eq!(header_of(&res, header::CONTENT_ENCODING), "br");

@@ -23,7 +23,7 @@ use serde_json::Value;
 const ASSISTANT: &str = "c-u-farmer-assistant";
 
 async fn server() -> TestServer {
-    TestServer::start(AppState::new(Config::for_tests()).unwrap()).await
+    TestServer::start(AppState::new(Config::for_tests()).await.unwrap()).await
 }
 
 /// Every event after `ready` up to and including `task.done`.
@@ -319,7 +319,7 @@ async fn history_alone_restores_a_finished_reply() {
 
 #[tokio::test]
 async fn a_running_task_is_listed_fetched_and_cancelled_keeping_its_parts() {
-    let mut state = AppState::new(Config::for_tests()).unwrap();
+    let mut state = AppState::new(Config::for_tests()).await.unwrap();
     state.assistant_step = Duration::from_millis(300);
     let s = TestServer::start(state).await;
     let token = login(s.addr, "u-farmer").await;
@@ -456,8 +456,9 @@ async fn other_users_cannot_see_or_cancel_a_task() {
 #[tokio::test]
 async fn a_task_cut_short_by_a_restart_is_marked_interrupted() {
     let store: Arc<SqliteStore> = Arc::new(SqliteStore::in_memory().unwrap());
-    let mut state =
-        AppState::with_store(Config::for_tests(), store.clone(), HubLimits::default()).unwrap();
+    let mut state = AppState::with_store(Config::for_tests(), store.clone(), HubLimits::default())
+        .await
+        .unwrap();
     state.assistant_step = Duration::from_secs(60);
     let first = TestServer::start(state).await;
     let token = login(first.addr, "u-farmer").await;
@@ -466,7 +467,9 @@ async fn a_task_cut_short_by_a_restart_is_marked_interrupted() {
     first.stop().await;
 
     let second = TestServer::start(
-        AppState::with_store(Config::for_tests(), store, HubLimits::default()).unwrap(),
+        AppState::with_store(Config::for_tests(), store, HubLimits::default())
+            .await
+            .unwrap(),
     )
     .await;
     let task = call_as(second.addr, "GET", &format!("/api/tasks/{task_id}"), &token).await;

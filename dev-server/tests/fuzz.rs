@@ -87,7 +87,7 @@ async fn no_input_panics_or_gets_a_5xx() {
         sign_in_per_user_per_minute: u32::MAX,
         ..Config::for_tests()
     };
-    let state = AppState::new(config).unwrap();
+    let state = AppState::new(config).await.unwrap();
     let router = app(state);
     let login = Request::post("/api/session")
         .header(header::CONTENT_TYPE, "application/json")

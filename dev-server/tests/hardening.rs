@@ -20,12 +20,14 @@ use farm_chat_dev_server::{
     AppState, Config,
     hub::HubLimits,
     store::{
-        Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Reply, SessionRecord,
-        SqliteStore, Store, StoreResult, TaskRecord,
+        Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Overview, Reply,
+        SessionRecord, SqliteStore, Store, StoreResult, TaskRecord, async_trait,
     },
 };
 use farm_chat_protocol::{
-    ConversationId, TaskId, TenantId, UserId, chat::Message, task::TaskState,
+    ConversationId, TaskId, TenantId, UserId,
+    chat::{ConversationKind, Message},
+    task::TaskState,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -37,7 +39,7 @@ const SUPPORT: &str = "c-u-farmer-support";
 async fn server_with(edit: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config::for_tests();
     edit(&mut config);
-    TestServer::start(AppState::new(config).unwrap()).await
+    TestServer::start(AppState::new(config).await.unwrap()).await
 }
 
 /// Waits (10 s at most) for the server to close `socket`; returns what it sent first.
@@ -435,7 +437,7 @@ async fn every_answer_is_nosniff_and_pages_carry_the_policy() {
 
 #[tokio::test]
 async fn expired_sessions_are_deleted_on_a_timer() {
-    let mut state = AppState::new(Config::for_tests()).unwrap();
+    let mut state = AppState::new(Config::for_tests()).await.unwrap();
     state.purge_every = Duration::from_millis(50);
     let store = state.store.clone();
     let expired = SessionRecord {
@@ -443,17 +445,17 @@ async fn expired_sessions_are_deleted_on_a_timer() {
         user_id: UserId("u-farmer".into()),
         expires_at: 1,
     };
-    store.create_session(&expired).unwrap();
+    store.create_session(&expired).await.unwrap();
     let live = SessionRecord {
         id: "1".repeat(32),
         user_id: UserId("u-farmer".into()),
         expires_at: u64::from(u32::MAX),
     };
-    store.create_session(&live).unwrap();
+    store.create_session(&live).await.unwrap();
     let s = TestServer::start(state).await;
     let mut gone = false;
     for _ in 0..100 {
-        if store.session(&expired.id).unwrap().is_none() {
+        if store.session(&expired.id).await.unwrap().is_none() {
             gone = true;
             break;
         }
@@ -461,7 +463,7 @@ async fn expired_sessions_are_deleted_on_a_timer() {
     }
     assert!(gone, "the expired session was deleted");
     assert!(
-        store.session(&live.id).unwrap().is_some(),
+        store.session(&live.id).await.unwrap().is_some(),
         "the live one stays"
     );
     s.stop().await;
@@ -487,96 +489,101 @@ struct PausingStore {
     committed: Mutex<Option<mpsc::Sender<()>>>,
 }
 
+#[async_trait]
 impl Store for PausingStore {
-    fn next_epoch(&self) -> StoreResult<u32> {
-        self.inner.next_epoch()
+    async fn next_epoch(&self) -> StoreResult<u32> {
+        self.inner.next_epoch().await
     }
-    fn signing_key(&self) -> StoreResult<Vec<u8>> {
-        self.inner.signing_key()
+    async fn signing_key(&self) -> StoreResult<Vec<u8>> {
+        self.inner.signing_key().await
     }
-    fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
-        self.inner.create_session(session)
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        self.inner.create_session(session).await
     }
-    fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
-        self.inner.session(id)
+    async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        self.inner.session(id).await
     }
-    fn delete_session(&self, id: &str) -> StoreResult<bool> {
-        self.inner.delete_session(id)
+    async fn delete_session(&self, id: &str) -> StoreResult<bool> {
+        self.inner.delete_session(id).await
     }
-    fn purge_expired_sessions(&self, now: u64) -> StoreResult<usize> {
-        self.inner.purge_expired_sessions(now)
+    async fn purge_expired_sessions(&self, now: u64) -> StoreResult<usize> {
+        self.inner.purge_expired_sessions(now).await
     }
-    fn ensure_conversation(&self, c: &ConversationRecord) -> StoreResult<ConversationRecord> {
-        self.inner.ensure_conversation(c)
+    async fn ensure_conversations(&self, c: &[ConversationRecord]) -> StoreResult<()> {
+        self.inner.ensure_conversations(c).await
     }
-    fn conversation(
+    async fn conversation(
         &self,
         tenant: &TenantId,
         id: &ConversationId,
     ) -> StoreResult<Option<ConversationRecord>> {
-        self.inner.conversation(tenant, id)
+        self.inner.conversation(tenant, id).await
     }
-    fn conversations_of(
+    async fn overviews(
         &self,
         tenant: &TenantId,
         user: &UserId,
-    ) -> StoreResult<Vec<ConversationRecord>> {
-        self.inner.conversations_of(tenant, user)
+        kind: Option<ConversationKind>,
+    ) -> StoreResult<Vec<Overview>> {
+        self.inner.overviews(tenant, user, kind).await
     }
-    fn append_message(
+    async fn append_message(
         &self,
         message: &NewMessage,
         idempotency: Option<&Idempotency>,
         reply: Option<&Reply>,
     ) -> StoreResult<Appended> {
-        let appended = self.inner.append_message(message, idempotency, reply)?;
+        let appended = self
+            .inner
+            .append_message(message, idempotency, reply)
+            .await?;
+        let committed = self.committed.lock().unwrap().take();
         if matches!(appended, Appended::Created { .. })
-            && let Some(committed) = self.committed.lock().unwrap().take()
+            && let Some(committed) = committed
         {
             let _ = committed.send(());
-            std::thread::sleep(Duration::from_millis(500));
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         Ok(appended)
     }
-    fn history(
+    async fn history(
         &self,
         conversation: &ConversationId,
         cursor: Cursor,
         limit: u32,
     ) -> StoreResult<(Vec<Message>, bool)> {
-        self.inner.history(conversation, cursor, limit)
+        self.inner.history(conversation, cursor, limit).await
     }
-    fn last_message(&self, conversation: &ConversationId) -> StoreResult<Option<Message>> {
-        self.inner.last_message(conversation)
-    }
-    fn mark_read(
+    async fn mark_read(
         &self,
         conversation: &ConversationId,
         user: &UserId,
         seq: u64,
     ) -> StoreResult<u64> {
-        self.inner.mark_read(conversation, user, seq)
+        self.inner.mark_read(conversation, user, seq).await
     }
-    fn join_support_conversations(&self, tenant: &TenantId, user: &UserId) -> StoreResult<()> {
-        self.inner.join_support_conversations(tenant, user)
+    async fn join_support_conversations(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<()> {
+        self.inner.join_support_conversations(tenant, user).await
     }
-    fn read_marks(&self, conversation: &ConversationId) -> StoreResult<Vec<(UserId, u64)>> {
-        self.inner.read_marks(conversation)
+    async fn save_task(&self, task: &TaskRecord) -> StoreResult<()> {
+        self.inner.save_task(task).await
     }
-    fn unread(&self, conversation: &ConversationId, user: &UserId) -> StoreResult<u32> {
-        self.inner.unread(conversation, user)
+    async fn task(&self, id: &TaskId) -> StoreResult<Option<TaskRecord>> {
+        self.inner.task(id).await
     }
-    fn save_task(&self, task: &TaskRecord) -> StoreResult<()> {
-        self.inner.save_task(task)
+    async fn tasks_of(
+        &self,
+        owner: &UserId,
+        state: Option<TaskState>,
+    ) -> StoreResult<Vec<TaskRecord>> {
+        self.inner.tasks_of(owner, state).await
     }
-    fn task(&self, id: &TaskId) -> StoreResult<Option<TaskRecord>> {
-        self.inner.task(id)
-    }
-    fn tasks_of(&self, owner: &UserId, state: Option<TaskState>) -> StoreResult<Vec<TaskRecord>> {
-        self.inner.tasks_of(owner, state)
-    }
-    fn running_tasks(&self) -> StoreResult<Vec<TaskRecord>> {
-        self.inner.running_tasks()
+    async fn running_tasks(&self) -> StoreResult<Vec<TaskRecord>> {
+        self.inner.running_tasks().await
     }
 }
 
@@ -587,7 +594,9 @@ async fn a_send_whose_client_went_away_after_the_commit_is_still_announced_once(
         inner: SqliteStore::open(std::path::Path::new(":memory:")).unwrap(),
         committed: Mutex::new(Some(committed_tx)),
     });
-    let state = AppState::with_store(Config::for_tests(), store, HubLimits::default()).unwrap();
+    let state = AppState::with_store(Config::for_tests(), store, HubLimits::default())
+        .await
+        .unwrap();
     let s = TestServer::start(state).await;
     let farmer = login(s.addr, "u-farmer").await;
     let support = login(s.addr, "u-support").await;

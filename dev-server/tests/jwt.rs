@@ -121,7 +121,7 @@ fn rs(claims: &Value) -> String {
     token(Alg::Rs256(&KEYS.rsa, Some("rsa-1")), claims)
 }
 
-fn router(config: impl FnOnce(&mut Config)) -> Router {
+async fn router(config: impl FnOnce(&mut Config)) -> Router {
     let dir = std::env::temp_dir().join(format!(
         "farm-chat-jwks-{}-{}",
         std::process::id(),
@@ -136,7 +136,7 @@ fn router(config: impl FnOnce(&mut Config)) -> Router {
     c.jwt_issuer = Some(ISSUER.into());
     c.jwt_audience = Some(AUDIENCE.into());
     config(&mut c);
-    app(AppState::new(c).unwrap())
+    app(AppState::new(c).await.unwrap())
 }
 
 fn rand_suffix() -> u128 {
@@ -176,7 +176,7 @@ async fn call(
 
 #[tokio::test]
 async fn valid_tokens_of_each_algorithm_sign_the_user_in_as_their_claims_say() {
-    let r = router(|_| {});
+    let r = router(|_| {}).await;
     let rs256 = rs(&claims("p-rs", "jwt-farm-a", "farmer"));
     let es256 = token(
         Alg::Es256(Some("ec-1")),
@@ -211,7 +211,7 @@ async fn valid_tokens_of_each_algorithm_sign_the_user_in_as_their_claims_say() {
 
 #[tokio::test]
 async fn every_wrong_token_is_refused() {
-    let r = router(|_| {});
+    let r = router(|_| {}).await;
     let good = claims("p-bad", "jwt-farm-b", "farmer");
     let with = |key: &str, value: Value| {
         let mut c = good.clone();
@@ -299,7 +299,7 @@ async fn every_wrong_token_is_refused() {
         assert_eq!(body["error"]["code"], "unauthorized", "{what}");
     }
     // Without any JWT flag, a JWT is refused too.
-    let plain = app(AppState::new(Config::for_tests()).unwrap());
+    let plain = app(AppState::new(Config::for_tests()).await.unwrap());
     assert_eq!(
         call(&plain, "GET", "/api/session", &rs(&good), None)
             .await
@@ -310,7 +310,7 @@ async fn every_wrong_token_is_refused() {
 
 #[tokio::test]
 async fn users_are_provisioned_from_claims_and_farms_stay_apart() {
-    let r = router(|_| {});
+    let r = router(|_| {}).await;
     let farmer = rs(&claims("p-farmer-1", "jwt-farm-c", "farmer"));
     let support = token(
         Alg::Es256(Some("ec-1")),
@@ -397,7 +397,7 @@ async fn users_are_provisioned_from_claims_and_farms_stay_apart() {
 
 #[tokio::test]
 async fn the_demo_sign_in_can_be_turned_off() {
-    let r = router(|c| c.no_demo_login = true);
+    let r = router(|c| c.no_demo_login = true).await;
     let req = Request::builder()
         .method("POST")
         .uri("/api/session")
@@ -417,14 +417,14 @@ async fn the_demo_sign_in_can_be_turned_off() {
     );
 }
 
-#[test]
-fn a_misconfiguration_is_a_clear_error_at_start() {
+#[tokio::test]
+async fn a_misconfiguration_is_a_clear_error_at_start() {
     let mut c = Config::for_tests();
     c.jwt_secret = Some("short".into());
-    let e = AppState::new(c).unwrap_err().to_string();
+    let e = AppState::new(c).await.unwrap_err().to_string();
     assert!(e.contains("32 bytes"), "{e}");
     let mut c = Config::for_tests();
     c.jwt_jwks = Some("/nonexistent/jwks.json".into());
-    let e = AppState::new(c).unwrap_err().to_string();
+    let e = AppState::new(c).await.unwrap_err().to_string();
     assert!(e.contains("--jwt-jwks"), "{e}");
 }

@@ -35,9 +35,9 @@ impl Reply {
 }
 
 impl Api {
-    fn new() -> Self {
+    async fn new() -> Self {
         Self {
-            router: app(AppState::new(Config::for_tests()).unwrap()),
+            router: app(AppState::new(Config::for_tests()).await.unwrap()),
         }
     }
 
@@ -120,7 +120,7 @@ impl Api {
 
 #[tokio::test]
 async fn sign_in_answers_the_user_a_token_and_a_safe_cookie() {
-    let api = Api::new();
+    let api = Api::new().await;
     let reply = api
         .call(
             "POST",
@@ -149,7 +149,7 @@ async fn sign_in_answers_the_user_a_token_and_a_safe_cookie() {
 
 #[tokio::test]
 async fn sign_in_errors() {
-    let api = Api::new();
+    let api = Api::new().await;
     let cases: [(&str, StatusCode, &str); 6] = [
         (
             r#"{"userId":"u-nobody"}"#,
@@ -198,7 +198,7 @@ async fn sign_in_errors() {
 
 #[tokio::test]
 async fn the_session_by_cookie_or_bearer_and_sign_out() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (token, cookie) = api.login("u-farmer").await;
     let me = api
         .call("GET", "/api/session", &[("Cookie", &cookie)], None)
@@ -257,7 +257,7 @@ async fn the_session_by_cookie_or_bearer_and_sign_out() {
 
 #[tokio::test]
 async fn csrf_cookie_posts_need_an_allowed_origin_bearer_posts_do_not() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (token, cookie) = api.login("u-farmer").await;
     let body = || {
         Some(json!({"conversationId": SUPPORT, "text": "hi", "idempotencyKey": "k"}).to_string())
@@ -314,7 +314,7 @@ async fn csrf_cookie_posts_need_an_allowed_origin_bearer_posts_do_not() {
 
 #[tokio::test]
 async fn conversations_are_created_on_first_use_and_scoped_to_the_tenant() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (farmer, _) = api.login("u-farmer").await;
     let list = api
         .as_user(&farmer, "GET", "/api/conversations", None)
@@ -359,7 +359,7 @@ async fn conversations_are_created_on_first_use_and_scoped_to_the_tenant() {
 
 #[tokio::test]
 async fn last_message_and_unread_follow_the_conversation_and_only_an_explicit_read_clears_it() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (farmer, _) = api.login("u-farmer").await;
     let (support, _) = api.login("u-support").await;
     api.send(&support, SUPPORT, "ご用件は？", "s1").await;
@@ -446,7 +446,7 @@ async fn last_message_and_unread_follow_the_conversation_and_only_an_explicit_re
 
 #[tokio::test]
 async fn read_and_typing_check_input_tenant_and_participation() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (farmer, _) = api.login("u-farmer").await;
     let (other, _) = api.login("u-other").await;
     let (farmer2, _) = api.login("u-farmer-2").await;
@@ -524,7 +524,7 @@ async fn read_and_typing_check_input_tenant_and_participation() {
 
 #[tokio::test]
 async fn the_support_inbox_pages_newest_activity_first() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (support, _) = api.login("u-support").await;
     let (farmer2, _) = api.login("u-farmer-2").await;
     let (farmer, _) = api.login("u-farmer").await;
@@ -601,7 +601,7 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test]
 async fn send_is_idempotent_per_key() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (farmer, _) = api.login("u-farmer").await;
     let first = api
         .send(&farmer, SUPPORT, "  牛が一頭いません  ", "key-1")
@@ -639,7 +639,7 @@ async fn send_is_idempotent_per_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_identical_sends_store_exactly_one_message() {
-    let api = std::sync::Arc::new(Api::new());
+    let api = std::sync::Arc::new(Api::new().await);
     let (farmer, _) = api.login("u-farmer").await;
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -673,7 +673,7 @@ async fn concurrent_identical_sends_store_exactly_one_message() {
 
 #[tokio::test]
 async fn send_errors() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (farmer, _) = api.login("u-farmer").await;
     let (support, _) = api.login("u-support").await;
     let (other, _) = api.login("u-other").await;
@@ -794,7 +794,7 @@ async fn send_errors() {
 
 #[tokio::test]
 async fn sends_are_rate_limited_per_user_with_retry_after() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (farmer, _) = api.login("u-farmer").await;
     let (support, _) = api.login("u-support").await;
     let mut limited = None;
@@ -826,7 +826,7 @@ async fn sends_are_rate_limited_per_user_with_retry_after() {
 
 #[tokio::test]
 async fn oversized_bodies_are_413() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (farmer, _) = api.login("u-farmer").await;
     let huge =
         json!({"conversationId": SUPPORT, "text": "x".repeat(70 * 1024), "idempotencyKey": "k"});
@@ -841,7 +841,7 @@ async fn oversized_bodies_are_413() {
 
 #[tokio::test]
 async fn history_pages_by_seq_and_validates_its_query() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (farmer, _) = api.login("u-farmer").await;
     for i in 1..=7 {
         assert_eq!(
@@ -930,7 +930,7 @@ async fn history_pages_by_seq_and_validates_its_query() {
 
 #[tokio::test]
 async fn metrics_count_messages_in_prometheus_format() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (farmer, _) = api.login("u-farmer").await;
     api.send(&farmer, SUPPORT, "one", "m1").await;
     api.send(&farmer, SUPPORT, "one", "m1").await;

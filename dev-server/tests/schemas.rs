@@ -54,7 +54,7 @@ async fn finished(addr: std::net::SocketAddr, token: &str, task: &str) -> common
 
 #[tokio::test]
 async fn real_answers_match_the_openapi_document() {
-    let s = TestServer::start(AppState::new(Config::for_tests()).unwrap()).await;
+    let s = TestServer::start(AppState::new(Config::for_tests()).await.unwrap()).await;
     let spec: Value = call(s.addr, "GET", "/api/openapi.json", &[], None)
         .await
         .json();

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn health_on_a_real_port_then_a_graceful_stop() {
-    let server = TestServer::start(AppState::new(Config::for_tests()).unwrap()).await;
+    let server = TestServer::start(AppState::new(Config::for_tests()).await.unwrap()).await;
     let addr = server.addr;
     let res = call(addr, "GET", "/api/health", &[], None).await;
     assert_eq!(res.status, 200);

@@ -17,7 +17,7 @@ use farm_chat_protocol::{EventId, StreamEvent, UserId, stream::MessageCreated};
 const SUPPORT: &str = "c-u-farmer-support";
 
 async fn server() -> TestServer {
-    TestServer::start(AppState::new(Config::for_tests()).unwrap()).await
+    TestServer::start(AppState::new(Config::for_tests()).await.unwrap()).await
 }
 
 /// Opens a stream and checks the `ready` that starts it; returns the stream and ready's id.
@@ -154,8 +154,12 @@ async fn reset_when_the_gap_cannot_be_filled() {
         ..HubLimits::default()
     };
     let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let s =
-        TestServer::start(AppState::with_store(Config::for_tests(), store, limits).unwrap()).await;
+    let s = TestServer::start(
+        AppState::with_store(Config::for_tests(), store, limits)
+            .await
+            .unwrap(),
+    )
+    .await;
     let token = login(s.addr, "u-farmer").await;
     let (mut sse, _) = open_ready(&s, &token, "").await;
     let ids = send_and_collect(&s, &token, &mut sse, 5, "g").await;
@@ -185,7 +189,7 @@ async fn reset_when_the_gap_cannot_be_filled() {
 
 #[tokio::test]
 async fn ping_is_a_named_event_carrying_the_streams_position() {
-    let mut state = AppState::new(Config::for_tests()).unwrap();
+    let mut state = AppState::new(Config::for_tests()).await.unwrap();
     state.ping_every = Duration::from_millis(50);
     let s = TestServer::start(state).await;
     let token = login(s.addr, "u-farmer").await;
@@ -238,8 +242,12 @@ async fn a_stalled_consumer_is_cut_off_while_a_reading_one_gets_everything() {
         ..HubLimits::default()
     };
     let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let s =
-        TestServer::start(AppState::with_store(Config::for_tests(), store, limits).unwrap()).await;
+    let s = TestServer::start(
+        AppState::with_store(Config::for_tests(), store, limits)
+            .await
+            .unwrap(),
+    )
+    .await;
     let token = login(s.addr, "u-farmer").await;
     let (stalled, _) = open_ready(&s, &token, "").await;
     let (mut reading, _) = open_ready(&s, &token, "").await;
@@ -470,7 +478,7 @@ async fn the_test_switch_does_not_exist_outside_test_mode() {
         test_mode: false,
         ..Config::for_tests()
     };
-    let s = TestServer::start(AppState::new(config).unwrap()).await;
+    let s = TestServer::start(AppState::new(config).await.unwrap()).await;
     let reply = call(s.addr, "POST", "/api/test/drop-streams", &[], None).await;
     assert_eq!(reply.status, 404);
 }

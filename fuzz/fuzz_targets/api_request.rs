@@ -46,7 +46,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         sign_in_per_user_per_minute: u32::MAX,
         ..Config::for_tests()
     };
-    let mut state = AppState::new(config).expect("a store");
+    let mut state = runtime.block_on(AppState::new(config)).expect("a store");
     // Sends are rate limited per user; the fuzzer sends far faster than a person.
     state.send_limit = std::sync::Arc::new(RateLimiter::new(u32::MAX, 1e12));
     let router = app(state);

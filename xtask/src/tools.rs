@@ -6,7 +6,7 @@
 //! wasm-opt from npm's binaryen 132 (Debian's binaryen 108 silently breaks the output), esbuild
 //! from npm (minifies the launcher and wasm-bindgen's module).
 //! Everything cargo or npm installs goes into the project-local `.tools/`, never global; Debian
-//! packages (Chromium, its driver, a Japanese font, `brotli`) come from apt.
+//! packages (Chromium, its driver, a Japanese font, `brotli`, PostgreSQL, Redis) come from apt.
 
 use std::{
     ffi::OsString,
@@ -55,6 +55,7 @@ pub(crate) fn bootstrap() -> Result<Browser, String> {
     wasm_target()?;
     let browser = chromium()?;
     brotli()?;
+    databases()?;
     wasm_opt()?;
     esbuild()?;
     wasm_bindgen_cli()?;
@@ -159,6 +160,38 @@ fn brotli() -> Result<(), String> {
         run(cmd("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends", "brotli"])
             .env("DEBIAN_FRONTEND", "noninteractive"))
+    })
+}
+
+/// Debian's PostgreSQL and Redis: the store conformance suite, the scale-out tests and
+/// `cargo xtask run --cluster` start throwaway servers of both (`farm-chat-testenv`).
+fn databases() -> Result<(), String> {
+    let have_postgres = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|v| v.path().join("bin/initdb").is_file());
+    let have_redis = output(std::process::Command::new("redis-server").arg("--version")).is_some();
+    if have_postgres && have_redis {
+        say("postgresql + redis-server", "present");
+        return Ok(());
+    }
+    if !can_apt() {
+        return Err(
+            "PostgreSQL or Redis is missing: install the Debian packages `postgresql` and              `redis-server` (as root: apt-get install postgresql redis-server)."
+                .into(),
+        );
+    }
+    say("postgresql + redis-server", "installing (apt-get)");
+    let install = || {
+        run(cmd("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(["postgresql", "redis-server"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    install().or_else(|_| {
+        run(cmd("apt-get").args(["update", "-qq"]))?;
+        install()
     })
 }
 
