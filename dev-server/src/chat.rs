@@ -241,20 +241,32 @@ pub async fn read(
     let conversation = participant_conversation(&state, &auth, &req.conversation_id).await?;
     let (id, user, asked) = (conversation.id.clone(), auth.user_id(), req.seq);
     let seq = state.store.mark_read(&id, &user, asked).await?;
-    for participant in &conversation.participants {
-        state.hub.publish(
-            participant,
-            StreamEvent::ConversationRead(ConversationRead {
-                conversation_id: conversation.id.clone(),
-                user_id: auth.user_id(),
-                seq,
-            }),
-        );
-    }
+    let event = StreamEvent::ConversationRead(ConversationRead {
+        conversation_id: conversation.id.clone(),
+        user_id: auth.user_id(),
+        seq,
+    });
+    let dedupe = format!("r:{}:{}:{seq}", conversation.id, auth.user.id);
+    announce(&state, &conversation.participants, &event, Some(&dedupe)).await;
     Ok(Json(ReadMark {
         conversation_id: conversation.id,
         seq,
     }))
+}
+
+/// Publishes `event` to each of `users`. A failure is logged: what it announces is stored, and
+/// every client refetches on its next `reset` or reconnect.
+pub(crate) async fn announce(
+    state: &AppState,
+    users: &[UserId],
+    event: &StreamEvent,
+    dedupe: Option<&str>,
+) {
+    for user in users {
+        if let Err(e) = state.bus.publish(user, event, dedupe).await {
+            tracing::error!(userId = %user, event = event.name(), error = %e, "event not published");
+        }
+    }
 }
 
 /// `POST /api/chat/typing`: the other participants of a human conversation get `typing` on
@@ -268,16 +280,14 @@ pub async fn typing(
     signal_allowed(&state, &auth)?;
     validate::id("conversationId", req.conversation_id.as_str())?;
     let conversation = participant_conversation(&state, &auth, &req.conversation_id).await?;
+    let event = StreamEvent::Typing(Typing {
+        conversation_id: conversation.id.clone(),
+        user_id: auth.user_id(),
+        display_name: auth.user.display_name.to_owned(),
+    });
     for participant in &conversation.participants {
         if participant.as_str() != auth.user.id {
-            state.hub.notify(
-                participant,
-                StreamEvent::Typing(Typing {
-                    conversation_id: conversation.id.clone(),
-                    user_id: auth.user_id(),
-                    display_name: auth.user.display_name.to_owned(),
-                }),
-            );
+            state.bus.notify(participant, &event).await;
         }
     }
     Ok(StatusCode::NO_CONTENT)
@@ -396,16 +406,13 @@ async fn commit_and_announce(
             reply,
         } => {
             for message in std::iter::once(&stored).chain(reply.as_ref()) {
-                for participant in &conversation.participants {
-                    state.hub.publish(
-                        participant,
-                        StreamEvent::MessageCreated(MessageCreated {
-                            conversation_id: message.conversation_id.clone(),
-                            message_id: message.message_id.clone(),
-                            seq: message.seq,
-                        }),
-                    );
-                }
+                let event = StreamEvent::MessageCreated(MessageCreated {
+                    conversation_id: message.conversation_id.clone(),
+                    message_id: message.message_id.clone(),
+                    seq: message.seq,
+                });
+                let dedupe = format!("m:{}", message.message_id);
+                announce(&state, &conversation.participants, &event, Some(&dedupe)).await;
             }
             state.metrics.messages_sent.inc();
             tracing::info!(messageId = %stored.message_id, seq = stored.seq, "message stored");

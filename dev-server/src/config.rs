@@ -44,6 +44,11 @@ pub struct Config {
     #[arg(long, env = "FARM_CHAT_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Redis for the event bus, when several instances share the work: `redis://host:6379/0`,
+    /// or `redis+unix:///path/r.sock?db=0`. Without it, events stay in this process.
+    #[arg(long, env = "FARM_CHAT_REDIS_URL")]
+    pub redis_url: Option<String>,
+
     /// Directory of the built widget (what `trunk build` writes), served at `/`.
     #[arg(long, env = "FARM_CHAT_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,
@@ -216,6 +221,7 @@ impl Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             db: PathBuf::from(":memory:"),
             database_url: None,
+            redis_url: None,
             assistant_speed: AssistantSpeed::Fast,
             static_dir: PathBuf::from("/nonexistent/farm-chat-static"),
             allow_origins: Vec::new(),

@@ -1,5 +1,5 @@
-//! The per-user event hub: every event for a user gets the next [`EventId`], goes into that
-//! user's bounded backlog (for resuming) and out to every open stream of that user.
+//! The in-process [`EventBus`]: every event for a user gets the next [`EventId`], goes into
+//! that user's bounded backlog (for resuming) and out to every open stream of that user.
 //!
 //! Subscribing takes the backlog slice and the live receiver under one lock, so a resuming
 //! stream sees each event exactly once: nothing between the replay and the live feed is lost or
@@ -8,28 +8,16 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
 use farm_chat_protocol::{EventId, StreamEvent, UserId, stream::ResetReason};
 use tokio::sync::broadcast;
 
-/// One event of one user.
-#[derive(Clone, Debug)]
-pub struct Entry {
-    /// Its id.
-    pub id: EventId,
-    /// The event.
-    pub event: Arc<StreamEvent>,
-    at: Instant,
-    /// Its `data:` line, serialized once here for every stream that sends it (and counted
-    /// against [`HubLimits::backlog_max_bytes`]).
-    pub data: Arc<str>,
-    /// Sent to the streams open now and nowhere else (`typing`): it has no id of its own
-    /// (`id` is the user's newest), is not kept, and a resume never replays it.
-    pub live_only: bool,
-}
+use crate::bus::{
+    BusResult, Entry, EventBus, Resume, Signal, Subscription, async_trait, live_stream,
+};
 
 /// How much the hub keeps.
 #[derive(Clone, Copy, Debug)]
@@ -59,10 +47,18 @@ impl Default for HubLimits {
     }
 }
 
+/// A kept event: when, and the dedupe key it was published with.
+#[derive(Debug)]
+struct Kept {
+    entry: Entry,
+    at: Instant,
+    dedupe: Option<Box<str>>,
+}
+
 #[derive(Debug)]
 struct UserLog {
     last_n: u64,
-    backlog: VecDeque<Entry>,
+    backlog: VecDeque<Kept>,
     /// The backlog's event data in bytes.
     bytes: usize,
     live: broadcast::Sender<Entry>,
@@ -81,30 +77,10 @@ impl UserLog {
                         .is_some_and(|e| now.duration_since(e.at) > limits.backlog_max_age)))
         {
             if let Some(old) = self.backlog.pop_front() {
-                self.bytes -= old.data.len();
+                self.bytes -= old.entry.data.len();
             }
         }
     }
-}
-
-/// Where a new stream starts.
-#[derive(Debug)]
-pub enum Resume {
-    /// Replay these, then go live.
-    Replay(Vec<Entry>),
-    /// The backlog can't fill the gap: the client must refetch history.
-    Reset(ResetReason),
-}
-
-/// A new stream's start.
-#[derive(Debug)]
-pub struct Subscription {
-    /// The newest id of the user when subscribing.
-    pub latest: EventId,
-    /// What to send before the live events.
-    pub resume: Resume,
-    /// The live events (only those after `latest` matter).
-    pub live: broadcast::Receiver<Entry>,
 }
 
 /// All users' event logs of this server start (`epoch`).
@@ -113,6 +89,7 @@ pub struct Hub {
     epoch: u32,
     limits: HubLimits,
     users: Mutex<HashMap<UserId, UserLog>>,
+    signals: broadcast::Sender<Signal>,
 }
 
 impl Hub {
@@ -122,12 +99,8 @@ impl Hub {
             epoch,
             limits,
             users: Mutex::new(HashMap::new()),
+            signals: broadcast::channel(64).0,
         }
-    }
-
-    /// This server start's epoch.
-    pub fn epoch(&self) -> u32 {
-        self.epoch
     }
 
     fn log<'a>(&self, users: &'a mut HashMap<UserId, UserLog>, user: &UserId) -> &'a mut UserLog {
@@ -139,52 +112,128 @@ impl Hub {
         })
     }
 
-    /// Gives `event` the user's next id, keeps it for resuming and sends it to their streams.
-    pub fn publish(&self, user: &UserId, event: StreamEvent) -> EventId {
+    /// Gives `event` the user's next id, keeps it for resuming and sends it to their streams
+    /// (the same event with a `dedupe` key still kept gives its id again and nothing else).
+    pub fn publish_now(&self, user: &UserId, event: &StreamEvent, dedupe: Option<&str>) -> EventId {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         let limits = self.limits;
         let epoch = self.epoch;
         let log = self.log(&mut users, user);
+        if let Some(key) = dedupe
+            && let Some(seen) = log
+                .backlog
+                .iter()
+                .rev()
+                .find(|k| k.dedupe.as_deref() == Some(key))
+        {
+            return seen.entry.id;
+        }
         log.last_n += 1;
         let now = Instant::now();
-        let data: Arc<str> = event.data().into();
-        log.bytes += data.len();
-        let entry = Entry {
-            id: EventId::new(epoch, log.last_n),
-            event: Arc::new(event),
+        let entry = Entry::new(EventId::new(epoch, log.last_n), event, false);
+        log.bytes += entry.data.len();
+        log.backlog.push_back(Kept {
+            entry: entry.clone(),
             at: now,
-            data,
-            live_only: false,
-        };
-        log.backlog.push_back(entry.clone());
+            dedupe: dedupe.map(Into::into),
+        });
         log.trim(&limits, now);
         // No open stream is not an error: the event waits in the backlog.
-        let _ = log.live.send(entry.clone());
-        entry.id
+        let id = entry.id;
+        let _ = log.live.send(entry);
+        id
     }
 
     /// Sends `event` to the user's open streams only: no id, not kept, never replayed (a
     /// `typing` hint is stale a few seconds later). A user without streams costs nothing.
-    pub fn notify(&self, user: &UserId, event: StreamEvent) {
+    pub fn notify_now(&self, user: &UserId, event: &StreamEvent) {
         let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         let Some(log) = users.get(user) else { return };
         if log.live.receiver_count() == 0 {
             return;
         }
-        let entry = Entry {
-            id: EventId::new(self.epoch, log.last_n),
-            data: event.data().into(),
-            event: Arc::new(event),
-            at: Instant::now(),
-            live_only: true,
+        let _ = log.live.send(Entry::new(
+            EventId::new(self.epoch, log.last_n),
+            event,
+            true,
+        ));
+    }
+
+    /// A stream of `user`'s events after `after` (or from now, for `None`).
+    pub fn subscribe_now(&self, user: &UserId, after: Option<EventId>) -> Subscription {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = self.epoch;
+        let log = self.log(&mut users, user);
+        let latest = EventId::new(epoch, log.last_n);
+        let resume = match after {
+            None => Resume::Replay(Vec::new()),
+            Some(id) if id.epoch() < epoch => Resume::Reset(ResetReason::Restarted),
+            Some(id) if id.epoch() > epoch || id.n() > log.last_n => {
+                Resume::Reset(ResetReason::Unknown)
+            }
+            Some(id) => {
+                // The backlog holds ids oldest_n..=last_n; resuming needs everything after id.
+                let oldest_n = log
+                    .backlog
+                    .front()
+                    .map_or(log.last_n + 1, |e| e.entry.id.n());
+                if id.n() + 1 < oldest_n {
+                    Resume::Reset(ResetReason::TooOld)
+                } else {
+                    Resume::Replay(
+                        log.backlog
+                            .iter()
+                            .filter(|k| k.entry.id > id)
+                            .map(|k| k.entry.clone())
+                            .collect(),
+                    )
+                }
+            }
         };
-        let _ = log.live.send(entry);
+        Subscription {
+            latest,
+            resume,
+            live: live_stream(log.live.subscribe(), ()),
+        }
+    }
+}
+
+#[async_trait]
+impl EventBus for Hub {
+    fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    async fn publish(
+        &self,
+        user: &UserId,
+        event: &StreamEvent,
+        dedupe: Option<&str>,
+    ) -> BusResult<EventId> {
+        Ok(self.publish_now(user, event, dedupe))
+    }
+
+    async fn notify(&self, user: &UserId, event: &StreamEvent) {
+        self.notify_now(user, event);
+    }
+
+    async fn subscribe(&self, user: &UserId, after: Option<EventId>) -> BusResult<Subscription> {
+        Ok(self.subscribe_now(user, after))
+    }
+
+    async fn signal(&self, signal: Signal) -> BusResult<()> {
+        let _ = self.signals.send(signal);
+        Ok(())
+    }
+
+    fn signals(&self) -> broadcast::Receiver<Signal> {
+        self.signals.subscribe()
     }
 
     /// Applies the age limit to every user's backlog now (publishing applies it only to the
     /// user it publishes for, so a user who went quiet would keep old events forever) and
-    /// gives back the room of trimmed backlogs. Returns the events dropped.
-    pub fn sweep(&self) -> usize {
+    /// gives back the room of trimmed backlogs.
+    fn sweep(&self) -> usize {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let mut dropped = 0;
@@ -199,48 +248,28 @@ impl Hub {
         dropped
     }
 
-    /// Events held in all backlogs, and their data's bytes.
-    pub fn held(&self) -> (usize, usize) {
+    fn held(&self) -> (usize, usize) {
         let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         users
             .values()
             .fold((0, 0), |(n, b), log| (n + log.backlog.len(), b + log.bytes))
-    }
-
-    /// A stream of `user`'s events after `after` (or from now, for `None`).
-    pub fn subscribe(&self, user: &UserId, after: Option<EventId>) -> Subscription {
-        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        let epoch = self.epoch;
-        let log = self.log(&mut users, user);
-        let latest = EventId::new(epoch, log.last_n);
-        let resume = match after {
-            None => Resume::Replay(Vec::new()),
-            Some(id) if id.epoch() < epoch => Resume::Reset(ResetReason::Restarted),
-            Some(id) if id.epoch() > epoch || id.n() > log.last_n => {
-                Resume::Reset(ResetReason::Unknown)
-            }
-            Some(id) => {
-                // The backlog holds ids oldest_n..=last_n; resuming needs everything after id.
-                let oldest_n = log.backlog.front().map_or(log.last_n + 1, |e| e.id.n());
-                if id.n() + 1 < oldest_n {
-                    Resume::Reset(ResetReason::TooOld)
-                } else {
-                    Resume::Replay(log.backlog.iter().filter(|e| e.id > id).cloned().collect())
-                }
-            }
-        };
-        Subscription {
-            latest,
-            resume,
-            live: log.live.subscribe(),
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::Live;
     use farm_chat_protocol::stream::{MessageCreated, StreamEvent};
+    use futures_util::{FutureExt, StreamExt};
+
+    /// The next live entry, if one is ready now.
+    fn try_next(sub: &mut Subscription) -> Option<Entry> {
+        match sub.live.next().now_or_never().flatten() {
+            Some(Live::Event(entry)) => Some(entry),
+            _ => None,
+        }
+    }
 
     fn created(seq: u64) -> StreamEvent {
         StreamEvent::MessageCreated(MessageCreated {
@@ -261,9 +290,9 @@ mod tests {
     fn ids_are_monotonic_per_user() {
         let hub = Hub::new(3, HubLimits::default());
         let (a, b) = (UserId("a".into()), UserId("b".into()));
-        assert_eq!(hub.publish(&a, created(1)), EventId::new(3, 1));
-        assert_eq!(hub.publish(&a, created(2)), EventId::new(3, 2));
-        assert_eq!(hub.publish(&b, created(1)), EventId::new(3, 1));
+        assert_eq!(hub.publish_now(&a, &created(1), None), EventId::new(3, 1));
+        assert_eq!(hub.publish_now(&a, &created(2), None), EventId::new(3, 2));
+        assert_eq!(hub.publish_now(&b, &created(1), None), EventId::new(3, 1));
     }
 
     #[test]
@@ -271,18 +300,18 @@ mod tests {
         let hub = Hub::new(1, HubLimits::default());
         let u = UserId("u".into());
         for i in 1..=5 {
-            hub.publish(&u, created(i));
+            hub.publish_now(&u, &created(i), None);
         }
         assert_eq!(
-            ids(&hub.subscribe(&u, Some(EventId::new(1, 2))).resume),
+            ids(&hub.subscribe_now(&u, Some(EventId::new(1, 2))).resume),
             [3, 4, 5]
         );
         assert_eq!(
-            ids(&hub.subscribe(&u, Some(EventId::new(1, 5))).resume),
+            ids(&hub.subscribe_now(&u, Some(EventId::new(1, 5))).resume),
             Vec::<u64>::new()
         );
         assert_eq!(
-            ids(&hub.subscribe(&u, Some(EventId::new(1, 0))).resume),
+            ids(&hub.subscribe_now(&u, Some(EventId::new(1, 0))).resume),
             [1, 2, 3, 4, 5]
         );
     }
@@ -297,9 +326,9 @@ mod tests {
         let hub = Hub::new(2, limits);
         let u = UserId("u".into());
         for i in 1..=10 {
-            hub.publish(&u, created(i));
+            hub.publish_now(&u, &created(i), None);
         }
-        let reset = |after| match hub.subscribe(&u, Some(after)).resume {
+        let reset = |after| match hub.subscribe_now(&u, Some(after)).resume {
             Resume::Reset(r) => Some(r),
             Resume::Replay(_) => None,
         };
@@ -314,21 +343,21 @@ mod tests {
     fn a_live_only_event_reaches_open_streams_but_is_never_replayed() {
         let hub = Hub::new(1, HubLimits::default());
         let u = UserId("u".into());
-        hub.notify(&u, created(0)); // no stream: nothing kept, nothing created
+        hub.notify_now(&u, &created(0)); // no stream: nothing kept, nothing created
         assert_eq!(hub.held(), (0, 0));
-        let first = hub.publish(&u, created(1));
-        let mut sub = hub.subscribe(&u, None);
-        hub.notify(&u, created(2));
-        let third = hub.publish(&u, created(3));
-        let live = sub.live.try_recv().unwrap();
+        let first = hub.publish_now(&u, &created(1), None);
+        let mut sub = hub.subscribe_now(&u, None);
+        hub.notify_now(&u, &created(2));
+        let third = hub.publish_now(&u, &created(3), None);
+        let live = try_next(&mut sub).unwrap();
         assert!(live.live_only);
         assert_eq!(
             live.id, first,
             "it carries the newest id, not one of its own"
         );
-        assert_eq!(sub.live.try_recv().unwrap().id, third);
+        assert_eq!(try_next(&mut sub).unwrap().id, third);
         assert_eq!(third.n(), 2, "ids skip nothing for it");
-        let resumed = hub.subscribe(&u, Some(first));
+        let resumed = hub.subscribe_now(&u, Some(first));
         assert_eq!(ids(&resumed.resume), vec![third.n()]);
     }
 
@@ -336,11 +365,11 @@ mod tests {
     fn live_receivers_get_events_published_after_subscribing() {
         let hub = Hub::new(1, HubLimits::default());
         let u = UserId("u".into());
-        hub.publish(&u, created(1));
-        let mut sub = hub.subscribe(&u, None);
+        hub.publish_now(&u, &created(1), None);
+        let mut sub = hub.subscribe_now(&u, None);
         assert_eq!(sub.latest, EventId::new(1, 1));
-        hub.publish(&u, created(2));
-        assert_eq!(sub.live.try_recv().map(|e| e.id.n()).ok(), Some(2));
+        hub.publish_now(&u, &created(2), None);
+        assert_eq!(try_next(&mut sub).map(|e| e.id.n()), Some(2));
     }
 
     #[test]
@@ -352,7 +381,7 @@ mod tests {
         let hub = Hub::new(1, limits);
         let u = UserId("u".into());
         for i in 1..=100 {
-            hub.publish(&u, created(i));
+            hub.publish_now(&u, &created(i), None);
         }
         let (events, bytes) = hub.held();
         assert!(bytes <= 1000 && events < 100, "{events} events, {bytes} B");
@@ -360,7 +389,7 @@ mod tests {
         if let StreamEvent::MessageCreated(m) = &mut huge {
             m.conversation_id = "c".repeat(5000).as_str().into();
         }
-        hub.publish(&u, huge);
+        hub.publish_now(&u, &huge, None);
         assert_eq!(hub.held().0, 1, "only the newest, however big");
     }
 
@@ -374,15 +403,18 @@ mod tests {
         let hub = Hub::new(1, limits);
         let (quiet, busy) = (UserId("quiet".into()), UserId("busy".into()));
         for i in 1..=50 {
-            hub.publish(&quiet, created(i));
+            hub.publish_now(&quiet, &created(i), None);
         }
         std::thread::sleep(Duration::from_millis(40));
-        hub.publish(&busy, created(1));
+        hub.publish_now(&busy, &created(1), None);
         assert_eq!(hub.held().0, 51, "publishing trims only its own user");
         assert_eq!(hub.sweep(), 48);
         assert_eq!(hub.held().0, 3, "the quiet user keeps the newest two");
         // Ids go on from where they were.
-        assert_eq!(hub.publish(&quiet, created(51)), EventId::new(1, 51));
+        assert_eq!(
+            hub.publish_now(&quiet, &created(51), None),
+            EventId::new(1, 51)
+        );
     }
 
     #[test]
@@ -395,7 +427,7 @@ mod tests {
         let hub = Hub::new(1, limits);
         let u = UserId("u".into());
         for i in 1..=500 {
-            hub.publish(&u, created(i));
+            hub.publish_now(&u, &created(i), None);
         }
         let users = hub.users.lock().unwrap();
         assert_eq!(users[&u].backlog.len(), 50);

@@ -32,6 +32,7 @@ pub mod assets;
 pub mod assistant;
 pub mod asyncapi;
 pub mod auth;
+pub mod bus;
 pub mod chat;
 pub mod config;
 pub mod cors;
@@ -63,10 +64,7 @@ use std::{
 };
 
 use axum::{Router, extract::DefaultBodyLimit, http::Request};
-use tokio::{
-    net::TcpListener,
-    sync::{broadcast, watch},
-};
+use tokio::{net::TcpListener, sync::watch};
 use tower_http::trace::TraceLayer;
 
 pub use config::Config;
@@ -74,6 +72,7 @@ pub use error::ApiError;
 
 use crate::{
     auth::{Signer, Tickets},
+    bus::EventBus,
     hub::{Hub, HubLimits},
     metrics::Metrics,
     store::{PostgresStore, SqliteStore, Store, StoreError, StoreResult},
@@ -90,8 +89,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Durable storage.
     pub store: Arc<dyn Store>,
-    /// Event ids, backlog and fan-out.
-    pub hub: Arc<Hub>,
+    /// Event ids, the resume log and fan-out (in-process, or Redis with `--redis-url`).
+    pub bus: Arc<dyn EventBus>,
     /// Session token signing.
     pub signer: Arc<Signer>,
     /// The platform's JWTs (`--jwt-jwks`, `--jwt-secret`), when configured.
@@ -116,13 +115,8 @@ pub struct AppState {
     pub purge_every: std::time::Duration,
     /// The pause before each assistant step (`--assistant-speed`; tests may change it).
     pub assistant_step: std::time::Duration,
-    /// Ended sessions, so their streams close at once.
-    pub logouts: broadcast::Sender<String>,
     /// How often streams send `ping` (15 s; tests shorten it).
     pub ping_every: std::time::Duration,
-    /// Bumped by the test-mode switch `POST /api/test/drop-streams`: every open stream ends
-    /// (clients reconnect and resume), as if the network had cut them.
-    pub drop_streams: Arc<watch::Sender<u64>>,
     /// Becomes `true` when the server shuts down: streams end so the shutdown completes.
     pub shutdown: watch::Receiver<bool>,
     shutdown_tx: Arc<watch::Sender<bool>>,
@@ -134,7 +128,7 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("config", &self.config)
-            .field("epoch", &self.hub.epoch())
+            .field("epoch", &self.bus.epoch())
             .finish_non_exhaustive()
     }
 }
@@ -155,7 +149,14 @@ impl AppState {
         store: Arc<dyn Store>,
         limits: HubLimits,
     ) -> StoreResult<Self> {
-        let epoch = store.next_epoch().await?;
+        let bus: Arc<dyn EventBus> = match &config.redis_url {
+            Some(url) => Arc::new(
+                bus::RedisBus::connect(url, store.clone(), limits)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("--redis-url: {e}")))?,
+            ),
+            None => Arc::new(Hub::new(store.next_epoch().await?, limits)),
+        };
         let interrupted = tasks::interrupt_orphans(&*store).await?;
         if interrupted > 0 {
             tracing::warn!(
@@ -183,7 +184,7 @@ impl AppState {
         Ok(Self {
             config: Arc::new(config),
             store,
-            hub: Arc::new(Hub::new(epoch, limits)),
+            bus,
             signer: Arc::new(signer),
             jwt,
             tickets: Arc::new(Tickets::default()),
@@ -196,9 +197,7 @@ impl AppState {
             sign_in_by_client: Arc::new(sign_in_by_client),
             sign_in_by_user: Arc::new(sign_in_by_user),
             purge_every: std::time::Duration::from_secs(60),
-            logouts: broadcast::channel(64).0,
             ping_every: stream::PING_EVERY,
-            drop_streams: Arc::new(watch::channel(0).0),
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
             ensured_tenants: Arc::default(),

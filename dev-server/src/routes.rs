@@ -77,7 +77,7 @@ pub(crate) async fn metrics(
 }
 
 fn metrics_text(state: &AppState) -> Response {
-    let (events, bytes) = state.hub.held();
+    let (events, bytes) = state.bus.held();
     let mut text = state.metrics.render();
     text.push_str(&format!(
         "# HELP farm_chat_backlog_events Stream events kept in memory for resuming.\n\

@@ -36,7 +36,7 @@ pub async fn purge_expired(state: AppState) {
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         // The in-memory side of housekeeping rides on the same timer.
-        let (events, tasks) = (state.hub.sweep(), state.tasks.sweep());
+        let (events, tasks) = (state.bus.sweep(), state.tasks.sweep());
         if events + tasks > 0 {
             tracing::debug!(events, tasks, "aged events and finished tasks let go");
         }
@@ -132,7 +132,14 @@ pub async fn logout(State(state): State<AppState>, auth: AuthUser) -> Result<Res
     let id = auth.session_id.clone();
     state.store.delete_session(&id).await?;
     // Streams of this session end now instead of at their next request.
-    let _ = state.logouts.send(auth.session_id);
+    if let Err(e) = state
+        .bus
+        .signal(crate::bus::Signal::SignedOut(auth.session_id))
+        .await
+    {
+        // The session is gone: its streams end at their next use of it, or at its expiry.
+        tracing::warn!(error = %e, "could not tell every instance about the sign-out");
+    }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()

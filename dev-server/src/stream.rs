@@ -24,15 +24,15 @@ use farm_chat_protocol::{
     EventId, StreamEvent, UserId,
     stream::{Ping, Ready, Reset},
 };
-use futures_util::stream::Stream;
+use futures_util::stream::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::{
     ApiError, AppState,
     auth::{self, AuthUser},
+    bus::{Entry, Live, LiveStream, Resume, Signal},
     error::ApiQuery,
-    hub::{Entry, Resume},
 };
 
 /// At most this many open streams per user (tabs, devices). A new stream beyond closes one
@@ -190,7 +190,11 @@ pub async fn stream(
     let (slot, evicted) = state
         .stream_counts
         .acquire(&user, &auth.session_id, &state.metrics);
-    let subscription = state.hub.subscribe(&user, after);
+    let subscription = state
+        .bus
+        .subscribe(&user, after)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     tracing::info!(userId = auth.user.id, after = ?after.map(|a| a.0), "stream opened");
 
     // `ready` carries the id the client stands at, so EventSource keeps a correct lastEventId.
@@ -231,8 +235,7 @@ pub async fn stream(
         last_sent,
         ping,
         shutdown: state.shutdown.clone(),
-        dropped: state.drop_streams.subscribe(),
-        logouts: state.logouts.subscribe(),
+        signals: state.bus.signals(),
         auth,
         metrics: state.metrics.clone(),
         evicted,
@@ -255,7 +258,7 @@ pub async fn stream(
 fn entry_event(entry: &Entry) -> Event {
     Event::default()
         .id(entry.id.to_string())
-        .event(entry.event.name())
+        .event(entry.name)
         .data(&*entry.data)
 }
 
@@ -269,12 +272,11 @@ fn sse_event(id: EventId, event: &StreamEvent) -> Event {
 /// One open stream's state.
 struct Conn {
     pending: VecDeque<Event>,
-    live: broadcast::Receiver<Entry>,
+    live: LiveStream,
     last_sent: EventId,
     ping: tokio::time::Interval,
     shutdown: watch::Receiver<bool>,
-    dropped: watch::Receiver<u64>,
-    logouts: broadcast::Receiver<String>,
+    signals: broadcast::Receiver<Signal>,
     auth: AuthUser,
     metrics: Arc<crate::metrics::Metrics>,
     /// Resolves when a newer stream of this user takes this one's place.
@@ -310,38 +312,50 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
                 tracing::info!(userId = user, "stream closed: a newer stream took its place");
                 return None;
             }
-            _ = conn.dropped.changed() => {
-                tracing::info!(userId = user, "stream closed: dropped by the test-mode switch");
-                return None;
-            }
-            logout = conn.logouts.recv() => match logout {
-                Ok(session) if session == conn.auth.session_id => {
+            signal = conn.signals.recv() => match signal {
+                Ok(Signal::SignedOut(session)) if session == conn.auth.session_id => {
                     tracing::info!(userId = user, "stream closed: signed out");
                     return None;
                 }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Ok(Signal::DropStreams) => {
+                    tracing::info!(userId = user, "stream closed: dropped by the test-mode switch");
+                    return None;
+                }
+                // A lagged receiver may have missed this session's sign-out: end, and let the
+                // client's reconnect check its session again.
+                Err(broadcast::error::RecvError::Lagged(_)) => return None,
+                Ok(Signal::SignedOut(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             },
             () = &mut session_end => {
                 tracing::info!(userId = user, "stream closed: session expired");
                 return None;
             }
-            entry = conn.live.recv() => match entry {
+            live = conn.live.next() => match live {
                 // No id line: the client's last id stays where it is.
-                Ok(entry) if entry.live_only => {
-                    return Some(Event::default().event(entry.event.name()).data(&*entry.data));
+                Some(Live::Event(entry)) if entry.live_only => {
+                    return Some(Event::default().event(entry.name).data(&*entry.data));
                 }
-                // Already sent as part of the replay.
-                Ok(entry) if entry.id <= conn.last_sent => continue,
-                Ok(entry) => {
+                // Already sent as part of the replay (or by another instance's repair).
+                Some(Live::Event(entry)) if entry.id <= conn.last_sent => continue,
+                // Another epoch: the events between are gone (the bus lost its data). End; the
+                // client's resume gets `reset` and refetches.
+                Some(Live::Event(entry)) if entry.id.epoch() != conn.last_sent.epoch() => {
+                    tracing::warn!(userId = user, "stream closed: the event log moved to a new epoch");
+                    return None;
+                }
+                Some(Live::Event(entry)) => {
                     conn.last_sent = entry.id;
                     return Some(entry_event(&entry));
                 }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                Some(Live::Lagged(missed)) => {
                     tracing::warn!(userId = user, missed, "stream closed: consumer too slow; it will resume");
                     return None;
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
+                None => {
+                    tracing::info!(userId = user, "stream closed: the event bus ended it; it will resume");
+                    return None;
+                }
             },
             _ = conn.ping.tick() => {
                 return Some(sse_event(conn.last_sent, &StreamEvent::Ping(Ping { server_time: crate::now_rfc3339() })));
@@ -352,13 +366,20 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
 
 /// `POST /api/test/drop-streams` (only with `--test-mode`, and only for a signed-in user):
 /// ends every open stream, so tests can prove that clients reconnect and lose nothing.
-pub async fn drop_streams(State(state): State<AppState>, auth: AuthUser) -> axum::http::StatusCode {
-    state.drop_streams.send_modify(|n| *n += 1);
+pub async fn drop_streams(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<axum::http::StatusCode, ApiError> {
+    state
+        .bus
+        .signal(Signal::DropStreams)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     tracing::warn!(
         userId = auth.user.id,
         "test mode: every open stream dropped"
     );
-    axum::http::StatusCode::NO_CONTENT
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

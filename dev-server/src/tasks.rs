@@ -40,6 +40,9 @@ struct Hot {
     participants: Vec<UserId>,
     lang: Lang,
     finished_at: Option<Instant>,
+    /// Held from a change until its events are published, so a task's events go out in the
+    /// order of its changes (`task.done` last) while publishing awaits the bus.
+    order: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The hot snapshots.
@@ -92,36 +95,41 @@ impl Tasks {
                 participants,
                 lang,
                 finished_at: None,
+                order: std::sync::Arc::default(),
             },
         );
     }
 
-    /// Applies `change` to a running task under the lock and publishes the events it returns.
-    /// `None` if the task is not hot or no longer running.
-    fn change(
+    /// Applies `change` to a running task and publishes the events it returns, in turn with
+    /// the task's other changes. `None` if the task is not hot or no longer running.
+    async fn change(
         &self,
         state: &AppState,
         id: &TaskId,
         change: impl FnOnce(&mut TaskSnapshot, Lang) -> Vec<StreamEvent>,
     ) -> Option<TaskRecord> {
-        let mut hot = self.lock();
-        let entry = hot.get_mut(id)?;
-        if entry.record.snapshot.state.is_final() {
-            return None;
-        }
-        let events = change(&mut entry.record.snapshot, entry.lang);
-        entry.record.version += 1;
-        entry.record.snapshot.updated_at = crate::now_rfc3339();
-        if entry.record.snapshot.state.is_final() {
-            entry.finished_at = Some(Instant::now());
-            state.metrics.task_finished(entry.record.snapshot.state);
-        }
-        for participant in &entry.participants {
-            for event in &events {
-                state.hub.publish(participant, event.clone());
+        let order = self.lock().get(id)?.order.clone();
+        let _turn = order.lock().await;
+        let (record, participants, events) = {
+            let mut hot = self.lock();
+            let entry = hot.get_mut(id)?;
+            if entry.record.snapshot.state.is_final() {
+                return None;
             }
+            let events = change(&mut entry.record.snapshot, entry.lang);
+            entry.record.version += 1;
+            entry.record.snapshot.updated_at = crate::now_rfc3339();
+            if entry.record.snapshot.state.is_final() {
+                entry.finished_at = Some(Instant::now());
+                state.metrics.task_finished(entry.record.snapshot.state);
+            }
+            (entry.record.clone(), entry.participants.clone(), events)
+        };
+        for (i, event) in events.iter().enumerate() {
+            let dedupe = format!("t:{id}:{}:{i}", record.version);
+            crate::chat::announce(state, &participants, event, Some(&dedupe)).await;
         }
-        Some(entry.record.clone())
+        Some(record)
     }
 }
 
@@ -168,15 +176,19 @@ pub fn start(
         while let Some(part) = steps.next() {
             tokio::time::sleep(step).await;
             let last = steps.peek().is_none();
-            let Some(record) = state.tasks.change(&state, &id, |snapshot, _| {
-                snapshot.upsert_part(part.clone());
-                let mut events = vec![part_event(snapshot, part)];
-                if last {
-                    snapshot.state = plan.outcome;
-                    events.push(done_event(snapshot));
-                }
-                events
-            }) else {
+            let Some(record) = state
+                .tasks
+                .change(&state, &id, |snapshot, _| {
+                    snapshot.upsert_part(part.clone());
+                    let mut events = vec![part_event(snapshot, part)];
+                    if last {
+                        snapshot.state = plan.outcome;
+                        events.push(done_event(snapshot));
+                    }
+                    events
+                })
+                .await
+            else {
                 return; // cancelled meanwhile
             };
             persist(&state, record).await;
@@ -192,21 +204,24 @@ pub async fn cancel_task(
     id: &TaskId,
 ) -> Result<TaskSnapshot, ApiError> {
     let record = visible_task(state, auth, id).await?;
-    let changed = state.tasks.change(state, id, |snapshot, lang| {
-        let part = TaskPart {
-            part: snapshot.parts.iter().map(|p| p.part + 1).max().unwrap_or(0),
-            body: PartBody::Error {
-                code: "cancelled".into(),
-                text: match lang {
-                    Lang::Ja => "キャンセルしました。もう一度お試しいただけます。".into(),
-                    Lang::En => "Cancelled. You can ask again at any time.".into(),
+    let changed = state
+        .tasks
+        .change(state, id, |snapshot, lang| {
+            let part = TaskPart {
+                part: snapshot.parts.iter().map(|p| p.part + 1).max().unwrap_or(0),
+                body: PartBody::Error {
+                    code: "cancelled".into(),
+                    text: match lang {
+                        Lang::Ja => "キャンセルしました。もう一度お試しいただけます。".into(),
+                        Lang::En => "Cancelled. You can ask again at any time.".into(),
+                    },
                 },
-            },
-        };
-        snapshot.upsert_part(part.clone());
-        snapshot.state = TaskState::Cancelled;
-        vec![part_event(snapshot, part), done_event(snapshot)]
-    });
+            };
+            snapshot.upsert_part(part.clone());
+            snapshot.state = TaskState::Cancelled;
+            vec![part_event(snapshot, part), done_event(snapshot)]
+        })
+        .await;
     let Some(changed) = changed else {
         return Err(ApiError::Conflict {
             code: "task_not_running",

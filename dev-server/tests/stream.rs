@@ -274,14 +274,19 @@ async fn a_stalled_consumer_is_cut_off_while_a_reading_one_gets_everything() {
     });
     let user = UserId("u-farmer".into());
     for seq in 1..=PUBLISHED {
-        s.state.hub.publish(
-            &user,
-            StreamEvent::MessageCreated(MessageCreated {
-                conversation_id: SUPPORT.into(),
-                message_id: "m-0123456789abcdef0123456789abcdef".into(),
-                seq,
-            }),
-        );
+        s.state
+            .bus
+            .publish(
+                &user,
+                &StreamEvent::MessageCreated(MessageCreated {
+                    conversation_id: SUPPORT.into(),
+                    message_id: "m-0123456789abcdef0123456789abcdef".into(),
+                    seq,
+                }),
+                None,
+            )
+            .await
+            .unwrap();
         tokio::task::yield_now().await;
     }
     assert_eq!(

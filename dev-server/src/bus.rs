@@ -1,0 +1,171 @@
+//! The event bus: owns each user's event ids, keeps their recent events for resuming, and
+//! delivers them to that user's open streams on every server instance.
+//!
+//! Two implementations sit behind [`EventBus`]:
+//! - [`Hub`](crate::hub::Hub), in-process (one server): ids `(epoch << 40) | n` with the
+//!   epoch counted by the durable store at each start;
+//! - [`RedisBus`] (`--redis-url`, several instances): a per-user log in Redis written by one
+//!   Lua script (dedupe, next id, append, notify), Pub/Sub on a few partitioned channels that
+//!   each instance subscribes to once, and local fan-out to its streams.
+//!
+//! A stream subscribes first and reads the log after its client's id second, so nothing falls
+//! between the replay and the live feed; the stream itself skips what it already sent.
+
+pub mod redis;
+
+use std::{pin::Pin, sync::Arc};
+
+use farm_chat_protocol::{EventId, StreamEvent, UserId, stream::ResetReason};
+use futures_util::Stream;
+use tokio::sync::broadcast;
+
+pub use self::redis::RedisBus;
+pub use crate::store::async_trait;
+
+/// One event of one user, as every stream that sends it shares it.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Its id (for a live-only event: the user's newest id, which it does not advance).
+    pub id: EventId,
+    /// The SSE `event:` name.
+    pub name: &'static str,
+    /// Its `data:` line, serialized once for every stream that sends it.
+    pub data: Arc<str>,
+    /// Sent to the streams open now and nowhere else (`typing`): not kept, never replayed.
+    pub live_only: bool,
+}
+
+impl Entry {
+    /// `event` with `id`.
+    pub fn new(id: EventId, event: &StreamEvent, live_only: bool) -> Self {
+        Self {
+            id,
+            name: event.name(),
+            data: event.data().into(),
+            live_only,
+        }
+    }
+
+    /// The known event name equal to `name` (events read back from Redis).
+    pub fn known_name(name: &str) -> Option<&'static str> {
+        StreamEvent::NAMES.iter().find(|n| **n == name).copied()
+    }
+}
+
+/// Where a new stream starts.
+#[derive(Debug)]
+pub enum Resume {
+    /// Replay these, then go live.
+    Replay(Vec<Entry>),
+    /// The log can't fill the gap: the client must refetch history.
+    Reset(ResetReason),
+}
+
+/// What a stream's live feed yields.
+#[derive(Debug)]
+pub enum Live {
+    /// The next event (the stream skips ids it already sent).
+    Event(Entry),
+    /// The stream fell too far behind and missed events: it must end, and its client resumes
+    /// from its last id.
+    Lagged(u64),
+}
+
+/// The live part of a subscription: a plain stream; it ends when the bus wants the stream to
+/// end (its client then resumes from its last id, on any instance).
+pub type LiveStream = Pin<Box<dyn Stream<Item = Live> + Send>>;
+
+/// A new stream's start.
+pub struct Subscription {
+    /// The user's newest id when subscribing.
+    pub latest: EventId,
+    /// What to send before the live events.
+    pub resume: Resume,
+    /// The live events (those up to `latest` may come again: skip them).
+    pub live: LiveStream,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("latest", &self.latest)
+            .field("resume", &self.resume)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signal every instance acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// The session signed out: its streams close on every instance.
+    SignedOut(String),
+    /// Test mode: every open stream ends, as if the network had cut them.
+    DropStreams,
+}
+
+/// The bus could not do it now (Redis out of reach); the caller answers 503 or retries.
+#[derive(Debug, thiserror::Error)]
+#[error("event bus unavailable: {0}")]
+pub struct BusError(pub String);
+
+/// What bus operations return.
+pub type BusResult<T> = Result<T, BusError>;
+
+/// See the [module](self).
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// The epoch this instance publishes under now (for logs).
+    fn epoch(&self) -> u32;
+
+    /// Gives `event` the user's next id, keeps it for resuming and delivers it to the user's
+    /// open streams on every instance. With a `dedupe` key already published for this user
+    /// (within the resume window) nothing new happens and the earlier id is returned: a
+    /// republish after a crash is harmless.
+    async fn publish(
+        &self,
+        user: &UserId,
+        event: &StreamEvent,
+        dedupe: Option<&str>,
+    ) -> BusResult<EventId>;
+
+    /// Delivers `event` to the user's streams open now, on every instance; no id, not kept
+    /// (`typing`). Best effort: a failure is logged, not returned.
+    async fn notify(&self, user: &UserId, event: &StreamEvent);
+
+    /// A stream of the user's events after `after` (or from now, for `None`).
+    async fn subscribe(&self, user: &UserId, after: Option<EventId>) -> BusResult<Subscription>;
+
+    /// Sends `signal` to every instance, this one included.
+    async fn signal(&self, signal: Signal) -> BusResult<()>;
+
+    /// The signals of every instance.
+    fn signals(&self) -> broadcast::Receiver<Signal>;
+
+    /// Lets go of aged events held in this process; returns how many.
+    fn sweep(&self) -> usize;
+
+    /// Events held in this process for resuming, and their data's bytes.
+    fn held(&self) -> (usize, usize);
+}
+
+/// The live feed of a broadcast receiver, as a plain stream; `guard` lives as long as it.
+pub(crate) fn live_stream<G: Send + 'static>(
+    receiver: broadcast::Receiver<Entry>,
+    guard: G,
+) -> LiveStream {
+    Box::pin(futures_util::stream::unfold(
+        (receiver, guard, false),
+        |(mut receiver, guard, ended)| async move {
+            if ended {
+                return None;
+            }
+            match receiver.recv().await {
+                Ok(entry) => Some((Live::Event(entry), (receiver, guard, false))),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    Some((Live::Lagged(missed), (receiver, guard, true)))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        },
+    ))
+}
