@@ -49,6 +49,11 @@ pub struct Config {
     #[arg(long, env = "FARM_CHAT_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// The prefix of every Redis key and channel this deployment uses, so several (staging,
+    /// production) can share one Redis.
+    #[arg(long, env = "FARM_CHAT_REDIS_PREFIX", default_value = "fc")]
+    pub redis_prefix: String,
+
     /// Directory of the built widget (what `trunk build` writes), served at `/`.
     #[arg(long, env = "FARM_CHAT_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,
@@ -222,6 +227,7 @@ impl Config {
             db: PathBuf::from(":memory:"),
             database_url: None,
             redis_url: None,
+            redis_prefix: "fc".into(),
             assistant_speed: AssistantSpeed::Fast,
             static_dir: PathBuf::from("/nonexistent/farm-chat-static"),
             allow_origins: Vec::new(),

@@ -151,7 +151,7 @@ impl AppState {
     ) -> StoreResult<Self> {
         let bus: Arc<dyn EventBus> = match &config.redis_url {
             Some(url) => Arc::new(
-                bus::RedisBus::connect(url, store.clone(), limits)
+                bus::RedisBus::connect(url, &config.redis_prefix, store.clone(), limits)
                     .await
                     .map_err(|e| StoreError::Unavailable(format!("--redis-url: {e}")))?,
             ),

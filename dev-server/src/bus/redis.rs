@@ -1,6 +1,7 @@
 //! [`RedisBus`]: the event bus several instances share.
 //!
-//! Keys (the `{…}` hash tag keeps one user's keys in one slot):
+//! Keys, under a prefix (`--redis-prefix`, default `fc`, so deployments can share one Redis;
+//! the `{…}` hash tag keeps one user's keys in one slot):
 //! - `fc:epoch`: the epoch of every id in Redis now. It is allocated by the durable store
 //!   when Redis has none (first start, or Redis lost its data), so it is never reused and ids
 //!   only grow: `(epoch << 40) | n`.
@@ -40,8 +41,6 @@ pub const LOG_LEN: u32 = 1000;
 pub const LOG_TTL_S: u32 = 600;
 /// Channels the users are spread over.
 pub const PARTITIONS: u32 = 16;
-const EPOCH_KEY: &str = "fc:epoch";
-const SIGNAL_CHANNEL: &str = "fc:signal";
 /// Separates the fields of a Pub/Sub payload (JSON never contains it raw).
 const SEP: char = '\u{1f}';
 
@@ -66,24 +65,44 @@ redis.call('PUBLISH', ARGV[6], ARGV[7] .. sep .. epoch .. sep .. n .. sep .. 'e'
 return {tonumber(epoch), n}
 ";
 
-fn counter_key(user: &UserId) -> String {
-    format!("fc:{{u:{user}}}:n")
+/// Key and channel names under one prefix.
+#[derive(Debug, Clone)]
+struct Names {
+    prefix: String,
 }
 
-fn log_key(user: &UserId) -> String {
-    format!("fc:{{u:{user}}}:log")
-}
+impl Names {
+    fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
 
-fn dedupe_key(user: &UserId) -> String {
-    format!("fc:{{u:{user}}}:dd")
-}
+    fn signals(&self) -> String {
+        format!("{}:signal", self.prefix)
+    }
 
-/// The partition channel of a user (FNV-1a of the id).
-fn channel(user: &UserId) -> String {
-    let hash = user.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    format!("fc:ev:{}", hash % PARTITIONS)
+    fn counter(&self, user: &UserId) -> String {
+        format!("{}:{{u:{user}}}:n", self.prefix)
+    }
+
+    fn log(&self, user: &UserId) -> String {
+        format!("{}:{{u:{user}}}:log", self.prefix)
+    }
+
+    fn dedupe(&self, user: &UserId) -> String {
+        format!("{}:{{u:{user}}}:dd", self.prefix)
+    }
+
+    fn partition(&self, p: u32) -> String {
+        format!("{}:ev:{p}", self.prefix)
+    }
+
+    /// The partition channel of a user (FNV-1a of the id).
+    fn channel(&self, user: &UserId) -> String {
+        let hash = user.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        self.partition(hash % PARTITIONS)
+    }
 }
 
 fn unavailable(e: &redis::RedisError) -> BusError {
@@ -100,6 +119,7 @@ struct LocalUser {
 }
 
 struct Inner {
+    names: Names,
     conn: ConnectionManager,
     store: Arc<dyn Store>,
     epoch: AtomicU32,
@@ -163,7 +183,21 @@ fn log_entry(epoch: u32, id: &redis::streams::StreamId) -> Option<Entry> {
 impl RedisBus {
     /// Connects to Redis at `url`, subscribes to every partition channel and returns once
     /// that subscription is in place (so no event published afterwards is missed here).
-    pub async fn connect(url: &str, store: Arc<dyn Store>, limits: HubLimits) -> BusResult<Self> {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        store: Arc<dyn Store>,
+        limits: HubLimits,
+    ) -> BusResult<Self> {
+        if prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(BusError(format!(
+                "--redis-prefix {prefix:?}: letters, digits, '-', '_' and '.' only"
+            )));
+        }
         let client = redis::Client::open(url).map_err(|e| unavailable(&e))?;
         let conn = ConnectionManager::new(client.clone())
             .await
@@ -171,6 +205,9 @@ impl RedisBus {
         let (alive, stopped) = watch::channel(());
         let bus = Self {
             inner: Arc::new(Inner {
+                names: Names {
+                    prefix: prefix.to_owned(),
+                },
                 conn,
                 store,
                 epoch: AtomicU32::new(0),
@@ -185,6 +222,7 @@ impl RedisBus {
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
         tokio::spawn(subscriber(
             Arc::downgrade(&bus.inner),
+            bus.inner.names.clone(),
             client,
             stopped,
             ready_tx,
@@ -199,7 +237,8 @@ impl RedisBus {
     /// The epoch in Redis, allocating a new one from the durable store when Redis has none.
     async fn ensure_epoch(&self) -> BusResult<u32> {
         let mut conn = self.inner.conn.clone();
-        let current: Option<u32> = conn.get(EPOCH_KEY).await.map_err(|e| unavailable(&e))?;
+        let epoch_key = self.inner.names.epoch();
+        let current: Option<u32> = conn.get(&epoch_key).await.map_err(|e| unavailable(&e))?;
         let epoch = match current {
             Some(epoch) => epoch,
             None => {
@@ -211,13 +250,13 @@ impl RedisBus {
                     .map_err(|e| BusError(format!("allocating an epoch: {e}")))?;
                 // Another instance may have set one meanwhile: theirs wins.
                 let _: Option<String> = redis::cmd("SET")
-                    .arg(EPOCH_KEY)
+                    .arg(&epoch_key)
                     .arg(fresh)
                     .arg("NX")
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| unavailable(&e))?;
-                let epoch: u32 = conn.get(EPOCH_KEY).await.map_err(|e| unavailable(&e))?;
+                let epoch: u32 = conn.get(&epoch_key).await.map_err(|e| unavailable(&e))?;
                 tracing::warn!(epoch, "Redis had no event epoch; a new one began");
                 epoch
             }
@@ -228,19 +267,20 @@ impl RedisBus {
 
     /// The user's log after `after_n` (`n` of the current epoch), oldest first.
     async fn read_log(&self, user: &UserId, epoch: u32, after_n: u64) -> BusResult<Vec<Entry>> {
-        read_log(&self.inner.conn, user, epoch, after_n).await
+        read_log(&self.inner, user, epoch, after_n).await
     }
 }
 
 async fn read_log(
-    conn: &ConnectionManager,
+    inner: &Inner,
     user: &UserId,
     epoch: u32,
     after_n: u64,
 ) -> BusResult<Vec<Entry>> {
-    let reply: redis::streams::StreamRangeReply = conn
+    let reply: redis::streams::StreamRangeReply = inner
+        .conn
         .clone()
-        .xrange(log_key(user), format!("(0-{after_n}"), "+")
+        .xrange(inner.names.log(user), format!("(0-{after_n}"), "+")
         .await
         .map_err(|e| unavailable(&e))?;
     Ok(reply
@@ -274,16 +314,16 @@ impl EventBus for RedisBus {
             let answer: redis::RedisResult<(u32, u64)> = self
                 .inner
                 .script
-                .key(EPOCH_KEY)
-                .key(counter_key(user))
-                .key(log_key(user))
-                .key(dedupe_key(user))
+                .key(self.inner.names.epoch())
+                .key(self.inner.names.counter(user))
+                .key(self.inner.names.log(user))
+                .key(self.inner.names.dedupe(user))
                 .arg(dedupe.unwrap_or(""))
                 .arg(event.name())
                 .arg(&data)
                 .arg(LOG_LEN)
                 .arg(LOG_TTL_S)
-                .arg(channel(user))
+                .arg(self.inner.names.channel(user))
                 .arg(user.as_str())
                 .invoke_async(&mut conn)
                 .await;
@@ -308,7 +348,7 @@ impl EventBus for RedisBus {
             .inner
             .conn
             .clone()
-            .publish(channel(user), payload)
+            .publish(self.inner.names.channel(user), payload)
             .await;
         if let Err(e) = sent {
             tracing::warn!(userId = %user, error = %e, "live-only event not sent");
@@ -336,8 +376,8 @@ impl EventBus for RedisBus {
         let mut conn = self.inner.conn.clone();
         let (epoch, n): (Option<u32>, Option<u64>) = redis::pipe()
             .atomic()
-            .get(EPOCH_KEY)
-            .get(counter_key(user))
+            .get(self.inner.names.epoch())
+            .get(self.inner.names.counter(user))
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
@@ -393,7 +433,7 @@ impl EventBus for RedisBus {
             .inner
             .conn
             .clone()
-            .publish(SIGNAL_CHANNEL, payload)
+            .publish(self.inner.names.signals(), payload)
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(())
@@ -442,6 +482,7 @@ fn parse_published(payload: &str) -> Option<Published> {
 /// instance's streams; reconnects (repairing the open streams' gaps) until the bus is dropped.
 async fn subscriber(
     inner: Weak<Inner>,
+    names: Names,
     client: redis::Client,
     mut stopped: watch::Receiver<()>,
     ready: tokio::sync::oneshot::Sender<redis::RedisResult<()>>,
@@ -452,9 +493,9 @@ async fn subscriber(
         let connected = async {
             let mut pubsub = client.get_async_pubsub().await?;
             for p in 0..PARTITIONS {
-                pubsub.subscribe(format!("fc:ev:{p}")).await?;
+                pubsub.subscribe(names.partition(p)).await?;
             }
-            pubsub.subscribe(SIGNAL_CHANNEL).await?;
+            pubsub.subscribe(names.signals()).await?;
             Ok::<_, redis::RedisError>(pubsub)
         }
         .await;
@@ -496,7 +537,7 @@ async fn subscriber(
             let Ok(payload) = std::str::from_utf8(message.get_payload_bytes()) else {
                 continue;
             };
-            if message.get_channel_name() == SIGNAL_CHANNEL {
+            if message.get_channel_name() == names.signals() {
                 let signal = match payload.split_once(SEP) {
                     Some(("o", session)) => Signal::SignedOut(session.to_owned()),
                     _ if payload == "d" => Signal::DropStreams,
@@ -537,7 +578,7 @@ async fn deliver(inner: &Inner, published: Published) {
     };
     let mut gap = Vec::new();
     if delivered.0 != 0 && entry.id.n() > delivered.n() + 1 {
-        match read_log(&inner.conn, &user, entry.id.epoch(), delivered.n()).await {
+        match read_log(inner, &user, entry.id.epoch(), delivered.n()).await {
             Ok(entries) => gap = entries.into_iter().filter(|e| e.id < entry.id).collect(),
             Err(e) => tracing::warn!(userId = %user, error = %e, "could not read a gap"),
         }
@@ -566,11 +607,11 @@ async fn repair_all(inner: &Inner) {
         .map(|(u, l)| (u.clone(), l.delivered))
         .collect();
     let mut conn = inner.conn.clone();
-    let epoch: Option<u32> = conn.get(EPOCH_KEY).await.ok().flatten();
+    let epoch: Option<u32> = conn.get(inner.names.epoch()).await.ok().flatten();
     for (user, delivered) in users {
         let entries = match epoch {
             Some(epoch) if epoch == delivered.epoch() => {
-                read_log(&inner.conn, &user, epoch, delivered.n())
+                read_log(inner, &user, epoch, delivered.n())
                     .await
                     .ok()
             }
@@ -616,13 +657,16 @@ mod tests {
 
     #[test]
     fn users_spread_over_the_partitions() {
+        let names = Names {
+            prefix: "fc".into(),
+        };
         let used: std::collections::HashSet<String> = (0..200)
-            .map(|i| channel(&UserId(format!("u-{i}"))))
+            .map(|i| names.channel(&UserId(format!("u-{i}"))))
             .collect();
         assert_eq!(used.len(), PARTITIONS as usize);
         assert_eq!(
-            channel(&UserId("u-a".into())),
-            channel(&UserId("u-a".into()))
+            names.channel(&UserId("u-a".into())),
+            names.channel(&UserId("u-a".into()))
         );
     }
 }
