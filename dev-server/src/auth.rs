@@ -327,9 +327,78 @@ impl Tickets {
     }
 }
 
+const SEP: char = '\u{1f}';
+
+impl TicketOwner {
+    /// The owner as a line of text, for a ticket kept in Redis.
+    fn encode(&self) -> String {
+        match self {
+            Self::Session(session) => format!("s{SEP}{session}"),
+            Self::Token(user) => format!(
+                "j{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}",
+                user.user.id,
+                user.user.tenant,
+                user.user.role.as_str(),
+                user.user.display_name,
+                user.expires_at,
+                user.session_id
+            ),
+        }
+    }
+
+    /// The owner [`encode`](Self::encode) wrote, on whichever instance redeems it. A platform
+    /// user this instance has not seen yet is provisioned from the ticket as from their token.
+    fn decode(text: &str) -> Option<Self> {
+        let mut fields = text.split(SEP);
+        match fields.next()? {
+            "s" => Some(Self::Session(fields.next()?.to_owned())),
+            "j" => {
+                let (id, tenant) = (fields.next()?, fields.next()?);
+                let role = fields.next()?.parse().ok()?;
+                let name = fields.next()?;
+                let expires_at = fields.next()?.parse().ok()?;
+                let session_id = fields.next()?.to_owned();
+                let (user, _) =
+                    crate::directory::provisioned::provision(id, tenant, role, name).ok()?;
+                Some(Self::Token(AuthUser {
+                    user,
+                    session_id,
+                    expires_at,
+                    via: Via::PlatformToken,
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A new single-use stream ticket for `owner`: in Redis when instances share one (any of
+/// them may get the stream request), else in this process.
+pub async fn issue_ticket(state: &AppState, owner: TicketOwner) -> Result<String, ApiError> {
+    match &state.shared {
+        Some(shared) => {
+            let ticket = random_id();
+            shared
+                .put_ticket(&ticket, &owner.encode(), TICKET_TTL)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            Ok(ticket)
+        }
+        None => Ok(state.tickets.issue(owner)),
+    }
+}
+
 /// Authenticates a stream request by its ticket.
 pub async fn authenticate_ticket(state: &AppState, ticket: &str) -> Result<AuthUser, ApiError> {
-    match state.tickets.redeem(ticket) {
+    let owner = match &state.shared {
+        Some(shared) => shared
+            .take_ticket(ticket)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?
+            .and_then(|text| TicketOwner::decode(&text)),
+        None => state.tickets.redeem(ticket),
+    };
+    match owner {
         Some(TicketOwner::Session(session_id)) => {
             session_user(state, session_id, Via::Ticket).await
         }

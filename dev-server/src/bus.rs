@@ -15,7 +15,7 @@ pub mod redis;
 
 use std::{pin::Pin, sync::Arc};
 
-use farm_chat_protocol::{EventId, StreamEvent, UserId, stream::ResetReason};
+use farm_chat_protocol::{EventId, StreamEvent, TaskId, UserId, stream::ResetReason};
 use futures_util::Stream;
 use tokio::sync::broadcast;
 
@@ -101,6 +101,8 @@ pub enum Signal {
     SignedOut(String),
     /// Test mode: every open stream ends, as if the network had cut them.
     DropStreams,
+    /// Cancel this task: the instance running it does (a cancel may arrive at any instance).
+    CancelTask(TaskId),
 }
 
 /// The bus could not do it now (Redis out of reach); the caller answers 503 or retries.

@@ -230,7 +230,7 @@ pub async fn read(
     auth: AuthUser,
     ApiJson(req): ApiJson<ReadRequest>,
 ) -> Result<Json<ReadMark>, ApiError> {
-    signal_allowed(&state, &auth)?;
+    signal_allowed(&state, &auth).await?;
     validate::id("conversationId", req.conversation_id.as_str())?;
     if i64::try_from(req.seq).is_err() {
         return Err(ApiError::bad_request(
@@ -277,7 +277,7 @@ pub async fn typing(
     auth: AuthUser,
     ApiJson(req): ApiJson<TypingRequest>,
 ) -> Result<StatusCode, ApiError> {
-    signal_allowed(&state, &auth)?;
+    signal_allowed(&state, &auth).await?;
     validate::id("conversationId", req.conversation_id.as_str())?;
     let conversation = participant_conversation(&state, &auth, &req.conversation_id).await?;
     let event = StreamEvent::Typing(Typing {
@@ -295,10 +295,11 @@ pub async fn typing(
 
 /// Typing and read calls per user: a burst of 20, then 2 a second (a widget sends one every
 /// few seconds at most), so nobody can make every participant's stream busy.
-fn signal_allowed(state: &AppState, auth: &AuthUser) -> Result<(), ApiError> {
+async fn signal_allowed(state: &AppState, auth: &AuthUser) -> Result<(), ApiError> {
     state
         .signal_limit
-        .check(&auth.user_id())
+        .check_shared(state.shared.as_deref(), "signal", &auth.user_id())
+        .await
         .map_err(|retry_after| ApiError::rate_limited(retry_after, "操作", "requests"))
 }
 
@@ -336,7 +337,11 @@ pub async fn send(
     auth: AuthUser,
     ApiJson(req): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
-    if let Err(retry_after) = state.send_limit.check(&auth.user_id()) {
+    if let Err(retry_after) = state
+        .send_limit
+        .check_shared(state.shared.as_deref(), "send", &auth.user_id())
+        .await
+    {
         return Err(ApiError::rate_limited(retry_after, "送信", "messages"));
     }
     validate::id("conversationId", req.conversation_id.as_str())?;

@@ -49,6 +49,7 @@ pub mod routes;
 pub mod security;
 pub mod serve;
 pub mod session;
+pub mod shared;
 pub mod store;
 pub mod stream;
 pub mod tasks;
@@ -95,8 +96,11 @@ pub struct AppState {
     pub signer: Arc<Signer>,
     /// The platform's JWTs (`--jwt-jwks`, `--jwt-secret`), when configured.
     pub jwt: Option<Arc<jwt::Verifier>>,
-    /// Stream tickets.
+    /// Stream tickets (when instances share no Redis).
     pub tickets: Arc<Tickets>,
+    /// What instances share besides the store and the bus (`--redis-url`): stream tickets and
+    /// rate-limit buckets.
+    pub shared: Option<Arc<shared::Shared>>,
     /// Open streams per user.
     pub stream_counts: Arc<StreamCounts>,
     /// Counters for `/metrics`.
@@ -157,12 +161,24 @@ impl AppState {
             ),
             None => Arc::new(Hub::new(store.next_epoch().await?, limits)),
         };
-        let interrupted = tasks::interrupt_orphans(&*store).await?;
-        if interrupted > 0 {
-            tracing::warn!(
-                interrupted,
-                "tasks left running by the previous process marked failed"
-            );
+        let shared = match &config.redis_url {
+            Some(url) => Some(Arc::new(
+                shared::Shared::connect(url, &config.redis_prefix)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("--redis-url: {e}")))?,
+            )),
+            None => None,
+        };
+        // Alone, a task still marked running was this process's before it stopped; with
+        // others, it may be running elsewhere: leases tell ([`tasks::reap_orphans`]).
+        if shared.is_none() {
+            let interrupted = tasks::interrupt_orphans(&*store).await?;
+            if interrupted > 0 {
+                tracing::warn!(
+                    interrupted,
+                    "tasks left running by the previous process marked failed"
+                );
+            }
         }
         let signer = Signer::new(store.signing_key().await?);
         let jwt = config
@@ -188,6 +204,7 @@ impl AppState {
             signer: Arc::new(signer),
             jwt,
             tickets: Arc::new(Tickets::default()),
+            shared,
             stream_counts: Arc::new(StreamCounts::default()),
             metrics: Arc::new(Metrics::default()),
             tasks: Arc::new(tasks::Tasks::default()),
@@ -287,6 +304,11 @@ pub async fn run(
     let router = app(state.clone());
     let stop = state.shutdown.clone();
     let purge = tokio::spawn(session::purge_expired(state.clone()));
+    let signals = tokio::spawn(tasks::follow_signals(state.clone()));
+    let reaper = state
+        .shared
+        .clone()
+        .map(|shared| tokio::spawn(tasks::reap_orphans(state.clone(), shared)));
     let metrics = metrics_listener.map(|listener| {
         let router = routes::metrics_only(state.clone());
         tokio::spawn(serve::serve(listener, router, limits, stop.clone()))
@@ -298,6 +320,10 @@ pub async fn run(
     });
     let served = serve::serve(listener, router, limits, stop).await;
     purge.abort();
+    signals.abort();
+    if let Some(reaper) = reaper {
+        reaper.abort();
+    }
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }

@@ -34,6 +34,34 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.check_at(user, Instant::now())
     }
 
+    /// [`check`](Self::check), and when instances share Redis, the same bucket across all of
+    /// them (`bucket` names it there). Redis out of reach leaves this instance's own limit.
+    pub async fn check_shared(
+        &self,
+        shared: Option<&crate::shared::Shared>,
+        bucket: &str,
+        user: &K,
+    ) -> Result<(), u64>
+    where
+        K: std::fmt::Display,
+    {
+        self.check(user)?;
+        let Some(shared) = shared else {
+            return Ok(());
+        };
+        let burst = self.burst as u32;
+        match shared
+            .take_token(bucket, &user.to_string(), burst, self.per_second)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::warn!(error = %e, bucket, "shared rate limit unavailable; this instance's applies");
+                Ok(())
+            }
+        }
+    }
+
     fn check_at(&self, user: &K, now: Instant) -> Result<(), u64> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > 100_000 {

@@ -91,13 +91,22 @@ pub async fn login(
     let client = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    if let Err(retry_after) = state.sign_in_by_client.check(&client) {
+    if let Err(retry_after) = state
+        .sign_in_by_client
+        .check_shared(state.shared.as_deref(), "sign-in-client", &client)
+        .await
+    {
         return Err(too_many_sign_ins(retry_after, "client address"));
     }
     validate::id("userId", req.user_id.as_str())?;
     if let Err(retry_after) = state
         .sign_in_by_user
-        .check(&req.user_id.as_str().to_owned())
+        .check_shared(
+            state.shared.as_deref(),
+            "sign-in-user",
+            &req.user_id.as_str().to_owned(),
+        )
+        .await
     {
         return Err(too_many_sign_ins(retry_after, "user id"));
     }
@@ -148,15 +157,17 @@ pub async fn logout(State(state): State<AppState>, auth: AuthUser) -> Result<Res
 }
 
 /// `POST /api/chat/stream-ticket` → a single-use ticket for `GET /api/chat/stream?ticket=`.
-pub async fn stream_ticket(State(state): State<AppState>, auth: AuthUser) -> Json<StreamTicket> {
-    Json(StreamTicket {
-        ticket: state
-            .tickets
-            .issue(if auth.via == auth::Via::PlatformToken {
-                auth::TicketOwner::Token(auth.clone())
-            } else {
-                auth::TicketOwner::Session(auth.session_id.clone())
-            }),
+pub async fn stream_ticket(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<StreamTicket>, ApiError> {
+    let owner = if auth.via == auth::Via::PlatformToken {
+        auth::TicketOwner::Token(auth.clone())
+    } else {
+        auth::TicketOwner::Session(auth.session_id.clone())
+    };
+    Ok(Json(StreamTicket {
+        ticket: auth::issue_ticket(&state, owner).await?,
         expires_in: auth::TICKET_TTL.as_secs() as u32,
-    })
+    }))
 }

@@ -324,7 +324,7 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
                 // A lagged receiver may have missed this session's sign-out: end, and let the
                 // client's reconnect check its session again.
                 Err(broadcast::error::RecvError::Lagged(_)) => return None,
-                Ok(Signal::SignedOut(_)) => continue,
+                Ok(Signal::SignedOut(_) | Signal::CancelTask(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             },
             () = &mut session_end => {

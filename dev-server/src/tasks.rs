@@ -169,6 +169,9 @@ pub fn start(
 ) {
     let id = record.snapshot.task_id.clone();
     state.tasks.insert(record, participants, lang);
+    if let Some(shared) = state.shared.clone() {
+        tokio::spawn(keep_lease(state.clone(), shared, id.clone()));
+    }
     let state = state.clone();
     tokio::spawn(async move {
         let step = state.assistant_step;
@@ -204,6 +207,25 @@ pub async fn cancel_task(
     id: &TaskId,
 ) -> Result<TaskSnapshot, ApiError> {
     let record = visible_task(state, auth, id).await?;
+    if state.tasks.hot(id).is_none() && record.snapshot.state == TaskState::Running {
+        // Another instance runs it: ask it, and answer what it stored.
+        return cancel_elsewhere(state, id).await;
+    }
+    let Some(snapshot) = cancel_here(state, id).await else {
+        return Err(not_running(id, record.snapshot.state));
+    };
+    Ok(snapshot)
+}
+
+fn not_running(id: &TaskId, state: TaskState) -> ApiError {
+    ApiError::Conflict {
+        code: "task_not_running",
+        message: format!("task {id} has already ended ({state:?})").to_lowercase(),
+    }
+}
+
+/// Cancels a task running on this instance; `None` if it isn't (or has ended).
+pub async fn cancel_here(state: &AppState, id: &TaskId) -> Option<TaskSnapshot> {
     let changed = state
         .tasks
         .change(state, id, |snapshot, lang| {
@@ -221,18 +243,59 @@ pub async fn cancel_task(
             snapshot.state = TaskState::Cancelled;
             vec![part_event(snapshot, part), done_event(snapshot)]
         })
-        .await;
-    let Some(changed) = changed else {
-        return Err(ApiError::Conflict {
-            code: "task_not_running",
-            message: format!("task {id} has already ended ({:?})", record.snapshot.state)
-                .to_lowercase(),
-        });
-    };
+        .await?;
     tracing::info!(taskId = %id, "task cancelled");
     let snapshot = changed.snapshot.clone();
     persist(state, changed).await;
-    Ok(snapshot)
+    Some(snapshot)
+}
+
+/// Signals the instance running the task to cancel it, then waits (up to 5 s) for the
+/// stored snapshot to end.
+async fn cancel_elsewhere(state: &AppState, id: &TaskId) -> Result<TaskSnapshot, ApiError> {
+    state
+        .bus
+        .signal(crate::bus::Signal::CancelTask(id.clone()))
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(stored) = state.store.task(id).await?
+            && stored.snapshot.state.is_final()
+        {
+            return match stored.snapshot.state {
+                TaskState::Cancelled => Ok(stored.snapshot),
+                other => Err(not_running(id, other)),
+            };
+        }
+    }
+    Err(ApiError::Unavailable(format!(
+        "task {id}: the instance running it did not answer the cancel"
+    )))
+}
+
+/// Acts on the signals of every instance that concern this one's tasks, until shutdown.
+pub async fn follow_signals(state: AppState) {
+    let mut signals = state.bus.signals();
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let signal = tokio::select! {
+            signal = signals.recv() => signal,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        match signal {
+            Ok(crate::bus::Signal::CancelTask(id)) => {
+                if state.tasks.hot(&id).is_some() {
+                    cancel_here(&state, &id).await;
+                }
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "signals missed");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 /// A task the user may see: hot or stored, owned by them. Others' tasks are 404.
@@ -262,28 +325,133 @@ pub fn freshest(state: &AppState, stored: TaskSnapshot) -> TaskSnapshot {
     }
 }
 
+/// How long a runner's lease lasts unless renewed; it is renewed every third of that.
+pub const LEASE: Duration = Duration::from_secs(9);
+
+/// Renews the lease of a task this instance runs until it ends (or this instance dies, and
+/// the lease runs out: then another instance marks the task interrupted).
+async fn keep_lease(state: AppState, shared: std::sync::Arc<crate::shared::Shared>, id: TaskId) {
+    loop {
+        let running = state
+            .tasks
+            .hot(&id)
+            .is_some_and(|r| !r.snapshot.state.is_final());
+        if !running {
+            return;
+        }
+        if let Err(e) = shared.hold_lease(id.as_str(), LEASE).await {
+            tracing::warn!(taskId = %id, error = %e, "could not renew the task's lease");
+        }
+        tokio::time::sleep(LEASE / 3).await;
+    }
+}
+
+/// With several instances: every few seconds, tasks stored as running whose runner's lease ran
+/// out (that instance died) are marked interrupted, and their participants are told. A task
+/// younger than a lease is left alone (its runner may not have taken the lease yet).
+pub async fn reap_orphans(state: AppState, shared: std::sync::Arc<crate::shared::Shared>) {
+    let mut shutdown = state.shutdown.clone();
+    let mut every = tokio::time::interval(LEASE / 3);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let running = match state.store.running_tasks().await {
+            Ok(running) => running,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list running tasks");
+                continue;
+            }
+        };
+        for record in running {
+            let young = humantime::parse_rfc3339(&record.snapshot.created_at)
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_none_or(|age| age < LEASE);
+            if young || state.tasks.hot(&record.snapshot.task_id).is_some() {
+                continue;
+            }
+            if !matches!(
+                shared.has_lease(record.snapshot.task_id.as_str()).await,
+                Ok(false)
+            ) {
+                continue;
+            }
+            let id = record.snapshot.task_id.clone();
+            match interrupt(&*state.store, record).await {
+                Ok(Some(interrupted)) => {
+                    tracing::warn!(taskId = %id, "task interrupted: its instance stopped running it");
+                    tell_interrupted(&state, &interrupted).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(taskId = %id, error = %e, "could not interrupt a task"),
+            }
+        }
+    }
+}
+
+/// Publishes an interrupted task's last part and end to the participants of its conversation.
+async fn tell_interrupted(state: &AppState, record: &TaskRecord) {
+    let Some(owner) = crate::directory::user(record.owner.as_str()) else {
+        return;
+    };
+    let tenant = farm_chat_protocol::TenantId(owner.tenant.to_owned());
+    let Ok(Some(conversation)) = state
+        .store
+        .conversation(&tenant, &record.snapshot.conversation_id)
+        .await
+    else {
+        return;
+    };
+    let snapshot = &record.snapshot;
+    let mut events = Vec::new();
+    if let Some(last) = snapshot.parts.last() {
+        events.push(part_event(snapshot, last.clone()));
+    }
+    events.push(done_event(snapshot));
+    for (i, event) in events.iter().enumerate() {
+        let dedupe = format!("t:{}:{}:{i}", snapshot.task_id, record.version);
+        crate::chat::announce(state, &conversation.participants, event, Some(&dedupe)).await;
+    }
+}
+
+/// Marks a running task failed (`interrupted`) in the store; `None` when it had ended
+/// meanwhile.
+async fn interrupt(
+    store: &dyn crate::store::Store,
+    mut record: TaskRecord,
+) -> crate::store::StoreResult<Option<TaskRecord>> {
+    if record.snapshot.state.is_final() {
+        return Ok(None);
+    }
+    let part = TaskPart {
+        part: record.snapshot.parts.iter().map(|p| p.part + 1).max().unwrap_or(0),
+        body: PartBody::Error {
+            code: "interrupted".into(),
+            text: "サーバーの再起動で中断しました。もう一度お試しください。 / Interrupted by a server restart; please ask again."
+                .into(),
+        },
+    };
+    record.snapshot.upsert_part(part);
+    record.snapshot.state = TaskState::Failed;
+    record.snapshot.updated_at = crate::now_rfc3339();
+    record.version += 1;
+    store.save_task(&record).await?;
+    Ok(Some(record))
+}
+
 /// Marks tasks left running by a previous server process as failed (`interrupted`): nobody
-/// is running them any more. Called at start-up.
+/// is running them any more. Called at start-up of a single instance (several instances use
+/// leases instead: [`reap_orphans`]).
 pub async fn interrupt_orphans(
     store: &dyn crate::store::Store,
 ) -> crate::store::StoreResult<usize> {
-    let orphans = store.running_tasks().await?;
-    for mut record in orphans.iter().cloned() {
-        let part = TaskPart {
-            part: record.snapshot.parts.iter().map(|p| p.part + 1).max().unwrap_or(0),
-            body: PartBody::Error {
-                code: "interrupted".into(),
-                text: "サーバーの再起動で中断しました。もう一度お試しください。 / Interrupted by a server restart; please ask again."
-                    .into(),
-            },
-        };
-        record.snapshot.upsert_part(part);
-        record.snapshot.state = TaskState::Failed;
-        record.snapshot.updated_at = crate::now_rfc3339();
-        record.version += 1;
-        store.save_task(&record).await?;
+    let mut interrupted = 0;
+    for record in store.running_tasks().await? {
+        interrupted += usize::from(interrupt(store, record).await?.is_some());
     }
-    Ok(orphans.len())
+    Ok(interrupted)
 }
 
 /// `GET /api/tasks` query.

@@ -217,11 +217,21 @@ async fn ids_the_log_cannot_account_for_reset(fx: Fixture) {
     let id = bus.publish(&u, &created(1), None).await.unwrap();
     let at = |epoch: u32, n: u64| EventId::new(epoch, n);
     let sub = bus.subscribe(&u, Some(at(id.epoch(), 2))).await.unwrap();
-    assert_eq!(reset(&sub), Some(ResetReason::Unknown), "an id not given yet");
-    let sub = bus.subscribe(&u, Some(at(id.epoch() + 1, 1))).await.unwrap();
+    assert_eq!(
+        reset(&sub),
+        Some(ResetReason::Unknown),
+        "an id not given yet"
+    );
+    let sub = bus
+        .subscribe(&u, Some(at(id.epoch() + 1, 1)))
+        .await
+        .unwrap();
     assert_eq!(reset(&sub), Some(ResetReason::Unknown), "a future epoch");
     if id.epoch() > 0 {
-        let sub = bus.subscribe(&u, Some(at(id.epoch() - 1, 9))).await.unwrap();
+        let sub = bus
+            .subscribe(&u, Some(at(id.epoch() - 1, 9)))
+            .await
+            .unwrap();
         assert_eq!(reset(&sub), Some(ResetReason::Restarted), "an older epoch");
     }
     let sub = bus.subscribe(&u, Some(id)).await.unwrap();
@@ -240,7 +250,10 @@ async fn a_resume_beyond_the_log_resets_too_old(fx: Fixture) {
     assert_eq!(reset(&sub), Some(ResetReason::TooOld));
     let recent = EventId::new(last.epoch(), last.n() - 10);
     let sub = bus.subscribe(&u, Some(recent)).await.unwrap();
-    assert_eq!(replayed(&sub), ((last.n() - 9)..=last.n()).collect::<Vec<_>>());
+    assert_eq!(
+        replayed(&sub),
+        ((last.n() - 9)..=last.n()).collect::<Vec<_>>()
+    );
 }
 
 async fn signals_reach_every_instance(fx: Fixture) {

@@ -25,7 +25,7 @@ use std::{
     time::Duration,
 };
 
-use farm_chat_protocol::{EventId, StreamEvent, UserId, stream::ResetReason};
+use farm_chat_protocol::{EventId, StreamEvent, TaskId, UserId, stream::ResetReason};
 use futures_util::StreamExt;
 use redis::{AsyncCommands, aio::ConnectionManager};
 use tokio::sync::{broadcast, watch};
@@ -271,12 +271,7 @@ impl RedisBus {
     }
 }
 
-async fn read_log(
-    inner: &Inner,
-    user: &UserId,
-    epoch: u32,
-    after_n: u64,
-) -> BusResult<Vec<Entry>> {
+async fn read_log(inner: &Inner, user: &UserId, epoch: u32, after_n: u64) -> BusResult<Vec<Entry>> {
     let reply: redis::streams::StreamRangeReply = inner
         .conn
         .clone()
@@ -428,6 +423,7 @@ impl EventBus for RedisBus {
         let payload = match &signal {
             Signal::SignedOut(session) => format!("o{SEP}{session}"),
             Signal::DropStreams => "d".to_owned(),
+            Signal::CancelTask(task) => format!("c{SEP}{task}"),
         };
         let _: i64 = self
             .inner
@@ -540,6 +536,7 @@ async fn subscriber(
             if message.get_channel_name() == names.signals() {
                 let signal = match payload.split_once(SEP) {
                     Some(("o", session)) => Signal::SignedOut(session.to_owned()),
+                    Some(("c", task)) => Signal::CancelTask(TaskId(task.to_owned())),
                     _ if payload == "d" => Signal::DropStreams,
                     _ => continue,
                 };
@@ -611,9 +608,7 @@ async fn repair_all(inner: &Inner) {
     for (user, delivered) in users {
         let entries = match epoch {
             Some(epoch) if epoch == delivered.epoch() => {
-                read_log(inner, &user, epoch, delivered.n())
-                    .await
-                    .ok()
+                read_log(inner, &user, epoch, delivered.n()).await.ok()
             }
             _ => None,
         };

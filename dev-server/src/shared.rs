@@ -1,0 +1,133 @@
+//! [`Shared`]: short-lived state that every instance must agree on when several serve one
+//! deployment (`--redis-url`): single-use stream tickets (issued by one instance, redeemed by
+//! another) and the rate-limit buckets (a user spreading requests over instances gets no more
+//! than on one). Without Redis there is one instance, and these stay in its memory
+//! ([`crate::auth::Tickets`], [`crate::limits::RateLimiter`]).
+
+use std::time::Duration;
+
+use redis::{AsyncCommands, aio::ConnectionManager};
+
+use crate::bus::{BusError, BusResult};
+
+/// KEYS: the bucket. ARGV: burst, tokens per second. Takes one token by Redis's own clock (one
+/// clock for every instance); returns {1, 0} or {0, seconds to wait}.
+const TOKEN_LUA: &str = r"
+local burst = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local b = redis.call('HMGET', KEYS[1], 't', 'at')
+local tokens = tonumber(b[1]) or burst
+local at = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) / 1000 * rate)
+local ok, wait = 0, 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  ok = 1
+else
+  wait = math.max(1, math.ceil((1 - tokens) / rate))
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {ok, wait}
+";
+
+/// See the [module](self).
+#[derive(Clone)]
+pub struct Shared {
+    conn: ConnectionManager,
+    prefix: String,
+    token: redis::Script,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: &redis::RedisError) -> BusError {
+    BusError(e.to_string())
+}
+
+impl Shared {
+    /// Connects to Redis at `url`; keys go under `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> BusResult<Self> {
+        let client = redis::Client::open(url).map_err(|e| unavailable(&e))?;
+        Ok(Self {
+            conn: ConnectionManager::new(client)
+                .await
+                .map_err(|e| unavailable(&e))?,
+            prefix: prefix.to_owned(),
+            token: redis::Script::new(TOKEN_LUA),
+        })
+    }
+
+    /// Keeps `value` under ticket `ticket` for `ttl`.
+    pub async fn put_ticket(&self, ticket: &str, value: &str, ttl: Duration) -> BusResult<()> {
+        let key = format!("{}:ticket:{ticket}", self.prefix);
+        let ttl = ttl.as_secs().max(1);
+        let _: () = self
+            .conn
+            .clone()
+            .set_ex(key, value, ttl)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
+    }
+
+    /// Takes the value of a ticket: the first call anywhere gets it, later ones `None`.
+    pub async fn take_ticket(&self, ticket: &str) -> BusResult<Option<String>> {
+        let key = format!("{}:ticket:{ticket}", self.prefix);
+        self.conn
+            .clone()
+            .get_del(key)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    /// Holds the lease of task `task` for `ttl` more (its runner renews it while it runs).
+    pub async fn hold_lease(&self, task: &str, ttl: Duration) -> BusResult<()> {
+        let key = format!("{}:lease:{task}", self.prefix);
+        let _: () = self
+            .conn
+            .clone()
+            .set_ex(key, "1", ttl.as_secs().max(1))
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
+    }
+
+    /// Whether some instance holds the lease of task `task`.
+    pub async fn has_lease(&self, task: &str) -> BusResult<bool> {
+        let key = format!("{}:lease:{task}", self.prefix);
+        self.conn
+            .clone()
+            .exists(key)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    /// Takes a token from bucket `bucket` of `key` (`burst` at once, refilled at
+    /// `per_second`), or says after how many whole seconds one is available.
+    pub async fn take_token(
+        &self,
+        bucket: &str,
+        key: &str,
+        burst: u32,
+        per_second: f64,
+    ) -> BusResult<Result<(), u64>> {
+        let (ok, wait): (i64, u64) = self
+            .token
+            .key(format!("{}:rate:{bucket}:{key}", self.prefix))
+            .arg(burst)
+            .arg(per_second)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(if ok == 1 { Ok(()) } else { Err(wait) })
+    }
+}
