@@ -1,0 +1,211 @@
+//! Three instances of the server on one PostgreSQL and one Redis (throwaway, under
+//! `target/`), in one test process, each on its own port: what one instance does, the others
+//! see. A stream on A receives a send made on B; a client resumes on C with its last id and
+//! gets exactly the gap; tickets, sign-out, cancel and rate limits hold across instances.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Sse, TestServer, bearer, call, call_as, login, send};
+use farm_chat_dev_server::{AppState, Config};
+use farm_chat_testenv::{Postgres, Redis};
+
+const SUPPORT: &str = "c-u-farmer-support";
+const ASSISTANT: &str = "c-u-farmer-assistant";
+
+/// `n` instances sharing a fresh database and a fresh Redis key prefix.
+async fn cluster(n: usize, tune: impl Fn(&mut AppState)) -> Vec<TestServer> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let k = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let database_url = Postgres::shared()
+        .expect("a throwaway PostgreSQL")
+        .fresh_database("cluster")
+        .unwrap();
+    let redis_url = Redis::shared().expect("a throwaway Redis").url(0);
+    let mut servers = Vec::new();
+    for _ in 0..n {
+        let config = Config {
+            database_url: Some(database_url.clone()),
+            redis_url: Some(redis_url.clone()),
+            redis_prefix: format!("cl{}-{k}", std::process::id()),
+            ..Config::for_tests()
+        };
+        let mut state = AppState::new(config).await.unwrap();
+        tune(&mut state);
+        servers.push(TestServer::start(state).await);
+    }
+    servers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_on_one_instance_reaches_a_stream_on_another_and_a_resume_on_a_third() {
+    let s = cluster(3, |_| {}).await;
+    let (a, b, c) = (s[0].addr, s[1].addr, s[2].addr);
+    let farmer = login(b, "u-farmer").await;
+    let support = login(a, "u-support").await;
+
+    let mut on_a = Sse::open_as(a, &support, "").await;
+    assert_eq!(on_a.next().await.unwrap().event, "ready");
+    let sent = send(b, &farmer, SUPPORT, "B から送信", "k-1").await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    let event = on_a.next_non_ping().await.expect("announced on A");
+    assert_eq!(event.event, "message.created");
+    assert_eq!(event.json()["seq"], 1);
+    let last = event.id.clone().unwrap();
+    drop(on_a);
+
+    // While support is away, three more arrive through two instances.
+    for (i, at) in [(2, a), (3, c), (4, b)] {
+        let sent = send(at, &farmer, SUPPORT, &format!("{i} 通目"), &format!("k-{i}")).await;
+        assert_eq!(sent.status, 201, "{}", sent.body);
+    }
+    let mut on_c = Sse::open(
+        c,
+        "/api/chat/stream",
+        &[("Authorization", &bearer(&support)), ("Last-Event-ID", &last)],
+    )
+    .await;
+    assert_eq!(on_c.next().await.unwrap().event, "ready");
+    let mut seqs = Vec::new();
+    for _ in 0..3 {
+        let event = on_c.next_non_ping().await.expect("the gap is replayed");
+        assert_eq!(event.event, "message.created");
+        seqs.push(event.json()["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seqs, [2, 3, 4], "exactly the gap, in order");
+    // And then live, with nothing repeated.
+    let sent = send(a, &farmer, SUPPORT, "5 通目", "k-5").await;
+    assert_eq!(sent.status, 201);
+    let event = on_c.next_non_ping().await.unwrap();
+    assert_eq!(event.json()["seq"], 5);
+
+    // History is one: every instance reads the same database.
+    let history = call_as(
+        b,
+        "GET",
+        &format!("/api/chat/history?conversationId={SUPPORT}"),
+        &support,
+    )
+    .await;
+    assert_eq!(history.json()["messages"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_on_another_instance_stores_and_announces_once() {
+    let s = cluster(2, |_| {}).await;
+    let (a, b) = (s[0].addr, s[1].addr);
+    let farmer = login(a, "u-farmer").await;
+    let support = login(b, "u-support").await;
+    let mut theirs = Sse::open_as(b, &support, "").await;
+    assert_eq!(theirs.next().await.unwrap().event, "ready");
+    let first = send(a, &farmer, SUPPORT, "一度だけ", "same-key").await;
+    let again = send(b, &farmer, SUPPORT, "一度だけ", "same-key").await;
+    assert_eq!(first.status, 201);
+    assert_eq!(again.status, 200, "the retry answers the stored message");
+    assert_eq!(first.json()["messageId"], again.json()["messageId"]);
+    let event = theirs.next_non_ping().await.unwrap();
+    assert_eq!(event.json()["seq"], 1);
+    // Nothing more within half a second (a ping would be every 15 s).
+    let next = tokio::time::timeout(Duration::from_millis(500), theirs.next()).await;
+    assert!(next.is_err(), "announced once: {next:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_from_one_instance_opens_a_stream_on_another_once() {
+    let s = cluster(2, |_| {}).await;
+    let (a, b) = (s[0].addr, s[1].addr);
+    let farmer = login(a, "u-farmer").await;
+    let ticket = call_as(a, "POST", "/api/chat/stream-ticket", &farmer).await;
+    assert_eq!(ticket.status, 200, "{}", ticket.body);
+    let ticket = ticket.json()["ticket"].as_str().unwrap().to_owned();
+    let mut on_b = Sse::open(b, &format!("/api/chat/stream?ticket={ticket}"), &[]).await;
+    assert_eq!(on_b.status, 200);
+    assert_eq!(on_b.next().await.unwrap().event, "ready");
+    let reused = Sse::open(a, &format!("/api/chat/stream?ticket={ticket}"), &[]).await;
+    assert_eq!(reused.status, 401, "single use, on every instance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_on_one_instance_closes_the_sessions_streams_on_every_instance() {
+    let s = cluster(2, |_| {}).await;
+    let (a, b) = (s[0].addr, s[1].addr);
+    let farmer = login(a, "u-farmer").await;
+    let mut on_b = Sse::open_as(b, &farmer, "").await;
+    assert_eq!(on_b.next().await.unwrap().event, "ready");
+    let out = call(
+        a,
+        "DELETE",
+        "/api/session",
+        &[("Authorization", &bearer(&farmer))],
+        None,
+    )
+    .await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    let mut ended = false;
+    for _ in 0..10 {
+        match on_b.next_within(Duration::from_secs(5)).await {
+            None => {
+                ended = true;
+                break;
+            }
+            Some(e) => assert_eq!(e.event, "ping", "nothing else comes: {e:?}"),
+        }
+    }
+    assert!(ended, "the stream on B closed");
+    let refused = Sse::open_as(b, &farmer, "").await;
+    assert_eq!(refused.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_on_any_instance_reaches_the_instance_running_the_task() {
+    // Slow steps, so the task is still running when the cancel comes.
+    let s = cluster(3, |state| state.assistant_step = Duration::from_millis(400)).await;
+    let (a, b, c) = (s[0].addr, s[1].addr, s[2].addr);
+    let farmer = login(a, "u-farmer").await;
+    let mut on_c = Sse::open_as(c, &farmer, "").await;
+    assert_eq!(on_c.next().await.unwrap().event, "ready");
+    let asked = send(a, &farmer, ASSISTANT, "発情予定の牛のリストを作って", "ask-1").await;
+    assert_eq!(asked.status, 201, "{}", asked.body);
+    let task = asked.json()["taskId"].as_str().unwrap().to_owned();
+    let cancelled = call_as(b, "POST", &format!("/api/tasks/{task}/cancel"), &farmer).await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.json()["state"], "cancelled");
+    let mut done = None;
+    while done.is_none() {
+        let event = on_c.next_non_ping().await.expect("the task's events reach C");
+        if event.event == "task.done" {
+            done = Some(event);
+        }
+    }
+    assert_eq!(done.unwrap().json()["state"], "cancelled");
+    let again = call_as(c, "POST", &format!("/api/tasks/{task}/cancel"), &farmer).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_holds_across_instances() {
+    let s = cluster(3, |_| {}).await;
+    let farmer = login(s[0].addr, "u-farmer").await;
+    let body = format!(r#"{{"conversationId":"{SUPPORT}"}}"#);
+    let mut statuses = Vec::new();
+    // A burst of 20 typing calls, then 2 a second: spread over three instances, still 20.
+    for i in 0..21 {
+        let reply = call(
+            s[i % 3].addr,
+            "POST",
+            "/api/chat/typing",
+            &[("Authorization", &bearer(&farmer))],
+            Some(&body),
+        )
+        .await;
+        statuses.push(reply.status);
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 204), "{statuses:?}");
+    assert_eq!(statuses[20], 429, "{statuses:?}");
+}
