@@ -256,15 +256,82 @@ pub async fn read(
 
 /// Publishes `event` to each of `users`. A failure is logged: what it announces is stored, and
 /// every client refetches on its next `reset` or reconnect.
+/// Returns whether every publish succeeded.
 pub(crate) async fn announce(
     state: &AppState,
     users: &[UserId],
     event: &StreamEvent,
     dedupe: Option<&str>,
-) {
+) -> bool {
+    let mut all = true;
     for user in users {
         if let Err(e) = state.bus.publish(user, event, dedupe).await {
             tracing::error!(userId = %user, event = event.name(), error = %e, "event not published");
+            all = false;
+        }
+    }
+    all
+}
+
+/// `message.created` for each participant, deduplicated by the message id, so announcing a
+/// message twice (the outbox after a crash) delivers it once. Notes it announced.
+async fn announce_message(
+    state: &AppState,
+    participants: &[UserId],
+    message_id: &MessageId,
+    conversation_id: &ConversationId,
+    seq: u64,
+) {
+    let event = StreamEvent::MessageCreated(MessageCreated {
+        conversation_id: conversation_id.clone(),
+        message_id: message_id.clone(),
+        seq,
+    });
+    let dedupe = format!("m:{message_id}");
+    if announce(state, participants, &event, Some(&dedupe)).await
+        && let Err(e) = state
+            .store
+            .mark_announced(std::slice::from_ref(message_id))
+            .await
+    {
+        // The outbox announces it again; the dedupe makes that harmless.
+        tracing::warn!(messageId = %message_id, error = %e, "could not note the announcement");
+    }
+}
+
+/// The outbox: every few seconds, messages stored a while ago ([`AppState::outbox_after`],
+/// 5 s) but never announced (their
+/// instance died between the commit and the publish, or the bus was out of reach) are
+/// announced now. Runs on every instance; the dedupe makes a double announcement harmless.
+pub async fn announce_stragglers(state: AppState) {
+    let mut shutdown = state.shutdown.clone();
+    let mut every = tokio::time::interval(state.outbox_after / 2);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let before =
+            humantime::format_rfc3339_millis(std::time::SystemTime::now() - state.outbox_after)
+                .to_string();
+        let stragglers = match state.store.unannounced(&before, 200).await {
+            Ok(stragglers) => stragglers,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the outbox");
+                continue;
+            }
+        };
+        for m in stragglers {
+            tracing::warn!(messageId = %m.message_id, "announcing a message stored but never announced");
+            announce_message(
+                &state,
+                &m.participants,
+                &m.message_id,
+                &m.conversation_id,
+                m.seq,
+            )
+            .await;
         }
     }
 }
@@ -411,13 +478,14 @@ async fn commit_and_announce(
             reply,
         } => {
             for message in std::iter::once(&stored).chain(reply.as_ref()) {
-                let event = StreamEvent::MessageCreated(MessageCreated {
-                    conversation_id: message.conversation_id.clone(),
-                    message_id: message.message_id.clone(),
-                    seq: message.seq,
-                });
-                let dedupe = format!("m:{}", message.message_id);
-                announce(&state, &conversation.participants, &event, Some(&dedupe)).await;
+                announce_message(
+                    &state,
+                    &conversation.participants,
+                    &message.message_id,
+                    &message.conversation_id,
+                    message.seq,
+                )
+                .await;
             }
             state.metrics.messages_sent.inc();
             tracing::info!(messageId = %stored.message_id, seq = stored.seq, "message stored");

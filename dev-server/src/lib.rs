@@ -121,6 +121,9 @@ pub struct AppState {
     pub assistant_step: std::time::Duration,
     /// How often streams send `ping` (15 s; tests shorten it).
     pub ping_every: std::time::Duration,
+    /// How long after its commit a message not yet announced is announced by the outbox (5 s;
+    /// tests shorten it).
+    pub outbox_after: std::time::Duration,
     /// Becomes `true` when the server shuts down: streams end so the shutdown completes.
     pub shutdown: watch::Receiver<bool>,
     shutdown_tx: Arc<watch::Sender<bool>>,
@@ -215,6 +218,7 @@ impl AppState {
             sign_in_by_user: Arc::new(sign_in_by_user),
             purge_every: std::time::Duration::from_secs(60),
             ping_every: stream::PING_EVERY,
+            outbox_after: std::time::Duration::from_secs(5),
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
             ensured_tenants: Arc::default(),
@@ -305,6 +309,7 @@ pub async fn run(
     let stop = state.shutdown.clone();
     let purge = tokio::spawn(session::purge_expired(state.clone()));
     let signals = tokio::spawn(tasks::follow_signals(state.clone()));
+    let outbox = tokio::spawn(chat::announce_stragglers(state.clone()));
     let reaper = state
         .shared
         .clone()
@@ -321,6 +326,7 @@ pub async fn run(
     let served = serve::serve(listener, router, limits, stop).await;
     purge.abort();
     signals.abort();
+    outbox.abort();
     if let Some(reaper) = reaper {
         reaper.abort();
     }

@@ -172,6 +172,19 @@ pub struct Overview {
     pub read_marks: Vec<(UserId, u64)>,
 }
 
+/// A message stored but not yet announced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unannounced {
+    /// The message.
+    pub message_id: MessageId,
+    /// Its conversation.
+    pub conversation_id: ConversationId,
+    /// Its place there.
+    pub seq: u64,
+    /// Who gets `message.created`.
+    pub participants: Vec<UserId>,
+}
+
 /// The operations the server needs. Each is one transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -239,6 +252,13 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
         seq: u64,
     ) -> StoreResult<u64>;
+
+    /// Notes that these messages were announced on the event bus.
+    async fn mark_announced(&self, messages: &[MessageId]) -> StoreResult<()>;
+    /// Messages stored before `before` (RFC 3339) but never announced (the instance that
+    /// stored them died first), oldest first, at most `limit`, each with who takes part in its
+    /// conversation.
+    async fn unannounced(&self, before: &str, limit: u32) -> StoreResult<Vec<Unannounced>>;
 
     /// Stores a task's snapshot unless a newer version is stored already.
     async fn save_task(&self, task: &TaskRecord) -> StoreResult<()>;

@@ -62,13 +62,23 @@ async fn a_send_on_one_instance_reaches_a_stream_on_another_and_a_resume_on_a_th
 
     // While support is away, three more arrive through two instances.
     for (i, at) in [(2, a), (3, c), (4, b)] {
-        let sent = send(at, &farmer, SUPPORT, &format!("{i} 通目"), &format!("k-{i}")).await;
+        let sent = send(
+            at,
+            &farmer,
+            SUPPORT,
+            &format!("{i} 通目"),
+            &format!("k-{i}"),
+        )
+        .await;
         assert_eq!(sent.status, 201, "{}", sent.body);
     }
     let mut on_c = Sse::open(
         c,
         "/api/chat/stream",
-        &[("Authorization", &bearer(&support)), ("Last-Event-ID", &last)],
+        &[
+            ("Authorization", &bearer(&support)),
+            ("Last-Event-ID", &last),
+        ],
     )
     .await;
     assert_eq!(on_c.next().await.unwrap().event, "ready");
@@ -170,7 +180,14 @@ async fn a_cancel_on_any_instance_reaches_the_instance_running_the_task() {
     let farmer = login(a, "u-farmer").await;
     let mut on_c = Sse::open_as(c, &farmer, "").await;
     assert_eq!(on_c.next().await.unwrap().event, "ready");
-    let asked = send(a, &farmer, ASSISTANT, "発情予定の牛のリストを作って", "ask-1").await;
+    let asked = send(
+        a,
+        &farmer,
+        ASSISTANT,
+        "発情予定の牛のリストを作って",
+        "ask-1",
+    )
+    .await;
     assert_eq!(asked.status, 201, "{}", asked.body);
     let task = asked.json()["taskId"].as_str().unwrap().to_owned();
     let cancelled = call_as(b, "POST", &format!("/api/tasks/{task}/cancel"), &farmer).await;
@@ -178,7 +195,10 @@ async fn a_cancel_on_any_instance_reaches_the_instance_running_the_task() {
     assert_eq!(cancelled.json()["state"], "cancelled");
     let mut done = None;
     while done.is_none() {
-        let event = on_c.next_non_ping().await.expect("the task's events reach C");
+        let event = on_c
+            .next_non_ping()
+            .await
+            .expect("the task's events reach C");
         if event.event == "task.done" {
             done = Some(event);
         }
@@ -208,4 +228,54 @@ async fn the_rate_limit_holds_across_instances() {
     }
     assert!(statuses[..20].iter().all(|s| *s == 204), "{statuses:?}");
     assert_eq!(statuses[20], 429, "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_committed_but_never_announced_is_announced_once_by_another_instance() {
+    let s = cluster(2, |state| {
+        state.outbox_after = Duration::from_millis(300);
+    })
+    .await;
+    let (a, b) = (&s[0], &s[1]);
+    let support = login(b.addr, "u-support").await;
+    let farmer = login(a.addr, "u-farmer").await;
+    let mut theirs = Sse::open_as(b.addr, &support, "").await;
+    assert_eq!(theirs.next().await.unwrap().event, "ready");
+    // The conversations exist once someone used them.
+    let first = send(a.addr, &farmer, SUPPORT, "最初", "k-first").await;
+    assert_eq!(first.status, 201);
+    assert_eq!(theirs.next_non_ping().await.unwrap().json()["seq"], 1);
+    // An instance commits a message and dies before it publishes: only the store has it.
+    let stored = a
+        .state
+        .store
+        .append_message(
+            &farm_chat_dev_server::store::NewMessage {
+                message_id: farm_chat_protocol::MessageId("m-orphan".into()),
+                conversation_id: farm_chat_protocol::ConversationId(SUPPORT.into()),
+                sender: farm_chat_protocol::chat::Sender {
+                    id: farm_chat_protocol::UserId("u-farmer".into()),
+                    kind: farm_chat_protocol::chat::SenderKind::User,
+                    display_name: "山田 太郎".into(),
+                },
+                text: "落ちる直前".into(),
+                created_at: farm_chat_dev_server::now_rfc3339(),
+                task_id: None,
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        stored,
+        farm_chat_dev_server::store::Appended::Created { .. }
+    ));
+    let event = theirs.next_non_ping().await.expect("the outbox announces it");
+    assert_eq!(event.event, "message.created");
+    assert_eq!(event.json()["messageId"], "m-orphan");
+    assert_eq!(event.json()["seq"], 2);
+    // Both instances sweep the outbox; the client still hears of it once.
+    let next = tokio::time::timeout(Duration::from_secs(1), theirs.next()).await;
+    assert!(next.is_err(), "announced once: {next:?}");
 }

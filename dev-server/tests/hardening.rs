@@ -21,11 +21,11 @@ use farm_chat_dev_server::{
     hub::HubLimits,
     store::{
         Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Overview, Reply,
-        SessionRecord, SqliteStore, Store, StoreResult, TaskRecord, async_trait,
+        SessionRecord, SqliteStore, Store, StoreResult, TaskRecord, Unannounced, async_trait,
     },
 };
 use farm_chat_protocol::{
-    ConversationId, TaskId, TenantId, UserId,
+    ConversationId, MessageId, TaskId, TenantId, UserId,
     chat::{ConversationKind, Message},
     task::TaskState,
 };
@@ -568,6 +568,12 @@ impl Store for PausingStore {
         user: &UserId,
     ) -> StoreResult<()> {
         self.inner.join_support_conversations(tenant, user).await
+    }
+    async fn mark_announced(&self, messages: &[MessageId]) -> StoreResult<()> {
+        self.inner.mark_announced(messages).await
+    }
+    async fn unannounced(&self, before: &str, limit: u32) -> StoreResult<Vec<Unannounced>> {
+        self.inner.unannounced(before, limit).await
     }
     async fn save_task(&self, task: &TaskRecord) -> StoreResult<()> {
         self.inner.save_task(task).await

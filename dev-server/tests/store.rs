@@ -102,6 +102,7 @@ conformance!(
     tasks_are_listed_newest_first_and_by_state,
     everything_survives_reopening,
     history_of_an_unknown_conversation_is_empty_and_a_send_to_it_fails,
+    a_message_stays_in_the_outbox_until_it_is_announced,
 );
 
 fn tenant() -> TenantId {
@@ -754,6 +755,54 @@ async fn history_of_an_unknown_conversation_is_empty_and_a_send_to_it_fails(fx: 
             .await
             .is_err(),
         "no message without its conversation"
+    );
+}
+
+async fn a_message_stays_in_the_outbox_until_it_is_announced(fx: Fixture) {
+    let store = ready(&fx, &[conversation("c-a", ConversationKind::Support)]).await;
+    let mut first = message("m1", "c-a", "一");
+    first.created_at = "2026-11-22T00:00:01.000Z".into();
+    let mut second = message("m2", "c-a", "二");
+    second.created_at = "2026-11-22T00:00:02.000Z".into();
+    append(&*store, &first).await;
+    append(&*store, &second).await;
+    let ids = |list: Vec<farm_chat_dev_server::store::Unannounced>| -> Vec<String> {
+        list.into_iter().map(|u| u.message_id.to_string()).collect()
+    };
+    assert_eq!(
+        ids(store
+            .unannounced("2026-11-22T00:00:02.000Z", 10)
+            .await
+            .unwrap()),
+        ["m1"],
+        "only what was stored before the cutoff"
+    );
+    let all = store
+        .unannounced("2099-01-01T00:00:00.000Z", 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].seq, 1);
+    assert_eq!(all[0].participants, vec![farmer(), support()]);
+    store
+        .mark_announced(&[MessageId("m1".into())])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store
+            .unannounced("2099-01-01T00:00:00.000Z", 10)
+            .await
+            .unwrap()),
+        ["m2"]
+    );
+    assert_eq!(
+        store
+            .unannounced("2099-01-01T00:00:00.000Z", 1)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "at most the limit"
     );
 }
 

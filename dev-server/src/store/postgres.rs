@@ -19,12 +19,13 @@ use tokio_postgres::{NoTls, Row, error::SqlState, types::FromSql};
 
 use super::{
     Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Overview, Reply, SessionRecord,
-    Store, StoreError, StoreResult, TaskRecord, async_trait,
+    Store, StoreError, StoreResult, TaskRecord, Unannounced, async_trait,
 };
 
 /// The schema, one step per version; a database is brought up to the last at start-up. Never
 /// edit a step that has shipped: add one.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
 CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
 CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires_at BIGINT NOT NULL);
@@ -54,7 +55,13 @@ CREATE TABLE tasks (
     created_at TEXT NOT NULL, ord BIGSERIAL NOT NULL);
 CREATE INDEX tasks_by_owner ON tasks (owner, state, ord);
 CREATE INDEX tasks_running ON tasks (state) WHERE state = 'running';
-"];
+",
+    "
+ALTER TABLE messages ADD COLUMN announced BOOLEAN NOT NULL DEFAULT true;
+ALTER TABLE messages ALTER COLUMN announced SET DEFAULT false;
+CREATE INDEX messages_unannounced ON messages (created_at) WHERE NOT announced;
+",
+];
 
 /// Serialises start-ups that migrate the same database (any number that is ours alone).
 const MIGRATION_LOCK: i64 = 0x6661_726d_6368_6174;
@@ -667,6 +674,44 @@ impl Store for PostgresStore {
             seq,
         )
         .await
+    }
+
+    async fn mark_announced(&self, messages: &[MessageId]) -> StoreResult<()> {
+        let ids: Vec<&str> = messages.iter().map(MessageId::as_str).collect();
+        self.client()
+            .await?
+            .execute(
+                "UPDATE messages SET announced = true WHERE message_id = ANY($1) AND NOT announced",
+                &[&ids],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn unannounced(&self, before: &str, limit: u32) -> StoreResult<Vec<Unannounced>> {
+        self.client()
+            .await?
+            .query(
+                "SELECT m.message_id, m.conversation_id, m.seq, ARRAY(SELECT user_id FROM \
+                 participants p WHERE p.conversation_id = m.conversation_id ORDER BY user_id) \
+                 FROM messages m WHERE NOT m.announced AND m.created_at < $1 \
+                 ORDER BY m.created_at LIMIT $2",
+                &[&before, &i64::from(limit)],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Unannounced {
+                    message_id: MessageId(get(row, 0)?),
+                    conversation_id: ConversationId(get(row, 1)?),
+                    seq: u64_of(row, 2)?,
+                    participants: get::<Vec<String>>(row, 3)?
+                        .into_iter()
+                        .map(UserId)
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     async fn save_task(&self, task: &TaskRecord) -> StoreResult<()> {

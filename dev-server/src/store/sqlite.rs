@@ -15,7 +15,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::{
     Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Overview, Reply, SessionRecord,
-    Store, StoreError, StoreResult, TaskRecord, async_trait,
+    Store, StoreError, StoreResult, TaskRecord, Unannounced, async_trait,
 };
 
 const SCHEMA: &str = "
@@ -99,14 +99,21 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > 1 {
+        if version > 2 {
             return Err(StoreError::Failed(format!(
                 "{} was written by a newer farm-chat (schema {version}); refusing to touch it",
                 path.display()
             )));
         }
         conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", 1)?;
+        if version < 2 {
+            // Messages stored before there was an outbox were announced then.
+            conn.execute_batch(
+                "ALTER TABLE messages ADD COLUMN announced INTEGER NOT NULL DEFAULT 1;
+                 CREATE INDEX messages_unannounced ON messages (created_at) WHERE announced = 0;",
+            )?;
+        }
+        conn.pragma_update(None, "user_version", 2)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -183,8 +190,8 @@ fn message_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Message
 fn insert_message(conn: &Connection, m: &NewMessage) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO messages (message_id, conversation_id, seq, sender_id, sender_kind, sender_name, text, \
-         created_at, task_id) VALUES (?1, ?2, \
-         (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8)",
+         created_at, task_id, announced) VALUES (?1, ?2, \
+         (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8, 0)",
         params![
             m.message_id.as_str(),
             m.conversation_id.as_str(),
@@ -599,6 +606,58 @@ impl Store for SqliteStore {
         let (conversation, user) = (conversation.clone(), user.clone());
         self.run(move |conn| mark_read(conn, conversation.as_str(), user.as_str(), seq))
             .await
+    }
+
+    async fn mark_announced(&self, messages: &[MessageId]) -> StoreResult<()> {
+        let ids: Vec<MessageId> = messages.to_vec();
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for id in &ids {
+                tx.execute(
+                    "UPDATE messages SET announced = 1 WHERE message_id = ?1 AND announced = 0",
+                    [id.as_str()],
+                )?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn unannounced(&self, before: &str, limit: u32) -> StoreResult<Vec<Unannounced>> {
+        let before = before.to_owned();
+        self.run(move |conn| {
+            let rows = {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT message_id, conversation_id, seq FROM messages \
+                     WHERE announced = 0 AND created_at < ?1 ORDER BY created_at LIMIT ?2",
+                )?;
+                stmt.query_map(params![before, limit], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            let mut stmt = conn.prepare_cached(
+                "SELECT user_id FROM participants WHERE conversation_id = ?1 ORDER BY user_id",
+            )?;
+            for (message_id, conversation_id, seq) in rows {
+                let participants = stmt
+                    .query_map([&conversation_id], |r| Ok(UserId(r.get(0)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                out.push(Unannounced {
+                    message_id: MessageId(message_id),
+                    conversation_id: ConversationId(conversation_id),
+                    seq: seq as u64,
+                    participants,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn save_task(&self, task: &TaskRecord) -> StoreResult<()> {
