@@ -7,6 +7,10 @@
 //! - [`serve`]: the proxy. Every request is forwarded with `Connection: close` so each TCP
 //!   connection carries one request; stream answers are de-chunked, split into SSE events
 //!   ([`sse::Splitter`]) and faulted event by event;
+//! - several upstreams (the instances of a cluster): each connection goes to the next
+//!   ([`Balance::RoundRobin`]) or a seeded random one ([`Balance::Random`]); one that refuses
+//!   the connection (killed, restarting) is skipped for the next. With no faults set, the
+//!   proxy is a plain balancer that passes streams through unbuffered;
 //! - control on the same port: `GET /__chaos/stats`, `POST /__chaos/faults` (JSON [`Faults`]),
 //!   `POST /__chaos/cut` (cut every open stream now).
 
@@ -117,9 +121,20 @@ pub struct Stats {
     pub dropped_answers: u64,
 }
 
+/// How a connection picks its upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    /// Each in turn.
+    RoundRobin,
+    /// A seeded random one (the cluster fault suite: any client may land anywhere).
+    Random,
+}
+
 /// The proxy's shared state.
 pub struct Chaos {
-    upstream: SocketAddr,
+    upstreams: Vec<SocketAddr>,
+    balance: Balance,
+    turn: std::sync::atomic::AtomicUsize,
     faults: Mutex<Faults>,
     stats: Mutex<Stats>,
     rng: Mutex<SplitMix64>,
@@ -129,8 +144,15 @@ pub struct Chaos {
 impl Chaos {
     /// A proxy to `upstream`, its choices seeded by `seed`.
     pub fn new(upstream: SocketAddr, seed: u64) -> Arc<Self> {
+        Self::balancing(vec![upstream], Balance::RoundRobin, seed)
+    }
+
+    /// A proxy to several upstreams (at least one), spread by `balance`.
+    pub fn balancing(upstreams: Vec<SocketAddr>, balance: Balance, seed: u64) -> Arc<Self> {
         Arc::new(Self {
-            upstream,
+            upstreams,
+            balance,
+            turn: std::sync::atomic::AtomicUsize::new(0),
             faults: Mutex::new(Faults::default()),
             stats: Mutex::new(Stats::default()),
             rng: Mutex::new(SplitMix64::new(seed)),
@@ -178,6 +200,26 @@ impl Chaos {
 
     fn between(&self, lo: u64, hi: u64) -> u64 {
         self.rng.lock().map_or(lo, |mut r| r.between(lo, hi))
+    }
+
+    /// A connection to the chosen upstream, or, when it refuses, to the next that accepts.
+    async fn connect_upstream(&self) -> std::io::Result<TcpStream> {
+        let n = self.upstreams.len().max(1);
+        let first = match self.balance {
+            Balance::RoundRobin => self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            Balance::Random => self.between(0, n as u64 - 1) as usize,
+        };
+        let mut last = std::io::Error::other("no upstream");
+        for i in 0..n {
+            let Some(addr) = self.upstreams.get((first + i) % n) else {
+                break;
+            };
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 }
 
@@ -296,7 +338,14 @@ async fn handle(mut client: TcpStream, chaos: Arc<Chaos>) -> std::io::Result<()>
         };
         return respond(&mut client, &line, &body).await;
     }
-    let mut upstream = TcpStream::connect(chaos.upstream).await?;
+    let Ok(mut upstream) = chaos.connect_upstream().await else {
+        return respond(
+            &mut client,
+            "502 Bad Gateway",
+            r#"{"error":{"code":"bad_gateway","message":"no instance answers"}}"#,
+        )
+        .await;
+    };
     upstream
         .write_all(close_head(&request.head).as_bytes())
         .await?;

@@ -1,5 +1,6 @@
 //! `farm-chat-chaos --upstream 127.0.0.1:3000 --seed 42`: the fault proxy as a process. Prints
 //! `listening on http://ADDR` once it accepts; control it at `/__chaos/…` (see the lib docs).
+//! Several `--upstream`s make it a balancer over a cluster's instances (`--balance`).
 
 use std::{net::SocketAddr, process::ExitCode};
 
@@ -12,9 +13,12 @@ struct Args {
     /// Where to listen (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// The dev-server.
-    #[arg(long)]
-    upstream: SocketAddr,
+    /// The dev-server; repeat it for the instances of a cluster.
+    #[arg(long, required = true)]
+    upstream: Vec<SocketAddr>,
+    /// How connections spread over several upstreams: `round-robin` or `random` (seeded).
+    #[arg(long, default_value = "round-robin", value_parser = ["round-robin", "random"])]
+    balance: String,
     /// Seeds every random choice: the same seed replays the same faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -37,7 +41,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let chaos = farm_chat_chaos::Chaos::new(args.upstream, args.seed);
+    let balance = if args.balance == "random" {
+        farm_chat_chaos::Balance::Random
+    } else {
+        farm_chat_chaos::Balance::RoundRobin
+    };
+    let chaos = farm_chat_chaos::Chaos::balancing(args.upstream, balance, args.seed);
     match farm_chat_chaos::serve(listener, chaos).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

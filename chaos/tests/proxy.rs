@@ -275,3 +275,58 @@ async fn the_control_endpoint_sets_faults_cuts_and_reports() {
         404
     );
 }
+
+/// A one-line HTTP server that answers every request with `name`, until dropped.
+async fn named_upstream(name: &'static str) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf).await;
+            let _ = conn
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+                        name.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn as_a_balancer_it_takes_turns_and_skips_an_instance_that_is_down() {
+    let (a, _a) = named_upstream("A").await;
+    let (b, b_task) = named_upstream("B").await;
+    let chaos = Chaos::balancing(vec![a, b], farm_chat_chaos::Balance::RoundRobin, 1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = Target::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(farm_chat_chaos::serve(listener, chaos));
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(
+            Client::new(&proxy)
+                .call("GET", "/api/health", None, None)
+                .await
+                .unwrap()
+                .body,
+        );
+    }
+    assert_eq!(answers, ["A", "B", "A", "B"]);
+    b_task.abort();
+    let _ = b_task.await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..4 {
+        let reply = Client::new(&proxy)
+            .call("GET", "/api/health", None, None)
+            .await
+            .unwrap();
+        assert_eq!(reply.body, "A", "B is down: everything goes to A");
+    }
+}

@@ -271,7 +271,10 @@ async fn a_message_committed_but_never_announced_is_announced_once_by_another_in
         stored,
         farm_chat_dev_server::store::Appended::Created { .. }
     ));
-    let event = theirs.next_non_ping().await.expect("the outbox announces it");
+    let event = theirs
+        .next_non_ping()
+        .await
+        .expect("the outbox announces it");
     assert_eq!(event.event, "message.created");
     assert_eq!(event.json()["messageId"], "m-orphan");
     assert_eq!(event.json()["seq"], 2);
