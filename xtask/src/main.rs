@@ -6,6 +6,8 @@
 //! - [`tools`]: `bootstrap`, installing only what is missing (wasm32 target, Chromium +
 //!   chromedriver, wasm-opt, the wasm-bindgen CLI of the locked version, trunk) into the
 //!   project-local `.tools/` folder.
+//! - [`cluster`]: `run --cluster N`: instances on a throwaway PostgreSQL and Redis behind the
+//!   chaos proxy as a balancer.
 //! - [`server`]: starts the dev-server on a free loopback port and stops it when dropped
 //!   (also when a test fails or panics).
 //! - [`suites`]: `test`, every suite with each runner's own summary, then a table.
@@ -25,6 +27,7 @@
 
 mod bench;
 mod bundle;
+mod cluster;
 mod e2e;
 mod font;
 mod fuzz;
@@ -47,6 +50,9 @@ Commands:
                    wasm-opt, wasm-bindgen CLI (locked version), trunk. Tools go into .tools/.
   run [ARGS…]      Build the widget (release) and serve it with the API on
                    http://127.0.0.1:3000/ (ARGS go to farm-chat-dev-server, e.g. --addr).
+  run --cluster [N] [ARGS…]
+                   The same as N instances (default 3) on a throwaway PostgreSQL and Redis
+                   under target/, behind a round-robin balancer on http://127.0.0.1:3000/.
   test [--e2e-runs N] [--only native|browser|page|e2e|fuzz]
                    Run every suite: native unit + integration tests, browser tests in headless
                    Chromium against a dev-server it starts, a smoke test of the built page, and

@@ -18,6 +18,19 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     tools::bootstrap()?;
     build_release()?;
     size()?;
+    if let Some(at) = args.iter().position(|a| a == "--cluster") {
+        let mut rest = args.to_vec();
+        rest.remove(at);
+        let n = match rest.get(at).map(|n| n.parse::<usize>()) {
+            Some(Ok(n)) if n >= 1 => {
+                rest.remove(at);
+                n
+            }
+            Some(Ok(_)) => return Err("--cluster needs at least 1 instance".into()),
+            _ => 3,
+        };
+        return crate::cluster::run_cluster(n, &rest);
+    }
     let bin = server::build()?;
     let mut server = Command::new(bin);
     server.current_dir(root());

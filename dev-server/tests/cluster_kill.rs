@@ -1,0 +1,222 @@
+//! Three dev-server processes on one PostgreSQL and Redis; one is killed with SIGKILL in the
+//! middle of a send loop. Every send the client saw acknowledged is in history, and a client
+//! whose stream was on the killed instance resumes on another and hears of each exactly once.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use common::{Sse, bearer, call_as, login, send};
+use farm_chat_testenv::{Postgres, Redis};
+
+const SUPPORT: &str = "c-u-farmer-support";
+
+/// A dev-server process; killed (SIGKILL) on drop.
+struct Instance {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Instance {
+    fn start(database_url: &str, redis_url: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_farm-chat-dev-server"))
+            .args(["--addr", "127.0.0.1:0", "--test-mode"])
+            .args(["--database-url", database_url, "--redis-url", redis_url])
+            .args(["--static-dir", "/nonexistent", "--assistant-speed", "fast"])
+            .env("FARM_CHAT_SIGN_IN_PER_MINUTE", "100000")
+            .env("FARM_CHAT_SIGN_IN_PER_USER_PER_MINUTE", "100000")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        std::thread::spawn(move || lines.for_each(drop));
+        let addr = first
+            .rsplit("http://")
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        Self { child, addr }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends with the widget's retry: on a network error or a 5xx, the same key again on the next
+/// instance; on 429, after `Retry-After`. `Some(messageId)` once acknowledged.
+async fn send_with_retry(
+    addrs: &[SocketAddr],
+    first: usize,
+    token: &str,
+    i: usize,
+) -> Option<String> {
+    let key = format!("kill-{i}");
+    for attempt in 0..10 {
+        let addr = addrs[(first + attempt) % addrs.len()];
+        let reply = tokio::time::timeout(
+            Duration::from_secs(5),
+            try_send(addr, token, &format!("送信 {i}"), &key),
+        )
+        .await;
+        match reply {
+            Ok(Some(reply)) if reply.status == 200 || reply.status == 201 => {
+                return Some(reply.json()["messageId"].as_str().unwrap().to_owned());
+            }
+            Ok(Some(reply)) if reply.status == 429 => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    None
+}
+
+/// One send; `None` when the connection failed (the instance is gone).
+async fn try_send(addr: SocketAddr, token: &str, text: &str, key: &str) -> Option<common::Reply> {
+    let connected = tokio::net::TcpStream::connect(addr).await.ok()?;
+    drop(connected);
+    let sent = tokio::spawn({
+        let (token, text, key) = (token.to_owned(), text.to_owned(), key.to_owned());
+        async move { send(addr, &token, SUPPORT, &text, &key).await }
+    });
+    sent.await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_loses_no_acknowledged_send_and_announces_each_once() {
+    let database_url = Postgres::shared()
+        .expect("a throwaway PostgreSQL")
+        .fresh_database("kill")
+        .unwrap();
+    let redis = Redis::start().expect("a throwaway Redis");
+    let mut a = Instance::start(&database_url, &redis.url(0));
+    let b = Instance::start(&database_url, &redis.url(0));
+    let c = Instance::start(&database_url, &redis.url(0));
+    let farmer = login(b.addr, "u-farmer").await;
+    let support = login(c.addr, "u-support").await;
+
+    // Support listens on A, the instance that will die.
+    let mut stream = Sse::open_as(a.addr, &support, "").await;
+    assert_eq!(stream.next().await.unwrap().event, "ready");
+
+    let addrs = [a.addr, b.addr, c.addr];
+    let mut sends = Vec::new();
+    // 45 sends over about 2.5 s: within the send limit (a burst of 30, then 5 a second).
+    for i in 0..45 {
+        let token = farmer.clone();
+        sends.push(tokio::spawn(async move {
+            send_with_retry(&addrs, i % 3, &token, i).await
+        }));
+        if i == 20 {
+            // Mid-loop, with sends in flight on A.
+            a.kill();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut acknowledged = Vec::new();
+    for send in sends {
+        if let Some(id) = send.await.unwrap() {
+            acknowledged.push(id);
+        }
+    }
+    assert_eq!(
+        acknowledged.len(),
+        45,
+        "every send gets through, retried elsewhere"
+    );
+
+    // The support client's stream died with A: it resumes on C from its last id, and keeps
+    // reading until every acknowledged message was announced (the outbox covers those A
+    // committed but never published, within about 5 s).
+    let mut heard: HashMap<String, usize> = HashMap::new();
+    let mut last_id = None;
+    while let Some(event) = stream.next_within(Duration::from_secs(5)).await {
+        if let Some(id) = &event.id {
+            last_id = Some(id.clone());
+        }
+        if event.event == "message.created" {
+            *heard
+                .entry(event.json()["messageId"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let last = last_id.unwrap();
+    let mut resumed = Sse::open(
+        c.addr,
+        "/api/chat/stream",
+        &[
+            ("Authorization", &bearer(&support)),
+            ("Last-Event-ID", &last),
+        ],
+    )
+    .await;
+    assert_eq!(resumed.next().await.unwrap().event, "ready");
+    while acknowledged.iter().any(|id| !heard.contains_key(id))
+        && tokio::time::Instant::now() < deadline
+    {
+        let Ok(event) = tokio::time::timeout(Duration::from_secs(8), resumed.next_non_ping()).await
+        else {
+            break;
+        };
+        let event = event.expect("the resumed stream stays open");
+        assert_ne!(event.event, "reset", "the log covers the gap");
+        if event.event == "message.created" {
+            *heard
+                .entry(event.json()["messageId"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    for id in &acknowledged {
+        assert_eq!(heard.get(id), Some(&1), "{id} announced exactly once");
+    }
+
+    // History holds every acknowledged send, once.
+    let page = call_as(
+        b.addr,
+        "GET",
+        &format!("/api/chat/history?conversationId={SUPPORT}&limit=100"),
+        &support,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let stored: Vec<String> = page.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap().to_owned())
+        .collect();
+    let mut unique = stored.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), stored.len(), "no message stored twice");
+    for id in &acknowledged {
+        assert!(stored.contains(id), "{id} acknowledged but not in history");
+    }
+    drop((b, c, redis));
+}

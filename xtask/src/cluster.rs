@@ -1,0 +1,178 @@
+//! Several dev-server instances on one throwaway PostgreSQL and Redis, behind the chaos proxy
+//! as a balancer: `cargo xtask run --cluster N`, and what the cluster tests and benchmarks
+//! start. Instances keep their port across a restart, so the balancer's list stays right.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use farm_chat_testenv::{Postgres, Redis};
+
+use crate::{
+    proc::{cmd, run},
+    server::{self, DevServer},
+};
+
+/// A running cluster; everything stops when it is dropped (and, should this process die
+/// first, PostgreSQL and Redis stop by themselves).
+pub(crate) struct Cluster {
+    bin: PathBuf,
+    args: Vec<String>,
+    /// Each instance's address, kept across restarts.
+    pub(crate) addrs: Vec<SocketAddr>,
+    instances: Vec<Option<DevServer>>,
+    /// The balancer in front, if started.
+    balancer: Option<Child>,
+    /// Where the balancer listens.
+    pub(crate) front: Option<SocketAddr>,
+    _redis: Redis,
+    _postgres: Postgres,
+}
+
+impl Cluster {
+    /// Starts PostgreSQL, Redis and `n` instances of `bin` with `args` (plus the database
+    /// and Redis URLs; each on a free loopback port).
+    pub(crate) fn start(n: usize, bin: &Path, args: &[String]) -> Result<Self, String> {
+        println!("xtask: starting PostgreSQL and Redis under target/testenv/");
+        let postgres = Postgres::start()?;
+        let redis = Redis::start()?;
+        let database_url = postgres.fresh_database("farmchat")?;
+        let mut common = vec![
+            "--database-url".to_owned(),
+            database_url,
+            "--redis-url".to_owned(),
+            redis.url(0),
+        ];
+        common.extend(args.iter().cloned());
+        let mut cluster = Self {
+            bin: bin.to_owned(),
+            args: common,
+            addrs: Vec::new(),
+            instances: Vec::new(),
+            balancer: None,
+            front: None,
+            _redis: redis,
+            _postgres: postgres,
+        };
+        for _ in 0..n {
+            let instance = cluster.launch("127.0.0.1:0")?;
+            cluster.addrs.push(instance.addr);
+            cluster.instances.push(Some(instance));
+        }
+        Ok(cluster)
+    }
+
+    fn launch(&self, addr: &str) -> Result<DevServer, String> {
+        let mut args = vec!["--addr".to_owned(), addr.to_owned()];
+        args.extend(self.args.iter().cloned());
+        DevServer::start_bin(&self.bin, &args)
+    }
+
+    /// Puts the chaos proxy in front as a balancer on `listen` (`round-robin` or `random`).
+    pub(crate) fn balance(&mut self, listen: &str, balance: &str, seed: u64) -> Result<(), String> {
+        let bin = server::target_dir().join("debug").join("farm-chat-chaos");
+        let mut proxy = Command::new(bin);
+        proxy.args(["--listen", listen, "--balance", balance, "--seed"]);
+        proxy.arg(seed.to_string());
+        for addr in &self.addrs {
+            proxy.arg("--upstream").arg(addr.to_string());
+        }
+        let mut child = proxy
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("start farm-chat-chaos: {e}"))?;
+        let mut first = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            first = lines.next().and_then(Result::ok).unwrap_or_default();
+            std::thread::spawn(move || lines.for_each(drop));
+        }
+        let front = first
+            .rsplit("http://")
+            .next()
+            .and_then(|s| s.trim_end_matches('/').parse().ok())
+            .ok_or_else(|| format!("the balancer did not start: {first:?}"))?;
+        self.front = Some(front);
+        self.balancer = Some(child);
+        Ok(())
+    }
+
+    /// `kill -9` of instance `i`.
+    pub(crate) fn kill(&mut self, i: usize) {
+        if let Some(mut instance) = self.instances.get_mut(i).and_then(Option::take) {
+            instance.kill();
+        }
+    }
+
+    /// Starts instance `i` again on its port (after [`Cluster::kill`]).
+    pub(crate) fn restart(&mut self, i: usize) -> Result<(), String> {
+        let addr = self.addrs[i].to_string();
+        let instance = self.launch(&addr)?;
+        self.instances[i] = Some(instance);
+        Ok(())
+    }
+
+    /// How many instances there are (running or not).
+    pub(crate) fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    /// Waits until the balancer exits (Ctrl-C).
+    pub(crate) fn wait(&mut self) -> Result<(), String> {
+        match &mut self.balancer {
+            Some(child) => child.wait().map(drop).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut balancer) = self.balancer.take() {
+            let _ = balancer.kill();
+            let _ = balancer.wait();
+        }
+        for i in 0..self.instances.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// `cargo xtask run --cluster N [ARGS…]`: N instances (default 3) behind a round-robin
+/// balancer on `--addr` (default 127.0.0.1:3000); ARGS go to every instance.
+pub(crate) fn run_cluster(n: usize, args: &[String]) -> Result<(), String> {
+    let mut front = "127.0.0.1:3000".to_owned();
+    let mut rest = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => front = args.next().cloned().ok_or("--addr needs an address")?,
+            a if a.starts_with("--addr=") => front = a["--addr=".len()..].to_owned(),
+            _ => rest.push(arg.clone()),
+        }
+    }
+    if !rest.iter().any(|a| a.starts_with("--static-dir")) {
+        rest.extend(["--static-dir".to_owned(), "dist".to_owned()]);
+    }
+    // Pages come from the balancer's origin, not from the instances' own ports.
+    rest.extend(["--public-origin".to_owned(), format!("http://{front}")]);
+    let bin = server::build()?;
+    run(cmd("cargo").args(["build", "--quiet", "-p", "farm-chat-chaos"]))?;
+    let mut cluster = Cluster::start(n, &bin, &rest)?;
+    cluster.balance(&front, "round-robin", 1)?;
+    println!(
+        "farm-chat cluster: {n} instances ({}) on PostgreSQL + Redis, behind http://{front}/ \
+         (Ctrl-C stops everything)",
+        cluster
+            .addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    cluster.wait()
+}
