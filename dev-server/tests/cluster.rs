@@ -282,3 +282,59 @@ async fn a_message_committed_but_never_announced_is_announced_once_by_another_in
     let next = tokio::time::timeout(Duration::from_secs(1), theirs.next()).await;
     assert!(next.is_err(), "announced once: {next:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgres_is_down_sends_answer_503_and_the_retry_stores_once() {
+    let postgres = Postgres::start().expect("a throwaway PostgreSQL");
+    let config = Config {
+        database_url: Some(postgres.fresh_database("outage").unwrap()),
+        redis_url: Some(Redis::shared().unwrap().url(0)),
+        redis_prefix: format!("outage{}", std::process::id()),
+        ..Config::for_tests()
+    };
+    let s = TestServer::start(AppState::new(config).await.unwrap()).await;
+    let farmer = login(s.addr, "u-farmer").await;
+    let first = send(s.addr, &farmer, SUPPORT, "前", "k-before").await;
+    assert_eq!(first.status, 201, "{}", first.body);
+
+    postgres.stop().unwrap();
+    let down = send(s.addr, &farmer, SUPPORT, "停止中", "k-during").await;
+    assert_eq!(down.status, 503, "{}", down.body);
+    assert_eq!(down.json()["error"]["code"], "unavailable");
+    assert_eq!(down.header("retry-after").as_deref(), Some("2"));
+    assert!(
+        !down.body.contains("postgres") && !down.body.contains("connection"),
+        "no internals in the answer: {}",
+        down.body
+    );
+
+    postgres.restart().unwrap();
+    let mut retried = None;
+    for _ in 0..50 {
+        let reply = send(s.addr, &farmer, SUPPORT, "停止中", "k-during").await;
+        if reply.status != 503 {
+            retried = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let retried = retried.expect("the database came back");
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    let again = send(s.addr, &farmer, SUPPORT, "停止中", "k-during").await;
+    assert_eq!(again.status, 200, "a further retry replays");
+    let history = call_as(
+        s.addr,
+        "GET",
+        &format!("/api/chat/history?conversationId={SUPPORT}"),
+        &farmer,
+    )
+    .await;
+    let json = history.json();
+    let texts: Vec<&str> = json["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["前", "停止中"], "stored once");
+}

@@ -53,7 +53,7 @@ Commands:
   run --cluster [N] [ARGS…]
                    The same as N instances (default 3) on a throwaway PostgreSQL and Redis
                    under target/, behind a round-robin balancer on http://127.0.0.1:3000/.
-  test [--e2e-runs N] [--only native|browser|page|e2e|fuzz]
+  test [--e2e-runs N] [--only native|browser|page|cluster|e2e|fuzz]
                    Run every suite: native unit + integration tests, browser tests in headless
                    Chromium against a dev-server it starts, a smoke test of the built page, and
                    the end-to-end fault suite (N seeded fault runs, default 3).

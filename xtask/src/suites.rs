@@ -41,6 +41,13 @@ pub(crate) fn test(args: &[String]) -> Result<(), String> {
         banner("page: the run command's build, served and loaded in headless Chromium");
         results.push(("page smoke (release build)", page_smoke(&browser)));
     }
+    if wanted("cluster") {
+        banner(
+            "cluster: the conformance rules against 3 instances on PostgreSQL + Redis, each \
+             request to a random one",
+        );
+        results.push(("cluster conformance (3 instances)", cluster_conformance()));
+    }
     if wanted("e2e") {
         banner("e2e: the fault suite in headless Chromium, through the chaos proxy");
         results.push((
@@ -57,7 +64,7 @@ pub(crate) fn test(args: &[String]) -> Result<(), String> {
         ));
     }
     if results.is_empty() {
-        return Err("--only takes native, browser, page, e2e or fuzz".into());
+        return Err("--only takes native, browser, page, cluster, e2e or fuzz".into());
     }
 
     banner("summary");
@@ -130,6 +137,18 @@ fn conformance(addr: std::net::SocketAddr) -> Result<(), String> {
         .arg(format!("http://{addr}"))
         .arg("--json")
         .arg(&json))
+}
+
+/// The conformance rules against a cluster: three instances on one PostgreSQL and Redis,
+/// behind the chaos proxy sending each connection to a random instance. A client's send, its
+/// stream and its resume land on different instances, and every rule must still hold.
+fn cluster_conformance() -> Result<(), String> {
+    let bin = crate::server::build()?;
+    run(cmd("cargo").args(["build", "--quiet", "-p", "farm-chat-chaos"]))?;
+    let mut cluster = crate::cluster::Cluster::start(3, &bin, &[])?;
+    cluster.balance("127.0.0.1:0", "random", 7)?;
+    let front = cluster.front.ok_or("the balancer has no address")?;
+    conformance(front)
 }
 
 /// What a user gets from `cargo xtask run`: the release build served by the dev-server, the
