@@ -134,6 +134,12 @@ pub struct Config {
     #[arg(long, env = "FARM_CHAT_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
+    /// On SIGTERM or Ctrl-C the server stops accepting at once, and closes its open streams
+    /// at random moments within this window (each with a jittered `retry:`), so their clients
+    /// reconnect to the other instances spread out rather than all at once. `0s`: at once.
+    #[arg(long, env = "FARM_CHAT_DRAIN_WINDOW", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub drain_window: Duration,
+
     /// Open connections at most; a new one beyond gets a JSON 503. Default: the open-files
     /// limit minus 64.
     #[arg(long, env = "FARM_CHAT_MAX_CONNECTIONS")]
@@ -242,6 +248,7 @@ impl Config {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            drain_window: Duration::ZERO,
             max_connections: None,
             max_connections_per_client: 256,
             sign_in_per_minute: 30,

@@ -239,6 +239,9 @@ pub async fn stream(
         auth,
         metrics: state.metrics.clone(),
         evicted,
+        drain_window: state.config.drain_window,
+        closing_at: None,
+        ended: false,
         _slot: slot,
     };
     let headers = [
@@ -281,6 +284,12 @@ struct Conn {
     metrics: Arc<crate::metrics::Metrics>,
     /// Resolves when a newer stream of this user takes this one's place.
     evicted: tokio::sync::oneshot::Receiver<()>,
+    /// How long a shutdown may take to close this stream ([`crate::Config::drain_window`]).
+    drain_window: Duration,
+    /// When the draining server closes this stream.
+    closing_at: Option<tokio::time::Instant>,
+    /// The last event was written: end.
+    ended: bool,
     _slot: StreamSlot,
 }
 
@@ -297,6 +306,9 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
     if let Some(event) = conn.pending.pop_front() {
         return Some(event);
     }
+    if conn.ended {
+        return None;
+    }
     let user = conn.auth.user.id;
     let session_end = Duration::from_secs(conn.auth.expires_at.saturating_sub(auth::unix_now()));
     let session_end = tokio::time::sleep(session_end);
@@ -304,9 +316,19 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
     loop {
         tokio::select! {
             biased;
-            _ = conn.shutdown.changed() => {
-                tracing::info!(userId = user, "stream closed: server shutting down");
-                return None;
+            _ = conn.shutdown.changed(), if conn.closing_at.is_none() => {
+                let window = conn.drain_window.as_millis() as u64;
+                if window == 0 {
+                    tracing::info!(userId = user, "stream closed: server shutting down");
+                    return None;
+                }
+                conn.closing_at = Some(tokio::time::Instant::now() + Duration::from_millis(jitter(window)));
+            }
+            () = sleep_until_or_never(conn.closing_at) => {
+                tracing::info!(userId = user, "stream closed: server draining");
+                conn.ended = true;
+                // The last word: come back after a random moment (to another instance).
+                return Some(Event::default().comment("draining").retry(Duration::from_millis(500 + jitter(2500))));
             }
             _ = &mut conn.evicted => {
                 tracing::info!(userId = user, "stream closed: a newer stream took its place");
@@ -361,6 +383,20 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
                 return Some(sse_event(conn.last_sent, &StreamEvent::Ping(Ping { server_time: crate::now_rfc3339() })));
             }
         }
+    }
+}
+
+/// A random number in `0..=max` (for spreading reconnects; not for secrets).
+fn jitter(max: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes) % (max + 1)
+}
+
+async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

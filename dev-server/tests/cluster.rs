@@ -338,3 +338,35 @@ async fn while_postgres_is_down_sends_answer_503_and_the_retry_stores_once() {
         .collect();
     assert_eq!(texts, ["前", "停止中"], "stored once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_instance_closes_its_streams_spread_over_the_window_with_a_retry() {
+    let config = Config {
+        drain_window: Duration::from_millis(1500),
+        ..Config::for_tests()
+    };
+    let s = TestServer::start(AppState::new(config).await.unwrap()).await;
+    let addr = s.addr;
+    let farmer = login(addr, "u-farmer").await;
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let mut sse = Sse::open_as(addr, &farmer, "").await;
+        assert_eq!(sse.next().await.unwrap().event, "ready");
+        streams.push(sse);
+    }
+    let stopping = tokio::spawn(s.stop());
+    for mut sse in streams {
+        let end = sse.next_within(Duration::from_secs(5)).await;
+        assert!(end.is_none(), "nothing but the end: {end:?}");
+        let retry: u64 = sse
+            .last_retry
+            .as_deref()
+            .expect("a retry: before the end")
+            .parse()
+            .unwrap();
+        assert!((500..=3000).contains(&retry), "{retry} ms");
+    }
+    stopping.await.unwrap();
+    // New connections are refused at once: the balancer sends clients elsewhere.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

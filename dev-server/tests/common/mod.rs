@@ -250,6 +250,8 @@ pub struct Sse {
     pub head: String,
     stream: TcpStream,
     buf: String,
+    /// The last bare `retry:` received.
+    pub last_retry: Option<String>,
 }
 
 impl Sse {
@@ -281,6 +283,7 @@ impl Sse {
             head,
             stream,
             buf: String::new(),
+            last_retry: None,
         }
     }
 
@@ -314,8 +317,13 @@ impl Sse {
                     }
                 }
                 event.data = data.join("\n");
-                if event.event.is_empty() && event.data.is_empty() && event.retry.is_none() {
-                    continue; // a comment or keep-alive
+                if event.event.is_empty() && event.data.is_empty() {
+                    // A comment or keep-alive; or a bare `retry:` (a draining server's last
+                    // word), which sets the reconnection delay without dispatching an event.
+                    if event.retry.is_some() {
+                        self.last_retry = event.retry;
+                    }
+                    continue;
                 }
                 check_against_catalogue(&event);
                 return Some(event);
