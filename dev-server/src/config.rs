@@ -49,6 +49,10 @@ pub struct Config {
     #[arg(long, env = "FARM_CHAT_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// This instance's name in logs, request ids and `/metrics` (default: random).
+    #[arg(long, env = "FARM_CHAT_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
     /// The prefix of every Redis key and channel this deployment uses, so several (staging,
     /// production) can share one Redis.
     #[arg(long, env = "FARM_CHAT_REDIS_PREFIX", default_value = "fc")]
@@ -234,6 +238,7 @@ impl Config {
             database_url: None,
             redis_url: None,
             redis_prefix: "fc".into(),
+            instance_id: None,
             assistant_speed: AssistantSpeed::Fast,
             static_dir: PathBuf::from("/nonexistent/farm-chat-static"),
             allow_origins: Vec::new(),

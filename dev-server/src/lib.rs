@@ -88,6 +88,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     /// The configuration the server was started with.
     pub config: Arc<Config>,
+    /// This instance's id (`--instance-id`, else random): in every log line and request id,
+    /// and in `/metrics`.
+    pub instance: Arc<str>,
     /// Durable storage.
     pub store: Arc<dyn Store>,
     /// Event ids, the resume log and fan-out (in-process, or Redis with `--redis-url`).
@@ -201,6 +204,11 @@ impl AppState {
         let sign_in_by_client = limits::RateLimiter::per_minute(config.sign_in_per_minute);
         let sign_in_by_user = limits::RateLimiter::per_minute(config.sign_in_per_user_per_minute);
         Ok(Self {
+            instance: config
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| auth::random_id()[..8].to_owned())
+                .into(),
             config: Arc::new(config),
             store,
             bus,
@@ -244,15 +252,58 @@ pub fn now_rfc3339() -> String {
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
+/// The request's id: the caller's `X-Request-Id` when it gives a sane one (a balancer or the
+/// platform tracing a request across services), else `<instance>-<n>`, unique across instances.
+fn request_id(instance: &str, req: &Request<axum::body::Body>) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
+        })
+        .map_or_else(
+            || format!("{instance}-{}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed)),
+            str::to_owned,
+        )
+}
+
+/// Gives every request its id (see [`request_id`]) in an `X-Request-Id` header, which the
+/// trace span logs and the answer carries back.
+async fn tag_request(
+    axum::extract::State(instance): axum::extract::State<Arc<str>>,
+    mut req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = request_id(&instance, &req);
+    let value = axum::http::HeaderValue::from_str(&id).ok();
+    if let Some(value) = &value {
+        req.headers_mut().insert("x-request-id", value.clone());
+    }
+    let mut response = next.run(req).await;
+    if let Some(value) = value {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
 /// The whole application: `/api/*` plus the built widget (`--static-dir`) at `/`.
 pub fn app(state: AppState) -> Router {
     let cors = cors::layer(&state.config);
     let static_files = assets::static_files(&state);
     // The span names the path but never the query: stream tickets must not reach the logs.
-    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+    let instance = state.instance.clone();
+    let trace = TraceLayer::new_for_http().make_span_with(move |req: &Request<_>| {
         tracing::info_span!(
             "request",
-            requestId = REQUEST_IDS.fetch_add(1, Ordering::Relaxed),
+            instance = %instance,
+            requestId = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
             method = %req.method(),
             path = %req.uri().path(),
             userId = tracing::field::Empty,
@@ -276,6 +327,10 @@ pub fn app(state: AppState) -> Router {
             security::headers,
         ))
         .layer(trace)
+        .layer(axum::middleware::from_fn_with_state(
+            state.instance.clone(),
+            tag_request,
+        ))
 }
 
 /// Serves `state`'s app on `listener` until `shutdown` resolves; then open streams end and

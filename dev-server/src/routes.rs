@@ -85,8 +85,13 @@ fn metrics_text(state: &AppState) -> Response {
          # HELP farm_chat_backlog_bytes Data bytes of the events kept for resuming.\n\
          # TYPE farm_chat_backlog_bytes gauge\nfarm_chat_backlog_bytes {bytes}\n\
          # HELP farm_chat_hot_tasks Assistant tasks whose snapshots are held in memory.\n\
-         # TYPE farm_chat_hot_tasks gauge\nfarm_chat_hot_tasks {}\n",
-        state.tasks.hot_count()
+         # TYPE farm_chat_hot_tasks gauge\nfarm_chat_hot_tasks {}\n\
+         # HELP farm_chat_instance_info This instance (several may serve one deployment).\n\
+         # TYPE farm_chat_instance_info gauge\nfarm_chat_instance_info{{instance=\"{}\",bus=\"{}\",store=\"{}\"}} 1\n",
+        state.tasks.hot_count(),
+        state.instance,
+        if state.config.redis_url.is_some() { "redis" } else { "memory" },
+        if state.config.database_url.is_some() { "postgres" } else { "sqlite" },
     ));
     (
         [(

@@ -370,3 +370,43 @@ async fn a_draining_instance_closes_its_streams_spread_over_the_window_with_a_re
     // New connections are refused at once: the balancer sends clients elsewhere.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_unique_across_instances_and_an_incoming_one_is_kept() {
+    let s = cluster(2, |_| {}).await;
+    let id_of = |reply: &common::Reply| reply.header("x-request-id").unwrap();
+    let a1 = id_of(&call(s[0].addr, "GET", "/api/health", &[], None).await);
+    let a2 = id_of(&call(s[0].addr, "GET", "/api/health", &[], None).await);
+    let b1 = id_of(&call(s[1].addr, "GET", "/api/health", &[], None).await);
+    assert_ne!(a1, a2);
+    let prefix = |id: &str| id.rsplit_once('-').unwrap().0.to_owned();
+    assert_eq!(prefix(&a1), prefix(&a2), "one instance, one prefix");
+    assert_ne!(prefix(&a1), prefix(&b1), "each instance its own: {a1} {b1}");
+    let kept = call(
+        s[1].addr,
+        "GET",
+        "/api/health",
+        &[("X-Request-Id", "lb-7f3a9c")],
+        None,
+    )
+    .await;
+    assert_eq!(id_of(&kept), "lb-7f3a9c");
+    let odd = call(
+        s[1].addr,
+        "GET",
+        "/api/health",
+        &[("X-Request-Id", "a b\"c")],
+        None,
+    )
+    .await;
+    assert_ne!(id_of(&odd), "a b\"c", "an unsafe one is replaced");
+    let metrics = call(s[0].addr, "GET", "/metrics", &[], None).await;
+    assert!(
+        metrics.body.contains(&format!(
+            "farm_chat_instance_info{{instance=\"{}\",bus=\"redis\",store=\"postgres\"}} 1",
+            prefix(&a1)
+        )),
+        "{}",
+        metrics.body
+    );
+}
