@@ -58,7 +58,7 @@ impl Shared {
     pub async fn connect(url: &str, prefix: &str) -> BusResult<Self> {
         let client = redis::Client::open(url).map_err(|e| unavailable(&e))?;
         Ok(Self {
-            conn: ConnectionManager::new(client)
+            conn: crate::bus::redis::connection(client)
                 .await
                 .map_err(|e| unavailable(&e))?,
             prefix: prefix.to_owned(),

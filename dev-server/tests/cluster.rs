@@ -410,3 +410,85 @@ async fn request_ids_are_unique_across_instances_and_an_incoming_one_is_kept() {
         metrics.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_sends_are_stored_and_clients_refetch_once_it_is_back() {
+    let redis = Redis::start().expect("a throwaway Redis");
+    let database_url = Postgres::shared()
+        .unwrap()
+        .fresh_database("redis_down")
+        .unwrap();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let config = Config {
+            database_url: Some(database_url.clone()),
+            redis_url: Some(redis.url(0)),
+            ..Config::for_tests()
+        };
+        let mut state = AppState::new(config).await.unwrap();
+        state.outbox_after = Duration::from_millis(300);
+        servers.push(TestServer::start(state).await);
+    }
+    let (a, b) = (servers[0].addr, servers[1].addr);
+    let farmer = login(a, "u-farmer").await;
+    let support = login(b, "u-support").await;
+    let mut theirs = Sse::open_as(b, &support, "").await;
+    assert_eq!(theirs.next().await.unwrap().event, "ready");
+    assert_eq!(send(a, &farmer, SUPPORT, "前", "k-0").await.status, 201);
+    let before = theirs.next_non_ping().await.unwrap();
+    assert_eq!(before.json()["seq"], 1);
+
+    redis.kill();
+    let during = send(a, &farmer, SUPPORT, "Redis 停止中", "k-1").await;
+    assert_eq!(during.status, 201, "stored: {}", during.body);
+    let refused = Sse::open_as(b, &support, "").await;
+    assert_eq!(refused.status, 503, "no new stream without the bus");
+    drop(refused);
+
+    // Redis comes back empty: the open stream ends rather than skip what Redis lost…
+    redis.restart_empty().unwrap();
+    let mut ended = false;
+    for _ in 0..10 {
+        match tokio::time::timeout(Duration::from_secs(2), theirs.next()).await {
+            Ok(None) => {
+                ended = true;
+                break;
+            }
+            Ok(Some(e)) => assert_eq!(e.event, "ping", "{e:?}"),
+            Err(_) => {}
+        }
+    }
+    assert!(ended, "the stream from before the outage ended");
+    // …and its client's resume gets `reset`, so it refetches and finds the message.
+    let last = before.id.unwrap();
+    let mut resumed = None;
+    for _ in 0..50 {
+        let sse = Sse::open(
+            b,
+            "/api/chat/stream",
+            &[
+                ("Authorization", &bearer(&support)),
+                ("Last-Event-ID", &last),
+            ],
+        )
+        .await;
+        if sse.status == 200 {
+            resumed = Some(sse);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut resumed = resumed.expect("streams open again");
+    assert_eq!(resumed.next().await.unwrap().event, "ready");
+    let reset = resumed.next_non_ping().await.unwrap();
+    assert_eq!(reset.event, "reset");
+    assert_eq!(reset.json()["reason"], "restarted");
+    let history = call_as(
+        b,
+        "GET",
+        &format!("/api/chat/history?conversationId={SUPPORT}"),
+        &support,
+    )
+    .await;
+    assert_eq!(history.json()["messages"][1]["text"], "Redis 停止中");
+}

@@ -337,7 +337,11 @@ impl Redis {
     /// Kills the server.
     pub fn kill(&self) {
         let pid = *self.pid.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Command::new("kill")
             .args(["-0", &pid.to_string()])

@@ -116,6 +116,23 @@ impl Cluster {
         Ok(())
     }
 
+    /// An instance that runs now.
+    pub(crate) fn running_addr(&self) -> SocketAddr {
+        self.instances
+            .iter()
+            .flatten()
+            .next()
+            .map_or(self.addrs[0], |i| i.addr)
+    }
+
+    /// Sets `flag`'s value for the instances started from now on (restarts).
+    pub(crate) fn set_arg(&mut self, flag: &str, value: &str) {
+        match self.args.iter().position(|a| a == flag) {
+            Some(at) if at + 1 < self.args.len() => self.args[at + 1] = value.to_owned(),
+            _ => self.args.extend([flag.to_owned(), value.to_owned()]),
+        }
+    }
+
     /// How many instances there are (running or not).
     pub(crate) fn len(&self) -> usize {
         self.addrs.len()

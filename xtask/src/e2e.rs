@@ -17,6 +17,10 @@
 //!
 //! Each run prints its seed; `cargo xtask e2e --seed SEED --runs 1` replays it. Screenshots
 //! of each scenario's end state go to `target/xtask/e2e-*.png`.
+//!
+//! `--cluster N`: the same against N instances on a throwaway PostgreSQL and Redis; the proxy
+//! sends each connection to a random instance, and the fault runs kill -9 a random instance
+//! and restart it later (`cargo xtask e2e --cluster 3 --runs 100` for the full count).
 
 use std::{
     io::{BufRead, BufReader},
@@ -66,17 +70,23 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(upstream: SocketAddr, seed: u64, port: u16) -> Result<Self, String> {
+    /// In front of `upstreams` (several: each connection to a random one).
+    fn start(upstreams: &[SocketAddr], seed: u64, port: u16) -> Result<Self, String> {
         let bin = server::target_dir().join("debug").join("farm-chat-chaos");
         let mut child = Command::new(&bin)
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),
-                "--upstream",
-                &upstream.to_string(),
                 "--seed",
                 &seed.to_string(),
+                "--balance",
+                "random",
             ])
+            .args(
+                upstreams
+                    .iter()
+                    .flat_map(|u| ["--upstream".to_owned(), u.to_string()]),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -132,12 +142,36 @@ impl Row {
     }
 }
 
+/// What the proxy forwards to.
+enum Backend {
+    /// One dev-server on a SQLite file.
+    Single { server: DevServer, args: ServerArgs },
+    /// Instances on PostgreSQL and Redis.
+    Cluster(crate::cluster::Cluster),
+}
+
+impl Backend {
+    /// An instance that runs (for the harness's own requests).
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Self::Single { server, .. } => server.addr,
+            Self::Cluster(cluster) => cluster.running_addr(),
+        }
+    }
+
+    fn upstreams(&self) -> Vec<SocketAddr> {
+        match self {
+            Self::Single { server, .. } => vec![server.addr],
+            Self::Cluster(cluster) => cluster.addrs.clone(),
+        }
+    }
+}
+
 struct World<'a> {
     session: &'a Session,
     tabs: Vec<String>,
     proxy: Proxy,
-    server: DevServer,
-    server_args: ServerArgs,
+    backend: Backend,
     token: String,
 }
 
@@ -176,7 +210,7 @@ impl World<'_> {
     fn history(&self, limit: u32) -> Result<Vec<Value>, String> {
         let path = format!("/api/chat/history?conversationId={CONVERSATION}&limit={limit}");
         let (status, _, body) = http_with(
-            self.server.addr,
+            self.backend.addr(),
             "GET",
             &path,
             None,
@@ -276,11 +310,23 @@ impl World<'_> {
         self.restart_server_at("fast")
     }
 
-    /// The same, with the assistant at `speed` (`fast` or `realtime`).
+    /// The same, with the assistant at `speed` (`fast` or `realtime`); every instance of a
+    /// cluster.
     fn restart_server_at(&mut self, speed: &str) -> Result<(), String> {
-        self.server.kill();
-        let addr = self.server.addr.to_string();
-        self.server = DevServer::start(&(self.server_args)(&addr, speed))?;
+        match &mut self.backend {
+            Backend::Single { server, args } => {
+                server.kill();
+                let addr = server.addr.to_string();
+                *server = DevServer::start(&args(&addr, speed))?;
+            }
+            Backend::Cluster(cluster) => {
+                cluster.set_arg("--assistant-speed", speed);
+                for i in 0..cluster.len() {
+                    cluster.kill(i);
+                    cluster.restart(i)?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -360,6 +406,7 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
     run(cmd("cargo").args(["build", "--quiet", "-p", "farm-chat-chaos"]))?;
     let dir = root().join("target").join("xtask");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let cluster = value("--cluster").map(|n| n.max(1) as usize);
     let store = Store::new(&dir, "e2e");
     let db_path = store.arg();
     // The pages come through the proxy, so its origin is the server's public one (cookie
@@ -369,6 +416,16 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .port();
     let public_origin = format!("http://127.0.0.1:{proxy_port}");
+    let cluster_args: Vec<String> = [
+        "--public-origin",
+        &public_origin,
+        "--static-dir",
+        "dist",
+        "--assistant-speed",
+        "fast",
+    ]
+    .map(String::from)
+    .to_vec();
     let server_args = move |addr: &str, speed: &str| -> Vec<String> {
         [
             "--addr",
@@ -385,10 +442,19 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
         .map(String::from)
         .to_vec()
     };
-    let server = DevServer::start(&server_args("127.0.0.1:0", "fast"))?;
-    let proxy = Proxy::start(server.addr, seed, proxy_port)?;
+    let backend = match cluster {
+        None => Backend::Single {
+            server: DevServer::start(&server_args("127.0.0.1:0", "fast"))?,
+            args: Box::new(server_args),
+        },
+        Some(n) => {
+            let bin = server::build()?;
+            Backend::Cluster(crate::cluster::Cluster::start(n, &bin, &cluster_args)?)
+        }
+    };
+    let proxy = Proxy::start(&backend.upstreams(), seed, proxy_port)?;
     let (_, _, body) = http_with(
-        server.addr,
+        backend.addr(),
         "POST",
         "/api/session",
         Some(r#"{"userId":"u-farmer"}"#),
@@ -409,7 +475,7 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
             "idempotencyKey": format!("prefill-{seed}-{i}"),
         });
         let (status, _, _) = http_with(
-            server.addr,
+            backend.addr(),
             "POST",
             "/api/chat/send",
             Some(&body.to_string()),
@@ -428,8 +494,7 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
         session: &session,
         tabs: Vec::new(),
         proxy,
-        server,
-        server_args: Box::new(server_args),
+        backend,
         token,
     };
     let result = scenarios(&mut world, runs, seed, &dir);
@@ -542,6 +607,7 @@ fn scenarios(
             .control("POST", "faults", Some(&faults.to_string()))?;
         let mut texts = Vec::new();
         let started = Instant::now();
+        let mut killed = None;
         let outcome = (|| -> Result<(usize, usize, usize), String> {
             for k in 0..6 {
                 let tab = (rng.next() % 2) as usize;
@@ -568,9 +634,28 @@ fn scenarios(
                         .control("POST", "faults", Some(&faults.to_string()))?;
                     offline += 1;
                 }
-                if k == 3 && rng.chance(0.25) {
-                    world.restart_server()?;
-                    kills += 1;
+                match &mut world.backend {
+                    Backend::Single { .. } => {
+                        if k == 3 && rng.chance(0.25) {
+                            world.restart_server()?;
+                            kills += 1;
+                        }
+                    }
+                    // A random instance dies mid-run and comes back two sends later; the
+                    // proxy sends its clients to the others meanwhile.
+                    Backend::Cluster(cluster) => {
+                        if k == 1 && rng.chance(0.6) {
+                            let victim = (rng.next() % cluster.len() as u64) as usize;
+                            cluster.kill(victim);
+                            killed = Some(victim);
+                            kills += 1;
+                        }
+                        if k == 3
+                            && let Some(victim) = killed.take()
+                        {
+                            cluster.restart(victim)?;
+                        }
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(rng.next() % 400));
             }
@@ -578,6 +663,9 @@ fn scenarios(
             world.settle()?;
             world.verify(&texts)
         })();
+        if let (Backend::Cluster(cluster), Some(victim)) = (&mut world.backend, killed.take()) {
+            cluster.restart(victim)?;
+        }
         let after = world.proxy.control("GET", "stats", None)?;
         let mut this_run = Vec::new();
         for key in FAULT_KINDS {

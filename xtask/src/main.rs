@@ -53,7 +53,7 @@ Commands:
   run --cluster [N] [ARGS…]
                    The same as N instances (default 3) on a throwaway PostgreSQL and Redis
                    under target/, behind a round-robin balancer on http://127.0.0.1:3000/.
-  test [--e2e-runs N] [--only native|browser|page|cluster|e2e|fuzz]
+  test [--e2e-runs N] [--e2e-cluster-runs N] [--only native|browser|page|cluster|e2e|fuzz]
                    Run every suite: native unit + integration tests, browser tests in headless
                    Chromium against a dev-server it starts, a smoke test of the built page, and
                    the end-to-end fault suite (N seeded fault runs, default 3).
@@ -66,9 +66,11 @@ Commands:
   bench [--big] [--out FILE] [-- FLAGS]
                    Every benchmark (server load, widget in Chromium, bundle size) into
                    target/bench/results.json; FLAGS go to farm-chat-bench. Not run by test.
-  e2e [--runs N] [--seed S]
+  e2e [--runs N] [--seed S] [--cluster N]
                    End-to-end fault suite in Chromium through the chaos proxy (test runs it
-                   with 3 seeded runs; `test --e2e-runs 100` for the full count).
+                   with 3 seeded runs; `test --e2e-runs 100` for the full count). With
+                   --cluster N: against N instances on PostgreSQL + Redis, random instances
+                   killed and restarted (test: 2 runs; `e2e --cluster 3 --runs 100`).
   fuzz [--minutes N | --seconds N] [TARGET…]
                    Coverage-guided fuzzing (cargo fuzz, libFuzzer) of every parser that takes
                    outside input, each target for N (default 60 s); test runs each for 20 s.

@@ -21,6 +21,7 @@ pub(crate) fn test(args: &[String]) -> Result<(), String> {
             .cloned()
     };
     let runs = flag("--e2e-runs").unwrap_or_else(|| "3".into());
+    let cluster_runs = flag("--e2e-cluster-runs").unwrap_or_else(|| "2".into());
     let only = flag("--only");
     let wanted = |suite: &str| only.as_deref().is_none_or(|o| o == suite);
     let browser = tools::bootstrap()?;
@@ -53,6 +54,21 @@ pub(crate) fn test(args: &[String]) -> Result<(), String> {
         results.push((
             "e2e fault suite",
             crate::e2e::e2e(&["--runs".into(), runs, "--seed".into(), "1".into()]),
+        ));
+        banner(
+            "e2e cluster: the fault suite against 3 instances on PostgreSQL + Redis, each \
+             connection to a random one, instances killed and restarted",
+        );
+        results.push((
+            "e2e fault suite, cluster of 3",
+            crate::e2e::e2e(&[
+                "--cluster".into(),
+                "3".into(),
+                "--runs".into(),
+                cluster_runs,
+                "--seed".into(),
+                "101".into(),
+            ]),
         ));
     }
     if wanted("fuzz") {

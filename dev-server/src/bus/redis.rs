@@ -105,6 +105,19 @@ impl Names {
     }
 }
 
+/// A connection to Redis that reconnects by itself, but fails a call within about a second
+/// while Redis is out of reach (a send must answer, not hang; the outbox and the stream's
+/// repair catch up afterwards).
+pub(crate) async fn connection(client: redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(200))
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_secs(2)));
+    ConnectionManager::new_with_config(client, config).await
+}
+
 fn unavailable(e: &redis::RedisError) -> BusError {
     BusError(e.to_string())
 }
@@ -199,7 +212,7 @@ impl RedisBus {
             )));
         }
         let client = redis::Client::open(url).map_err(|e| unavailable(&e))?;
-        let conn = ConnectionManager::new(client.clone())
+        let conn = connection(client.clone())
             .await
             .map_err(|e| unavailable(&e))?;
         let (alive, stopped) = watch::channel(());
