@@ -642,12 +642,30 @@ pub async fn history(
     let (messages, has_more) = state.store.history(&conversation.id, cursor, limit).await?;
     // A running task's hot snapshot is fresher than the stored one.
     let reader = auth.user_id();
+    let mut messages = messages;
+    let with_task: Vec<usize> = (0..messages.len())
+        .filter(|&i| messages[i].task.is_some())
+        .collect();
+    let stored: Vec<_> = with_task
+        .iter()
+        .filter_map(|&i| messages[i].task.clone())
+        .map(|snapshot| crate::store::TaskRecord {
+            // History carries no version: any hot copy newer than "stored" wins below.
+            owner: UserId(String::new()),
+            source_message_id: MessageId(String::new()),
+            version: 0,
+            snapshot,
+        })
+        .collect();
+    for (i, fresh) in with_task
+        .into_iter()
+        .zip(tasks::fresher(&state, stored).await)
+    {
+        messages[i].task = Some(fresh.snapshot);
+    }
     let messages = messages
         .into_iter()
-        .map(|mut m| {
-            m.task = m.task.map(|t| tasks::freshest(&state, t));
-            for_reader(m, &reader)
-        })
+        .map(|m| for_reader(m, &reader))
         .collect();
     Ok(Json(HistoryPage { messages, has_more }))
 }

@@ -3,12 +3,21 @@
 //! another) and the rate-limit buckets (a user spreading requests over instances gets no more
 //! than on one). Without Redis there is one instance, and these stay in its memory
 //! ([`crate::auth::Tickets`], [`crate::limits::RateLimiter`]).
+//!
+//! It also holds the **hot task cache** (seed 004): each running task's latest snapshot, which
+//! every instance reads, kept until a while after the task ends; PostgreSQL gets it written
+//! behind.
 
 use std::time::Duration;
 
 use redis::{AsyncCommands, aio::ConnectionManager};
 
-use crate::bus::{BusError, BusResult};
+use farm_chat_protocol::{MessageId, TaskId, UserId};
+
+use crate::{
+    bus::{BusError, BusResult},
+    store::TaskRecord,
+};
 
 /// KEYS: the bucket. ARGV: burst, tokens per second. Takes one token by Redis's own clock (one
 /// clock for every instance); returns {1, 0} or {0, seconds to wait}.
@@ -111,6 +120,53 @@ impl Shared {
             .map_err(|e| unavailable(&e))
     }
 
+    /// Keeps a task's latest snapshot hot for `ttl`; an older version never replaces a newer.
+    pub async fn put_task(&self, task: &TaskRecord, ttl: Duration) -> BusResult<()> {
+        let json = serde_json::json!({
+            "snapshot": task.snapshot,
+            "owner": task.owner,
+            "source": task.source_message_id,
+            "version": task.version,
+        })
+        .to_string();
+        let _: i64 = redis::Script::new(
+            r"
+local old = redis.call('GET', KEYS[1])
+if old and cjson.decode(old).version > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+",
+        )
+        .key(format!("{}:task:{}", self.prefix, task.snapshot.task_id))
+        .arg(json)
+        .arg(task.version)
+        .arg(ttl.as_secs().max(1))
+        .invoke_async(&mut self.conn.clone())
+        .await
+        .map_err(|e| unavailable(&e))?;
+        Ok(())
+    }
+
+    /// The hot snapshots of these tasks (`None` for one not hot).
+    pub async fn tasks(&self, ids: &[TaskId]) -> BusResult<Vec<Option<TaskRecord>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{}:task:{id}", self.prefix))
+            .collect();
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(values
+            .into_iter()
+            .map(|v| v.and_then(|json| task_of(&json)))
+            .collect())
+    }
+
     /// Takes a token from bucket `bucket` of `key` (`burst` at once, refilled at
     /// `per_second`), or says after how many whole seconds one is available.
     pub async fn take_token(
@@ -130,4 +186,15 @@ impl Shared {
             .map_err(|e| unavailable(&e))?;
         Ok(if ok == 1 { Ok(()) } else { Err(wait) })
     }
+}
+
+/// A hot task as [`Shared::put_task`] wrote it.
+fn task_of(json: &str) -> Option<TaskRecord> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    Some(TaskRecord {
+        snapshot: serde_json::from_value(value["snapshot"].clone()).ok()?,
+        owner: UserId(value["owner"].as_str()?.to_owned()),
+        source_message_id: MessageId(value["source"].as_str()?.to_owned()),
+        version: value["version"].as_u64()?,
+    })
 }

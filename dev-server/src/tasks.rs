@@ -151,8 +151,32 @@ fn done_event(snapshot: &TaskSnapshot) -> StreamEvent {
     })
 }
 
+/// Writes a changed snapshot: with several instances, hot into Redis first (every instance
+/// reads it there) and behind into the store, awaited only for the final one; alone, into the
+/// store.
 async fn persist(state: &AppState, record: TaskRecord) {
     let id = record.snapshot.task_id.clone();
+    let done = record.snapshot.state.is_final();
+    if let Some(shared) = &state.shared {
+        let ttl = if done {
+            KEEP_HOT
+        } else {
+            Duration::from_secs(3600)
+        };
+        if let Err(e) = shared.put_task(&record, ttl).await {
+            tracing::warn!(taskId = %id, error = %e, "could not keep the task snapshot hot");
+        }
+        if !done {
+            // Write-behind: versions only grow, so a late write never undoes a newer one.
+            let store = state.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.save_task(&record).await {
+                    tracing::warn!(taskId = %id, error = %e, "could not store the task snapshot");
+                }
+            });
+            return;
+        }
+    }
     if let Err(e) = state.store.save_task(&record).await {
         // The hot copy still serves; the next change writes again.
         tracing::error!(taskId = %id, error = %e, "could not store the task snapshot");
@@ -307,7 +331,13 @@ async fn visible_task(
     validate::id("taskId", id.as_str())?;
     let record = match state.tasks.hot(id) {
         Some(record) => Some(record),
-        None => state.store.task(id).await?,
+        None => {
+            let stored = state.store.task(id).await?;
+            match stored {
+                Some(stored) => Some(fresher(state, vec![stored]).await.remove(0)),
+                None => None,
+            }
+        }
     };
     match record {
         Some(record) if record.owner.as_str() == auth.user.id => Ok(record),
@@ -317,12 +347,35 @@ async fn visible_task(
     }
 }
 
-/// The freshest snapshot of a stored task: the hot one when it is hot.
-pub fn freshest(state: &AppState, stored: TaskSnapshot) -> TaskSnapshot {
-    match state.tasks.hot(&stored.task_id) {
-        Some(hot) => hot.snapshot,
-        None => stored,
+/// The freshest copy of each stored task: hot in this instance, else hot in Redis (another
+/// instance runs it), else the stored one. Same order.
+pub async fn fresher(state: &AppState, stored: Vec<TaskRecord>) -> Vec<TaskRecord> {
+    let mut out: Vec<TaskRecord> = stored
+        .into_iter()
+        .map(|r| state.tasks.hot(&r.snapshot.task_id).unwrap_or(r))
+        .collect();
+    let Some(shared) = &state.shared else {
+        return out;
+    };
+    // Only copies that may be stale: still running as far as this instance knows.
+    let stale: Vec<usize> = (0..out.len())
+        .filter(|&i| !out[i].snapshot.state.is_final())
+        .collect();
+    let ids: Vec<TaskId> = stale
+        .iter()
+        .map(|&i| out[i].snapshot.task_id.clone())
+        .collect();
+    match shared.tasks(&ids).await {
+        Ok(hot) => {
+            for (i, hot) in stale.into_iter().zip(hot) {
+                if let Some(hot) = hot.filter(|h| h.version > out[i].version) {
+                    out[i] = hot;
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "hot task snapshots unavailable; stored ones serve"),
     }
+    out
 }
 
 /// How long a runner's lease lasts unless renewed; it is renewed every third of that.
@@ -481,9 +534,10 @@ pub async fn list(
     };
     let owner = auth.user_id();
     let stored = state.store.tasks_of(&owner, filter).await?;
-    let tasks = stored
+    let tasks = fresher(&state, stored)
+        .await
         .into_iter()
-        .map(|r| freshest(&state, r.snapshot))
+        .map(|r| r.snapshot)
         .filter(|s| filter.is_none_or(|f| s.state == f))
         .collect();
     Ok(Json(TaskList { tasks }))

@@ -492,3 +492,95 @@ async fn while_redis_is_down_sends_are_stored_and_clients_refetch_once_it_is_bac
     .await;
     assert_eq!(history.json()["messages"][1]["text"], "Redis 停止中");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_task_reads_the_same_on_every_instance() {
+    let s = cluster(2, |state| state.assistant_step = Duration::from_millis(300)).await;
+    let (a, b) = (s[0].addr, s[1].addr);
+    let farmer = login(a, "u-farmer").await;
+    let mut on_a = Sse::open_as(a, &farmer, "").await;
+    assert_eq!(on_a.next().await.unwrap().event, "ready");
+    let asked = send(
+        a,
+        &farmer,
+        ASSISTANT,
+        "14番の牛の健康状態を分析して",
+        "ask-hot",
+    )
+    .await;
+    assert_eq!(asked.status, 201, "{}", asked.body);
+    let task = asked.json()["taskId"].as_str().unwrap().to_owned();
+    // After the runner's second part, B (which does not run it) shows at least two parts.
+    let mut parts = 0;
+    while parts < 2 {
+        let event = on_a.next_non_ping().await.unwrap();
+        if event.event.starts_with("task.") && event.event != "task.done" {
+            parts += 1;
+        }
+    }
+    let seen = call_as(b, "GET", &format!("/api/tasks/{task}"), &farmer).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert!(
+        seen.json()["parts"].as_array().unwrap().len() >= 2,
+        "{}",
+        seen.body
+    );
+    let history = call_as(
+        b,
+        "GET",
+        &format!("/api/chat/history?conversationId={ASSISTANT}"),
+        &farmer,
+    )
+    .await;
+    let reply = &history.json()["messages"][1];
+    assert!(
+        reply["task"]["parts"].as_array().unwrap().len() >= 2,
+        "{reply}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_task_snapshot_never_goes_back_to_an_older_version() {
+    use farm_chat_dev_server::{shared::Shared, store::TaskRecord};
+    use farm_chat_protocol::{
+        ConversationId, MessageId, TaskId, UserId,
+        task::{TaskKind, TaskSnapshot, TaskState},
+    };
+    let shared = Shared::connect(
+        &Redis::shared().unwrap().url(0),
+        &format!("hot{}", std::process::id()),
+    )
+    .await
+    .unwrap();
+    let record = |version: u64, state: TaskState| TaskRecord {
+        snapshot: TaskSnapshot {
+            task_id: TaskId("t-hot".into()),
+            conversation_id: ConversationId("c".into()),
+            message_id: MessageId("m".into()),
+            kind: TaskKind::HealthReport,
+            state,
+            progress: None,
+            parts: Vec::new(),
+            created_at: "2026-12-01T00:00:00.000Z".into(),
+            updated_at: "2026-12-01T00:00:00.000Z".into(),
+        },
+        owner: UserId("u-farmer".into()),
+        source_message_id: MessageId("m-ask".into()),
+        version,
+    };
+    let ttl = Duration::from_secs(60);
+    shared
+        .put_task(&record(3, TaskState::Succeeded), ttl)
+        .await
+        .unwrap();
+    shared
+        .put_task(&record(2, TaskState::Running), ttl)
+        .await
+        .unwrap();
+    let got = shared
+        .tasks(&[TaskId("t-hot".into()), TaskId("t-none".into())])
+        .await
+        .unwrap();
+    assert_eq!(got[0], Some(record(3, TaskState::Succeeded)));
+    assert_eq!(got[1], None);
+}

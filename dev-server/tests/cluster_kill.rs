@@ -30,10 +30,14 @@ struct Instance {
 
 impl Instance {
     fn start(database_url: &str, redis_url: &str) -> Self {
+        Self::start_at(database_url, redis_url, "fast")
+    }
+
+    fn start_at(database_url: &str, redis_url: &str, speed: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_farm-chat-dev-server"))
             .args(["--addr", "127.0.0.1:0", "--test-mode"])
             .args(["--database-url", database_url, "--redis-url", redis_url])
-            .args(["--static-dir", "/nonexistent", "--assistant-speed", "fast"])
+            .args(["--static-dir", "/nonexistent", "--assistant-speed", speed])
             .env("FARM_CHAT_SIGN_IN_PER_MINUTE", "100000")
             .env("FARM_CHAT_SIGN_IN_PER_USER_PER_MINUTE", "100000")
             .env("RUST_LOG", "warn")
@@ -219,4 +223,62 @@ async fn a_killed_instance_loses_no_acknowledged_send_and_announces_each_once() 
         assert!(stored.contains(id), "{id} acknowledged but not in history");
     }
     drop((b, c, redis));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_instance_died_is_interrupted_once_its_lease_runs_out() {
+    let database_url = Postgres::shared()
+        .expect("a throwaway PostgreSQL")
+        .fresh_database("lease")
+        .unwrap();
+    let redis = Redis::start().expect("a throwaway Redis");
+    let mut a = Instance::start_at(&database_url, &redis.url(0), "realtime");
+    let b = Instance::start_at(&database_url, &redis.url(0), "realtime");
+    let farmer = login(a.addr, "u-farmer").await;
+    let mut on_b = Sse::open_as(b.addr, &farmer, "").await;
+    assert_eq!(on_b.next().await.unwrap().event, "ready");
+    let asked = send_to(
+        a.addr,
+        &farmer,
+        "c-u-farmer-assistant",
+        "14番の牛の健康状態を分析して",
+    )
+    .await;
+    let task = asked.json()["taskId"].as_str().unwrap().to_owned();
+    // Its first part, then its instance dies.
+    loop {
+        let event = on_b.next_non_ping().await.unwrap();
+        if event.event.starts_with("task.") {
+            break;
+        }
+    }
+    a.kill();
+    // Running, as far as B knows, until the lease runs out (9 s); then interrupted, and told.
+    let done = loop {
+        let event = on_b
+            .next_within(Duration::from_secs(30))
+            .await
+            .expect("the stream on B stays open");
+        if event.event == "task.done" {
+            break event;
+        }
+    };
+    assert_eq!(done.json()["taskId"], task.as_str());
+    assert_eq!(done.json()["state"], "failed");
+    let seen = call_as(b.addr, "GET", &format!("/api/tasks/{task}"), &farmer).await;
+    assert_eq!(seen.json()["state"], "failed");
+    let last = seen.json()["parts"]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(last["code"], "interrupted", "{last}");
+    drop((b, redis));
+}
+
+async fn send_to(addr: SocketAddr, token: &str, conversation: &str, text: &str) -> common::Reply {
+    let reply = send(addr, token, conversation, text, "lease-1").await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply
 }
