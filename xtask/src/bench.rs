@@ -10,6 +10,10 @@
 //! Writes every scenario to one JSON file (default `target/bench/results.json`). `--big`
 //! runs the large sizes (idle streams up to the open-files limit, fan-out to 10,000, 5,000
 //! messages/s); the default finishes in a few minutes.
+//!
+//! `--cluster N` also runs fan-out and throughput against N release instances on a throwaway
+//! PostgreSQL and Redis, behind the chaos proxy as a round-robin balancer; every server
+//! scenario's `params.deployment` says `single` or `cluster-N`.
 
 use std::process::Stdio;
 
@@ -37,6 +41,10 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         None => (args, &[][..]),
     };
     let big = ours.iter().any(|a| a == "--big");
+    let cluster = ours
+        .iter()
+        .position(|a| a == "--cluster")
+        .map(|i| ours.get(i + 1).and_then(|n| n.parse::<usize>().ok()).unwrap_or(3));
     let dir = root().join("target").join("bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let out = ours
@@ -53,6 +61,8 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         "farm-chat-dev-server",
         "-p",
         "farm-chat-bench",
+        "-p",
+        "farm-chat-chaos",
     ]))?;
     let release = root().join("target").join("release");
     let hard = nofile_hard().unwrap_or(1024);
@@ -128,7 +138,66 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     remove_db();
     measured?;
     let text = std::fs::read_to_string(&server_json).map_err(|e| e.to_string())?;
-    results.extend(serde_json::from_str::<Vec<Value>>(&text).map_err(|e| e.to_string())?);
+    let mut single = serde_json::from_str::<Vec<Value>>(&text).map_err(|e| e.to_string())?;
+    for r in &mut single {
+        r["params"]["deployment"] = "single (SQLite, in-process bus)".into();
+    }
+    results.extend(single);
+
+    // 1b. The same sends and streams spread over a cluster.
+    if let Some(n) = cluster {
+        let cluster_json = dir.join("cluster.json");
+        let mut cluster = crate::cluster::Cluster::start(
+            n,
+            &release.join("farm-chat-dev-server"),
+            &[
+                "--load-users".into(),
+                "30000".into(),
+                "--load-support".into(),
+                "10000".into(),
+                "--max-connections".into(),
+                "50000".into(),
+                "--assistant-speed".into(),
+                "fast".into(),
+            ],
+        )?;
+        cluster.balance_with(
+            &release.join("farm-chat-chaos"),
+            "127.0.0.1:0",
+            "round-robin",
+            1,
+        )?;
+        let front = cluster.front.ok_or("the balancer has no address")?;
+        run(cmd(&release.join("farm-chat-bench").display().to_string())
+            .args([
+                "--base-url".into(),
+                format!("http://{front}"),
+                "--scenarios".into(),
+                "fanout,throughput".into(),
+                "--fanout".into(),
+                fanout.into(),
+                "--rates".into(),
+                rates.into(),
+                "--duration".into(),
+                duration.into(),
+                "--nofile".into(),
+                hard.to_string(),
+                "--out".into(),
+                cluster_json.display().to_string(),
+            ])
+            .args(extra))?;
+        drop(cluster);
+        let text = std::fs::read_to_string(&cluster_json).map_err(|e| e.to_string())?;
+        let mut spread = serde_json::from_str::<Vec<Value>>(&text).map_err(|e| e.to_string())?;
+        for r in &mut spread {
+            r["params"]["deployment"] = format!(
+                "cluster-{n} (PostgreSQL, Redis bus, behind the chaos proxy as a round-robin \
+                 balancer)"
+            )
+            .into();
+        }
+        results.extend(spread);
+    }
 
     // 2. The bundle.
     product::build_release()?;

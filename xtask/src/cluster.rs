@@ -73,6 +73,17 @@ impl Cluster {
     /// Puts the chaos proxy in front as a balancer on `listen` (`round-robin` or `random`).
     pub(crate) fn balance(&mut self, listen: &str, balance: &str, seed: u64) -> Result<(), String> {
         let bin = server::target_dir().join("debug").join("farm-chat-chaos");
+        self.balance_with(&bin, listen, balance, seed)
+    }
+
+    /// The same with the proxy binary `bin` (a release build for benchmarks).
+    pub(crate) fn balance_with(
+        &mut self,
+        bin: &Path,
+        listen: &str,
+        balance: &str,
+        seed: u64,
+    ) -> Result<(), String> {
         let mut proxy = Command::new(bin);
         proxy.args(["--listen", listen, "--balance", balance, "--seed"]);
         proxy.arg(seed.to_string());

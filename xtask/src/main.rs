@@ -63,7 +63,7 @@ Commands:
                    what the host page fetches before its load event, and the whole widget.
   bundle           trunk's post-build hook: writes the launcher farm-chat.js and (release) the
                    .br/.gz variants the dev-server serves.
-  bench [--big] [--out FILE] [-- FLAGS]
+  bench [--big] [--cluster N] [--out FILE] [-- FLAGS]
                    Every benchmark (server load, widget in Chromium, bundle size) into
                    target/bench/results.json; FLAGS go to farm-chat-bench. Not run by test.
   e2e [--runs N] [--seed S] [--cluster N]
