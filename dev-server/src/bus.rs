@@ -103,6 +103,9 @@ pub enum Signal {
     DropStreams,
     /// Cancel this task: the instance running it does (a cancel may arrive at any instance).
     CancelTask(TaskId),
+    /// Close this stream (`<opened ms>|<instance>|<id>|<session>`) of this user: a newer one
+    /// on another instance took its place under the per-user caps.
+    CloseStream(UserId, String),
 }
 
 /// The bus could not do it now (Redis out of reach); the caller answers 503 or retries.

@@ -365,6 +365,7 @@ pub async fn run(
     let purge = tokio::spawn(session::purge_expired(state.clone()));
     let signals = tokio::spawn(tasks::follow_signals(state.clone()));
     let outbox = tokio::spawn(chat::announce_stragglers(state.clone()));
+    let registry = tokio::spawn(stream::follow_registry(state.clone()));
     let reaper = state
         .shared
         .clone()
@@ -382,6 +383,7 @@ pub async fn run(
     purge.abort();
     signals.abort();
     outbox.abort();
+    registry.abort();
     if let Some(reaper) = reaper {
         reaper.abort();
     }

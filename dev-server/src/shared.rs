@@ -42,6 +42,15 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return {ok, wait}
 ";
 
+/// An open stream not renewed for this long belongs to an instance that died.
+pub const STREAM_STALE: Duration = Duration::from_secs(90);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// See the [module](self).
 #[derive(Clone)]
 pub struct Shared {
@@ -165,6 +174,69 @@ return 1
             .into_iter()
             .map(|v| v.and_then(|json| task_of(&json)))
             .collect())
+    }
+
+    /// Registers an open stream of `user` (`member`: `<opened ms>|<instance>|<id>|<session>`)
+    /// and returns every stream of theirs open on any instance, oldest first. Entries an
+    /// instance stopped renewing (it died) are dropped on the way.
+    pub async fn open_stream(&self, user: &UserId, member: &str) -> BusResult<Vec<String>> {
+        let key = format!("{}:{{u:{user}}}:streams", self.prefix);
+        let now = now_ms();
+        let (mut members,): (Vec<String>,) = redis::pipe()
+            .atomic()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now.saturating_sub(STREAM_STALE.as_millis() as u64))
+            .ignore()
+            .zadd(&key, member, now)
+            .ignore()
+            .expire(&key, STREAM_STALE.as_secs() as i64 * 2)
+            .ignore()
+            .zrange(&key, 0, -1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        members.sort_by_key(|m| {
+            m.split('|')
+                .next()
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
+        Ok(members)
+    }
+
+    /// Renews these open streams of this instance (every [`STREAM_STALE`] / 3).
+    pub async fn renew_streams(&self, streams: &[(UserId, String)]) -> BusResult<()> {
+        if streams.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut pipe = redis::pipe();
+        for (user, member) in streams {
+            let key = format!("{}:{{u:{user}}}:streams", self.prefix);
+            pipe.cmd("ZADD")
+                .arg(&key)
+                .arg("XX")
+                .arg(now)
+                .arg(member)
+                .ignore();
+            pipe.expire(&key, STREAM_STALE.as_secs() as i64 * 2)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    /// Forgets a closed stream.
+    pub async fn close_stream(&self, user: &UserId, member: &str) -> BusResult<()> {
+        let key = format!("{}:{{u:{user}}}:streams", self.prefix);
+        self.conn
+            .clone()
+            .zrem(key, member)
+            .await
+            .map_err(|e| unavailable(&e))
     }
 
     /// Takes a token from bucket `bucket` of `key` (`burst` at once, refilled at

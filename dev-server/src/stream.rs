@@ -55,6 +55,8 @@ pub struct StreamQuery {
 struct OpenStream {
     id: u64,
     session: String,
+    /// Its entry in the instances' shared registry, if there is one.
+    member: Option<String>,
     /// Dropping (or sending on) it closes the stream; the client reconnects and resumes.
     close: tokio::sync::oneshot::Sender<()>,
 }
@@ -73,28 +75,130 @@ pub struct StreamSlot {
     user: UserId,
     id: u64,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The shared registry and this stream's entry there, to remove when it closes.
+    shared: Option<(Arc<crate::shared::Shared>, String)>,
 }
 
 /// Which open stream gives way to a new one of `session`, if the caps call for it: the oldest
 /// of the session when the session is at its cap, else, when the user is at theirs, the oldest
 /// of the session holding the most streams. So whoever opens streams in bulk (a leaky page, or
 /// a stranger signed in as this user) loses their own first, and nobody can lock a user out.
-fn evictee(
-    open: &[OpenStream],
-    session: &str,
-    per_session: usize,
-    per_user: usize,
-) -> Option<usize> {
-    let of_session = |s: &str| open.iter().filter(|o| o.session == s).count();
+fn evictee(open: &[&str], session: &str, per_session: usize, per_user: usize) -> Option<usize> {
+    let of_session = |s: &str| open.iter().filter(|o| **o == s).count();
     if of_session(session) >= per_session {
-        return open.iter().position(|o| o.session == session);
+        return open.iter().position(|o| *o == session);
     }
     if open.len() < per_user {
         return None;
     }
-    let most = open.iter().map(|o| of_session(&o.session)).max()?;
+    let most = open.iter().map(|o| of_session(o)).max()?;
     // `open` is in opening order, so the first match is the oldest.
-    open.iter().position(|o| of_session(&o.session) == most)
+    open.iter().position(|o| of_session(o) == most)
+}
+
+/// A stream as the instances' shared registry names it: `<opened ms>|<instance>|<id>|<session>`.
+fn member(instance: &str, id: u64, session: &str) -> String {
+    let opened = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{opened}|{instance}|{id}|{session}")
+}
+
+/// (instance, id, session) of a registry member.
+fn parse_member(member: &str) -> Option<(&str, u64, &str)> {
+    let mut fields = member.splitn(4, '|');
+    let _opened = fields.next()?;
+    let instance = fields.next()?;
+    let id = fields.next()?.parse().ok()?;
+    Some((instance, id, fields.next()?))
+}
+
+/// With several instances, the caps hold across them: the new stream joins the user's shared
+/// registry, and when that puts the user over a cap, the stream that gives way closes
+/// wherever it is (here, or by a signal to its instance).
+async fn cap_across_instances(
+    state: &AppState,
+    user: &UserId,
+    session: &str,
+    slot: &mut StreamSlot,
+) {
+    let Some(shared) = state.shared.clone() else {
+        return;
+    };
+    let mine = member(&state.instance, slot.id, session);
+    let members = match shared.open_stream(user, &mine).await {
+        Ok(members) => members,
+        Err(e) => {
+            tracing::warn!(error = %e, "stream registry unavailable; this instance's caps apply");
+            return;
+        }
+    };
+    slot.shared = Some((shared.clone(), mine.clone()));
+    state.stream_counts.set_member(user, slot.id, &mine);
+    let others: Vec<&String> = members.iter().filter(|m| **m != mine).collect();
+    let sessions: Vec<&str> = others
+        .iter()
+        .map(|m| parse_member(m).map_or("", |(_, _, s)| s))
+        .collect();
+    let Some(at) = evictee(
+        &sessions,
+        session,
+        MAX_STREAMS_PER_SESSION,
+        MAX_STREAMS_PER_USER,
+    ) else {
+        return;
+    };
+    let old = others[at].clone();
+    tracing::info!(userId = %user, "stream limit reached across instances: the oldest stream gives way");
+    let _ = shared.close_stream(user, &old).await;
+    match parse_member(&old) {
+        Some((instance, id, _)) if instance == &*state.instance => {
+            state.stream_counts.close(user, id);
+        }
+        Some(_) => {
+            if let Err(e) = state
+                .bus
+                .signal(Signal::CloseStream(user.clone(), old))
+                .await
+            {
+                tracing::warn!(error = %e, "could not close a stream on another instance");
+            }
+        }
+        None => {}
+    }
+}
+
+/// Closes the streams other instances ask this one to close, and renews this instance's
+/// entries in the shared registry, until shutdown.
+pub async fn follow_registry(state: AppState) {
+    let Some(shared) = state.shared.clone() else {
+        return;
+    };
+    let mut signals = state.bus.signals();
+    let mut shutdown = state.shutdown.clone();
+    let mut renew = tokio::time::interval(crate::shared::STREAM_STALE / 3);
+    loop {
+        tokio::select! {
+            signal = signals.recv() => match signal {
+                Ok(Signal::CloseStream(user, member)) => {
+                    if let Some((instance, id, _)) = parse_member(&member)
+                        && instance == &*state.instance
+                    {
+                        state.stream_counts.close(&user, id);
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = renew.tick() => {
+                let open = state.stream_counts.members();
+                if let Err(e) = shared.renew_streams(&open).await {
+                    tracing::warn!(error = %e, "could not renew this instance's streams");
+                }
+            }
+            () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
+        }
+    }
 }
 
 impl StreamCounts {
@@ -112,8 +216,9 @@ impl StreamCounts {
         let (close, closed) = tokio::sync::oneshot::channel();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let streams = open.entry(user.clone()).or_default();
+        let sessions: Vec<&str> = streams.iter().map(|o| o.session.as_str()).collect();
         if let Some(at) = evictee(
-            streams,
+            &sessions,
             session,
             MAX_STREAMS_PER_SESSION,
             MAX_STREAMS_PER_USER,
@@ -125,6 +230,7 @@ impl StreamCounts {
         streams.push(OpenStream {
             id,
             session: session.to_owned(),
+            member: None,
             close,
         });
         metrics.open_streams.add(1);
@@ -134,8 +240,42 @@ impl StreamCounts {
             user: user.clone(),
             id,
             metrics: metrics.clone(),
+            shared: None,
         };
         (slot, closed)
+    }
+
+    /// Closes stream `id` of `user` here (it gave way to a newer one elsewhere).
+    fn close(&self, user: &UserId, id: u64) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(streams) = open.get_mut(user)
+            && let Some(at) = streams.iter().position(|o| o.id == id)
+        {
+            let old = streams.remove(at);
+            let _ = old.close.send(());
+        }
+    }
+
+    fn set_member(&self, user: &UserId, id: u64, member: &str) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(stream) = open
+            .get_mut(user)
+            .and_then(|streams| streams.iter_mut().find(|o| o.id == id))
+        {
+            stream.member = Some(member.to_owned());
+        }
+    }
+
+    /// Every open stream's registry entry.
+    fn members(&self) -> Vec<(UserId, String)> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.iter()
+            .flat_map(|(user, streams)| {
+                streams
+                    .iter()
+                    .filter_map(|o| Some((user.clone(), o.member.clone()?)))
+            })
+            .collect()
     }
 }
 
@@ -149,6 +289,12 @@ impl Drop for StreamSlot {
             }
         }
         self.metrics.open_streams.add(-1);
+        if let Some((shared, member)) = self.shared.take() {
+            let user = self.user.clone();
+            tokio::spawn(async move {
+                let _ = shared.close_stream(&user, &member).await;
+            });
+        }
     }
 }
 
@@ -187,9 +333,10 @@ pub async fn stream(
         },
     };
     let user = auth.user_id();
-    let (slot, evicted) = state
+    let (mut slot, evicted) = state
         .stream_counts
         .acquire(&user, &auth.session_id, &state.metrics);
+    cap_across_instances(&state, &user, &auth.session_id, &mut slot).await;
     let subscription = state
         .bus
         .subscribe(&user, after)
@@ -346,7 +493,7 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
                 // A lagged receiver may have missed this session's sign-out: end, and let the
                 // client's reconnect check its session again.
                 Err(broadcast::error::RecvError::Lagged(_)) => return None,
-                Ok(Signal::SignedOut(_) | Signal::CancelTask(_)) => continue,
+                Ok(Signal::SignedOut(_) | Signal::CancelTask(_) | Signal::CloseStream(..)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             },
             () = &mut session_end => {
@@ -422,16 +569,15 @@ pub async fn drop_streams(
 mod tests {
     use super::*;
 
-    fn streams(sessions: &[&str]) -> Vec<OpenStream> {
-        sessions
-            .iter()
-            .enumerate()
-            .map(|(id, session)| OpenStream {
-                id: id as u64,
-                session: (*session).to_owned(),
-                close: tokio::sync::oneshot::channel().0,
-            })
-            .collect()
+    fn streams<'a>(sessions: &[&'a str]) -> Vec<&'a str> {
+        sessions.to_vec()
+    }
+
+    #[test]
+    fn a_registry_member_names_its_instance_stream_and_session() {
+        let m = member("i-1", 42, "s|x");
+        assert_eq!(parse_member(&m), Some(("i-1", 42, "s|x")));
+        assert_eq!(parse_member("garbage"), None);
     }
 
     #[test]

@@ -584,3 +584,31 @@ async fn a_hot_task_snapshot_never_goes_back_to_an_older_version() {
     assert_eq!(got[0], Some(record(3, TaskState::Succeeded)));
     assert_eq!(got[1], None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_caps_hold_across_instances() {
+    let s = cluster(2, |_| {}).await;
+    let (a, b) = (s[0].addr, s[1].addr);
+    let farmer = login(a, "u-farmer").await;
+    // A session may hold 4 streams: spread over two instances, still 4.
+    let mut streams = Vec::new();
+    for i in 0..4 {
+        let mut sse = Sse::open_as([a, b][i % 2], &farmer, "").await;
+        assert_eq!(sse.next().await.unwrap().event, "ready");
+        streams.push(sse);
+    }
+    let mut fifth = Sse::open_as(b, &farmer, "").await;
+    assert_eq!(fifth.next().await.unwrap().event, "ready");
+    let oldest = &mut streams[0];
+    let ended = tokio::time::timeout(Duration::from_secs(5), oldest.next()).await;
+    assert!(
+        matches!(ended, Ok(None)),
+        "the oldest stream, on the other instance, gave way: {ended:?}"
+    );
+    // The others stay: a send reaches them.
+    let sent = send(a, &farmer, SUPPORT, "届く", "cap-1").await;
+    assert_eq!(sent.status, 201);
+    for sse in streams.iter_mut().skip(1).chain(std::iter::once(&mut fifth)) {
+        assert_eq!(sse.next_non_ping().await.unwrap().event, "message.created");
+    }
+}

@@ -41,10 +41,11 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         None => (args, &[][..]),
     };
     let big = ours.iter().any(|a| a == "--big");
-    let cluster = ours
-        .iter()
-        .position(|a| a == "--cluster")
-        .map(|i| ours.get(i + 1).and_then(|n| n.parse::<usize>().ok()).unwrap_or(3));
+    let cluster = ours.iter().position(|a| a == "--cluster").map(|i| {
+        ours.get(i + 1)
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(3)
+    });
     let dir = root().join("target").join("bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let out = ours

@@ -437,6 +437,7 @@ impl EventBus for RedisBus {
             Signal::SignedOut(session) => format!("o{SEP}{session}"),
             Signal::DropStreams => "d".to_owned(),
             Signal::CancelTask(task) => format!("c{SEP}{task}"),
+            Signal::CloseStream(user, member) => format!("x{SEP}{user}{SEP}{member}"),
         };
         let _: i64 = self
             .inner
@@ -550,6 +551,12 @@ async fn subscriber(
                 let signal = match payload.split_once(SEP) {
                     Some(("o", session)) => Signal::SignedOut(session.to_owned()),
                     Some(("c", task)) => Signal::CancelTask(TaskId(task.to_owned())),
+                    Some(("x", rest)) => match rest.split_once(SEP) {
+                        Some((user, member)) => {
+                            Signal::CloseStream(UserId(user.to_owned()), member.to_owned())
+                        }
+                        None => continue,
+                    },
                     _ if payload == "d" => Signal::DropStreams,
                     _ => continue,
                 };
