@@ -192,7 +192,7 @@ pub async fn authenticate(
     if via == Via::Bearer && crate::jwt::Verifier::looks_like_jwt(&token) {
         return jwt_user(state, &token).await;
     }
-    let Some(session_id) = state.signer.verify(&token).map(str::to_owned) else {
+    let Some(session_id) = state.common.signer.verify(&token).map(str::to_owned) else {
         tracing::info!(via = ?via, "request refused: the session token's signature is not valid");
         return Err(ApiError::Unauthorized("the session token is not valid"));
     };
@@ -208,7 +208,7 @@ async fn session_user(
     session_id: String,
     via: Via,
 ) -> Result<AuthUser, ApiError> {
-    let session = state.store.session(&session_id).await?;
+    let session = state.common.store.session(&session_id).await?;
     let Some(session) = session.filter(|s| s.expires_at > unix_now()) else {
         return Err(ApiError::Unauthorized(
             "セッションの有効期限が切れました / the session has ended",
@@ -232,7 +232,7 @@ async fn session_user(
 /// assistant and support conversations, a support user joins every support conversation of
 /// their farm.
 async fn jwt_user(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
-    let Some(verifier) = &state.jwt else {
+    let Some(verifier) = &state.common.jwt else {
         tracing::info!("request refused: a JWT, but no --jwt-jwks or --jwt-secret is set");
         return Err(ApiError::Unauthorized("this server does not accept JWTs"));
     };
@@ -264,10 +264,18 @@ async fn jwt_user(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
         match role {
             farm_chat_protocol::session::Role::Farmer => {
                 let conversations = crate::chat::farmer_conversations(tenant.as_str(), user);
-                state.store.ensure_conversations(&conversations).await?;
+                state
+                    .common
+                    .store
+                    .ensure_conversations(&conversations)
+                    .await?;
             }
             farm_chat_protocol::session::Role::Support => {
-                state.store.join_support_conversations(&tenant, &id).await?;
+                state
+                    .common
+                    .store
+                    .join_support_conversations(&tenant, &id)
+                    .await?;
             }
         }
         tracing::info!(userId = user.id, tenant = user.tenant, role = ?user.role, "user provisioned from a platform token");
@@ -375,7 +383,7 @@ impl TicketOwner {
 /// A new single-use stream ticket for `owner`: in Redis when instances share one (any of
 /// them may get the stream request), else in this process.
 pub async fn issue_ticket(state: &AppState, owner: TicketOwner) -> Result<String, ApiError> {
-    match &state.shared {
+    match &state.common.redis {
         Some(shared) => {
             let ticket = random_id();
             shared
@@ -384,19 +392,19 @@ pub async fn issue_ticket(state: &AppState, owner: TicketOwner) -> Result<String
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             Ok(ticket)
         }
-        None => Ok(state.tickets.issue(owner)),
+        None => Ok(state.local.tickets.issue(owner)),
     }
 }
 
 /// Authenticates a stream request by its ticket.
 pub async fn authenticate_ticket(state: &AppState, ticket: &str) -> Result<AuthUser, ApiError> {
-    let owner = match &state.shared {
+    let owner = match &state.common.redis {
         Some(shared) => shared
             .take_ticket(ticket)
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?
             .and_then(|text| TicketOwner::decode(&text)),
-        None => state.tickets.redeem(ticket),
+        None => state.local.tickets.redeem(ticket),
     };
     match owner {
         Some(TicketOwner::Session(session_id)) => {

@@ -79,7 +79,11 @@ async fn ensure_tenant_conversations(
         .into_iter()
         .flat_map(|farmer| farmer_conversations(tenant, farmer))
         .collect();
-    state.store.ensure_conversations(&conversations).await?;
+    state
+        .common
+        .store
+        .ensure_conversations(&conversations)
+        .await?;
     if let Ok(mut tenants) = state.ensured_tenants.lock() {
         tenants.insert(tenant);
     }
@@ -175,6 +179,7 @@ pub async fn list(
     ensure_tenant_conversations(&state, auth.user.tenant).await?;
     let (tenant, user) = (auth.tenant_id(), auth.user_id());
     let mut conversations: Vec<_> = state
+        .common
         .store
         .overviews(&tenant, &user, kind)
         .await?
@@ -240,7 +245,7 @@ pub async fn read(
     }
     let conversation = participant_conversation(&state, &auth, &req.conversation_id).await?;
     let (id, user, asked) = (conversation.id.clone(), auth.user_id(), req.seq);
-    let seq = state.store.mark_read(&id, &user, asked).await?;
+    let seq = state.common.store.mark_read(&id, &user, asked).await?;
     let event = StreamEvent::ConversationRead(ConversationRead {
         conversation_id: conversation.id.clone(),
         user_id: auth.user_id(),
@@ -265,7 +270,7 @@ pub(crate) async fn announce(
 ) -> bool {
     let mut all = true;
     for user in users {
-        if let Err(e) = state.bus.publish(user, event, dedupe).await {
+        if let Err(e) = state.common.bus.publish(user, event, dedupe).await {
             tracing::error!(userId = %user, event = event.name(), error = %e, "event not published");
             all = false;
         }
@@ -290,6 +295,7 @@ async fn announce_message(
     let dedupe = format!("m:{message_id}");
     if announce(state, participants, &event, Some(&dedupe)).await
         && let Err(e) = state
+            .common
             .store
             .mark_announced(std::slice::from_ref(message_id))
             .await
@@ -315,7 +321,7 @@ pub async fn announce_stragglers(state: AppState) {
         let before =
             humantime::format_rfc3339_millis(std::time::SystemTime::now() - state.outbox_after)
                 .to_string();
-        let stragglers = match state.store.unannounced(&before, 200).await {
+        let stragglers = match state.common.store.unannounced(&before, 200).await {
             Ok(stragglers) => stragglers,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the outbox");
@@ -354,7 +360,7 @@ pub async fn typing(
     });
     for participant in &conversation.participants {
         if participant.as_str() != auth.user.id {
-            state.bus.notify(participant, &event).await;
+            state.common.bus.notify(participant, &event).await;
         }
     }
     Ok(StatusCode::NO_CONTENT)
@@ -364,8 +370,9 @@ pub async fn typing(
 /// few seconds at most), so nobody can make every participant's stream busy.
 async fn signal_allowed(state: &AppState, auth: &AuthUser) -> Result<(), ApiError> {
     state
+        .local
         .signal_limit
-        .check_shared(state.shared.as_deref(), "signal", &auth.user_id())
+        .check_shared(state.common.redis.as_deref(), "signal", &auth.user_id())
         .await
         .map_err(|retry_after| ApiError::rate_limited(retry_after, "操作", "requests"))
 }
@@ -378,7 +385,12 @@ async fn participant_conversation(
     id: &ConversationId,
 ) -> Result<ConversationRecord, ApiError> {
     ensure_tenant_conversations(state, auth.user.tenant).await?;
-    let Some(conversation) = state.store.conversation(&auth.tenant_id(), id).await? else {
+    let Some(conversation) = state
+        .common
+        .store
+        .conversation(&auth.tenant_id(), id)
+        .await?
+    else {
         return Err(ApiError::NotFound(format!(
             "会話 {id} は見つかりません / no conversation {id}"
         )));
@@ -405,8 +417,9 @@ pub async fn send(
     ApiJson(req): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
     if let Err(retry_after) = state
+        .local
         .send_limit
-        .check_shared(state.shared.as_deref(), "send", &auth.user_id())
+        .check_shared(state.common.redis.as_deref(), "send", &auth.user_id())
         .await
     {
         return Err(ApiError::rate_limited(retry_after, "送信", "messages"));
@@ -469,6 +482,7 @@ async fn commit_and_announce(
 ) -> Result<Response, ApiError> {
     let reply = assistant.as_ref().map(|(reply, _, _)| reply.clone());
     let appended = state
+        .common
         .store
         .append_message(&message, Some(&idempotency), reply.as_ref())
         .await?;
@@ -487,11 +501,11 @@ async fn commit_and_announce(
                 )
                 .await;
             }
-            state.metrics.messages_sent.inc();
+            state.local.metrics.messages_sent.inc();
             tracing::info!(messageId = %stored.message_id, seq = stored.seq, "message stored");
             let task_id = assistant.map(|(reply, plan, lang)| {
                 let id = reply.task.snapshot.task_id.clone();
-                state.metrics.task_finished(TaskState::Running);
+                state.local.metrics.task_finished(TaskState::Running);
                 tracing::info!(taskId = %id, kind = ?plan.kind, "task started");
                 tasks::start(
                     &state,
@@ -639,7 +653,11 @@ pub async fn history(
     let conversation =
         participant_conversation(&state, &auth, &ConversationId(conversation_id)).await?;
     // Reading history marks nothing read: a widget says what its user saw (`POST /api/chat/read`).
-    let (messages, has_more) = state.store.history(&conversation.id, cursor, limit).await?;
+    let (messages, has_more) = state
+        .common
+        .store
+        .history(&conversation.id, cursor, limit)
+        .await?;
     // A running task's hot snapshot is fresher than the stored one.
     let reader = auth.user_id();
     let mut messages = messages;

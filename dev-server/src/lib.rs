@@ -83,34 +83,39 @@ use crate::{
 /// The largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// What every handler shares.
+/// What every instance of a deployment shares, wherever it lives: durable storage, the event
+/// bus, the session signing key, the platform's JWT keys and (several instances) Redis's
+/// short-lived state. Alone, the bus is in-process and there is no Redis.
 #[derive(Clone)]
-pub struct AppState {
-    /// The configuration the server was started with.
-    pub config: Arc<Config>,
-    /// This instance's id (`--instance-id`, else random): in every log line and request id,
-    /// and in `/metrics`.
-    pub instance: Arc<str>,
+pub struct Common {
     /// Durable storage.
     pub store: Arc<dyn Store>,
     /// Event ids, the resume log and fan-out (in-process, or Redis with `--redis-url`).
     pub bus: Arc<dyn EventBus>,
-    /// Session token signing.
+    /// Session token signing (its key is in the store: the same on every instance).
     pub signer: Arc<Signer>,
     /// The platform's JWTs (`--jwt-jwks`, `--jwt-secret`), when configured.
     pub jwt: Option<Arc<jwt::Verifier>>,
-    /// Stream tickets (when instances share no Redis).
+    /// Stream tickets, rate-limit buckets, task leases, the hot task cache and the stream
+    /// registry in Redis (`--redis-url`).
+    pub redis: Option<Arc<shared::Shared>>,
+}
+
+/// What this instance holds for itself.
+#[derive(Clone)]
+pub struct Local {
+    /// This instance's id (`--instance-id`, else random): in every log line and request id,
+    /// and in `/metrics`.
+    pub instance: Arc<str>,
+    /// Stream tickets (alone; several instances keep them in Redis).
     pub tickets: Arc<Tickets>,
-    /// What instances share besides the store and the bus (`--redis-url`): stream tickets and
-    /// rate-limit buckets.
-    pub shared: Option<Arc<shared::Shared>>,
-    /// Open streams per user.
+    /// Open streams per user, and the slots that close them.
     pub stream_counts: Arc<StreamCounts>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// Assistant tasks' hot snapshots.
+    /// The tasks this instance runs: their hot snapshots and runners.
     pub tasks: Arc<tasks::Tasks>,
-    /// Sends per user: a burst of 30, then 5 per second.
+    /// Sends per user: a burst of 30, then 5 per second (across instances too, with Redis).
     pub send_limit: Arc<limits::RateLimiter>,
     /// Typing and read calls per user: a burst of 20, then 2 per second.
     pub signal_limit: Arc<limits::RateLimiter>,
@@ -118,6 +123,18 @@ pub struct AppState {
     pub sign_in_by_client: Arc<limits::RateLimiter<std::net::IpAddr>>,
     /// Sign-ins per user id (`--sign-in-per-user-per-minute`).
     pub sign_in_by_user: Arc<limits::RateLimiter<String>>,
+}
+
+/// What every handler gets: the configuration, what instances share, what this one holds,
+/// and a few timings tests shorten.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration the server was started with.
+    pub config: Arc<Config>,
+    /// Shared by every instance.
+    pub common: Common,
+    /// This instance's own.
+    pub local: Local,
     /// How often expired sessions are deleted and aged in-memory events and tasks let go.
     pub purge_every: std::time::Duration,
     /// The pause before each assistant step (`--assistant-speed`; tests may change it).
@@ -138,7 +155,8 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("config", &self.config)
-            .field("epoch", &self.bus.epoch())
+            .field("instance", &self.local.instance)
+            .field("epoch", &self.common.bus.epoch())
             .finish_non_exhaustive()
     }
 }
@@ -204,26 +222,30 @@ impl AppState {
         let sign_in_by_client = limits::RateLimiter::per_minute(config.sign_in_per_minute);
         let sign_in_by_user = limits::RateLimiter::per_minute(config.sign_in_per_user_per_minute);
         Ok(Self {
-            instance: config
-                .instance_id
-                .clone()
-                .unwrap_or_else(|| auth::random_id()[..8].to_owned())
-                .into(),
+            local: Local {
+                instance: config
+                    .instance_id
+                    .clone()
+                    .unwrap_or_else(|| auth::random_id()[..8].to_owned())
+                    .into(),
+                tickets: Arc::new(Tickets::default()),
+                stream_counts: Arc::new(StreamCounts::default()),
+                metrics: Arc::new(Metrics::default()),
+                tasks: Arc::new(tasks::Tasks::default()),
+                send_limit: Arc::new(limits::RateLimiter::new(30, 5.0)),
+                signal_limit: Arc::new(limits::RateLimiter::new(20, 2.0)),
+                sign_in_by_client: Arc::new(sign_in_by_client),
+                sign_in_by_user: Arc::new(sign_in_by_user),
+            },
+            common: Common {
+                store,
+                bus,
+                signer: Arc::new(signer),
+                jwt,
+                redis: shared,
+            },
             config: Arc::new(config),
-            store,
-            bus,
-            signer: Arc::new(signer),
-            jwt,
-            tickets: Arc::new(Tickets::default()),
-            shared,
-            stream_counts: Arc::new(StreamCounts::default()),
-            metrics: Arc::new(Metrics::default()),
-            tasks: Arc::new(tasks::Tasks::default()),
             assistant_step,
-            send_limit: Arc::new(limits::RateLimiter::new(30, 5.0)),
-            signal_limit: Arc::new(limits::RateLimiter::new(20, 2.0)),
-            sign_in_by_client: Arc::new(sign_in_by_client),
-            sign_in_by_user: Arc::new(sign_in_by_user),
             purge_every: std::time::Duration::from_secs(60),
             ping_every: stream::PING_EVERY,
             outbox_after: std::time::Duration::from_secs(5),
@@ -294,7 +316,7 @@ pub fn app(state: AppState) -> Router {
     let cors = cors::layer(&state.config);
     let static_files = assets::static_files(&state);
     // The span names the path but never the query: stream tickets must not reach the logs.
-    let instance = state.instance.clone();
+    let instance = state.local.instance.clone();
     let trace = TraceLayer::new_for_http().make_span_with(move |req: &Request<_>| {
         tracing::info_span!(
             "request",
@@ -328,7 +350,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(trace)
         .layer(axum::middleware::from_fn_with_state(
-            state.instance.clone(),
+            state.local.instance.clone(),
             tag_request,
         ))
 }
@@ -367,7 +389,8 @@ pub async fn run(
     let outbox = tokio::spawn(chat::announce_stragglers(state.clone()));
     let registry = tokio::spawn(stream::follow_registry(state.clone()));
     let reaper = state
-        .shared
+        .common
+        .redis
         .clone()
         .map(|shared| tokio::spawn(tasks::reap_orphans(state.clone(), shared)));
     let metrics = metrics_listener.map(|listener| {

@@ -26,7 +26,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    tracing::info!(db, epoch = state.bus.epoch(), "store open");
+    tracing::info!(db, epoch = state.common.bus.epoch(), "store open");
     let listener = match TcpListener::bind(state.config.addr).await {
         Ok(listener) => listener,
         Err(e) => {

@@ -47,7 +47,7 @@ pub fn api(state: AppState) -> Router {
         .route("/tasks/{task_id}", get(crate::tasks::get))
         .route("/tasks/{task_id}/cancel", post(crate::tasks::cancel))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
+            state.local.metrics.clone(),
             crate::metrics::track,
         ))
         .fallback(api_not_found)
@@ -77,8 +77,8 @@ pub(crate) async fn metrics(
 }
 
 fn metrics_text(state: &AppState) -> Response {
-    let (events, bytes) = state.bus.held();
-    let mut text = state.metrics.render();
+    let (events, bytes) = state.common.bus.held();
+    let mut text = state.local.metrics.render();
     text.push_str(&format!(
         "# HELP farm_chat_backlog_events Stream events kept in memory for resuming.\n\
          # TYPE farm_chat_backlog_events gauge\nfarm_chat_backlog_events {events}\n\
@@ -88,8 +88,8 @@ fn metrics_text(state: &AppState) -> Response {
          # TYPE farm_chat_hot_tasks gauge\nfarm_chat_hot_tasks {}\n\
          # HELP farm_chat_instance_info This instance (several may serve one deployment).\n\
          # TYPE farm_chat_instance_info gauge\nfarm_chat_instance_info{{instance=\"{}\",bus=\"{}\",store=\"{}\"}} 1\n",
-        state.tasks.hot_count(),
-        state.instance,
+        state.local.tasks.hot_count(),
+        state.local.instance,
         if state.config.redis_url.is_some() { "redis" } else { "memory" },
         if state.config.database_url.is_some() { "postgres" } else { "sqlite" },
     ));

@@ -36,12 +36,12 @@ pub async fn purge_expired(state: AppState) {
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         // The in-memory side of housekeeping rides on the same timer.
-        let (events, tasks) = (state.bus.sweep(), state.tasks.sweep());
+        let (events, tasks) = (state.common.bus.sweep(), state.local.tasks.sweep());
         if events + tasks > 0 {
             tracing::debug!(events, tasks, "aged events and finished tasks let go");
         }
         let now = auth::unix_now();
-        match state.store.purge_expired_sessions(now).await {
+        match state.common.store.purge_expired_sessions(now).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired sessions deleted"),
             Err(e) => {
@@ -92,17 +92,19 @@ pub async fn login(
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
     if let Err(retry_after) = state
+        .local
         .sign_in_by_client
-        .check_shared(state.shared.as_deref(), "sign-in-client", &client)
+        .check_shared(state.common.redis.as_deref(), "sign-in-client", &client)
         .await
     {
         return Err(too_many_sign_ins(retry_after, "client address"));
     }
     validate::id("userId", req.user_id.as_str())?;
     if let Err(retry_after) = state
+        .local
         .sign_in_by_user
         .check_shared(
-            state.shared.as_deref(),
+            state.common.redis.as_deref(),
             "sign-in-user",
             &req.user_id.as_str().to_owned(),
         )
@@ -121,8 +123,8 @@ pub async fn login(
         user_id: req.user_id,
         expires_at: auth::unix_now() + SESSION_TTL.as_secs(),
     };
-    let token = state.signer.sign(&record.id);
-    state.store.create_session(&record).await?;
+    let token = state.common.signer.sign(&record.id);
+    state.common.store.create_session(&record).await?;
     tracing::info!(userId = user.id, "signed in");
     let mut response = Json(info(user, Some(token.clone()))).into_response();
     response
@@ -139,9 +141,10 @@ pub async fn current(auth: AuthUser) -> Json<SessionInfo> {
 /// `DELETE /api/session` → 204; the session ends everywhere, its streams close.
 pub async fn logout(State(state): State<AppState>, auth: AuthUser) -> Result<Response, ApiError> {
     let id = auth.session_id.clone();
-    state.store.delete_session(&id).await?;
+    state.common.store.delete_session(&id).await?;
     // Streams of this session end now instead of at their next request.
     if let Err(e) = state
+        .common
         .bus
         .signal(crate::bus::Signal::SignedOut(auth.session_id))
         .await

@@ -122,10 +122,10 @@ async fn cap_across_instances(
     session: &str,
     slot: &mut StreamSlot,
 ) {
-    let Some(shared) = state.shared.clone() else {
+    let Some(shared) = state.common.redis.clone() else {
         return;
     };
-    let mine = member(&state.instance, slot.id, session);
+    let mine = member(&state.local.instance, slot.id, session);
     let members = match shared.open_stream(user, &mine).await {
         Ok(members) => members,
         Err(e) => {
@@ -134,7 +134,7 @@ async fn cap_across_instances(
         }
     };
     slot.shared = Some((shared.clone(), mine.clone()));
-    state.stream_counts.set_member(user, slot.id, &mine);
+    state.local.stream_counts.set_member(user, slot.id, &mine);
     let others: Vec<&String> = members.iter().filter(|m| **m != mine).collect();
     let sessions: Vec<&str> = others
         .iter()
@@ -152,11 +152,12 @@ async fn cap_across_instances(
     tracing::info!(userId = %user, "stream limit reached across instances: the oldest stream gives way");
     let _ = shared.close_stream(user, &old).await;
     match parse_member(&old) {
-        Some((instance, id, _)) if instance == &*state.instance => {
-            state.stream_counts.close(user, id);
+        Some((instance, id, _)) if instance == &*state.local.instance => {
+            state.local.stream_counts.close(user, id);
         }
         Some(_) => {
             if let Err(e) = state
+                .common
                 .bus
                 .signal(Signal::CloseStream(user.clone(), old))
                 .await
@@ -171,10 +172,10 @@ async fn cap_across_instances(
 /// Closes the streams other instances ask this one to close, and renews this instance's
 /// entries in the shared registry, until shutdown.
 pub async fn follow_registry(state: AppState) {
-    let Some(shared) = state.shared.clone() else {
+    let Some(shared) = state.common.redis.clone() else {
         return;
     };
-    let mut signals = state.bus.signals();
+    let mut signals = state.common.bus.signals();
     let mut shutdown = state.shutdown.clone();
     let mut renew = tokio::time::interval(crate::shared::STREAM_STALE / 3);
     loop {
@@ -182,16 +183,16 @@ pub async fn follow_registry(state: AppState) {
             signal = signals.recv() => match signal {
                 Ok(Signal::CloseStream(user, member)) => {
                     if let Some((instance, id, _)) = parse_member(&member)
-                        && instance == &*state.instance
+                        && instance == &*state.local.instance
                     {
-                        state.stream_counts.close(&user, id);
+                        state.local.stream_counts.close(&user, id);
                     }
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = renew.tick() => {
-                let open = state.stream_counts.members();
+                let open = state.local.stream_counts.members();
                 if let Err(e) = shared.renew_streams(&open).await {
                     tracing::warn!(error = %e, "could not renew this instance's streams");
                 }
@@ -333,11 +334,14 @@ pub async fn stream(
         },
     };
     let user = auth.user_id();
-    let (mut slot, evicted) = state
-        .stream_counts
-        .acquire(&user, &auth.session_id, &state.metrics);
+    let (mut slot, evicted) =
+        state
+            .local
+            .stream_counts
+            .acquire(&user, &auth.session_id, &state.local.metrics);
     cap_across_instances(&state, &user, &auth.session_id, &mut slot).await;
     let subscription = state
+        .common
         .bus
         .subscribe(&user, after)
         .await
@@ -382,9 +386,9 @@ pub async fn stream(
         last_sent,
         ping,
         shutdown: state.shutdown.clone(),
-        signals: state.bus.signals(),
+        signals: state.common.bus.signals(),
         auth,
-        metrics: state.metrics.clone(),
+        metrics: state.local.metrics.clone(),
         evicted,
         drain_window: state.config.drain_window,
         closing_at: None,
@@ -554,6 +558,7 @@ pub async fn drop_streams(
     auth: AuthUser,
 ) -> Result<axum::http::StatusCode, ApiError> {
     state
+        .common
         .bus
         .signal(Signal::DropStreams)
         .await

@@ -121,7 +121,10 @@ impl Tasks {
             entry.record.snapshot.updated_at = crate::now_rfc3339();
             if entry.record.snapshot.state.is_final() {
                 entry.finished_at = Some(Instant::now());
-                state.metrics.task_finished(entry.record.snapshot.state);
+                state
+                    .local
+                    .metrics
+                    .task_finished(entry.record.snapshot.state);
             }
             (entry.record.clone(), entry.participants.clone(), events)
         };
@@ -157,7 +160,7 @@ fn done_event(snapshot: &TaskSnapshot) -> StreamEvent {
 async fn persist(state: &AppState, record: TaskRecord) {
     let id = record.snapshot.task_id.clone();
     let done = record.snapshot.state.is_final();
-    if let Some(shared) = &state.shared {
+    if let Some(shared) = &state.common.redis {
         let ttl = if done {
             KEEP_HOT
         } else {
@@ -168,7 +171,7 @@ async fn persist(state: &AppState, record: TaskRecord) {
         }
         if !done {
             // Write-behind: versions only grow, so a late write never undoes a newer one.
-            let store = state.store.clone();
+            let store = state.common.store.clone();
             tokio::spawn(async move {
                 if let Err(e) = store.save_task(&record).await {
                     tracing::warn!(taskId = %id, error = %e, "could not store the task snapshot");
@@ -177,7 +180,7 @@ async fn persist(state: &AppState, record: TaskRecord) {
             return;
         }
     }
-    if let Err(e) = state.store.save_task(&record).await {
+    if let Err(e) = state.common.store.save_task(&record).await {
         // The hot copy still serves; the next change writes again.
         tracing::error!(taskId = %id, error = %e, "could not store the task snapshot");
     }
@@ -192,8 +195,8 @@ pub fn start(
     plan: Plan,
 ) {
     let id = record.snapshot.task_id.clone();
-    state.tasks.insert(record, participants, lang);
-    if let Some(shared) = state.shared.clone() {
+    state.local.tasks.insert(record, participants, lang);
+    if let Some(shared) = state.common.redis.clone() {
         tokio::spawn(keep_lease(state.clone(), shared, id.clone()));
     }
     let state = state.clone();
@@ -204,6 +207,7 @@ pub fn start(
             tokio::time::sleep(step).await;
             let last = steps.peek().is_none();
             let Some(record) = state
+                .local
                 .tasks
                 .change(&state, &id, |snapshot, _| {
                     snapshot.upsert_part(part.clone());
@@ -231,7 +235,7 @@ pub async fn cancel_task(
     id: &TaskId,
 ) -> Result<TaskSnapshot, ApiError> {
     let record = visible_task(state, auth, id).await?;
-    if state.tasks.hot(id).is_none() && record.snapshot.state == TaskState::Running {
+    if state.local.tasks.hot(id).is_none() && record.snapshot.state == TaskState::Running {
         // Another instance runs it: ask it, and answer what it stored.
         return cancel_elsewhere(state, id).await;
     }
@@ -251,6 +255,7 @@ fn not_running(id: &TaskId, state: TaskState) -> ApiError {
 /// Cancels a task running on this instance; `None` if it isn't (or has ended).
 pub async fn cancel_here(state: &AppState, id: &TaskId) -> Option<TaskSnapshot> {
     let changed = state
+        .local
         .tasks
         .change(state, id, |snapshot, lang| {
             let part = TaskPart {
@@ -278,13 +283,14 @@ pub async fn cancel_here(state: &AppState, id: &TaskId) -> Option<TaskSnapshot> 
 /// stored snapshot to end.
 async fn cancel_elsewhere(state: &AppState, id: &TaskId) -> Result<TaskSnapshot, ApiError> {
     state
+        .common
         .bus
         .signal(crate::bus::Signal::CancelTask(id.clone()))
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some(stored) = state.store.task(id).await?
+        if let Some(stored) = state.common.store.task(id).await?
             && stored.snapshot.state.is_final()
         {
             return match stored.snapshot.state {
@@ -300,7 +306,7 @@ async fn cancel_elsewhere(state: &AppState, id: &TaskId) -> Result<TaskSnapshot,
 
 /// Acts on the signals of every instance that concern this one's tasks, until shutdown.
 pub async fn follow_signals(state: AppState) {
-    let mut signals = state.bus.signals();
+    let mut signals = state.common.bus.signals();
     let mut shutdown = state.shutdown.clone();
     loop {
         let signal = tokio::select! {
@@ -309,7 +315,7 @@ pub async fn follow_signals(state: AppState) {
         };
         match signal {
             Ok(crate::bus::Signal::CancelTask(id)) => {
-                if state.tasks.hot(&id).is_some() {
+                if state.local.tasks.hot(&id).is_some() {
                     cancel_here(&state, &id).await;
                 }
             }
@@ -329,10 +335,10 @@ async fn visible_task(
     id: &TaskId,
 ) -> Result<TaskRecord, ApiError> {
     validate::id("taskId", id.as_str())?;
-    let record = match state.tasks.hot(id) {
+    let record = match state.local.tasks.hot(id) {
         Some(record) => Some(record),
         None => {
-            let stored = state.store.task(id).await?;
+            let stored = state.common.store.task(id).await?;
             match stored {
                 Some(stored) => Some(fresher(state, vec![stored]).await.remove(0)),
                 None => None,
@@ -352,9 +358,9 @@ async fn visible_task(
 pub async fn fresher(state: &AppState, stored: Vec<TaskRecord>) -> Vec<TaskRecord> {
     let mut out: Vec<TaskRecord> = stored
         .into_iter()
-        .map(|r| state.tasks.hot(&r.snapshot.task_id).unwrap_or(r))
+        .map(|r| state.local.tasks.hot(&r.snapshot.task_id).unwrap_or(r))
         .collect();
-    let Some(shared) = &state.shared else {
+    let Some(shared) = &state.common.redis else {
         return out;
     };
     // Only copies that may be stale: still running as far as this instance knows.
@@ -386,6 +392,7 @@ pub const LEASE: Duration = Duration::from_secs(9);
 async fn keep_lease(state: AppState, shared: std::sync::Arc<crate::shared::Shared>, id: TaskId) {
     loop {
         let running = state
+            .local
             .tasks
             .hot(&id)
             .is_some_and(|r| !r.snapshot.state.is_final());
@@ -410,7 +417,7 @@ pub async fn reap_orphans(state: AppState, shared: std::sync::Arc<crate::shared:
             _ = every.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        let running = match state.store.running_tasks().await {
+        let running = match state.common.store.running_tasks().await {
             Ok(running) => running,
             Err(e) => {
                 tracing::warn!(error = %e, "could not list running tasks");
@@ -422,7 +429,7 @@ pub async fn reap_orphans(state: AppState, shared: std::sync::Arc<crate::shared:
                 .ok()
                 .and_then(|at| at.elapsed().ok())
                 .is_none_or(|age| age < LEASE);
-            if young || state.tasks.hot(&record.snapshot.task_id).is_some() {
+            if young || state.local.tasks.hot(&record.snapshot.task_id).is_some() {
                 continue;
             }
             if !matches!(
@@ -432,7 +439,7 @@ pub async fn reap_orphans(state: AppState, shared: std::sync::Arc<crate::shared:
                 continue;
             }
             let id = record.snapshot.task_id.clone();
-            match interrupt(&*state.store, record).await {
+            match interrupt(&*state.common.store, record).await {
                 Ok(Some(interrupted)) => {
                     tracing::warn!(taskId = %id, "task interrupted: its instance stopped running it");
                     tell_interrupted(&state, &interrupted).await;
@@ -451,6 +458,7 @@ async fn tell_interrupted(state: &AppState, record: &TaskRecord) {
     };
     let tenant = farm_chat_protocol::TenantId(owner.tenant.to_owned());
     let Ok(Some(conversation)) = state
+        .common
         .store
         .conversation(&tenant, &record.snapshot.conversation_id)
         .await
@@ -533,7 +541,7 @@ pub async fn list(
         }
     };
     let owner = auth.user_id();
-    let stored = state.store.tasks_of(&owner, filter).await?;
+    let stored = state.common.store.tasks_of(&owner, filter).await?;
     let tasks = fresher(&state, stored)
         .await
         .into_iter()

@@ -248,6 +248,7 @@ async fn a_message_committed_but_never_announced_is_announced_once_by_another_in
     // An instance commits a message and dies before it publishes: only the store has it.
     let stored = a
         .state
+        .common
         .store
         .append_message(
             &farm_chat_dev_server::store::NewMessage {
@@ -608,7 +609,11 @@ async fn the_stream_caps_hold_across_instances() {
     // The others stay: a send reaches them.
     let sent = send(a, &farmer, SUPPORT, "届く", "cap-1").await;
     assert_eq!(sent.status, 201);
-    for sse in streams.iter_mut().skip(1).chain(std::iter::once(&mut fifth)) {
+    for sse in streams
+        .iter_mut()
+        .skip(1)
+        .chain(std::iter::once(&mut fifth))
+    {
         assert_eq!(sse.next_non_ping().await.unwrap().event, "message.created");
     }
 }

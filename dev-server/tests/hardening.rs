@@ -439,7 +439,7 @@ async fn every_answer_is_nosniff_and_pages_carry_the_policy() {
 async fn expired_sessions_are_deleted_on_a_timer() {
     let mut state = AppState::new(Config::for_tests()).await.unwrap();
     state.purge_every = Duration::from_millis(50);
-    let store = state.store.clone();
+    let store = state.common.store.clone();
     let expired = SessionRecord {
         id: "0".repeat(32),
         user_id: UserId("u-farmer".into()),

@@ -275,6 +275,7 @@ async fn a_stalled_consumer_is_cut_off_while_a_reading_one_gets_everything() {
     let user = UserId("u-farmer".into());
     for seq in 1..=PUBLISHED {
         s.state
+            .common
             .bus
             .publish(
                 &user,

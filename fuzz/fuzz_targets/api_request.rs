@@ -48,7 +48,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     };
     let mut state = runtime.block_on(AppState::new(config)).expect("a store");
     // Sends are rate limited per user; the fuzzer sends far faster than a person.
-    state.send_limit = std::sync::Arc::new(RateLimiter::new(u32::MAX, 1e12));
+    state.local.send_limit = std::sync::Arc::new(RateLimiter::new(u32::MAX, 1e12));
     let router = app(state);
     let token = runtime.block_on(async {
         let login = Request::post("/api/session")
