@@ -61,6 +61,19 @@ pub enum Resume {
     Reset(ResetReason),
 }
 
+/// Why a client's last id `after` can't be resumed from, for a user whose newest id is
+/// `(epoch, last_n)`: an older epoch (the log was lost: `restarted`), or an id never given
+/// (`unknown`). `None`: the log may fill the gap (if it still holds it).
+pub fn unresumable(after: EventId, epoch: u32, last_n: u64) -> Option<ResetReason> {
+    if after.epoch() < epoch {
+        Some(ResetReason::Restarted)
+    } else if after.epoch() > epoch || after.n() > last_n {
+        Some(ResetReason::Unknown)
+    } else {
+        None
+    }
+}
+
 /// What a stream's live feed yields.
 #[derive(Debug)]
 pub enum Live {

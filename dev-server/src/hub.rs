@@ -16,7 +16,7 @@ use farm_chat_protocol::{EventId, StreamEvent, UserId, stream::ResetReason};
 use tokio::sync::broadcast;
 
 use crate::bus::{
-    BusResult, Entry, EventBus, Resume, Signal, Subscription, async_trait, live_stream,
+    BusResult, Entry, EventBus, Resume, Signal, Subscription, async_trait, live_stream, unresumable,
 };
 
 /// How much the hub keeps.
@@ -167,9 +167,8 @@ impl Hub {
         let latest = EventId::new(epoch, log.last_n);
         let resume = match after {
             None => Resume::Replay(Vec::new()),
-            Some(id) if id.epoch() < epoch => Resume::Reset(ResetReason::Restarted),
-            Some(id) if id.epoch() > epoch || id.n() > log.last_n => {
-                Resume::Reset(ResetReason::Unknown)
+            Some(id) if let Some(reason) = unresumable(id, epoch, log.last_n) => {
+                Resume::Reset(reason)
             }
             Some(id) => {
                 // The backlog holds ids oldest_n..=last_n; resuming needs everything after id.

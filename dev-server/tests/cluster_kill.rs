@@ -9,66 +9,24 @@
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
-use common::{Sse, bearer, call_as, login, send};
+use common::{Process, Sse, bearer, call_as, login, send};
 use farm_chat_testenv::{Postgres, Redis};
 
 const SUPPORT: &str = "c-u-farmer-support";
 
-/// A dev-server process; killed (SIGKILL) on drop.
-struct Instance {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Instance {
-    fn start(database_url: &str, redis_url: &str) -> Self {
-        Self::start_at(database_url, redis_url, "fast")
-    }
-
-    fn start_at(database_url: &str, redis_url: &str, speed: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_farm-chat-dev-server"))
-            .args(["--addr", "127.0.0.1:0", "--test-mode"])
-            .args(["--database-url", database_url, "--redis-url", redis_url])
-            .args(["--static-dir", "/nonexistent", "--assistant-speed", speed])
-            .env("FARM_CHAT_SIGN_IN_PER_MINUTE", "100000")
-            .env("FARM_CHAT_SIGN_IN_PER_USER_PER_MINUTE", "100000")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        std::thread::spawn(move || lines.for_each(drop));
-        let addr = first
-            .rsplit("http://")
-            .next()
-            .unwrap()
-            .trim_end_matches('/')
-            .parse()
-            .unwrap();
-        Self { child, addr }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// An instance on the shared PostgreSQL and Redis, assistant at `speed`.
+fn instance(database_url: &str, redis_url: &str, speed: &str) -> Process {
+    Process::start(&[
+        "--test-mode",
+        "--database-url",
+        database_url,
+        "--redis-url",
+        redis_url,
+        "--assistant-speed",
+        speed,
+    ])
 }
 
 /// Sends with the widget's retry: on a network error or a 5xx, the same key again on the next
@@ -118,9 +76,9 @@ async fn a_killed_instance_loses_no_acknowledged_send_and_announces_each_once() 
         .fresh_database("kill")
         .unwrap();
     let redis = Redis::start().expect("a throwaway Redis");
-    let mut a = Instance::start(&database_url, &redis.url(0));
-    let b = Instance::start(&database_url, &redis.url(0));
-    let c = Instance::start(&database_url, &redis.url(0));
+    let mut a = instance(&database_url, &redis.url(0), "fast");
+    let b = instance(&database_url, &redis.url(0), "fast");
+    let c = instance(&database_url, &redis.url(0), "fast");
     let farmer = login(b.addr, "u-farmer").await;
     let support = login(c.addr, "u-support").await;
 
@@ -232,8 +190,8 @@ async fn a_task_whose_instance_died_is_interrupted_once_its_lease_runs_out() {
         .fresh_database("lease")
         .unwrap();
     let redis = Redis::start().expect("a throwaway Redis");
-    let mut a = Instance::start_at(&database_url, &redis.url(0), "realtime");
-    let b = Instance::start_at(&database_url, &redis.url(0), "realtime");
+    let mut a = instance(&database_url, &redis.url(0), "realtime");
+    let b = instance(&database_url, &redis.url(0), "realtime");
     let farmer = login(a.addr, "u-farmer").await;
     let mut on_b = Sse::open_as(b.addr, &farmer, "").await;
     assert_eq!(on_b.next().await.unwrap().event, "ready");

@@ -9,55 +9,12 @@
 
 mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    path::Path,
-    process::{Child, Command, Stdio},
-};
+use std::path::Path;
 
-use common::{Sse, call_as, login, send};
+use common::{Process, Sse, call_as, login, send};
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(db: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_farm-chat-dev-server"))
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--static-dir",
-            "/nonexistent",
-            "--db",
-        ])
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    Server { child, addr }
+fn start(db: &Path) -> Process {
+    Process::start(&["--db", db.to_str().unwrap()])
 }
 
 #[tokio::test]
@@ -87,8 +44,7 @@ async fn acknowledged_messages_survive_kill_9_and_resume_says_reset() {
     for _ in 0..3 {
         last_id = sse.next_non_ping().await.unwrap().id_u64();
     }
-    first.child.kill().unwrap(); // SIGKILL: no shutdown, no flush
-    first.child.wait().unwrap();
+    first.kill(); // SIGKILL: no shutdown, no flush
     drop(first);
 
     let second = start(&db);

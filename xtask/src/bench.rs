@@ -35,6 +35,24 @@ fn nofile_hard() -> Option<u64> {
     line.split_whitespace().nth(4)?.parse().ok()
 }
 
+/// The flags of a benchmarked dev-server: load-test users, fast assistant.
+fn load_args() -> Vec<String> {
+    [
+        "--load-users",
+        "30000",
+        "--load-support",
+        "10000",
+        // The open-files limit is raised after the start (prlimit below), so the default cap
+        // (derived from the limit at start) would be too low.
+        "--max-connections",
+        "50000",
+        "--assistant-speed",
+        "fast",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     let (ours, extra) = match args.iter().position(|a| a == "--") {
         Some(at) => (&args[..at], &args[at + 1..]),
@@ -96,17 +114,10 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             "127.0.0.1:0".into(),
             "--db".into(),
             db.display().to_string(),
-            "--load-users".into(),
-            "30000".into(),
-            "--load-support".into(),
-            "10000".into(),
-            // The open-files limit is raised after the start (prlimit below), so the default
-            // cap (derived from the limit at start) would be too low.
-            "--max-connections".into(),
-            "50000".into(),
-            "--assistant-speed".into(),
-            "fast".into(),
-        ],
+        ]
+        .into_iter()
+        .chain(load_args())
+        .collect::<Vec<_>>(),
     )?;
     let _ = run(cmd("prlimit").args([
         format!("--pid={}", server.pid()),
@@ -148,20 +159,8 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     // 1b. The same sends and streams spread over a cluster.
     if let Some(n) = cluster {
         let cluster_json = dir.join("cluster.json");
-        let mut cluster = crate::cluster::Cluster::start(
-            n,
-            &release.join("farm-chat-dev-server"),
-            &[
-                "--load-users".into(),
-                "30000".into(),
-                "--load-support".into(),
-                "10000".into(),
-                "--max-connections".into(),
-                "50000".into(),
-                "--assistant-speed".into(),
-                "fast".into(),
-            ],
-        )?;
+        let mut cluster =
+            crate::cluster::Cluster::start(n, &release.join("farm-chat-dev-server"), &load_args())?;
         cluster.balance_with(
             &release.join("farm-chat-chaos"),
             "127.0.0.1:0",

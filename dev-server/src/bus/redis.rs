@@ -400,8 +400,9 @@ impl EventBus for RedisBus {
         let latest = EventId::new(epoch, n);
         let resume = match after {
             None => Resume::Replay(Vec::new()),
-            Some(id) if id.epoch() < epoch => Resume::Reset(ResetReason::Restarted),
-            Some(id) if id.epoch() > epoch || id.n() > n => Resume::Reset(ResetReason::Unknown),
+            Some(id) if let Some(reason) = super::unresumable(id, epoch, n) => {
+                Resume::Reset(reason)
+            }
             Some(id) if id.n() == n => Resume::Replay(Vec::new()),
             Some(id) => {
                 let entries = self.read_log(user, epoch, id.n()).await?;

@@ -65,6 +65,57 @@ impl Drop for TestServer {
     }
 }
 
+/// The real binary as a process on a free loopback port (its URL read from the first line of
+/// its stdout); killed with SIGKILL by [`Process::kill`] or on drop.
+pub struct Process {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Process {
+    /// Starts `farm-chat-dev-server --addr 127.0.0.1:0 --static-dir /nonexistent` with `args`
+    /// (and the sign-in limits out of the way: tests sign in again and again).
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_farm-chat-dev-server"))
+            .args(["--addr", "127.0.0.1:0", "--static-dir", "/nonexistent"])
+            .args(args)
+            .env("FARM_CHAT_SIGN_IN_PER_MINUTE", "100000")
+            .env("FARM_CHAT_SIGN_IN_PER_USER_PER_MINUTE", "100000")
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        // Keep draining stdout so the server never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let addr = first
+            .trim()
+            .rsplit("http://")
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        Self { child, addr }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A complete response.
 #[derive(Debug)]
 pub struct Reply {
