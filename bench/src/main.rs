@@ -182,11 +182,14 @@ fn print_table(results: &[Value]) {
                     p["participants_with_streams"], p["messages"]
                 ),
                 format!(
-                    "201→receipt p50 {} p99 {} max {} ms; last receipt p50 {} ms; lost {}",
+                    "201→receipt p50 {} p99 {} max {} ms; last receipt p50 {} ms; \
+                     send start→last receipt p50 {} max {} ms; lost {}",
                     ms(&f["receipt_after_201"]["p50_ms"]),
                     ms(&f["receipt_after_201"]["p99_ms"]),
                     ms(&f["receipt_after_201"]["max_ms"]),
                     ms(&f["last_receipt_after_201"]["p50_ms"]),
+                    ms(&f["last_receipt_after_send_start"]["p50_ms"]),
+                    ms(&f["last_receipt_after_send_start"]["max_ms"]),
                     f["lost"],
                 ),
             ),

@@ -237,8 +237,11 @@ pub async fn fanout(common: &Common, k: usize, messages: usize) -> Result<Value,
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     let mut from_201 = Vec::new();
     let mut to_last = Vec::new();
+    // From the send's first byte: what a sender waits for everyone to see it, whatever the
+    // 201 does meanwhile (behind a balancer the 201 comes back last).
+    let mut from_send = Vec::new();
     let mut before_201 = 0;
-    for (id, _, acked) in &sent {
+    for (id, started, acked) in &sent {
         let arrivals: Vec<Instant> = seen
             .iter()
             .filter(|(s, _)| s == id)
@@ -252,6 +255,7 @@ pub async fn fanout(common: &Common, k: usize, messages: usize) -> Result<Value,
         }
         if let Some(last) = arrivals.iter().max() {
             to_last.push(last.saturating_duration_since(*acked));
+            from_send.push(last.saturating_duration_since(*started));
         }
     }
     let all = summarize(&from_201);
@@ -264,6 +268,7 @@ pub async fn fanout(common: &Common, k: usize, messages: usize) -> Result<Value,
             "receipt_after_201": all.json(),
             "last_receipt_after_201": summarize(&to_last).json(),
             "arrived_before_201": before_201,
+            "last_receipt_after_send_start": summarize(&from_send).json(),
         },
     }))
 }
