@@ -146,6 +146,21 @@ pub trait EventBus: Send + Sync + 'static {
         dedupe: Option<&str>,
     ) -> BusResult<EventId>;
 
+    /// [`publish`](Self::publish) to each of `users` (everyone in a conversation), as one batch
+    /// where the engine can: a support conversation may have thousands of participants.
+    async fn publish_many(
+        &self,
+        users: &[UserId],
+        event: &StreamEvent,
+        dedupe: Option<&str>,
+    ) -> Vec<BusResult<EventId>> {
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            out.push(self.publish(user, event, dedupe).await);
+        }
+        out
+    }
+
     /// Delivers `event` to the user's streams open now, on every instance; no id, not kept
     /// (`typing`). Best effort: a failure is logged, not returned.
     async fn notify(&self, user: &UserId, event: &StreamEvent);

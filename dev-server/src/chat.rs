@@ -269,8 +269,9 @@ pub(crate) async fn announce(
     dedupe: Option<&str>,
 ) -> bool {
     let mut all = true;
-    for user in users {
-        if let Err(e) = state.common.bus.publish(user, event, dedupe).await {
+    let published = state.common.bus.publish_many(users, event, dedupe).await;
+    for (user, result) in users.iter().zip(published) {
+        if let Err(e) = result {
             tracing::error!(userId = %user, event = event.name(), error = %e, "event not published");
             all = false;
         }

@@ -8,10 +8,14 @@
 //!   `{"error":{"code","message"}}` and 5xx details go to the log, not the client.
 //! - [`routes`]: the router of `/api`; [`session`], [`chat`] and [`stream`] its handlers.
 //! - [`auth`]: signed sessions (cookie or Bearer), CSRF, stream tickets.
-//! - [`hub`]: per-user event ids, backlog and fan-out to every open stream.
+//! - [`bus`]: the [`EventBus`](bus::EventBus) that owns event ids, keeps the resume log and
+//!   fans events out: [`hub`] in-process, [`bus::RedisBus`] across instances (`--redis-url`).
 //! - [`assistant`]: intent routing and the task plans, computed from the demo [`herd`];
 //!   [`tasks`] runs them (pacing, snapshots hot and durable, cancel, `/api/tasks`).
-//! - [`store`]: the durable [`Store`](store::Store) (SQLite file, or `:memory:`).
+//! - [`store`]: the durable, async [`Store`](store::Store): SQLite (a file, or `:memory:`) or
+//!   PostgreSQL (`--database-url`, shared by several instances).
+//! - [`shared`]: what several instances keep in Redis besides events: stream tickets,
+//!   rate-limit buckets, task leases, the hot task cache, the stream registry.
 //! - [`directory`]: the demo tenants and users. [`validate`]: input rules.
 //! - [`cors`]: the cross-origin policy. [`metrics`]: `GET /metrics`. [`openapi`]: the API's
 //!   description. [`limits`]: per-user send rate. [`report`]: the shipment report PDF.
@@ -24,8 +28,11 @@
 //! - [`assets`]: the built widget as static files (precompressed variants, caching) and the
 //!   compression of API answers.
 //!
-//! [`app`] builds the whole [`Router`] (API + the built widget as static files); [`run`]
-//! serves it until a shutdown future resolves, closing open streams so shutdown completes.
+//! [`AppState`] is [`Common`] (what every instance of a deployment shares) plus [`Local`]
+//! (what this one holds). [`app`] builds the whole [`Router`] (API + the built widget as static
+//! files); [`run`] serves it until a shutdown future resolves, draining open streams so
+//! shutdown completes, and runs the background loops (session purge, outbox, signals, task
+//! leases, the stream registry).
 //! `main.rs` only parses, binds and calls these, so tests drive exactly what production runs.
 
 pub mod assets;

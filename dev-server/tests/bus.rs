@@ -99,7 +99,32 @@ conformance!(
     signals_reach_every_instance,
     instances_publishing_at_once_never_share_an_id,
     nothing_falls_between_the_replay_and_the_live_feed,
+    a_batch_publish_gives_each_user_their_next_id_and_dedupes,
 );
+
+async fn a_batch_publish_gives_each_user_their_next_id_and_dedupes(fx: Fixture) {
+    let (a, b) = (fx.open().await, fx.open().await);
+    let users: Vec<UserId> = (0..50).map(|i| user(&format!("u-batch-{i}"))).collect();
+    let first = b.publish(&users[7], &created(0), None).await.unwrap();
+    let mut sub = a.subscribe(&users[7], None).await.unwrap();
+    let ids: Vec<EventId> = b
+        .publish_many(&users, &created(1), Some("m:batch"))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids.len(), 50);
+    assert_eq!(ids[7].n(), first.n() + 1, "after that user's own last id");
+    assert!(ids.iter().enumerate().all(|(i, id)| i == 7 || id.n() == 1));
+    assert_eq!(next(&mut sub).await.map(|e| e.id), Some(ids[7]));
+    let again: Vec<EventId> = b
+        .publish_many(&users, &created(1), Some("m:batch"))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(again, ids, "a republished batch is the same events");
+}
 
 fn user(name: &str) -> UserId {
     UserId(name.into())
@@ -348,6 +373,23 @@ async fn redis_restarted_empty_moves_to_a_new_epoch_and_resets() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let new = published.expect("publishing works again");
+    // A batch after the scripts were flushed loads its script again and stays in the epoch.
+    let client = ::redis::Client::open(redis.url(0).as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = ::redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let batch = bus
+        .publish_many(&[u.clone(), user("u-other")], &created(3), None)
+        .await;
+    assert!(
+        batch
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|id| id.epoch() == new.epoch())),
+        "{batch:?}"
+    );
     assert!(new.epoch() > old.epoch(), "{new:?} after {old:?}");
     assert!(new > old, "ids only grow");
     let ended = tokio::time::timeout(Duration::from_secs(10), async {

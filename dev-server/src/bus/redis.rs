@@ -346,6 +346,81 @@ impl EventBus for RedisBus {
         Err(BusError("Redis lost its epoch twice in a row".into()))
     }
 
+    /// One pipeline of the publish script for every user: one round trip, not one per user.
+    async fn publish_many(
+        &self,
+        users: &[UserId],
+        event: &StreamEvent,
+        dedupe: Option<&str>,
+    ) -> Vec<BusResult<EventId>> {
+        let data = event.data();
+        let names = &self.inner.names;
+        let mut conn = self.inner.conn.clone();
+        for attempt in 0..3 {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for user in users {
+                pipe.cmd("EVALSHA")
+                    .arg(self.inner.script.get_hash())
+                    .arg(4)
+                    .arg(names.epoch())
+                    .arg(names.counter(user))
+                    .arg(names.log(user))
+                    .arg(names.dedupe(user))
+                    .arg(dedupe.unwrap_or(""))
+                    .arg(event.name())
+                    .arg(&data)
+                    .arg(LOG_LEN)
+                    .arg(LOG_TTL_S)
+                    .arg(names.channel(user))
+                    .arg(user.as_str());
+            }
+            let answers: Vec<redis::Value> = match pipe.query_async(&mut conn).await {
+                Ok(answers) => answers,
+                Err(e) => return users.iter().map(|_| Err(unavailable(&e))).collect(),
+            };
+            let code = |v: &redis::Value| match v {
+                redis::Value::ServerError(e) => Some(e.code().to_owned()),
+                _ => None,
+            };
+            let missing_script = answers
+                .iter()
+                .any(|v| code(v).as_deref() == Some("NOSCRIPT"));
+            let missing_epoch = answers
+                .iter()
+                .any(|v| code(v).as_deref() == Some("NOEPOCH"));
+            if (missing_script || missing_epoch) && attempt < 2 {
+                // Redis restarted: the script and the epoch are gone for every call alike, and
+                // none of them ran. Load, allocate, and send the batch again.
+                if missing_script {
+                    let loaded: redis::RedisResult<String> = redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(PUBLISH_LUA)
+                        .query_async(&mut conn)
+                        .await;
+                    if let Err(e) = loaded {
+                        return users.iter().map(|_| Err(unavailable(&e))).collect();
+                    }
+                }
+                if missing_epoch && let Err(e) = self.ensure_epoch().await {
+                    return users.iter().map(|_| Err(BusError(e.0.clone()))).collect();
+                }
+                continue;
+            }
+            return answers
+                .into_iter()
+                .map(|v| match redis::from_redis_value::<(u32, u64)>(v) {
+                    Ok((epoch, n)) => Ok(EventId::new(epoch, n)),
+                    Err(e) => Err(BusError(e.to_string())),
+                })
+                .collect();
+        }
+        users
+            .iter()
+            .map(|_| Err(BusError("Redis lost its script or epoch again".into())))
+            .collect()
+    }
+
     async fn notify(&self, user: &UserId, event: &StreamEvent) {
         let payload = format!(
             "{user}{SEP}0{SEP}0{SEP}l{SEP}{}{SEP}{}",
