@@ -427,30 +427,40 @@ impl Store for PostgresStore {
         Ok(n as usize)
     }
 
+    /// Two statements for any number of conversations (a tenant's first request ensures every
+    /// farmer's: thousands of rows, not thousands of round trips).
     async fn ensure_conversations(&self, conversations: &[ConversationRecord]) -> StoreResult<()> {
+        let column = |f: fn(&ConversationRecord) -> &str| -> Vec<&str> {
+            conversations.iter().map(f).collect()
+        };
+        let ids = column(|c| c.id.as_str());
+        let tenants = column(|c| c.tenant_id.as_str());
+        let kinds = column(|c| c.kind.as_str());
+        let titles = column(|c| c.title.as_str());
+        let owners = column(|c| c.owner.as_str());
+        let (mut member_of, mut members) = (Vec::new(), Vec::new());
+        for c in conversations {
+            for user in &c.participants {
+                member_of.push(c.id.as_str());
+                members.push(user.as_str());
+            }
+        }
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        for c in conversations {
-            tx.execute(
-                "INSERT INTO conversations (id, tenant_id, kind, title, owner) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[
-                    &c.id.as_str(),
-                    &c.tenant_id.as_str(),
-                    &c.kind.as_str(),
-                    &c.title,
-                    &c.owner.as_str(),
-                ],
-            )
-            .await?;
-            let users: Vec<&str> = c.participants.iter().map(UserId::as_str).collect();
-            tx.execute(
-                "INSERT INTO participants (conversation_id, user_id) \
-                 SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
-                &[&c.id.as_str(), &users],
-            )
-            .await?;
-        }
+        tx.execute(
+            "INSERT INTO conversations (id, tenant_id, kind, title, owner) \
+             SELECT id, tenant_id, kind, title, owner FROM unnest($1::text[], $2::text[], \
+             $3::text[], $4::text[], $5::text[]) WITH ORDINALITY \
+             AS c (id, tenant_id, kind, title, owner, n) ORDER BY n ON CONFLICT DO NOTHING",
+            &[&ids, &tenants, &kinds, &titles, &owners],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO participants (conversation_id, user_id) \
+             SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+            &[&member_of, &members],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
