@@ -165,7 +165,8 @@ fn print_table(results: &[Value]) {
             "idle_streams" => (
                 format!("{} streams, {}/user", p["streams"], p["streams_per_user"]),
                 format!(
-                    "open {} failed {}, {:.0} streams/s, server {} B/stream (RSS {} → {} KiB)",
+                    "open {} failed {}, {:.0} streams/s, server {} B/stream (RSS {} → {} KiB, \
+                     {} KiB after all closed); storm: {} of {} back in {:.1} s, listen drops {}",
                     f["open"],
                     f["failed"],
                     f["connect_rate_per_s"].as_f64().unwrap_or(0.0),
@@ -174,6 +175,11 @@ fn print_table(results: &[Value]) {
                         .map_or("?".into(), |b| format!("{b:.0}")),
                     f["server_rss_before_kib"],
                     f["server_rss_after_kib"],
+                    f["server_rss_after_all_closed_kib"],
+                    f["reconnect_storm"]["reconnected"],
+                    f["reconnect_storm"]["streams"],
+                    f["reconnect_storm"]["seconds"].as_f64().unwrap_or(0.0),
+                    f["reconnect_storm"]["listen_overflows"],
                 ),
             ),
             "fanout" => (

@@ -180,6 +180,10 @@ pub async fn idle_streams(
         (Some(b), Some(a)) if open > 0 => Some((a.saturating_sub(b) * 1024) as f64 / open as f64),
         _ => None,
     };
+    // What the server gives back once everyone has left.
+    tokio::time::sleep(hold).await;
+    let rss_closed = common.server_pid.and_then(system::rss_kib);
+    let storm = reconnect_storm(common, &tokens, per_user, open, sources).await;
     Ok(json!({
         "scenario": "idle_streams",
         "params": {"streams": n, "streams_per_user": per_user, "users": user_count,
@@ -190,8 +194,62 @@ pub async fn idle_streams(
             "connect_rate_per_s": open as f64 / connect_secs.max(1e-9),
             "server_rss_before_kib": rss_before, "server_rss_after_kib": rss_after,
             "server_bytes_per_stream": per_stream,
+            "server_rss_after_all_closed_kib": rss_closed,
+            "reconnect_storm": storm,
         },
     }))
+}
+
+/// Every one of `n` streams connecting at the same moment (the clients of a server that just
+/// went away): how many the kernel's listen queue dropped, how many the server refused (503
+/// + `Retry-After` when it is full), and how long until all were streaming again.
+async fn reconnect_storm(
+    common: &Common,
+    tokens: &[String],
+    per_user: usize,
+    n: usize,
+    sources: usize,
+) -> Value {
+    let drops_before = system::listen_drops();
+    let started = Instant::now();
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let target = common.target.clone();
+        let token = tokens[i / per_user].clone();
+        let source = (common.target.addr.ip().is_loopback())
+            .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % sources) as u8)));
+        set.spawn(async move {
+            let at = Instant::now();
+            open_ready(&target, &token, source)
+                .await
+                .map(|stream| (stream, at.elapsed()))
+        });
+    }
+    let mut held = Vec::with_capacity(n);
+    let mut waits = Vec::with_capacity(n);
+    let mut errors: HashMap<String, usize> = HashMap::new();
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(Ok((stream, waited))) => {
+                held.push(stream);
+                waits.push(waited);
+            }
+            Ok(Err(e)) => *errors.entry(e).or_default() += 1,
+            Err(e) => *errors.entry(e.to_string()).or_default() += 1,
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let drops_after = system::listen_drops();
+    drop(held);
+    let delta = |pick: fn((u64, u64)) -> u64| match (drops_before, drops_after) {
+        (Some(b), Some(a)) => Some(pick(a).saturating_sub(pick(b))),
+        _ => None,
+    };
+    json!({
+        "streams": n, "reconnected": waits.len(), "failed": n - waits.len(), "errors": errors,
+        "seconds": seconds, "connect_to_ready": summarize(&waits).json(),
+        "listen_overflows": delta(|d| d.0), "listen_drops": delta(|d| d.1),
+    })
 }
 
 /// `fanout`: one message into a conversation with `k` other participants, each with a stream.

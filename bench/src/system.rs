@@ -27,6 +27,27 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 10))
 }
 
+/// The kernel's counters of connections refused at a full listen queue, machine-wide:
+/// (`ListenOverflows`, `ListenDrops`) of `TcpExt` in `/proc/net/netstat`. Each counts a SYN
+/// (or a handshake's last ACK) the kernel dropped; the client then waits a second or more
+/// before it tries again.
+pub fn listen_drops() -> Option<(u64, u64)> {
+    parse_listen_drops(&std::fs::read_to_string("/proc/net/netstat").ok()?)
+}
+
+fn parse_listen_drops(netstat: &str) -> Option<(u64, u64)> {
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let field = |name: &str| -> Option<u64> {
+        values
+            .get(names.iter().position(|n| *n == name)?)?
+            .parse()
+            .ok()
+    };
+    Some((field("ListenOverflows")?, field("ListenDrops")?))
+}
+
 /// The machine's cores.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -59,5 +80,14 @@ mod tests {
         assert!(rss_kib(me).is_some_and(|k| k > 0));
         assert!(cpu_time(me).is_some());
         assert!(cores() >= 1);
+    }
+
+    #[test]
+    fn reads_the_listen_queue_counters() {
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n\
+                       TcpExt: 0 127 130\n\
+                       IpExt: InNoRoutes\nIpExt: 0\n";
+        assert_eq!(parse_listen_drops(netstat), Some((127, 130)));
+        assert_eq!(parse_listen_drops("IpExt: InNoRoutes\nIpExt: 0\n"), None);
     }
 }

@@ -15,6 +15,8 @@ pub mod redis;
 
 use std::{pin::Pin, sync::Arc};
 
+use bytes::Bytes;
+
 use farm_chat_protocol::{EventId, StreamEvent, TaskId, UserId, stream::ResetReason};
 use futures_util::Stream;
 use tokio::sync::broadcast;
@@ -22,34 +24,111 @@ use tokio::sync::broadcast;
 pub use self::redis::RedisBus;
 pub use crate::store::async_trait;
 
-/// One event of one user, as every stream that sends it shares it.
+/// One event of one user, as every stream that sends it shares it: one allocation, encoded
+/// as an SSE frame once, however many streams send it (a clone is a reference count).
 #[derive(Clone, Debug)]
-pub struct Entry {
+pub struct Entry(Arc<EntryData>);
+
+/// What an [`Entry`] holds.
+#[derive(Debug)]
+pub struct EntryData {
     /// Its id (for a live-only event: the user's newest id, which it does not advance).
     pub id: EventId,
     /// The SSE `event:` name.
     pub name: &'static str,
-    /// Its `data:` line, serialized once for every stream that sends it.
-    pub data: Arc<str>,
     /// Sent to the streams open now and nowhere else (`typing`): not kept, never replayed.
     pub live_only: bool,
+    /// The whole SSE frame: `id:` (not for a live-only event), `event:`, `data:`.
+    frame: Bytes,
+    /// Its `data:` text (JSON), a view into `frame` when it fits on one line.
+    data: Bytes,
+}
+
+impl std::ops::Deref for Entry {
+    type Target = EntryData;
+
+    fn deref(&self) -> &EntryData {
+        &self.0
+    }
 }
 
 impl Entry {
     /// `event` with `id`.
     pub fn new(id: EventId, event: &StreamEvent, live_only: bool) -> Self {
-        Self {
+        Self::from_parts(id, event.name(), &event.data(), live_only)
+    }
+
+    /// An event whose data is already serialized (read back from Redis).
+    pub fn from_parts(id: EventId, name: &'static str, data: &str, live_only: bool) -> Self {
+        let (frame, at) = sse_frame((!live_only).then_some(id), name, data, None);
+        let frame = Bytes::from(frame);
+        let data = match at {
+            Some(at) => frame.slice(at..at + data.len()),
+            None => Bytes::copy_from_slice(data.as_bytes()),
+        };
+        Self(Arc::new(EntryData {
             id,
-            name: event.name(),
-            data: event.data().into(),
+            name,
             live_only,
-        }
+            frame,
+            data,
+        }))
+    }
+
+    /// The same event under another id (a live-only event carries the newest id).
+    pub fn with_id(&self, id: EventId) -> Self {
+        Self::from_parts(id, self.name, self.data(), self.live_only)
     }
 
     /// The known event name equal to `name` (events read back from Redis).
     pub fn known_name(name: &str) -> Option<&'static str> {
         StreamEvent::NAMES.iter().find(|n| **n == name).copied()
     }
+}
+
+impl EntryData {
+    /// Its `data:` text.
+    pub fn data(&self) -> &str {
+        // Built from a `&str` (or a view of one) in `from_parts`.
+        std::str::from_utf8(&self.data).unwrap_or_default()
+    }
+
+    /// The SSE frame every stream writes as is.
+    pub fn frame(&self) -> Bytes {
+        self.frame.clone()
+    }
+}
+
+/// An SSE frame: `id:`, `event:`, one `data:` line per line of `data` and `retry:`, then the
+/// blank line. Also where `data` starts in it, when it is one line (JSON always is).
+pub fn sse_frame(
+    id: Option<EventId>,
+    name: &str,
+    data: &str,
+    retry: Option<std::time::Duration>,
+) -> (Vec<u8>, Option<usize>) {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(data.len() + name.len() + 40);
+    if let Some(id) = id {
+        let _ = write!(out, "id: {id}\n");
+    }
+    let _ = write!(out, "event: {name}\n");
+    let mut at = None;
+    if data.contains(['\n', '\r']) {
+        for line in data.replace("\r\n", "\n").split(['\n', '\r']) {
+            let _ = write!(out, "data: {line}\n");
+        }
+    } else {
+        out.push_str("data: ");
+        at = Some(out.len());
+        out.push_str(data);
+        out.push('\n');
+    }
+    if let Some(retry) = retry {
+        let _ = write!(out, "retry: {}\n", retry.as_millis());
+    }
+    out.push('\n');
+    (out.into_bytes(), at)
 }
 
 /// Where a new stream starts.
@@ -181,21 +260,40 @@ pub trait EventBus: Send + Sync + 'static {
     fn held(&self) -> (usize, usize);
 }
 
-/// The live feed of a broadcast receiver, as a plain stream; `guard` lives as long as it.
+/// A receiver and what must happen after it is gone, in that order: a guard that frees the
+/// user's feed when no receiver is left must see this one dropped.
+struct Held<G> {
+    receiver: Option<broadcast::Receiver<Entry>>,
+    _guard: G,
+}
+
+impl<G> Drop for Held<G> {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+    }
+}
+
+/// The live feed of a broadcast receiver, as a plain stream; `guard` is dropped just after
+/// the receiver.
 pub(crate) fn live_stream<G: Send + 'static>(
     receiver: broadcast::Receiver<Entry>,
     guard: G,
 ) -> LiveStream {
+    let held = Held {
+        receiver: Some(receiver),
+        _guard: guard,
+    };
     Box::pin(futures_util::stream::unfold(
-        (receiver, guard, false),
-        |(mut receiver, guard, ended)| async move {
+        (held, false),
+        |(mut held, ended)| async move {
+            let receiver = held.receiver.as_mut()?;
             if ended {
                 return None;
             }
             match receiver.recv().await {
-                Ok(entry) => Some((Live::Event(entry), (receiver, guard, false))),
+                Ok(entry) => Some((Live::Event(entry), (held, false))),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    Some((Live::Lagged(missed), (receiver, guard, true)))
+                    Some((Live::Lagged(missed), (held, true)))
                 }
                 Err(broadcast::error::RecvError::Closed) => None,
             }

@@ -144,6 +144,13 @@ pub struct Config {
     #[arg(long, env = "FARM_CHAT_DRAIN_WINDOW", value_parser = humantime::parse_duration, default_value = "10s")]
     pub drain_window: Duration,
 
+    /// Connections the kernel may hold waiting for `accept`. When thousands of clients
+    /// reconnect at once (a network blip, a deploy) a short queue drops their SYNs and each
+    /// waits a second or more to retry; with a long one they wait only for their turn. The
+    /// kernel caps it at `net.core.somaxconn` (a warning says so when that is lower).
+    #[arg(long, env = "FARM_CHAT_LISTEN_BACKLOG", default_value_t = 4_096)]
+    pub listen_backlog: u32,
+
     /// Open connections at most; a new one beyond gets a JSON 503. Default: the open-files
     /// limit minus 64.
     #[arg(long, env = "FARM_CHAT_MAX_CONNECTIONS")]
@@ -254,6 +261,7 @@ impl Config {
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             drain_window: Duration::ZERO,
+            listen_backlog: 1024,
             max_connections: None,
             max_connections_per_client: 256,
             sign_in_per_minute: 30,

@@ -8,7 +8,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Mutex,
+    sync::{Arc, Mutex, Weak},
     time::{Duration, Instant},
 };
 
@@ -31,7 +31,8 @@ pub struct HubLimits {
     /// And at most this many bytes of event data per user (a task's result can be a table of
     /// kilobytes): beyond, the oldest go, and a client that missed them refetches history.
     pub backlog_max_bytes: usize,
-    /// Events a stream may fall behind before it is disconnected.
+    /// Events a stream may fall behind its live feed before it must catch up from the
+    /// backlog (each user with an open stream holds this many slots).
     pub live_buffer: usize,
 }
 
@@ -42,7 +43,7 @@ impl Default for HubLimits {
             backlog_max_age: Duration::from_secs(600),
             backlog_hard_cap: 10_000,
             backlog_max_bytes: 512 * 1024,
-            live_buffer: 1024,
+            live_buffer: 16,
         }
     }
 }
@@ -61,7 +62,8 @@ struct UserLog {
     backlog: VecDeque<Kept>,
     /// The backlog's event data in bytes.
     bytes: usize,
-    live: broadcast::Sender<Entry>,
+    /// The live feed, only while the user has a stream open here.
+    live: Option<broadcast::Sender<Entry>>,
 }
 
 impl UserLog {
@@ -77,7 +79,34 @@ impl UserLog {
                         .is_some_and(|e| now.duration_since(e.at) > limits.backlog_max_age)))
         {
             if let Some(old) = self.backlog.pop_front() {
-                self.bytes -= old.entry.data.len();
+                self.bytes -= old.entry.data().len();
+            }
+        }
+    }
+}
+
+type Users = Mutex<HashMap<UserId, UserLog>>;
+
+/// Lets go of a user's live feed when their last stream here ends.
+struct LiveGuard {
+    users: Weak<Users>,
+    user: UserId,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        let Some(users) = self.users.upgrade() else {
+            return;
+        };
+        let mut users = users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(log) = users.get_mut(&self.user)
+            // This guard's receiver is already gone (see `live_stream`).
+            && log.live.as_ref().is_some_and(|l| l.receiver_count() == 0)
+        {
+            log.live = None;
+            // A user who never got an event has nothing worth keeping.
+            if log.last_n == 0 {
+                users.remove(&self.user);
             }
         }
     }
@@ -88,7 +117,7 @@ impl UserLog {
 pub struct Hub {
     epoch: u32,
     limits: HubLimits,
-    users: Mutex<HashMap<UserId, UserLog>>,
+    users: Arc<Users>,
     signals: broadcast::Sender<Signal>,
 }
 
@@ -98,17 +127,17 @@ impl Hub {
         Self {
             epoch,
             limits,
-            users: Mutex::new(HashMap::new()),
+            users: Arc::default(),
             signals: broadcast::channel(64).0,
         }
     }
 
-    fn log<'a>(&self, users: &'a mut HashMap<UserId, UserLog>, user: &UserId) -> &'a mut UserLog {
+    fn log<'a>(users: &'a mut HashMap<UserId, UserLog>, user: &UserId) -> &'a mut UserLog {
         users.entry(user.clone()).or_insert_with(|| UserLog {
             last_n: 0,
             backlog: VecDeque::new(),
             bytes: 0,
-            live: broadcast::channel(self.limits.live_buffer.max(1)).0,
+            live: None,
         })
     }
 
@@ -118,7 +147,7 @@ impl Hub {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         let limits = self.limits;
         let epoch = self.epoch;
-        let log = self.log(&mut users, user);
+        let log = Self::log(&mut users, user);
         if let Some(key) = dedupe
             && let Some(seen) = log
                 .backlog
@@ -131,7 +160,7 @@ impl Hub {
         log.last_n += 1;
         let now = Instant::now();
         let entry = Entry::new(EventId::new(epoch, log.last_n), event, false);
-        log.bytes += entry.data.len();
+        log.bytes += entry.data().len();
         log.backlog.push_back(Kept {
             entry: entry.clone(),
             at: now,
@@ -140,7 +169,9 @@ impl Hub {
         log.trim(&limits, now);
         // No open stream is not an error: the event waits in the backlog.
         let id = entry.id;
-        let _ = log.live.send(entry);
+        if let Some(live) = &log.live {
+            let _ = live.send(entry);
+        }
         id
     }
 
@@ -148,12 +179,11 @@ impl Hub {
     /// `typing` hint is stale a few seconds later). A user without streams costs nothing.
     pub fn notify_now(&self, user: &UserId, event: &StreamEvent) {
         let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(log) = users.get(user) else { return };
-        if log.live.receiver_count() == 0 {
+        let Some(live) = users.get(user).and_then(|log| log.live.as_ref()) else {
             return;
-        }
-        let _ = log.live.send(Entry::new(
-            EventId::new(self.epoch, log.last_n),
+        };
+        let _ = live.send(Entry::new(
+            EventId::new(self.epoch, users[user].last_n),
             event,
             true,
         ));
@@ -163,7 +193,7 @@ impl Hub {
     pub fn subscribe_now(&self, user: &UserId, after: Option<EventId>) -> Subscription {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         let epoch = self.epoch;
-        let log = self.log(&mut users, user);
+        let log = Self::log(&mut users, user);
         let latest = EventId::new(epoch, log.last_n);
         let resume = match after {
             None => Resume::Replay(Vec::new()),
@@ -189,10 +219,19 @@ impl Hub {
                 }
             }
         };
+        let capacity = self.limits.live_buffer.max(1);
+        let receiver = log
+            .live
+            .get_or_insert_with(|| broadcast::channel(capacity).0)
+            .subscribe();
+        let guard = LiveGuard {
+            users: Arc::downgrade(&self.users),
+            user: user.clone(),
+        };
         Subscription {
             latest,
             resume,
-            live: live_stream(log.live.subscribe(), ()),
+            live: live_stream(receiver, guard),
         }
     }
 }
@@ -413,6 +452,73 @@ mod tests {
         assert_eq!(
             hub.publish_now(&quiet, &created(51), None),
             EventId::new(1, 51)
+        );
+    }
+
+    #[test]
+    fn a_users_live_feed_is_freed_with_their_last_stream_and_their_ids_go_on() {
+        let hub = Hub::new(1, HubLimits::default());
+        let (u, quiet) = (UserId("u".into()), UserId("quiet".into()));
+        let live = |hub: &Hub, user: &UserId| {
+            hub.users
+                .lock()
+                .unwrap()
+                .get(user)
+                .map(|l| l.live.is_some())
+        };
+        let first = hub.subscribe_now(&u, None);
+        let second = hub.subscribe_now(&u, None);
+        hub.publish_now(&u, &created(1), None);
+        drop(first);
+        assert_eq!(live(&hub, &u), Some(true), "one stream is still open");
+        drop(second);
+        assert_eq!(
+            live(&hub, &u),
+            Some(false),
+            "the last stream took the feed with it"
+        );
+        assert_eq!(
+            hub.publish_now(&u, &created(2), None),
+            EventId::new(1, 2),
+            "the backlog and the ids stay"
+        );
+        // A user who never got an event leaves nothing behind.
+        drop(hub.subscribe_now(&quiet, None));
+        assert_eq!(live(&hub, &quiet), None);
+    }
+
+    #[test]
+    fn an_entry_is_one_sse_frame_shared_by_every_stream() {
+        let entry = Entry::new(EventId::new(1, 7), &created(7), false);
+        let frame = entry.frame();
+        let text = std::str::from_utf8(&frame).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "id: {}\nevent: message.created\ndata: {}\n\n",
+                EventId::new(1, 7),
+                created(7).data()
+            )
+        );
+        assert_eq!(entry.data(), created(7).data());
+        assert_eq!(
+            entry.clone().frame().as_ptr(),
+            frame.as_ptr(),
+            "a clone shares the bytes"
+        );
+        let live_only = Entry::new(EventId::new(1, 7), &created(7), true);
+        assert!(
+            !std::str::from_utf8(&live_only.frame())
+                .unwrap()
+                .contains("id:")
+        );
+        // Data on several lines (never JSON) still makes one event.
+        let (frame, at) =
+            crate::bus::sse_frame(None, "x", "a\r\nb\rc\nd", Some(Duration::from_millis(5)));
+        assert_eq!(at, None);
+        assert_eq!(
+            String::from_utf8(frame).unwrap(),
+            "event: x\ndata: a\ndata: b\ndata: c\ndata: d\nretry: 5\n\n"
         );
     }
 

@@ -2,9 +2,8 @@
 //! SIGTERM. Everything else lives in the library (`app`, `run`) so tests drive the same code.
 
 use clap::Parser;
-use farm_chat_dev_server::{AppState, Config, run};
+use farm_chat_dev_server::{AppState, Config, run, serve};
 use std::io::Write;
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -27,7 +26,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     tracing::info!(db, epoch = state.common.bus.epoch(), "store open");
-    let listener = match TcpListener::bind(state.config.addr).await {
+    let listener = match serve::listen(state.config.addr, state.config.listen_backlog) {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!(

@@ -133,6 +133,8 @@ pub struct Metrics {
     pub streams_opened: Counter,
     /// SSE events written to streams.
     pub events_sent: Counter,
+    /// Times a stream's live feed ran ahead of it and it caught up from the backlog.
+    pub streams_caught_up: Counter,
     /// Messages stored by `POST /api/chat/send` (retries not counted).
     pub messages_sent: Counter,
     /// Tasks started.
@@ -166,6 +168,9 @@ impl Metrics {
              # HELP farm_chat_events_sent_total SSE events written to streams.\n\
              # TYPE farm_chat_events_sent_total counter\n\
              farm_chat_events_sent_total {}\n\
+             # HELP farm_chat_streams_caught_up_total Times a stream fell behind its live feed and caught up from the backlog.\n\
+             # TYPE farm_chat_streams_caught_up_total counter\n\
+             farm_chat_streams_caught_up_total {}\n\
              # HELP farm_chat_messages_sent_total Messages stored (idempotent retries not counted).\n\
              # TYPE farm_chat_messages_sent_total counter\n\
              farm_chat_messages_sent_total {}\n\
@@ -178,6 +183,7 @@ impl Metrics {
             self.open_streams.get(),
             self.streams_opened.get(),
             self.events_sent.get(),
+            self.streams_caught_up.get(),
             self.messages_sent.get(),
             self.tasks_started.get(),
             self.tasks_finished[0].get(),

@@ -73,6 +73,31 @@ pub fn default_max_connections() -> usize {
     soft.saturating_sub(64).clamp(16, 50_000)
 }
 
+/// A listener on `addr` whose accept queue holds `backlog` connections (see
+/// `--listen-backlog`); a warning when the kernel's `net.core.somaxconn` cuts it shorter.
+pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // A restarted server binds again at once, whatever its old connections' TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    if let Some(cap) = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|cap| *cap < backlog)
+    {
+        tracing::warn!(
+            asked = backlog,
+            somaxconn = cap,
+            "the kernel caps the listen backlog at net.core.somaxconn; raise it (sysctl) for \
+             large reconnect storms"
+        );
+    }
+    socket.listen(backlog)
+}
+
 /// The error a request body gives when it did not arrive within the body timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {0:?}")]

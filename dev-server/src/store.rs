@@ -22,7 +22,7 @@ use farm_chat_protocol::{
 
 /// A storage failure. Clients see only its class: [`StoreError::Unavailable`] answers 503 with
 /// `Retry-After` (the client retries); the rest answer 500 and their details are logged.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// A write collided with another one (a uniqueness rule the operation does not resolve
     /// itself).

@@ -13,13 +13,12 @@ use std::{
 };
 
 use axum::{
+    body::Body,
     extract::State,
     http::{HeaderMap, HeaderValue, Method, header},
-    response::{
-        IntoResponse, Response,
-        sse::{Event, Sse},
-    },
+    response::{IntoResponse, Response},
 };
+use bytes::Bytes;
 use farm_chat_protocol::{
     EventId, StreamEvent, UserId,
     stream::{Ping, Ready, Reset},
@@ -31,7 +30,7 @@ use tokio::sync::{broadcast, watch};
 use crate::{
     ApiError, AppState,
     auth::{self, AuthUser},
-    bus::{Entry, Live, LiveStream, Resume, Signal},
+    bus::{EventBus, Live, LiveStream, Resume, Signal, sse_frame},
     error::ApiQuery,
 };
 
@@ -354,22 +353,25 @@ pub async fn stream(
         _ => subscription.latest,
     };
     let mut pending = VecDeque::new();
-    pending.push_back(
-        sse_event(
-            start,
-            &StreamEvent::Ready(Ready {
-                last_event_id: subscription.latest,
-                server_time: crate::now_rfc3339(),
-            }),
+    let ready = StreamEvent::Ready(Ready {
+        last_event_id: subscription.latest,
+        server_time: crate::now_rfc3339(),
+    });
+    pending.push_back(Bytes::from(
+        sse_frame(
+            Some(start),
+            ready.name(),
+            &ready.data(),
+            Some(Duration::from_millis(1000)),
         )
-        .retry(Duration::from_millis(1000)),
-    );
+        .0,
+    ));
     let mut last_sent = start;
     match subscription.resume {
         Resume::Replay(entries) => {
             for entry in entries {
                 last_sent = entry.id;
-                pending.push_back(entry_event(&entry));
+                pending.push_back(entry.frame());
             }
         }
         Resume::Reset(reason) => {
@@ -383,6 +385,8 @@ pub async fn stream(
     let conn = Conn {
         pending,
         live: subscription.live,
+        bus: state.common.bus.clone(),
+        user,
         last_sent,
         ping,
         shutdown: state.shutdown.clone(),
@@ -397,6 +401,10 @@ pub async fn stream(
     };
     let headers = [
         (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        ),
+        (
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache, no-store"),
         ),
@@ -405,28 +413,23 @@ pub async fn stream(
             HeaderValue::from_static("no"),
         ),
     ];
-    Ok((headers, Sse::new(events(conn))).into_response())
+    Ok((headers, Body::from_stream(events(conn))).into_response())
 }
 
-/// A hub entry as an SSE event, with the data the hub serialized once for every stream.
-fn entry_event(entry: &Entry) -> Event {
-    Event::default()
-        .id(entry.id.to_string())
-        .event(entry.name)
-        .data(&*entry.data)
-}
-
-fn sse_event(id: EventId, event: &StreamEvent) -> Event {
-    Event::default()
-        .id(id.to_string())
-        .event(event.name())
-        .data(event.data())
+/// An event of this stream alone (`ready`, `reset`, `ping`).
+fn sse_event(id: EventId, event: &StreamEvent) -> Bytes {
+    Bytes::from(sse_frame(Some(id), event.name(), &event.data(), None).0)
 }
 
 /// One open stream's state.
 struct Conn {
-    pending: VecDeque<Event>,
+    /// Frames to write before anything else; a bus event's frame is shared with every other
+    /// stream that sends it.
+    pending: VecDeque<Bytes>,
     live: LiveStream,
+    /// To catch up from the backlog when the live feed ran ahead of this stream.
+    bus: Arc<dyn EventBus>,
+    user: UserId,
     last_sent: EventId,
     ping: tokio::time::Interval,
     shutdown: watch::Receiver<bool>,
@@ -444,7 +447,7 @@ struct Conn {
     _slot: StreamSlot,
 }
 
-fn events(conn: Conn) -> impl Stream<Item = Result<Event, Infallible>> {
+fn events(conn: Conn) -> impl Stream<Item = Result<Bytes, Infallible>> {
     futures_util::stream::unfold(conn, |mut conn| async move {
         let event = next_event(&mut conn).await?;
         conn.metrics.events_sent.inc();
@@ -453,7 +456,7 @@ fn events(conn: Conn) -> impl Stream<Item = Result<Event, Infallible>> {
 }
 
 /// The next event to write, or `None` to end the stream.
-async fn next_event(conn: &mut Conn) -> Option<Event> {
+async fn next_event(conn: &mut Conn) -> Option<Bytes> {
     if let Some(event) = conn.pending.pop_front() {
         return Some(event);
     }
@@ -479,7 +482,7 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
                 tracing::info!(userId = user, "stream closed: server draining");
                 conn.ended = true;
                 // The last word: come back after a random moment (to another instance).
-                return Some(Event::default().comment("draining").retry(Duration::from_millis(500 + jitter(2500))));
+                return Some(Bytes::from(format!(": draining\nretry: {}\n\n", 500 + jitter(2500))));
             }
             _ = &mut conn.evicted => {
                 tracing::info!(userId = user, "stream closed: a newer stream took its place");
@@ -506,9 +509,7 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
             }
             live = conn.live.next() => match live {
                 // No id line: the client's last id stays where it is.
-                Some(Live::Event(entry)) if entry.live_only => {
-                    return Some(Event::default().event(entry.name).data(&*entry.data));
-                }
+                Some(Live::Event(entry)) if entry.live_only => return Some(entry.frame()),
                 // Already sent as part of the replay (or by another instance's repair).
                 Some(Live::Event(entry)) if entry.id <= conn.last_sent => continue,
                 // Another epoch: the events between are gone (the bus lost its data). End; the
@@ -519,11 +520,18 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
                 }
                 Some(Live::Event(entry)) => {
                     conn.last_sent = entry.id;
-                    return Some(entry_event(&entry));
+                    return Some(entry.frame());
                 }
+                // The live feed ran ahead (a burst, or a slow link): catch up from the backlog
+                // and go on, as a resuming client would.
                 Some(Live::Lagged(missed)) => {
-                    tracing::warn!(userId = user, missed, "stream closed: consumer too slow; it will resume");
-                    return None;
+                    if !catch_up(conn).await {
+                        tracing::warn!(userId = user, missed, "stream closed: too far behind to catch up; it will resume");
+                        return None;
+                    }
+                    if let Some(frame) = conn.pending.pop_front() {
+                        return Some(frame);
+                    }
                 }
                 None => {
                     tracing::info!(userId = user, "stream closed: the event bus ended it; it will resume");
@@ -535,6 +543,27 @@ async fn next_event(conn: &mut Conn) -> Option<Event> {
             }
         }
     }
+}
+
+/// After the live feed lagged: a new feed, and the backlog after the last event sent queued
+/// up. `false` when the backlog no longer holds the gap (the stream ends; the client's resume
+/// gets `reset`).
+async fn catch_up(conn: &mut Conn) -> bool {
+    let Ok(subscription) = conn.bus.subscribe(&conn.user, Some(conn.last_sent)).await else {
+        return false;
+    };
+    let Resume::Replay(entries) = subscription.resume else {
+        return false;
+    };
+    conn.live = subscription.live;
+    for entry in entries {
+        if entry.id > conn.last_sent {
+            conn.last_sent = entry.id;
+            conn.pending.push_back(entry.frame());
+        }
+    }
+    conn.metrics.streams_caught_up.inc();
+    true
 }
 
 /// A random number in `0..=max` (for spreading reconnects; not for secrets).

@@ -103,6 +103,7 @@ conformance!(
     everything_survives_reopening,
     history_of_an_unknown_conversation_is_empty_and_a_send_to_it_fails,
     a_message_stays_in_the_outbox_until_it_is_announced,
+    a_failing_send_among_concurrent_ones_fails_alone,
 );
 
 fn tenant() -> TenantId {
@@ -756,6 +757,38 @@ async fn history_of_an_unknown_conversation_is_empty_and_a_send_to_it_fails(fx: 
             .is_err(),
         "no message without its conversation"
     );
+}
+
+/// Sends that arrive together may be stored in one transaction (SQLite's group commit): one
+/// that fails must fail alone, and every other one is stored exactly once.
+async fn a_failing_send_among_concurrent_ones_fails_alone(fx: Fixture) {
+    let store = ready(&fx, &[conversation("c-a", ConversationKind::Support)]).await;
+    let mut sends = Vec::new();
+    for i in 0..60 {
+        let store = store.clone();
+        // Every tenth goes to a conversation that does not exist.
+        let conv = if i % 10 == 5 { "c-none" } else { "c-a" };
+        let m = message(&format!("m{i}"), conv, "まとめて");
+        sends.push(tokio::spawn(async move {
+            store.append_message(&m, None, None).await
+        }));
+    }
+    let (mut stored, mut failed) = (Vec::new(), 0);
+    for send in sends {
+        match send.await.unwrap() {
+            Ok(Appended::Created { message, .. }) => stored.push(message.seq),
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => failed += 1,
+        }
+    }
+    stored.sort_unstable();
+    assert_eq!(failed, 6);
+    assert_eq!(stored, (1..=54).collect::<Vec<u64>>());
+    let page = store
+        .history(&ConversationId("c-a".into()), Cursor::Latest, 100)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&page), ((1..=54).collect(), false));
 }
 
 async fn a_message_stays_in_the_outbox_until_it_is_announced(fx: Fixture) {

@@ -319,6 +319,66 @@ async fn a_stalled_consumer_is_cut_off_while_a_reading_one_gets_everything() {
     );
 }
 
+/// A burst bigger than the live feed's few slots: the stream catches up from the backlog and
+/// stays open, instead of ending and making its client reconnect.
+#[tokio::test]
+async fn a_stream_behind_its_live_feed_catches_up_from_the_backlog_and_stays_open() {
+    let limits = HubLimits {
+        live_buffer: 2,
+        ..HubLimits::default()
+    };
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let s = TestServer::start(
+        AppState::with_store(Config::for_tests(), store, limits)
+            .await
+            .unwrap(),
+    )
+    .await;
+    let token = login(s.addr, "u-farmer").await;
+    let (mut sse, _) = open_ready(&s, &token, "").await;
+    let user = UserId("u-farmer".into());
+    let publish = |seq: u64| {
+        let bus = s.state.common.bus.clone();
+        let user = user.clone();
+        async move {
+            bus.publish(
+                &user,
+                &StreamEvent::MessageCreated(MessageCreated {
+                    conversation_id: SUPPORT.into(),
+                    message_id: "m-0123456789abcdef0123456789abcdef".into(),
+                    seq,
+                }),
+                None,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // This test's runtime has one thread: the stream's task runs only after the whole burst.
+    for seq in 1..=50 {
+        publish(seq).await;
+    }
+    for seq in 1..=50 {
+        let event = sse.next_non_ping().await.expect("the stream stays open");
+        assert_eq!(
+            event.json()["seq"].as_u64(),
+            Some(seq),
+            "in order, none missing"
+        );
+    }
+    publish(51).await;
+    let event = sse
+        .next_non_ping()
+        .await
+        .expect("still live after catching up");
+    assert_eq!(event.json()["seq"].as_u64(), Some(51));
+    let metrics = call(s.addr, "GET", "/metrics", &[], None).await.body;
+    assert!(
+        !metrics.contains("\nfarm_chat_streams_caught_up_total 0\n"),
+        "it fell behind and caught up: {metrics}"
+    );
+}
+
 #[tokio::test]
 async fn signing_out_closes_that_sessions_streams() {
     let s = server().await;

@@ -46,11 +46,101 @@ fn load_args() -> Vec<String> {
         // (derived from the limit at start) would be too low.
         "--max-connections",
         "50000",
+        // Every benchmark client comes from this machine's few loopback addresses.
+        "--max-connections-per-client",
+        "100000",
         "--assistant-speed",
         "fast",
     ]
     .map(String::from)
     .to_vec()
+}
+
+/// How the benchmarked server runs.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// One process: SQLite and the in-process bus (the embedded default).
+    Single,
+    /// One instance of a scale-out deployment: PostgreSQL and the Redis bus.
+    Redis,
+}
+
+impl Mode {
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::Single => "single (SQLite, in-process bus)",
+            Mode::Redis => "redis (one instance on PostgreSQL + Redis bus)",
+        }
+    }
+}
+
+/// Starts a fresh release server in `mode`, runs `farm-chat-bench` against it with `args`
+/// (and `extra`, the flags given after `--`) and returns its results, each tagged with the
+/// deployment.
+fn measure(
+    mode: Mode,
+    server_bin: &std::path::Path,
+    bench_bin: &std::path::Path,
+    dir: &std::path::Path,
+    hard: u64,
+    args: &[String],
+    extra: &[String],
+) -> Result<Vec<Value>, String> {
+    let out = dir.join("server.json");
+    let _ = std::fs::remove_file(&out);
+    let db = dir.join(format!("bench-{}.sqlite", std::process::id()));
+    let remove_db = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+    };
+    remove_db();
+    // Either server stops when this goes out of scope (the cluster also stops its databases).
+    let (addr, pid, running): (std::net::SocketAddr, u32, Box<dyn std::any::Any>) = match mode {
+        Mode::Single => {
+            let server = DevServer::start_bin(
+                server_bin,
+                &[
+                    "--addr".into(),
+                    "127.0.0.1:0".into(),
+                    "--db".into(),
+                    db.display().to_string(),
+                ]
+                .into_iter()
+                .chain(load_args())
+                .collect::<Vec<_>>(),
+            )?;
+            (server.addr, server.pid(), Box::new(server))
+        }
+        Mode::Redis => {
+            let cluster = crate::cluster::Cluster::start(1, server_bin, &load_args())?;
+            let pid = cluster.pid(0).ok_or("the instance did not start")?;
+            (cluster.addrs[0], pid, Box::new(cluster))
+        }
+    };
+    let _ = run(cmd("prlimit").args([format!("--pid={pid}"), format!("--nofile={hard}:{hard}")]));
+    let measured = run(cmd(&bench_bin.display().to_string())
+        .args([
+            "--base-url".into(),
+            format!("http://{addr}"),
+            "--server-pid".into(),
+            pid.to_string(),
+            "--nofile".into(),
+            hard.to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ])
+        .args(args)
+        .args(extra));
+    drop(running);
+    remove_db();
+    measured?;
+    let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+    let mut results = serde_json::from_str::<Vec<Value>>(&text).map_err(|e| e.to_string())?;
+    for r in &mut results {
+        r["params"]["deployment"] = mode.describe().into();
+    }
+    Ok(results)
 }
 
 pub(crate) fn bench(args: &[String]) -> Result<(), String> {
@@ -86,81 +176,75 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     let release = root().join("target").join("release");
     let hard = nofile_hard().unwrap_or(1024);
     // Both ends of every stream live on this machine, each needing a descriptor.
-    let streams = if big {
-        hard.saturating_sub(2_000).min(100_000)
+    let most = hard.saturating_sub(2_000).min(100_000) as usize;
+    let idle_sizes: Vec<usize> = if big {
+        vec![1_000, 5_000, most]
     } else {
-        2_000
+        vec![1_000, 5_000]
     };
+    println!(
+        "xtask: open-files limit {hard} (hard; raising it needs CAP_SYS_RESOURCE): idle streams up to {}",
+        idle_sizes.iter().max().unwrap_or(&0)
+    );
     let (fanout, rates, duration) = if big {
         ("100,1000,10000", "100,1000,5000", "10")
     } else {
         ("100,1000", "100,1000", "5")
     };
     let mut results: Vec<Value> = Vec::new();
+    let bench_bin = release.join("farm-chat-bench");
+    let server_bin = release.join("farm-chat-dev-server");
 
-    // 1. The server.
-    let db = dir.join(format!("bench-{}.sqlite", std::process::id()));
-    let remove_db = || {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    // 1. The server, in both modes: one process on SQLite with the in-process bus, and one
+    //    instance on PostgreSQL with the Redis bus. Each idle-stream size gets a fresh server,
+    //    so one run's freed memory does not hide the next one's growth.
+    for mode in [Mode::Single, Mode::Redis] {
+        for per_user in [1, 8] {
+            for &streams in &idle_sizes {
+                let args = [
+                    "--scenarios".to_owned(),
+                    "idle_streams".to_owned(),
+                    "--streams".to_owned(),
+                    streams.to_string(),
+                    "--streams-per-user".to_owned(),
+                    per_user.to_string(),
+                ];
+                results.extend(measure(
+                    mode,
+                    &server_bin,
+                    &bench_bin,
+                    &dir,
+                    hard,
+                    &args,
+                    &[],
+                )?);
+            }
         }
-    };
-    remove_db();
-    let server_json = dir.join("server.json");
-    let server = DevServer::start_bin(
-        &release.join("farm-chat-dev-server"),
-        &[
-            "--addr".into(),
-            "127.0.0.1:0".into(),
-            "--db".into(),
-            db.display().to_string(),
-        ]
-        .into_iter()
-        .chain(load_args())
-        .collect::<Vec<_>>(),
-    )?;
-    let _ = run(cmd("prlimit").args([
-        format!("--pid={}", server.pid()),
-        format!("--nofile={hard}:{hard}"),
-    ]));
-    println!(
-        "xtask: open-files limit {hard} (hard; raising it needs CAP_SYS_RESOURCE): idle streams {streams}"
-    );
-    let measured = run(cmd(&release.join("farm-chat-bench").display().to_string())
-        .args([
-            "--base-url".into(),
-            format!("http://{}", server.addr),
-            "--server-pid".into(),
-            server.pid().to_string(),
-            "--streams".into(),
-            streams.to_string(),
-            "--fanout".into(),
-            fanout.into(),
-            "--rates".into(),
-            rates.into(),
-            "--duration".into(),
-            duration.into(),
-            "--nofile".into(),
-            hard.to_string(),
-            "--out".into(),
-            server_json.display().to_string(),
-        ])
-        .args(extra));
-    drop(server);
-    remove_db();
-    measured?;
-    let text = std::fs::read_to_string(&server_json).map_err(|e| e.to_string())?;
-    let mut single = serde_json::from_str::<Vec<Value>>(&text).map_err(|e| e.to_string())?;
-    for r in &mut single {
-        r["params"]["deployment"] = "single (SQLite, in-process bus)".into();
+        let args = [
+            "--scenarios".to_owned(),
+            "fanout,throughput".to_owned(),
+            "--fanout".to_owned(),
+            fanout.to_owned(),
+            "--rates".to_owned(),
+            rates.to_owned(),
+            "--duration".to_owned(),
+            duration.to_owned(),
+        ];
+        results.extend(measure(
+            mode,
+            &server_bin,
+            &bench_bin,
+            &dir,
+            hard,
+            &args,
+            extra,
+        )?);
     }
-    results.extend(single);
 
     // 1b. The same sends and streams spread over a cluster.
     if let Some(n) = cluster {
         let cluster_json = dir.join("cluster.json");
-        let mut cluster =
-            crate::cluster::Cluster::start(n, &release.join("farm-chat-dev-server"), &load_args())?;
+        let mut cluster = crate::cluster::Cluster::start(n, &server_bin, &load_args())?;
         cluster.balance_with(
             &release.join("farm-chat-chaos"),
             "127.0.0.1:0",
@@ -168,7 +252,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             1,
         )?;
         let front = cluster.front.ok_or("the balancer has no address")?;
-        run(cmd(&release.join("farm-chat-bench").display().to_string())
+        run(cmd(&bench_bin.display().to_string())
             .args([
                 "--base-url".into(),
                 format!("http://{front}"),
@@ -231,7 +315,8 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     let mut test = cmd("cargo");
     test.args([
         "test",
-        "--release",
+        "--profile",
+        "wasm-release",
         "-p",
         "farm-chat",
         "--target",

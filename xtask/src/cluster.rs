@@ -70,6 +70,11 @@ impl Cluster {
         DevServer::start_bin(&self.bin, &args)
     }
 
+    /// The process id of instance `i`, while it runs.
+    pub(crate) fn pid(&self, i: usize) -> Option<u32> {
+        self.instances.get(i)?.as_ref().map(DevServer::pid)
+    }
+
     /// Puts the chaos proxy in front as a balancer on `listen` (`round-robin` or `random`).
     pub(crate) fn balance(&mut self, listen: &str, balance: &str, seed: u64) -> Result<(), String> {
         let bin = server::target_dir().join("debug").join("farm-chat-chaos");

@@ -185,12 +185,12 @@ fn log_entry(epoch: u32, id: &redis::streams::StreamId) -> Option<Entry> {
         redis::Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
         _ => None,
     };
-    Some(Entry {
-        id: EventId::new(epoch, n),
-        name: Entry::known_name(&text("e")?)?,
-        data: text("d")?.into(),
-        live_only: false,
-    })
+    Some(Entry::from_parts(
+        EventId::new(epoch, n),
+        Entry::known_name(&text("e")?)?,
+        &text("d")?,
+        false,
+    ))
 }
 
 impl RedisBus {
@@ -555,12 +555,7 @@ fn parse_published(payload: &str) -> Option<Published> {
     let data = fields.next()?;
     Some(Published {
         user,
-        entry: Entry {
-            id: EventId::new(epoch, n),
-            name,
-            data: data.into(),
-            live_only,
-        },
+        entry: Entry::from_parts(EventId::new(epoch, n), name, data, live_only),
     })
 }
 
@@ -650,15 +645,14 @@ async fn subscriber(
 
 /// Sends a published event to the user's streams here, first reading any gap before it.
 async fn deliver(inner: &Inner, published: Published) {
-    let Published { user, mut entry } = published;
+    let Published { user, entry } = published;
     let delivered = {
         let mut local = inner.local.lock().unwrap_or_else(|p| p.into_inner());
         let Some(streams) = local.get(&user) else {
             return;
         };
         if entry.live_only {
-            entry.id = streams.delivered;
-            let _ = streams.live.send(entry);
+            let _ = streams.live.send(entry.with_id(streams.delivered));
             return;
         }
         if streams.delivered.0 != 0 && entry.id.epoch() != streams.delivered.epoch() {

@@ -1,9 +1,21 @@
-//! [`SqliteStore`]: the embedded default store. One connection behind a mutex; every call runs
-//! on Tokio's blocking pool, so a slow disk never stalls the threads that serve streams.
+//! [`SqliteStore`]: the embedded default store. Every call runs off the async threads (on
+//! Tokio's blocking pool, or the writer thread), so a slow disk never stalls the threads that
+//! serve streams.
+//!
+//! - **One writing connection** behind a mutex: every write is one `IMMEDIATE` transaction.
+//! - **Group commit** for sends: a writer thread takes every send queued while the previous
+//!   batch committed and stores them in one transaction, each in its own savepoint (one
+//!   failing send fails alone); each is acknowledged once its batch has committed.
+//! - **Reading connections** (on a file): WAL lets them read beside the writer, so a session
+//!   lookup or a history page never queues behind a batch of sends.
 
 use std::{
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
 };
 
 use farm_chat_protocol::{
@@ -78,12 +90,39 @@ impl From<rusqlite::Error> for StoreError {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Connections that only read (none for an in-memory database: each connection would be
+    /// a database of its own).
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<AtomicUsize>,
+    /// The writer thread's queue of sends and announcement marks.
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Reading connections on a file database.
+const READERS: usize = 2;
+
+/// Most sends stored in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Work for the writer thread; each answers on its own channel after the batch commits.
+enum Job {
+    Append {
+        m: NewMessage,
+        idem: Option<Idempotency>,
+        reply: Option<Reply>,
+        done: tokio::sync::oneshot::Sender<StoreResult<Appended>>,
+    },
+    Announced {
+        ids: Vec<MessageId>,
+        done: tokio::sync::oneshot::Sender<StoreResult<()>>,
+    },
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`; `:memory:` gives an in-memory store.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let conn = if path.as_os_str() == ":memory:" {
+        let in_memory = path.as_os_str() == ":memory:";
+        let conn = if in_memory {
             Connection::open_in_memory()?
         } else {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -114,8 +153,27 @@ impl SqliteStore {
             )?;
         }
         conn.pragma_update(None, "user_version", 2)?;
+        let mut readers = Vec::new();
+        if !in_memory {
+            for _ in 0..READERS {
+                let reader = Connection::open(path)?;
+                reader.pragma_update(None, "query_only", "ON")?;
+                reader.busy_timeout(std::time::Duration::from_secs(5))?;
+                readers.push(Mutex::new(reader));
+            }
+        }
+        let conn = Arc::new(Mutex::new(conn));
+        let (jobs, queue) = mpsc::channel();
+        let writer = conn.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_batches(&writer, &queue))
+            .map_err(|e| StoreError::Failed(format!("start the writer thread: {e}")))?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
+            readers: Arc::new(readers),
+            next_reader: Arc::default(),
+            jobs,
         })
     }
 
@@ -124,7 +182,7 @@ impl SqliteStore {
         Self::open(Path::new(":memory:"))
     }
 
-    /// Runs `op` on the connection, on the blocking pool.
+    /// Runs `op` on the writing connection, on the blocking pool.
     async fn run<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -139,6 +197,204 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Failed(format!("store task failed: {e}")))?
     }
+
+    /// Runs `op`, which only reads, on a reading connection (a free one if there is one),
+    /// on the blocking pool; on the writing connection when there are none.
+    async fn read<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        if self.readers.is_empty() {
+            return self.run(op).await;
+        }
+        let (readers, start) = (
+            self.readers.clone(),
+            self.next_reader.fetch_add(1, Ordering::Relaxed),
+        );
+        tokio::task::spawn_blocking(move || {
+            let n = readers.len();
+            let free = (0..n).find_map(|i| readers[(start + i) % n].try_lock().ok());
+            let mut conn = match free {
+                Some(conn) => conn,
+                None => readers[start % n]
+                    .lock()
+                    .map_err(|_| StoreError::Failed("connection mutex poisoned".into()))?,
+            };
+            Ok(op(&mut conn)?)
+        })
+        .await
+        .map_err(|e| StoreError::Failed(format!("store task failed: {e}")))?
+    }
+
+    /// Queues `job` for the writer thread and waits for its answer.
+    async fn write<T>(
+        &self,
+        job: impl FnOnce(tokio::sync::oneshot::Sender<StoreResult<T>>) -> Job,
+    ) -> StoreResult<T> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(job(done))
+            .map_err(|_| StoreError::Failed("the writer thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Failed("the writer thread dropped a send".into()))?
+    }
+}
+
+/// The writer thread: waits for a job, takes every job queued behind it too (up to
+/// [`MAX_BATCH`]) and runs them in one transaction, each in a savepoint; answers them all once
+/// it has committed. Ends when the store is dropped.
+fn write_batches(conn: &Mutex<Connection>, queue: &mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH
+            && let Ok(next) = queue.try_recv()
+        {
+            batch.push(next);
+        }
+        let Ok(mut conn) = conn.lock() else {
+            return;
+        };
+        let outcome = run_batch(&mut conn, &batch);
+        drop(conn);
+        answer_batch(batch, outcome);
+    }
+}
+
+/// What one job of a batch came to, before the commit.
+enum Outcome {
+    Appended(Appended),
+    Announced,
+    Failed(StoreError),
+}
+
+/// Runs `batch` in one transaction; `Err` when the transaction itself failed (then nothing of
+/// it is stored).
+fn run_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<Outcome>> {
+    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        let savepoint = tx.savepoint()?;
+        let result = match job {
+            Job::Append { m, idem, reply, .. } => {
+                append(&savepoint, m, idem.as_ref(), reply.as_ref()).map(Outcome::Appended)
+            }
+            Job::Announced { ids, .. } => {
+                mark_announced(&savepoint, ids).map(|()| Outcome::Announced)
+            }
+        };
+        outcomes.push(match result {
+            Ok(outcome) => {
+                savepoint.commit()?;
+                outcome
+            }
+            // Dropping the savepoint rolls this job back; the others go on.
+            Err(e) => Outcome::Failed(e.into()),
+        });
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+fn answer_batch(batch: Vec<Job>, outcome: rusqlite::Result<Vec<Outcome>>) {
+    let outcomes: Vec<Outcome> = match outcome {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            let e = StoreError::from(e);
+            tracing::warn!(error = %e, jobs = batch.len(), "a batch of sends failed to commit");
+            batch.iter().map(|_| Outcome::Failed(e.clone())).collect()
+        }
+    };
+    for (job, outcome) in batch.into_iter().zip(outcomes) {
+        match job {
+            Job::Append { done, .. } => {
+                let _ = done.send(match outcome {
+                    Outcome::Appended(appended) => Ok(appended),
+                    Outcome::Failed(e) => Err(e),
+                    Outcome::Announced => {
+                        Err(StoreError::Failed("a send got a mark's answer".into()))
+                    }
+                });
+            }
+            Job::Announced { done, .. } => {
+                let _ = done.send(match outcome {
+                    Outcome::Announced => Ok(()),
+                    Outcome::Failed(e) => Err(e),
+                    Outcome::Appended(_) => {
+                        Err(StoreError::Failed("a mark got a send's answer".into()))
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Stores one send (and the assistant's reply and task) on `conn`, inside a transaction.
+fn append(
+    conn: &Connection,
+    m: &NewMessage,
+    idem: Option<&Idempotency>,
+    reply: Option<&Reply>,
+) -> rusqlite::Result<Appended> {
+    if let Some(idem) = idem {
+        let seen: Option<(String, String)> = conn
+            .query_row(
+                "SELECT fingerprint, message_id FROM idempotency WHERE user_id = ?1 AND key = ?2",
+                [idem.user_id.as_str(), idem.key.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((fingerprint, message_id)) = seen {
+            if fingerprint != idem.fingerprint {
+                return Ok(Appended::Conflict);
+            }
+            let message =
+                message_by_id(conn, &message_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            let task_id = conn
+                .query_row(
+                    "SELECT task_id FROM tasks WHERE source_message_id = ?1",
+                    [&message_id],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?
+                .map(TaskId);
+            return Ok(Appended::Replayed { message, task_id });
+        }
+    }
+    insert_message(conn, m)?;
+    if let Some(idem) = idem {
+        conn.execute(
+            "INSERT INTO idempotency (user_id, key, fingerprint, message_id) VALUES (?1, ?2, ?3, ?4)",
+            params![idem.user_id.as_str(), idem.key, idem.fingerprint, m.message_id.as_str()],
+        )?;
+    }
+    if let Some(reply) = reply {
+        insert_task(conn, &reply.task)?;
+        insert_message(conn, &reply.message)?;
+    }
+    let message =
+        message_by_id(conn, m.message_id.as_str())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    mark_read(
+        conn,
+        m.conversation_id.as_str(),
+        m.sender.id.as_str(),
+        message.seq,
+    )?;
+    let reply = match reply {
+        Some(r) => message_by_id(conn, r.message.message_id.as_str())?,
+        None => None,
+    };
+    Ok(Appended::Created { message, reply })
+}
+
+fn mark_announced(conn: &Connection, ids: &[MessageId]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE messages SET announced = 1 WHERE message_id = ?1 AND announced = 0",
+    )?;
+    for id in ids {
+        stmt.execute([id.as_str()])?;
+    }
+    Ok(())
 }
 
 /// A stored wire spelling read back: an unknown one is corrupt data, never a guess.
@@ -388,7 +644,7 @@ impl Store for SqliteStore {
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
         let id = id.to_owned();
-        self.run(move |conn| {
+        self.read(move |conn| {
             conn.query_row(
                 "SELECT id, user_id, expires_at FROM sessions WHERE id = ?1",
                 [id],
@@ -473,7 +729,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<ConversationRecord>> {
         let id = id.clone();
         let found = self
-            .run(move |conn| load_conversation(conn, id.as_str()))
+            .read(move |conn| load_conversation(conn, id.as_str()))
             .await?;
         Ok(found.filter(|c| &c.tenant_id == tenant))
     }
@@ -485,8 +741,8 @@ impl Store for SqliteStore {
         kind: Option<ConversationKind>,
     ) -> StoreResult<Vec<Overview>> {
         let (tenant, user) = (tenant.clone(), user.clone());
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        self.read(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
             let ids = {
                 let mut stmt = tx.prepare_cached(
                     "SELECT c.id FROM conversations c JOIN participants p ON p.conversation_id = c.id \
@@ -517,53 +773,11 @@ impl Store for SqliteStore {
         reply: Option<&Reply>,
     ) -> StoreResult<Appended> {
         let (m, idem, reply) = (m.clone(), idem.cloned(), reply.cloned());
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if let Some(idem) = &idem {
-                let seen: Option<(String, String)> = tx
-                    .query_row(
-                        "SELECT fingerprint, message_id FROM idempotency WHERE user_id = ?1 AND key = ?2",
-                        [idem.user_id.as_str(), idem.key.as_str()],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                if let Some((fingerprint, message_id)) = seen {
-                    if fingerprint != idem.fingerprint {
-                        return Ok(Appended::Conflict);
-                    }
-                    let message = message_by_id(&tx, &message_id)?
-                        .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                    let task_id = tx
-                        .query_row(
-                            "SELECT task_id FROM tasks WHERE source_message_id = ?1",
-                            [&message_id],
-                            |r| r.get::<_, String>(0),
-                        )
-                        .optional()?
-                        .map(TaskId);
-                    return Ok(Appended::Replayed { message, task_id });
-                }
-            }
-            insert_message(&tx, &m)?;
-            if let Some(idem) = &idem {
-                tx.execute(
-                    "INSERT INTO idempotency (user_id, key, fingerprint, message_id) VALUES (?1, ?2, ?3, ?4)",
-                    params![idem.user_id.as_str(), idem.key, idem.fingerprint, m.message_id.as_str()],
-                )?;
-            }
-            if let Some(reply) = &reply {
-                insert_task(&tx, &reply.task)?;
-                insert_message(&tx, &reply.message)?;
-            }
-            let message = message_by_id(&tx, m.message_id.as_str())?
-                .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-            mark_read(&tx, m.conversation_id.as_str(), m.sender.id.as_str(), message.seq)?;
-            let reply = match &reply {
-                Some(r) => message_by_id(&tx, r.message.message_id.as_str())?,
-                None => None,
-            };
-            tx.commit()?;
-            Ok(Appended::Created { message, reply })
+        self.write(|done| Job::Append {
+            m,
+            idem,
+            reply,
+            done,
         })
         .await
     }
@@ -577,7 +791,7 @@ impl Store for SqliteStore {
         let id = conversation.clone();
         // One extra row tells whether there is more beyond the page.
         let fetch = i64::from(limit) + 1;
-        self.run(move |conn| {
+        self.read(move |conn| {
             let (sql, bound) = match cursor {
                 Cursor::Latest => ("m.seq >= ?2 ORDER BY m.seq DESC", 0),
                 Cursor::Before(seq) => ("m.seq < ?2 ORDER BY m.seq DESC", seq as i64),
@@ -609,23 +823,13 @@ impl Store for SqliteStore {
     }
 
     async fn mark_announced(&self, messages: &[MessageId]) -> StoreResult<()> {
-        let ids: Vec<MessageId> = messages.to_vec();
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for id in &ids {
-                tx.execute(
-                    "UPDATE messages SET announced = 1 WHERE message_id = ?1 AND announced = 0",
-                    [id.as_str()],
-                )?;
-            }
-            tx.commit()
-        })
-        .await
+        let ids = messages.to_vec();
+        self.write(|done| Job::Announced { ids, done }).await
     }
 
     async fn unannounced(&self, before: &str, limit: u32) -> StoreResult<Vec<Unannounced>> {
         let before = before.to_owned();
-        self.run(move |conn| {
+        self.read(move |conn| {
             let rows = {
                 let mut stmt = conn.prepare_cached(
                     "SELECT message_id, conversation_id, seq FROM messages \
@@ -679,7 +883,7 @@ impl Store for SqliteStore {
 
     async fn task(&self, id: &TaskId) -> StoreResult<Option<TaskRecord>> {
         let id = id.clone();
-        self.run(move |conn| {
+        self.read(move |conn| {
             conn.query_row(
                 &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?1"),
                 [id.as_str()],
@@ -696,7 +900,7 @@ impl Store for SqliteStore {
         state: Option<TaskState>,
     ) -> StoreResult<Vec<TaskRecord>> {
         let owner = owner.clone();
-        self.run(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {TASK_COLUMNS} FROM tasks WHERE owner = ?1 AND (?2 IS NULL OR state = ?2) \
                  ORDER BY rowid DESC LIMIT 100"
