@@ -41,6 +41,9 @@ struct Args {
     /// idle_streams: streams per user (the dev-server allows 10).
     #[arg(long, default_value_t = 8)]
     streams_per_user: usize,
+    /// idle_streams: skip the reconnect storm that follows (for profiling the held streams).
+    #[arg(long)]
+    no_storm: bool,
     /// idle_streams: how long to hold them before reading the server's memory.
     #[arg(long, default_value = "3", value_parser = parse_secs)]
     hold: Duration,
@@ -121,6 +124,7 @@ async fn run(args: &Args) -> Result<(), String> {
                         args.streams,
                         args.streams_per_user,
                         args.hold,
+                        !args.no_storm,
                     )
                     .await?,
                 );

@@ -137,14 +137,17 @@ pub async fn idle_streams(
     n: usize,
     per_user: usize,
     hold: Duration,
+    storm: bool,
 ) -> Result<Value, String> {
     let per_user = per_user.max(1);
-    let users: Vec<String> = (0..n.div_ceil(per_user))
-        .map(|i| format!("{}{i}", common.farmer_prefix))
+    let user_count = n.div_ceil(per_user);
+    // A session per stream: each of a user's streams is another device or browser (one
+    // browser's tabs share one stream, and the server caps streams per session).
+    let sessions: Vec<String> = (0..n)
+        .map(|i| format!("{}{}", common.farmer_prefix, i / per_user))
         .collect();
-    let user_count = users.len();
     let started = Instant::now();
-    let tokens = login_all(common, users, 64).await?;
+    let tokens = login_all(common, sessions, 64).await?;
     let login_secs = started.elapsed().as_secs_f64();
     // ~28k ephemeral ports per source address: spread the sockets over 127.0.0.2, .3, …
     let sources = n.div_ceil(20_000).max(1);
@@ -154,7 +157,7 @@ pub async fn idle_streams(
     let started = Instant::now();
     for i in 0..n {
         let (target, gate) = (common.target.clone(), gate.clone());
-        let token = tokens[i / per_user].clone();
+        let token = tokens[i].clone();
         let source = (common.target.addr.ip().is_loopback())
             .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % sources) as u8)));
         set.spawn(async move {
@@ -183,7 +186,11 @@ pub async fn idle_streams(
     // What the server gives back once everyone has left.
     tokio::time::sleep(hold).await;
     let rss_closed = common.server_pid.and_then(system::rss_kib);
-    let storm = reconnect_storm(common, &tokens, per_user, open, sources).await;
+    let storm = if storm {
+        reconnect_storm(common, &tokens, open, sources).await
+    } else {
+        Value::Null
+    };
     Ok(json!({
         "scenario": "idle_streams",
         "params": {"streams": n, "streams_per_user": per_user, "users": user_count,
@@ -203,19 +210,13 @@ pub async fn idle_streams(
 /// Every one of `n` streams connecting at the same moment (the clients of a server that just
 /// went away): how many the kernel's listen queue dropped, how many the server refused (503
 /// + `Retry-After` when it is full), and how long until all were streaming again.
-async fn reconnect_storm(
-    common: &Common,
-    tokens: &[String],
-    per_user: usize,
-    n: usize,
-    sources: usize,
-) -> Value {
+async fn reconnect_storm(common: &Common, tokens: &[String], n: usize, sources: usize) -> Value {
     let drops_before = system::listen_drops();
     let started = Instant::now();
     let mut set = JoinSet::new();
     for i in 0..n {
         let target = common.target.clone();
-        let token = tokens[i / per_user].clone();
+        let token = tokens[i].clone();
         let source = (common.target.addr.ip().is_loopback())
             .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % sources) as u8)));
         set.spawn(async move {

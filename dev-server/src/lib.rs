@@ -394,7 +394,7 @@ pub async fn run(
     let purge = tokio::spawn(session::purge_expired(state.clone()));
     let signals = tokio::spawn(tasks::follow_signals(state.clone()));
     let outbox = tokio::spawn(chat::announce_stragglers(state.clone()));
-    let registry = tokio::spawn(stream::follow_registry(state.clone()));
+    let registry = tokio::spawn(stream::follow_signals(state.clone()));
     let reaper = state
         .common
         .redis

@@ -8,6 +8,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     convert::Infallible,
+    pin::Pin,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -25,7 +26,7 @@ use farm_chat_protocol::{
 };
 use futures_util::stream::{Stream, StreamExt};
 use serde::Deserialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 use crate::{
     ApiError, AppState,
@@ -49,6 +50,21 @@ pub struct StreamQuery {
     ticket: Option<String>,
 }
 
+/// Why a stream is closed from outside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Close {
+    /// A newer stream of the user took its place (the caps).
+    Evicted,
+    /// Its session signed out.
+    SignedOut,
+    /// The test-mode switch, or signals were missed (one may have been a sign-out).
+    Dropped,
+    /// The server is stopping now.
+    Shutdown,
+    /// The server is draining: say when to come back (to another instance), then end.
+    Drain,
+}
+
 /// One open stream, as [`StreamCounts`] knows it.
 #[derive(Debug)]
 struct OpenStream {
@@ -56,15 +72,19 @@ struct OpenStream {
     session: String,
     /// Its entry in the instances' shared registry, if there is one.
     member: Option<String>,
-    /// Dropping (or sending on) it closes the stream; the client reconnects and resumes.
-    close: tokio::sync::oneshot::Sender<()>,
+    /// Sending on it closes the stream; the client reconnects and resumes.
+    close: tokio::sync::oneshot::Sender<Close>,
 }
 
-/// The open streams per user; a [`StreamSlot`] gives its place back when dropped.
+/// The open streams per user; a [`StreamSlot`] gives its place back when dropped. Everything
+/// that closes a stream from outside (caps, sign-out, the test switch, shutdown) goes through
+/// here, so a stream waits on one channel instead of watching every signal itself.
 #[derive(Debug, Default)]
 pub struct StreamCounts {
     open: Mutex<HashMap<UserId, Vec<OpenStream>>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Set once the server drains: a stream opened after that closes at once.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// One open stream's place in [`StreamCounts`].
@@ -168,12 +188,13 @@ async fn cap_across_instances(
     }
 }
 
-/// Closes the streams other instances ask this one to close, and renews this instance's
-/// entries in the shared registry, until shutdown.
-pub async fn follow_registry(state: AppState) {
-    let Some(shared) = state.common.redis.clone() else {
-        return;
-    };
+/// Closes the streams that signals end (another instance's cap, a sign-out, the test switch),
+/// renews this instance's entries in the shared registry, and drains the streams when the
+/// server stops: each closes at a random moment within the drain window, telling its client
+/// when to come back, so they return spread out (to the other instances).
+pub async fn follow_signals(state: AppState) {
+    let shared = state.common.redis.clone();
+    let counts = state.local.stream_counts.clone();
     let mut signals = state.common.bus.signals();
     let mut shutdown = state.shutdown.clone();
     let mut renew = tokio::time::interval(crate::shared::STREAM_STALE / 3);
@@ -184,19 +205,33 @@ pub async fn follow_registry(state: AppState) {
                     if let Some((instance, id, _)) = parse_member(&member)
                         && instance == &*state.local.instance
                     {
-                        state.local.stream_counts.close(&user, id);
+                        counts.close(&user, id);
                     }
                 }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(Signal::SignedOut(session)) => {
+                    counts.close_where(|o| o.session == session, Close::SignedOut);
+                }
+                Ok(Signal::DropStreams) => counts.close_where(|_| true, Close::Dropped),
+                Ok(Signal::CancelTask(_)) => {}
+                // Missed signals may have held a sign-out: every stream ends, and each
+                // client's reconnect checks its session again.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    counts.close_where(|_| true, Close::Dropped);
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = renew.tick() => {
-                let open = state.local.stream_counts.members();
-                if let Err(e) = shared.renew_streams(&open).await {
-                    tracing::warn!(error = %e, "could not renew this instance's streams");
+            _ = renew.tick(), if shared.is_some() => {
+                if let Some(shared) = &shared {
+                    let open = counts.members();
+                    if let Err(e) = shared.renew_streams(&open).await {
+                        tracing::warn!(error = %e, "could not renew this instance's streams");
+                    }
                 }
             }
-            () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
+            () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+                counts.drain(state.config.drain_window).await;
+                return;
+            }
         }
     }
 }
@@ -209,7 +244,7 @@ impl StreamCounts {
         user: &UserId,
         session: &str,
         metrics: &Arc<crate::metrics::Metrics>,
-    ) -> (StreamSlot, tokio::sync::oneshot::Receiver<()>) {
+    ) -> (StreamSlot, tokio::sync::oneshot::Receiver<Close>) {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -225,14 +260,18 @@ impl StreamCounts {
         ) {
             let old = streams.remove(at);
             tracing::info!(userId = %user, "stream limit reached: the oldest stream gives way");
-            let _ = old.close.send(());
+            let _ = old.close.send(Close::Evicted);
         }
-        streams.push(OpenStream {
-            id,
-            session: session.to_owned(),
-            member: None,
-            close,
-        });
+        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = close.send(Close::Drain);
+        } else {
+            streams.push(OpenStream {
+                id,
+                session: session.to_owned(),
+                member: None,
+                close,
+            });
+        }
         metrics.open_streams.add(1);
         metrics.streams_opened.inc();
         let slot = StreamSlot {
@@ -252,7 +291,54 @@ impl StreamCounts {
             && let Some(at) = streams.iter().position(|o| o.id == id)
         {
             let old = streams.remove(at);
-            let _ = old.close.send(());
+            let _ = old.close.send(Close::Evicted);
+        }
+    }
+
+    /// Closes every open stream `which` picks, for `why`.
+    fn close_where(&self, which: impl Fn(&OpenStream) -> bool, why: Close) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        for streams in open.values_mut() {
+            let mut i = 0;
+            while i < streams.len() {
+                if which(&streams[i]) {
+                    let _ = streams.remove(i).close.send(why);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        open.retain(|_, streams| !streams.is_empty());
+    }
+
+    /// Closes every stream, each at a random moment within `window` (at once for zero), and
+    /// any stream opened meanwhile at once.
+    async fn drain(&self, window: Duration) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let all: Vec<OpenStream> = {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.drain().flat_map(|(_, streams)| streams).collect()
+        };
+        let window_ms = window.as_millis() as u64;
+        if window_ms == 0 {
+            tracing::info!(
+                streams = all.len(),
+                "closing every stream: server shutting down"
+            );
+            for stream in all {
+                let _ = stream.close.send(Close::Shutdown);
+            }
+            return;
+        }
+        tracing::info!(streams = all.len(), ?window, "draining the streams");
+        let mut closing: Vec<(u64, OpenStream)> =
+            all.into_iter().map(|o| (jitter(window_ms), o)).collect();
+        closing.sort_by_key(|(at, _)| *at);
+        let start = tokio::time::Instant::now();
+        for (at, stream) in closing {
+            tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+            let _ = stream.close.send(Close::Drain);
         }
     }
 
@@ -382,6 +468,9 @@ pub async fn stream(
     let every = state.ping_every;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let session_end = Box::pin(tokio::time::sleep(Duration::from_secs(
+        auth.expires_at.saturating_sub(auth::unix_now()),
+    )));
     let conn = Conn {
         pending,
         live: subscription.live,
@@ -389,13 +478,10 @@ pub async fn stream(
         user,
         last_sent,
         ping,
-        shutdown: state.shutdown.clone(),
-        signals: state.common.bus.signals(),
+        session_end,
         auth,
         metrics: state.local.metrics.clone(),
-        evicted,
-        drain_window: state.config.drain_window,
-        closing_at: None,
+        closed: evicted,
         ended: false,
         _slot: slot,
     };
@@ -432,16 +518,12 @@ struct Conn {
     user: UserId,
     last_sent: EventId,
     ping: tokio::time::Interval,
-    shutdown: watch::Receiver<bool>,
-    signals: broadcast::Receiver<Signal>,
+    /// When the session expires (one timer for the stream's life, not one per event).
+    session_end: Pin<Box<tokio::time::Sleep>>,
     auth: AuthUser,
     metrics: Arc<crate::metrics::Metrics>,
-    /// Resolves when a newer stream of this user takes this one's place.
-    evicted: tokio::sync::oneshot::Receiver<()>,
-    /// How long a shutdown may take to close this stream ([`crate::Config::drain_window`]).
-    drain_window: Duration,
-    /// When the draining server closes this stream.
-    closing_at: Option<tokio::time::Instant>,
+    /// Resolves when something outside closes this stream ([`StreamCounts`]).
+    closed: tokio::sync::oneshot::Receiver<Close>,
     /// The last event was written: end.
     ended: bool,
     _slot: StreamSlot,
@@ -464,46 +546,24 @@ async fn next_event(conn: &mut Conn) -> Option<Bytes> {
         return None;
     }
     let user = conn.auth.user.id;
-    let session_end = Duration::from_secs(conn.auth.expires_at.saturating_sub(auth::unix_now()));
-    let session_end = tokio::time::sleep(session_end);
-    tokio::pin!(session_end);
     loop {
         tokio::select! {
             biased;
-            _ = conn.shutdown.changed(), if conn.closing_at.is_none() => {
-                let window = conn.drain_window.as_millis() as u64;
-                if window == 0 {
-                    tracing::info!(userId = user, "stream closed: server shutting down");
-                    return None;
-                }
-                conn.closing_at = Some(tokio::time::Instant::now() + Duration::from_millis(jitter(window)));
-            }
-            () = sleep_until_or_never(conn.closing_at) => {
-                tracing::info!(userId = user, "stream closed: server draining");
+            why = &mut conn.closed => {
                 conn.ended = true;
-                // The last word: come back after a random moment (to another instance).
-                return Some(Bytes::from(format!(": draining\nretry: {}\n\n", 500 + jitter(2500))));
-            }
-            _ = &mut conn.evicted => {
-                tracing::info!(userId = user, "stream closed: a newer stream took its place");
+                match why {
+                    // The last word: come back after a random moment (to another instance).
+                    Ok(Close::Drain) => {
+                        tracing::info!(userId = user, "stream closed: server draining");
+                        let retry = 500 + jitter(2500);
+                        return Some(Bytes::from(format!(": draining\nretry: {retry}\n\n")));
+                    }
+                    Ok(why) => tracing::info!(userId = user, ?why, "stream closed"),
+                    Err(_) => tracing::info!(userId = user, "stream closed"),
+                }
                 return None;
             }
-            signal = conn.signals.recv() => match signal {
-                Ok(Signal::SignedOut(session)) if session == conn.auth.session_id => {
-                    tracing::info!(userId = user, "stream closed: signed out");
-                    return None;
-                }
-                Ok(Signal::DropStreams) => {
-                    tracing::info!(userId = user, "stream closed: dropped by the test-mode switch");
-                    return None;
-                }
-                // A lagged receiver may have missed this session's sign-out: end, and let the
-                // client's reconnect check its session again.
-                Err(broadcast::error::RecvError::Lagged(_)) => return None,
-                Ok(Signal::SignedOut(_) | Signal::CancelTask(_) | Signal::CloseStream(..)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            },
-            () = &mut session_end => {
+            () = &mut conn.session_end => {
                 tracing::info!(userId = user, "stream closed: session expired");
                 return None;
             }
@@ -571,13 +631,6 @@ fn jitter(max: u64) -> u64 {
     let mut bytes = [0u8; 8];
     let _ = getrandom::fill(&mut bytes);
     u64::from_le_bytes(bytes) % (max + 1)
-}
-
-async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// `POST /api/test/drop-streams` (only with `--test-mode`, and only for a signed-in user):

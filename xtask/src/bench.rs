@@ -49,6 +49,10 @@ fn load_args() -> Vec<String> {
         // Every benchmark client comes from this machine's few loopback addresses.
         "--max-connections-per-client",
         "100000",
+        "--sign-in-per-minute",
+        "100000000",
+        "--sign-in-per-user-per-minute",
+        "100000000",
         "--assistant-speed",
         "fast",
     ]
