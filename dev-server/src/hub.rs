@@ -145,9 +145,35 @@ impl Hub {
     /// (the same event with a `dedupe` key still kept gives its id again and nothing else).
     pub fn publish_now(&self, user: &UserId, event: &StreamEvent, dedupe: Option<&str>) -> EventId {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        self.publish_locked(&mut users, user, event.name(), &event.data(), dedupe)
+    }
+
+    /// [`publish_now`](Self::publish_now) for each of `users` (a conversation's participants,
+    /// up to thousands): the event is serialized once, and the lock taken once.
+    pub fn publish_many_now(
+        &self,
+        users: &[UserId],
+        event: &StreamEvent,
+        dedupe: Option<&str>,
+    ) -> Vec<EventId> {
+        let (name, data) = (event.name(), event.data());
+        let mut map = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users
+            .iter()
+            .map(|user| self.publish_locked(&mut map, user, name, &data, dedupe))
+            .collect()
+    }
+
+    fn publish_locked(
+        &self,
+        users: &mut HashMap<UserId, UserLog>,
+        user: &UserId,
+        name: &'static str,
+        data: &str,
+        dedupe: Option<&str>,
+    ) -> EventId {
         let limits = self.limits;
-        let epoch = self.epoch;
-        let log = Self::log(&mut users, user);
+        let log = Self::log(users, user);
         if let Some(key) = dedupe
             && let Some(seen) = log
                 .backlog
@@ -159,7 +185,7 @@ impl Hub {
         }
         log.last_n += 1;
         let now = Instant::now();
-        let entry = Entry::new(EventId::new(epoch, log.last_n), event, false);
+        let entry = Entry::from_parts(EventId::new(self.epoch, log.last_n), name, data, false);
         log.bytes += entry.data().len();
         log.backlog.push_back(Kept {
             entry: entry.clone(),
@@ -249,6 +275,18 @@ impl EventBus for Hub {
         dedupe: Option<&str>,
     ) -> BusResult<EventId> {
         Ok(self.publish_now(user, event, dedupe))
+    }
+
+    async fn publish_many(
+        &self,
+        users: &[UserId],
+        event: &StreamEvent,
+        dedupe: Option<&str>,
+    ) -> Vec<BusResult<EventId>> {
+        self.publish_many_now(users, event, dedupe)
+            .into_iter()
+            .map(Ok)
+            .collect()
     }
 
     async fn notify(&self, user: &UserId, event: &StreamEvent) {

@@ -342,7 +342,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest(
             "/api",
-            routes::api(state.clone()).layer(assets::api_compression()),
+            routes::streams(state.clone())
+                .merge(routes::api(state.clone()).layer(assets::api_compression())),
         )
         .route(
             "/metrics",

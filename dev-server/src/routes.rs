@@ -40,7 +40,6 @@ pub fn api(state: AppState) -> Router {
         .route("/chat/history", get(crate::chat::history))
         .route("/chat/read", post(crate::chat::read))
         .route("/chat/typing", post(crate::chat::typing))
-        .route("/chat/stream", get(crate::stream::stream))
         .route("/chat/stream-ticket", post(crate::session::stream_ticket))
         .route("/reports/{file}", get(crate::report::get))
         .route("/tasks", get(crate::tasks::list))
@@ -51,6 +50,20 @@ pub fn api(state: AppState) -> Router {
             crate::metrics::track,
         ))
         .fallback(api_not_found)
+        .method_not_allowed_fallback(api_method_not_allowed)
+        .with_state(state)
+}
+
+/// `GET /api/chat/stream`, apart from [`api`]: no compression layer around it. SSE is never
+/// compressed (a gzip window held open all day per stream), and the layer's body type alone
+/// costs each open stream about 4 KB (it holds every encoder's state inline).
+pub fn streams(state: AppState) -> Router {
+    Router::new()
+        .route("/chat/stream", get(crate::stream::stream))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.local.metrics.clone(),
+            crate::metrics::track,
+        ))
         .method_not_allowed_fallback(api_method_not_allowed)
         .with_state(state)
 }

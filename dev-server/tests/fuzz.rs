@@ -167,6 +167,7 @@ async fn no_input_panics_or_gets_a_5xx() {
         "/api/chat/send",
         "/api/chat/history",
         "/api/chat/stream-ticket",
+        "/api/chat/stream",
         "/api/tasks",
         "/api/tasks/t-1",
         "/api/tasks/t-1/cancel",
