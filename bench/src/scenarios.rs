@@ -30,25 +30,34 @@ pub struct Common {
     pub support_prefix: String,
 }
 
-/// Signs users in, `parallel` at a time; returns their tokens in order.
+/// Signs users in, `parallel` at a time over as many kept-alive connections (thousands of
+/// sign-ins on a connection each would run the machine out of ports); returns their tokens
+/// in order.
 async fn login_all(
     common: &Common,
     users: Vec<String>,
     parallel: usize,
 ) -> Result<Vec<String>, String> {
-    let gate = Arc::new(Semaphore::new(parallel));
+    let users = Arc::new(users);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut set = JoinSet::new();
-    for (i, user) in users.into_iter().enumerate() {
-        let (target, gate) = (common.target.clone(), gate.clone());
+    for _ in 0..parallel.max(1) {
+        let (target, users, next) = (common.target.clone(), users.clone(), next.clone());
         set.spawn(async move {
-            let _permit = gate.acquire_owned().await;
             let mut client = Client::new(&target);
-            login(&mut client, &user).await.map(|t| (i, t))
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(user) = users.get(i) else {
+                    return Ok::<_, String>(mine);
+                };
+                mine.push((i, login(&mut client, user).await?));
+            }
         });
     }
-    let mut tokens = Vec::new();
+    let mut tokens = Vec::with_capacity(users.len());
     while let Some(done) = set.join_next().await {
-        tokens.push(done.map_err(|e| e.to_string())??);
+        tokens.extend(done.map_err(|e| e.to_string())??);
     }
     tokens.sort_by_key(|(i, _)| *i);
     Ok(tokens.into_iter().map(|(_, t)| t).collect())
@@ -88,6 +97,17 @@ async fn support_conversation(target: &Target, token: &str) -> Result<String, St
                 reply.status, reply.body
             )
         })
+}
+
+/// Where the `i`th listening stream of fan-out and throughput connects from: spread over
+/// 127.0.0.20–23 on loopback (apart from the idle streams' addresses), so earlier runs'
+/// closed connections, still in TIME_WAIT, never run one address out of ports.
+fn listener_source(target: &Target, i: usize) -> Option<IpAddr> {
+    target
+        .addr
+        .ip()
+        .is_loopback()
+        .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 20 + (i % 4) as u8)))
 }
 
 /// Reads a stream until it ends, noting when each `message.created` arrived.
@@ -150,14 +170,14 @@ pub async fn idle_streams(
     let tokens = login_all(common, sessions, 64).await?;
     let login_secs = started.elapsed().as_secs_f64();
     // ~28k ephemeral ports per source address: spread the sockets over 127.0.0.2, .3, …
-    let sources = n.div_ceil(20_000).max(1);
+    let sources = n.div_ceil(10_000).max(1);
     let rss_before = common.server_pid.and_then(system::rss_kib);
     let gate = Arc::new(Semaphore::new(256));
     let mut set = JoinSet::new();
     let started = Instant::now();
-    for i in 0..n {
+    for (i, token) in tokens.iter().enumerate().take(n) {
         let (target, gate) = (common.target.clone(), gate.clone());
-        let token = tokens[i].clone();
+        let token = token.clone();
         let source = (common.target.addr.ip().is_loopback())
             .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % sources) as u8)));
         set.spawn(async move {
@@ -214,9 +234,9 @@ async fn reconnect_storm(common: &Common, tokens: &[String], n: usize, sources: 
     let drops_before = system::listen_drops();
     let started = Instant::now();
     let mut set = JoinSet::new();
-    for i in 0..n {
+    for (i, token) in tokens.iter().enumerate().take(n) {
         let target = common.target.clone();
-        let token = tokens[i].clone();
+        let token = token.clone();
         let source = (common.target.addr.ip().is_loopback())
             .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % sources) as u8)));
         set.spawn(async move {
@@ -267,11 +287,11 @@ pub async fn fanout(common: &Common, k: usize, messages: usize) -> Result<Value,
     let mut listeners = Vec::new();
     let gate = Arc::new(Semaphore::new(256));
     let mut set = JoinSet::new();
-    for token in tokens {
+    for (i, token) in tokens.into_iter().enumerate() {
         let (target, gate) = (common.target.clone(), gate.clone());
         set.spawn(async move {
             let _permit = gate.acquire_owned().await;
-            open_ready(&target, &token, None).await
+            open_ready(&target, &token, listener_source(&target, i)).await
         });
     }
     while let Some(done) = set.join_next().await {
@@ -345,7 +365,12 @@ pub async fn throughput(common: &Common, rate: usize, duration: Duration) -> Res
     let mut conversations = Vec::new();
     for token in &tokens {
         conversations.push(support_conversation(&common.target, token).await?);
-        let stream = open_ready(&common.target, token, None).await?;
+        let stream = open_ready(
+            &common.target,
+            token,
+            listener_source(&common.target, listeners.len()),
+        )
+        .await?;
         listeners.push(listen(stream, seen.clone()));
     }
     let cpu_before = common.server_pid.and_then(system::cpu_time);

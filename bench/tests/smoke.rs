@@ -44,7 +44,7 @@ async fn every_scenario_runs_and_loses_nothing() {
     let (target, _stop) = server().await;
     let common = common(target);
 
-    let idle = scenarios::idle_streams(&common, 30, 3, Duration::from_millis(50))
+    let idle = scenarios::idle_streams(&common, 30, 3, Duration::from_millis(50), true)
         .await
         .unwrap();
     assert_eq!(idle["figures"]["open"], 30, "{idle}");
@@ -53,6 +53,10 @@ async fn every_scenario_runs_and_loses_nothing() {
         idle["figures"]["server_bytes_per_stream"].is_number(),
         "{idle}"
     );
+    let storm = &idle["figures"]["reconnect_storm"];
+    assert_eq!(storm["reconnected"], 30, "{idle}");
+    assert_eq!(storm["failed"], 0, "{idle}");
+    assert!(storm["listen_overflows"].is_number(), "{idle}");
 
     let fanout = scenarios::fanout(&common, 12, 2).await.unwrap();
     assert_eq!(fanout["figures"]["receipts"], 24, "{fanout}");
@@ -73,7 +77,7 @@ async fn an_unknown_user_is_a_clear_error() {
     let (target, _stop) = server().await;
     let mut c = common(target);
     c.farmer_prefix = "u-nobody-".into();
-    let error = scenarios::idle_streams(&c, 2, 1, Duration::ZERO)
+    let error = scenarios::idle_streams(&c, 2, 1, Duration::ZERO, false)
         .await
         .unwrap_err();
     assert!(error.contains("sign in u-nobody-0: HTTP 401"), "{error}");

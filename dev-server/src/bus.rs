@@ -110,13 +110,13 @@ pub fn sse_frame(
     use std::fmt::Write as _;
     let mut out = String::with_capacity(data.len() + name.len() + 40);
     if let Some(id) = id {
-        let _ = write!(out, "id: {id}\n");
+        let _ = writeln!(out, "id: {id}");
     }
-    let _ = write!(out, "event: {name}\n");
+    let _ = writeln!(out, "event: {name}");
     let mut at = None;
     if data.contains(['\n', '\r']) {
         for line in data.replace("\r\n", "\n").split(['\n', '\r']) {
-            let _ = write!(out, "data: {line}\n");
+            let _ = writeln!(out, "data: {line}");
         }
     } else {
         out.push_str("data: ");
@@ -125,7 +125,7 @@ pub fn sse_frame(
         out.push('\n');
     }
     if let Some(retry) = retry {
-        let _ = write!(out, "retry: {}\n", retry.as_millis());
+        let _ = writeln!(out, "retry: {}", retry.as_millis());
     }
     out.push('\n');
     (out.into_bytes(), at)

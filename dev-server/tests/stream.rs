@@ -20,6 +20,17 @@ async fn server() -> TestServer {
     TestServer::start(AppState::new(Config::for_tests()).await.unwrap()).await
 }
 
+/// A server whose event bus keeps to `limits`.
+async fn server_with(limits: HubLimits) -> TestServer {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    TestServer::start(
+        AppState::with_store(Config::for_tests(), store, limits)
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 /// Opens a stream and checks the `ready` that starts it; returns the stream and ready's id.
 async fn open_ready(s: &TestServer, token: &str, query: &str) -> (Sse, u64) {
     let mut sse = Sse::open_as(s.addr, token, query).await;
@@ -153,13 +164,7 @@ async fn reset_when_the_gap_cannot_be_filled() {
         backlog_hard_cap: 2,
         ..HubLimits::default()
     };
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let s = TestServer::start(
-        AppState::with_store(Config::for_tests(), store, limits)
-            .await
-            .unwrap(),
-    )
-    .await;
+    let s = server_with(limits).await;
     let token = login(s.addr, "u-farmer").await;
     let (mut sse, _) = open_ready(&s, &token, "").await;
     let ids = send_and_collect(&s, &token, &mut sse, 5, "g").await;
@@ -241,13 +246,7 @@ async fn a_stalled_consumer_is_cut_off_while_a_reading_one_gets_everything() {
         backlog_min_events: 100,
         ..HubLimits::default()
     };
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let s = TestServer::start(
-        AppState::with_store(Config::for_tests(), store, limits)
-            .await
-            .unwrap(),
-    )
-    .await;
+    let s = server_with(limits).await;
     let token = login(s.addr, "u-farmer").await;
     let (stalled, _) = open_ready(&s, &token, "").await;
     let (mut reading, _) = open_ready(&s, &token, "").await;
@@ -327,13 +326,7 @@ async fn a_stream_behind_its_live_feed_catches_up_from_the_backlog_and_stays_ope
         live_buffer: 2,
         ..HubLimits::default()
     };
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let s = TestServer::start(
-        AppState::with_store(Config::for_tests(), store, limits)
-            .await
-            .unwrap(),
-    )
-    .await;
+    let s = server_with(limits).await;
     let token = login(s.addr, "u-farmer").await;
     let (mut sse, _) = open_ready(&s, &token, "").await;
     let user = UserId("u-farmer".into());

@@ -202,6 +202,9 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     // 1. The server, in both modes: one process on SQLite with the in-process bus, and one
     //    instance on PostgreSQL with the Redis bus. Each idle-stream size gets a fresh server,
     //    so one run's freed memory does not hide the next one's growth.
+    let run_in = |mode: Mode, args: &[String], extra: &[String]| {
+        measure(mode, &server_bin, &bench_bin, &dir, hard, args, extra)
+    };
     for mode in [Mode::Single, Mode::Redis] {
         for per_user in [1, 8] {
             for &streams in &idle_sizes {
@@ -213,15 +216,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
                     "--streams-per-user".to_owned(),
                     per_user.to_string(),
                 ];
-                results.extend(measure(
-                    mode,
-                    &server_bin,
-                    &bench_bin,
-                    &dir,
-                    hard,
-                    &args,
-                    &[],
-                )?);
+                results.extend(run_in(mode, &args, &[])?);
             }
         }
         let args = [
@@ -234,15 +229,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             "--duration".to_owned(),
             duration.to_owned(),
         ];
-        results.extend(measure(
-            mode,
-            &server_bin,
-            &bench_bin,
-            &dir,
-            hard,
-            &args,
-            extra,
-        )?);
+        results.extend(run_in(mode, &args, extra)?);
     }
 
     // 1b. The same sends and streams spread over a cluster.

@@ -90,6 +90,8 @@ impl From<rusqlite::Error> for StoreError {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Dropped with the last handle: the checkpoint thread then ends.
+    _checkpoints: Option<Arc<mpsc::Sender<()>>>,
     /// Connections that only read (none for an in-memory database: each connection would be
     /// a database of its own).
     readers: Arc<Vec<Mutex<Connection>>>,
@@ -101,10 +103,17 @@ pub struct SqliteStore {
 /// Reading connections on a file database.
 const READERS: usize = 2;
 
+/// Prepared statements each connection keeps (every statement of the hot paths).
+const STATEMENT_CACHE: usize = 64;
+
 /// Most sends stored in one transaction.
 const MAX_BATCH: usize = 256;
 
 /// Work for the writer thread; each answers on its own channel after the batch commits.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "jobs live briefly in a queue and a batch; boxing each send costs more"
+)]
 enum Job {
     Append {
         m: NewMessage,
@@ -122,6 +131,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`; `:memory:` gives an in-memory store.
     pub fn open(path: &Path) -> StoreResult<Self> {
         let in_memory = path.as_os_str() == ":memory:";
+        let mut _stop = None;
         let conn = if in_memory {
             Connection::open_in_memory()?
         } else {
@@ -137,6 +147,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > 2 {
             return Err(StoreError::Failed(format!(
@@ -158,9 +169,24 @@ impl SqliteStore {
             for _ in 0..READERS {
                 let reader = Connection::open(path)?;
                 reader.pragma_update(None, "query_only", "ON")?;
+                reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 reader.busy_timeout(std::time::Duration::from_secs(5))?;
                 readers.push(Mutex::new(reader));
             }
+        }
+        if !in_memory {
+            // Commits never stop to copy the log into the database (with an fsync): a thread
+            // of its own does that, beside the writer.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+            let checkpointer = Connection::open(path)?;
+            checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
+            let (stop, stopped) = mpsc::channel::<()>();
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || checkpoints(&checkpointer, &stopped))
+                .map_err(|e| StoreError::Failed(format!("start the checkpoint thread: {e}")))?;
+            _stop = Some(stop);
         }
         let conn = Arc::new(Mutex::new(conn));
         let (jobs, queue) = mpsc::channel();
@@ -171,6 +197,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Failed(format!("start the writer thread: {e}")))?;
         Ok(Self {
             conn,
+            _checkpoints: _stop.map(Arc::new),
             readers: Arc::new(readers),
             next_reader: Arc::default(),
             jobs,
@@ -261,7 +288,23 @@ fn write_batches(conn: &Mutex<Connection>, queue: &mpsc::Receiver<Job>) {
     }
 }
 
+/// Copies the write-ahead log into the database every 100 ms (`PASSIVE`: beside the writer,
+/// never blocking it), until the store is dropped.
+fn checkpoints(conn: &Connection, stopped: &mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) =
+        stopped.recv_timeout(std::time::Duration::from_millis(100))
+    {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed; the next one retries");
+        }
+    }
+}
+
 /// What one job of a batch came to, before the commit.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per job of a batch, answered at once"
+)]
 enum Outcome {
     Appended(Appended),
     Announced,
@@ -337,35 +380,41 @@ fn append(
     reply: Option<&Reply>,
 ) -> rusqlite::Result<Appended> {
     if let Some(idem) = idem {
-        let seen: Option<(String, String)> = conn
-            .query_row(
-                "SELECT fingerprint, message_id FROM idempotency WHERE user_id = ?1 AND key = ?2",
-                [idem.user_id.as_str(), idem.key.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let seen: Option<(String, String)> = query_row_cached(
+            conn,
+            "SELECT fingerprint, message_id FROM idempotency WHERE user_id = ?1 AND key = ?2",
+            [idem.user_id.as_str(), idem.key.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
         if let Some((fingerprint, message_id)) = seen {
             if fingerprint != idem.fingerprint {
                 return Ok(Appended::Conflict);
             }
             let message =
                 message_by_id(conn, &message_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-            let task_id = conn
-                .query_row(
-                    "SELECT task_id FROM tasks WHERE source_message_id = ?1",
-                    [&message_id],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()?
-                .map(TaskId);
+            let task_id = query_row_cached(
+                conn,
+                "SELECT task_id FROM tasks WHERE source_message_id = ?1",
+                [&message_id],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map(TaskId);
             return Ok(Appended::Replayed { message, task_id });
         }
     }
     insert_message(conn, m)?;
     if let Some(idem) = idem {
-        conn.execute(
+        execute_cached(
+            conn,
             "INSERT INTO idempotency (user_id, key, fingerprint, message_id) VALUES (?1, ?2, ?3, ?4)",
-            params![idem.user_id.as_str(), idem.key, idem.fingerprint, m.message_id.as_str()],
+            params![
+                idem.user_id.as_str(),
+                idem.key,
+                idem.fingerprint,
+                m.message_id.as_str()
+            ],
         )?;
     }
     if let Some(reply) = reply {
@@ -395,6 +444,26 @@ fn mark_announced(conn: &Connection, ids: &[MessageId]) -> rusqlite::Result<()> 
         stmt.execute([id.as_str()])?;
     }
     Ok(())
+}
+
+/// `query_row` through the connection's statement cache: SQL is parsed once per connection,
+/// not on every send.
+fn query_row_cached<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, row)
+}
+
+/// `execute` through the connection's statement cache.
+fn execute_cached<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
 }
 
 /// A stored wire spelling read back: an unknown one is corrupt data, never a guess.
@@ -434,7 +503,8 @@ fn message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
 }
 
 fn message_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Message>> {
-    conn.query_row(
+    query_row_cached(
+        conn,
         &format!("{MESSAGE_SELECT} WHERE m.message_id = ?1"),
         [id],
         message_row,
@@ -444,7 +514,7 @@ fn message_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Message
 
 /// Inserts with the next `seq` of the conversation.
 fn insert_message(conn: &Connection, m: &NewMessage) -> rusqlite::Result<()> {
-    conn.execute(
+    execute_cached(conn,
         "INSERT INTO messages (message_id, conversation_id, seq, sender_id, sender_kind, sender_name, text, \
          created_at, task_id, announced) VALUES (?1, ?2, \
          (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8, 0)",
@@ -475,7 +545,7 @@ fn from_json(column: usize, json: &str) -> rusqlite::Result<TaskSnapshot> {
 
 fn insert_task(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<()> {
     let s = &task.snapshot;
-    conn.execute(
+    execute_cached(conn,
         "INSERT INTO tasks (task_id, owner, source_message_id, state, version, snapshot, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -503,20 +573,20 @@ fn task_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
 }
 
 fn load_conversation(conn: &Connection, id: &str) -> rusqlite::Result<Option<ConversationRecord>> {
-    let Some((tenant, kind, title, owner)) = conn
-        .query_row(
-            "SELECT tenant_id, kind, title, owner FROM conversations WHERE id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    parse::<ConversationKind>(1, &r.get::<_, String>(1)?)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            },
-        )
-        .optional()?
+    let Some((tenant, kind, title, owner)) = query_row_cached(
+        conn,
+        "SELECT tenant_id, kind, title, owner FROM conversations WHERE id = ?1",
+        [id],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                parse::<ConversationKind>(1, &r.get::<_, String>(1)?)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        },
+    )
+    .optional()?
     else {
         return Ok(None);
     };
@@ -540,7 +610,8 @@ fn load_conversation(conn: &Connection, id: &str) -> rusqlite::Result<Option<Con
 /// message) and returns it.
 fn mark_read(conn: &Connection, conversation: &str, user: &str, seq: u64) -> rusqlite::Result<u64> {
     let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-    conn.query_row(
+    query_row_cached(
+        conn,
         "INSERT INTO reads (conversation_id, user_id, seq) VALUES (?1, ?2, \
          MIN(?3, (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?1))) \
          ON CONFLICT (conversation_id, user_id) DO UPDATE SET seq = MAX(seq, excluded.seq) \
@@ -553,14 +624,15 @@ fn mark_read(conn: &Connection, conversation: &str, user: &str, seq: u64) -> rus
 
 fn overview(conn: &Connection, c: ConversationRecord, user: &str) -> rusqlite::Result<Overview> {
     let id = c.id.as_str();
-    let last_message = conn
-        .query_row(
-            &format!("{MESSAGE_SELECT} WHERE m.conversation_id = ?1 ORDER BY m.seq DESC LIMIT 1"),
-            [id],
-            message_row,
-        )
-        .optional()?;
-    let unread = conn.query_row(
+    let last_message = query_row_cached(
+        conn,
+        &format!("{MESSAGE_SELECT} WHERE m.conversation_id = ?1 ORDER BY m.seq DESC LIMIT 1"),
+        [id],
+        message_row,
+    )
+    .optional()?;
+    let unread = query_row_cached(
+        conn,
         "SELECT COUNT(*) FROM messages WHERE conversation_id = ?1 AND sender_id != ?2 \
          AND seq > COALESCE((SELECT seq FROM reads WHERE conversation_id = ?1 AND user_id = ?2), 0)",
         [id, user],
@@ -587,14 +659,15 @@ impl Store for SqliteStore {
     async fn next_epoch(&self) -> StoreResult<u32> {
         self.run(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let epoch: i64 = tx
-                .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+            let epoch: i64 =
+                query_row_cached(&tx, "SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
                     r.get(0)
                 })
                 .optional()?
                 .unwrap_or(0)
-                + 1;
-            tx.execute(
+                    + 1;
+            execute_cached(
+                &tx,
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?1)",
                 [epoch],
             )?;
@@ -610,11 +683,13 @@ impl Store for SqliteStore {
         let key: Vec<u8> = self
             .run(move |conn| {
                 // Another start may have raced us: keep whichever key was stored first.
-                conn.execute(
+                execute_cached(
+                    conn,
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('signing_key', ?1)",
                     [&fresh],
                 )?;
-                conn.query_row(
+                query_row_cached(
+                    conn,
                     "SELECT value FROM meta WHERE key = 'signing_key'",
                     [],
                     |r| r.get(0),
@@ -633,7 +708,8 @@ impl Store for SqliteStore {
     async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
         let s = s.clone();
         self.run(move |conn| {
-            conn.execute(
+            execute_cached(
+                conn,
                 "INSERT INTO sessions (id, user_id, expires_at) VALUES (?1, ?2, ?3)",
                 params![s.id, s.user_id.as_str(), s.expires_at as i64],
             )
@@ -645,7 +721,8 @@ impl Store for SqliteStore {
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            conn.query_row(
+            query_row_cached(
+                conn,
                 "SELECT id, user_id, expires_at FROM sessions WHERE id = ?1",
                 [id],
                 |r| {
@@ -663,13 +740,16 @@ impl Store for SqliteStore {
 
     async fn delete_session(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_owned();
-        self.run(move |conn| Ok(conn.execute("DELETE FROM sessions WHERE id = ?1", [id])? > 0))
-            .await
+        self.run(move |conn| {
+            Ok(execute_cached(conn, "DELETE FROM sessions WHERE id = ?1", [id])? > 0)
+        })
+        .await
     }
 
     async fn purge_expired_sessions(&self, now: u64) -> StoreResult<usize> {
         self.run(move |conn| {
-            conn.execute(
+            execute_cached(
+                conn,
                 "DELETE FROM sessions WHERE expires_at <= ?1",
                 [i64::try_from(now).unwrap_or(i64::MAX)],
             )
@@ -682,7 +762,7 @@ impl Store for SqliteStore {
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for c in &conversations {
-                tx.execute(
+                execute_cached(&tx,
                     "INSERT OR IGNORE INTO conversations (id, tenant_id, kind, title, owner) \
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![
@@ -694,7 +774,7 @@ impl Store for SqliteStore {
                     ],
                 )?;
                 for user in &c.participants {
-                    tx.execute(
+                    execute_cached(&tx,
                         "INSERT OR IGNORE INTO participants (conversation_id, user_id) VALUES (?1, ?2)",
                         params![c.id.as_str(), user.as_str()],
                     )?;
@@ -712,7 +792,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let (tenant, user) = (tenant.clone(), user.clone());
         self.run(move |conn| {
-            conn.execute(
+            execute_cached(
+                conn,
                 "INSERT OR IGNORE INTO participants (conversation_id, user_id) \
                  SELECT id, ?2 FROM conversations WHERE tenant_id = ?1 AND kind = 'support'",
                 params![tenant.as_str(), user.as_str()],
@@ -867,7 +948,7 @@ impl Store for SqliteStore {
     async fn save_task(&self, task: &TaskRecord) -> StoreResult<()> {
         let task = task.clone();
         self.run(move |conn| {
-            conn.execute(
+            execute_cached(conn,
                 "UPDATE tasks SET state = ?2, version = ?3, snapshot = ?4 WHERE task_id = ?1 AND version < ?3",
                 params![
                     task.snapshot.task_id.as_str(),
@@ -884,7 +965,8 @@ impl Store for SqliteStore {
     async fn task(&self, id: &TaskId) -> StoreResult<Option<TaskRecord>> {
         let id = id.clone();
         self.read(move |conn| {
-            conn.query_row(
+            query_row_cached(
+                conn,
                 &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?1"),
                 [id.as_str()],
                 task_row,
