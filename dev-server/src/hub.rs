@@ -133,6 +133,10 @@ impl Hub {
     }
 
     fn log<'a>(users: &'a mut HashMap<UserId, UserLog>, user: &UserId) -> &'a mut UserLog {
+        // Look up first: a publish to thousands of known users allocates no key.
+        if users.contains_key(user) {
+            return users.get_mut(user).expect("just checked");
+        }
         users.entry(user.clone()).or_insert_with(|| UserLog {
             last_n: 0,
             backlog: VecDeque::new(),

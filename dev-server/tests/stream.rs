@@ -20,6 +20,24 @@ async fn server() -> TestServer {
     TestServer::start(AppState::new(Config::for_tests()).await.unwrap()).await
 }
 
+/// Publishes a `message.created` with `seq` straight to `user`'s streams through the bus.
+async fn publish_created(s: &TestServer, user: &str, seq: u64) -> EventId {
+    s.state
+        .common
+        .bus
+        .publish(
+            &UserId(user.into()),
+            &StreamEvent::MessageCreated(MessageCreated {
+                conversation_id: SUPPORT.into(),
+                message_id: "m-0123456789abcdef0123456789abcdef".into(),
+                seq,
+            }),
+            None,
+        )
+        .await
+        .unwrap()
+}
+
 /// A server whose event bus keeps to `limits`.
 async fn server_with(limits: HubLimits) -> TestServer {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
@@ -271,22 +289,8 @@ async fn a_stalled_consumer_is_cut_off_while_a_reading_one_gets_everything() {
         }
         received
     });
-    let user = UserId("u-farmer".into());
     for seq in 1..=PUBLISHED {
-        s.state
-            .common
-            .bus
-            .publish(
-                &user,
-                &StreamEvent::MessageCreated(MessageCreated {
-                    conversation_id: SUPPORT.into(),
-                    message_id: "m-0123456789abcdef0123456789abcdef".into(),
-                    seq,
-                }),
-                None,
-            )
-            .await
-            .unwrap();
+        publish_created(&s, "u-farmer", seq).await;
         tokio::task::yield_now().await;
     }
     assert_eq!(
@@ -329,27 +333,9 @@ async fn a_stream_behind_its_live_feed_catches_up_from_the_backlog_and_stays_ope
     let s = server_with(limits).await;
     let token = login(s.addr, "u-farmer").await;
     let (mut sse, _) = open_ready(&s, &token, "").await;
-    let user = UserId("u-farmer".into());
-    let publish = |seq: u64| {
-        let bus = s.state.common.bus.clone();
-        let user = user.clone();
-        async move {
-            bus.publish(
-                &user,
-                &StreamEvent::MessageCreated(MessageCreated {
-                    conversation_id: SUPPORT.into(),
-                    message_id: "m-0123456789abcdef0123456789abcdef".into(),
-                    seq,
-                }),
-                None,
-            )
-            .await
-            .unwrap()
-        }
-    };
     // This test's runtime has one thread: the stream's task runs only after the whole burst.
     for seq in 1..=50 {
-        publish(seq).await;
+        publish_created(&s, "u-farmer", seq).await;
     }
     for seq in 1..=50 {
         let event = sse.next_non_ping().await.expect("the stream stays open");
@@ -359,7 +345,7 @@ async fn a_stream_behind_its_live_feed_catches_up_from_the_backlog_and_stays_ope
             "in order, none missing"
         );
     }
-    publish(51).await;
+    publish_created(&s, "u-farmer", 51).await;
     let event = sse
         .next_non_ping()
         .await
