@@ -30,7 +30,7 @@ use tower_http::{
     services::ServeDir,
 };
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// API answers smaller than this go as they are: compressing them saves less than it costs.
 pub const COMPRESS_ABOVE: u16 = 1024;

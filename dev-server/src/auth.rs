@@ -9,7 +9,7 @@
 use std::{
     collections::HashMap,
     sync::Mutex,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -20,7 +20,12 @@ use farm_chat_protocol::{TenantId, UserId};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::{ApiError, AppState, directory::DirUser};
+use crate::{
+    directory::DirUser,
+    error::ApiError,
+    ids::{hex, random_id, unhex, unix_now},
+    state::AppState,
+};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "farm_chat_session";
@@ -73,38 +78,6 @@ impl Signer {
         mac.update(id.as_bytes());
         mac.verify_slice(&sig).ok().map(|()| id)
     }
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 128 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// 128 random bits as hex: session ids, tickets, message ids.
-pub fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    // The OS random source does not fail on the platforms we run on; if it ever does, a
-    // panic in this request is better than a predictable id.
-    getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("OS random source failed: {e}"));
-    hex(&bytes)
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// How the request proved who it is.
@@ -263,7 +236,7 @@ async fn jwt_user(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
         let role = user.role;
         match role {
             farm_chat_protocol::session::Role::Farmer => {
-                let conversations = crate::chat::farmer_conversations(tenant.as_str(), user);
+                let conversations = crate::directory::farmer_conversations(tenant.as_str(), user);
                 state
                     .common
                     .store

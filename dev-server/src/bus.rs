@@ -2,7 +2,7 @@
 //! delivers them to that user's open streams on every server instance.
 //!
 //! Two implementations sit behind [`EventBus`]:
-//! - [`Hub`](crate::hub::Hub), in-process (one server): ids `(epoch << 40) | n` with the
+//! - [`Hub`] (`memory`), in-process (one server): ids `(epoch << 40) | n` with the
 //!   epoch counted by the durable store at each start;
 //! - [`RedisBus`] (`--redis-url`, several instances): a per-user log in Redis written by one
 //!   Lua script (dedupe, next id, append, notify), Pub/Sub on a few partitioned channels that
@@ -11,9 +11,10 @@
 //! A stream subscribes first and reads the log after its client's id second, so nothing falls
 //! between the replay and the live feed; the stream itself skips what it already sent.
 
+pub mod memory;
 pub mod redis;
 
-use std::{pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 
@@ -21,8 +22,37 @@ use farm_chat_protocol::{EventId, StreamEvent, TaskId, UserId, stream::ResetReas
 use futures_util::Stream;
 use tokio::sync::broadcast;
 
-pub use self::redis::RedisBus;
+pub use self::{memory::Hub, redis::RedisBus};
 pub use crate::store::async_trait;
+
+/// How much a bus keeps for resuming, per user, and how far a stream may fall behind.
+#[derive(Clone, Copy, Debug)]
+pub struct HubLimits {
+    /// Events kept per user regardless of age.
+    pub backlog_min_events: usize,
+    /// Events younger than this are kept too…
+    pub backlog_max_age: Duration,
+    /// …up to this many per user, so memory stays bounded.
+    pub backlog_hard_cap: usize,
+    /// And at most this many bytes of event data per user (a task's result can be a table of
+    /// kilobytes): beyond, the oldest go, and a client that missed them refetches history.
+    pub backlog_max_bytes: usize,
+    /// Events a stream may fall behind its live feed before it must catch up from the
+    /// backlog (each user with an open stream holds this many slots).
+    pub live_buffer: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        Self {
+            backlog_min_events: 200,
+            backlog_max_age: Duration::from_secs(600),
+            backlog_hard_cap: 10_000,
+            backlog_max_bytes: 512 * 1024,
+            live_buffer: 16,
+        }
+    }
+}
 
 /// One event of one user, as every stream that sends it shares it: one allocation, encoded
 /// as an SSE frame once, however many streams send it (a clone is a reference count).

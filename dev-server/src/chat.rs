@@ -14,81 +14,22 @@ use farm_chat_protocol::{
         ReadRequest, ReplyLanguage, SendRequest, SendResponse, Sender, SenderKind, TypingRequest,
     },
     session::Role,
-    stream::{ConversationRead, MessageCreated, StreamEvent, Typing},
+    stream::{ConversationRead, StreamEvent, Typing},
     task::{TaskSnapshot, TaskState},
 };
 use serde::Deserialize;
 
 use crate::{
-    ApiError, AppState,
+    announce,
     assistant::{self, Lang, Plan},
     auth::AuthUser,
     directory,
+    error::ApiError,
     error::{ApiJson, ApiQuery},
+    state::AppState,
     store::{Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Reply, TaskRecord},
     tasks, validate,
 };
-
-/// The conversations every farmer of a tenant has: their assistant chat and a support chat
-/// with the tenant's support staff.
-pub(crate) fn farmer_conversations(
-    tenant: &str,
-    farmer: &directory::DirUser,
-) -> [ConversationRecord; 2] {
-    let support_staff = directory::users_of(tenant, Role::Support)
-        .into_iter()
-        .map(|u| UserId(u.id.into()));
-    [
-        ConversationRecord {
-            id: ConversationId(format!("c-{}-assistant", farmer.id)),
-            tenant_id: tenant.into(),
-            kind: ConversationKind::Assistant,
-            title: "牧場アシスタント".into(),
-            owner: farmer.id.into(),
-            participants: vec![farmer.id.into()],
-        },
-        ConversationRecord {
-            id: ConversationId(format!("c-{}-support", farmer.id)),
-            tenant_id: tenant.into(),
-            kind: ConversationKind::Support,
-            title: format!("サポート: {}", farmer.display_name),
-            owner: farmer.id.into(),
-            participants: std::iter::once(UserId(farmer.id.into()))
-                .chain(support_staff)
-                .collect(),
-        },
-    ]
-}
-
-/// Creates the tenant's farmers' conversations on first use (support staff see the support
-/// chats of every farmer of their tenant).
-async fn ensure_tenant_conversations(
-    state: &AppState,
-    tenant: &'static str,
-) -> Result<(), ApiError> {
-    // Once per tenant and process: conversations are durable, so later calls have nothing to
-    // do (and a send no longer pays for a transaction of INSERT OR IGNOREs).
-    if state
-        .ensured_tenants
-        .lock()
-        .is_ok_and(|t| t.contains(tenant))
-    {
-        return Ok(());
-    }
-    let conversations: Vec<_> = directory::users_of(tenant, Role::Farmer)
-        .into_iter()
-        .flat_map(|farmer| farmer_conversations(tenant, farmer))
-        .collect();
-    state
-        .common
-        .store
-        .ensure_conversations(&conversations)
-        .await?;
-    if let Ok(mut tenants) = state.ensured_tenants.lock() {
-        tenants.insert(tenant);
-    }
-    Ok(())
-}
 
 /// `GET /api/conversations` query: `kind`, `limit` (1–100, default 50) and `before` (the
 /// `nextCursor` of the previous page). All strings, parsed strictly by hand.
@@ -176,7 +117,10 @@ pub async fn list(
         },
     };
     let before = q.before.as_deref().map(ListKey::parse).transpose()?;
-    ensure_tenant_conversations(&state, auth.user.tenant).await?;
+    state
+        .tenants
+        .ensure(&*state.common.store, auth.user.tenant)
+        .await?;
     let (tenant, user) = (auth.tenant_id(), auth.user_id());
     let mut conversations: Vec<_> = state
         .common
@@ -252,95 +196,17 @@ pub async fn read(
         seq,
     });
     let dedupe = format!("r:{}:{}:{seq}", conversation.id, auth.user.id);
-    announce(&state, &conversation.participants, &event, Some(&dedupe)).await;
+    announce::announce(
+        &*state.common.bus,
+        &conversation.participants,
+        &event,
+        Some(&dedupe),
+    )
+    .await;
     Ok(Json(ReadMark {
         conversation_id: conversation.id,
         seq,
     }))
-}
-
-/// Publishes `event` to each of `users`. A failure is logged: what it announces is stored, and
-/// every client refetches on its next `reset` or reconnect.
-/// Returns whether every publish succeeded.
-pub(crate) async fn announce(
-    state: &AppState,
-    users: &[UserId],
-    event: &StreamEvent,
-    dedupe: Option<&str>,
-) -> bool {
-    let mut all = true;
-    let published = state.common.bus.publish_many(users, event, dedupe).await;
-    for (user, result) in users.iter().zip(published) {
-        if let Err(e) = result {
-            tracing::error!(userId = %user, event = event.name(), error = %e, "event not published");
-            all = false;
-        }
-    }
-    all
-}
-
-/// `message.created` for each participant, deduplicated by the message id, so announcing a
-/// message twice (the outbox after a crash) delivers it once. Notes it announced.
-async fn announce_message(
-    state: &AppState,
-    participants: &[UserId],
-    message_id: &MessageId,
-    conversation_id: &ConversationId,
-    seq: u64,
-) {
-    let event = StreamEvent::MessageCreated(MessageCreated {
-        conversation_id: conversation_id.clone(),
-        message_id: message_id.clone(),
-        seq,
-    });
-    let dedupe = format!("m:{message_id}");
-    if announce(state, participants, &event, Some(&dedupe)).await
-        && let Err(e) = state
-            .common
-            .store
-            .mark_announced(std::slice::from_ref(message_id))
-            .await
-    {
-        // The outbox announces it again; the dedupe makes that harmless.
-        tracing::warn!(messageId = %message_id, error = %e, "could not note the announcement");
-    }
-}
-
-/// The outbox: every few seconds, messages stored a while ago ([`AppState::outbox_after`],
-/// 5 s) but never announced (their
-/// instance died between the commit and the publish, or the bus was out of reach) are
-/// announced now. Runs on every instance; the dedupe makes a double announcement harmless.
-pub async fn announce_stragglers(state: AppState) {
-    let mut shutdown = state.shutdown.clone();
-    let mut every = tokio::time::interval(state.outbox_after / 2);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
-        let before =
-            humantime::format_rfc3339_millis(std::time::SystemTime::now() - state.outbox_after)
-                .to_string();
-        let stragglers = match state.common.store.unannounced(&before, 200).await {
-            Ok(stragglers) => stragglers,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the outbox");
-                continue;
-            }
-        };
-        for m in stragglers {
-            tracing::warn!(messageId = %m.message_id, "announcing a message stored but never announced");
-            announce_message(
-                &state,
-                &m.participants,
-                &m.message_id,
-                &m.conversation_id,
-                m.seq,
-            )
-            .await;
-        }
-    }
 }
 
 /// `POST /api/chat/typing`: the other participants of a human conversation get `typing` on
@@ -385,7 +251,10 @@ async fn participant_conversation(
     auth: &AuthUser,
     id: &ConversationId,
 ) -> Result<ConversationRecord, ApiError> {
-    ensure_tenant_conversations(state, auth.user.tenant).await?;
+    state
+        .tenants
+        .ensure(&*state.common.store, auth.user.tenant)
+        .await?;
     let Some(conversation) = state
         .common
         .store
@@ -434,9 +303,9 @@ pub async fn send(
         Role::Farmer => SenderKind::User,
         Role::Support => SenderKind::Support,
     };
-    let now = crate::now_rfc3339();
+    let now = crate::ids::now_rfc3339();
     let message = NewMessage {
-        message_id: MessageId(format!("m-{}", crate::auth::random_id())),
+        message_id: MessageId(format!("m-{}", crate::ids::random_id())),
         conversation_id: conversation.id.clone(),
         sender: Sender {
             id: auth.user_id(),
@@ -493,8 +362,9 @@ async fn commit_and_announce(
             reply,
         } => {
             for message in std::iter::once(&stored).chain(reply.as_ref()) {
-                announce_message(
-                    &state,
+                announce::message(
+                    &*state.common.bus,
+                    &*state.common.store,
                     &conversation.participants,
                     &message.message_id,
                     &message.conversation_id,
@@ -554,8 +424,8 @@ fn assistant_reply(
         None => assistant::intent::lang(&message.text),
     };
     let plan = assistant::plan_for(auth.user.tenant, &message.text, lang);
-    let task_id = TaskId(format!("t-{}", crate::auth::random_id()));
-    let reply_id = MessageId(format!("m-{}", crate::auth::random_id()));
+    let task_id = TaskId(format!("t-{}", crate::ids::random_id()));
+    let reply_id = MessageId(format!("m-{}", crate::ids::random_id()));
     let snapshot = TaskSnapshot {
         task_id: task_id.clone(),
         conversation_id: message.conversation_id.clone(),

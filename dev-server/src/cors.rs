@@ -5,7 +5,7 @@
 use axum::http::{HeaderName, HeaderValue, Method, header, request::Parts};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::Config;
+use crate::config::Config;
 
 /// The CORS layer for `config`.
 pub fn layer(config: &Config) -> CorsLayer {
@@ -69,7 +69,10 @@ fn is_loopback_http(origin: &str) -> bool {
 /// on the allow-list and (in test mode) not loopback is rejected. Browsers send `Origin` on
 /// every cross-origin POST/DELETE; a request without one is not a browser's cross-site
 /// request.
-pub fn check_csrf(config: &Config, headers: &axum::http::HeaderMap) -> Result<(), crate::ApiError> {
+pub fn check_csrf(
+    config: &Config,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), crate::error::ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
@@ -83,7 +86,7 @@ pub fn check_csrf(config: &Config, headers: &axum::http::HeaderMap) -> Result<()
     } else {
         let origin = origin.to_str().unwrap_or("(not text)");
         tracing::info!(origin, "request refused: CSRF check");
-        Err(crate::ApiError::Forbidden {
+        Err(crate::error::ApiError::Forbidden {
             code: "csrf_rejected",
             message: format!("requests from origin {origin} are not allowed"),
         })

@@ -1,7 +1,11 @@
 //! The built-in demo directory: tenants (farms) and their users. It stands in for the host
 //! site's user database; sign-in (`POST /api/session`) only accepts these users.
 
-use farm_chat_protocol::session::Role;
+use std::{collections::HashSet, sync::Mutex};
+
+use farm_chat_protocol::{ConversationId, UserId, chat::ConversationKind, session::Role};
+
+use crate::store::{ConversationRecord, Store, StoreResult};
 
 /// A user of the directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +75,61 @@ pub fn users_of(tenant: &str, role: Role) -> Vec<&'static DirUser> {
     users.extend(load::users_of(tenant, role));
     users.extend(provisioned::users_of(tenant, role));
     users
+}
+
+/// The conversations every farmer of a tenant has: their assistant chat and a support chat
+/// with the tenant's support staff.
+pub fn farmer_conversations(tenant: &str, farmer: &DirUser) -> [ConversationRecord; 2] {
+    let support_staff = users_of(tenant, Role::Support)
+        .into_iter()
+        .map(|u| UserId(u.id.into()));
+    [
+        ConversationRecord {
+            id: ConversationId(format!("c-{}-assistant", farmer.id)),
+            tenant_id: tenant.into(),
+            kind: ConversationKind::Assistant,
+            title: "牧場アシスタント".into(),
+            owner: farmer.id.into(),
+            participants: vec![farmer.id.into()],
+        },
+        ConversationRecord {
+            id: ConversationId(format!("c-{}-support", farmer.id)),
+            tenant_id: tenant.into(),
+            kind: ConversationKind::Support,
+            title: format!("サポート: {}", farmer.display_name),
+            owner: farmer.id.into(),
+            participants: std::iter::once(UserId(farmer.id.into()))
+                .chain(support_staff)
+                .collect(),
+        },
+    ]
+}
+
+/// The directory's tenants provisioned in the store: each farmer's conversations created on
+/// the tenant's first request (support staff see the support chats of every farmer of their
+/// tenant). Conversations are durable, so this is once per tenant and process, and later
+/// requests pay only a lock (not a transaction of `INSERT … ON CONFLICT DO NOTHING`s).
+#[derive(Debug, Default)]
+pub struct Tenants {
+    ensured: Mutex<HashSet<&'static str>>,
+}
+
+impl Tenants {
+    /// Creates `tenant`'s farmers' conversations unless this process already has.
+    pub async fn ensure(&self, store: &dyn Store, tenant: &'static str) -> StoreResult<()> {
+        if self.ensured.lock().is_ok_and(|t| t.contains(tenant)) {
+            return Ok(());
+        }
+        let conversations: Vec<_> = users_of(tenant, Role::Farmer)
+            .into_iter()
+            .flat_map(|farmer| farmer_conversations(tenant, farmer))
+            .collect();
+        store.ensure_conversations(&conversations).await?;
+        if let Ok(mut tenants) = self.ensured.lock() {
+            tenants.insert(tenant);
+        }
+        Ok(())
+    }
 }
 
 /// Users the platform's JWTs brought in (`--jwt-jwks`, `--jwt-secret`): built from the token's

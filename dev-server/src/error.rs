@@ -12,6 +12,9 @@ use serde::de::DeserializeOwned;
 
 use crate::store::StoreError;
 
+/// The largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// Every way a request can fail. Each variant maps to one status; `code`s are stable.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -216,7 +219,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "Content-Type must be application/json",
         ),
         r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::PayloadTooLarge(crate::MAX_BODY_BYTES)
+            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
         }
         r => ApiError::bad_request("invalid_json", r.body_text()),
     }

@@ -327,5 +327,5 @@ fn fixed32(bytes: &[u8]) -> Result<[u8; 32], String> {
 /// A short, stable name for a token's "session" (stream caps, sign-out): never the token.
 pub fn session_of(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
-    format!("jwt-{}", crate::auth::hex(&digest[..16]))
+    format!("jwt-{}", crate::ids::hex(&digest[..16]))
 }

@@ -15,11 +15,12 @@ use axum::{
 };
 
 use crate::{
-    ApiError, AppState,
     assistant::plan::thousands,
     auth::AuthUser,
+    error::ApiError,
     error::ApiPath,
     herd::{Date, Herd, herd},
+    state::AppState,
 };
 
 /// The embedded font (a subset of VL Gothic Regular).

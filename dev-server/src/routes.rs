@@ -9,7 +9,7 @@ use axum::{
 };
 use farm_chat_protocol::{Health, HealthStatus};
 
-use crate::{ApiError, AppState};
+use crate::{error::ApiError, state::AppState};
 
 /// The router mounted at `/api`. Unknown API paths answer a JSON 404, never the widget page.
 pub fn api(state: AppState) -> Router {

@@ -18,7 +18,7 @@ use axum::{
     response::Response,
 };
 
-use crate::Config;
+use crate::config::Config;
 
 /// The header values, built once from the configuration, and what decides whether a
 /// cross-origin request is one the CORS policy refuses (to log it).

@@ -577,7 +577,7 @@ mod tests {
         ConnLimits {
             max_connections,
             max_per_client,
-            ..crate::Config::for_tests().conn_limits()
+            ..crate::config::Config::for_tests().conn_limits()
         }
     }
 

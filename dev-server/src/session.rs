@@ -11,10 +11,11 @@ use axum::{
 use farm_chat_protocol::session::{LoginRequest, SessionInfo, StreamTicket};
 
 use crate::{
-    ApiError, AppState,
     auth::{self, AuthUser, COOKIE, SESSION_TTL},
     directory::DirUser,
+    error::ApiError,
     error::ApiJson,
+    state::AppState,
     store::SessionRecord,
     validate,
 };
@@ -40,7 +41,7 @@ pub async fn purge_expired(state: AppState) {
         if events + tasks > 0 {
             tracing::debug!(events, tasks, "aged events and finished tasks let go");
         }
-        let now = auth::unix_now();
+        let now = crate::ids::unix_now();
         match state.common.store.purge_expired_sessions(now).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired sessions deleted"),
@@ -119,9 +120,9 @@ pub async fn login(
         ));
     };
     let record = SessionRecord {
-        id: auth::random_id(),
+        id: crate::ids::random_id(),
         user_id: req.user_id,
-        expires_at: auth::unix_now() + SESSION_TTL.as_secs(),
+        expires_at: crate::ids::unix_now() + SESSION_TTL.as_secs(),
     };
     let token = state.common.signer.sign(&record.id);
     state.common.store.create_session(&record).await?;

@@ -29,10 +29,11 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use crate::{
-    ApiError, AppState,
     auth::{self, AuthUser},
     bus::{EventBus, Live, LiveStream, Resume, Signal, sse_frame},
+    error::ApiError,
     error::ApiQuery,
+    state::AppState,
 };
 
 /// At most this many open streams per user (tabs, devices). A new stream beyond closes one
@@ -441,7 +442,7 @@ pub async fn stream(
     let mut pending = VecDeque::new();
     let ready = StreamEvent::Ready(Ready {
         last_event_id: subscription.latest,
-        server_time: crate::now_rfc3339(),
+        server_time: crate::ids::now_rfc3339(),
     });
     pending.push_back(Bytes::from(
         sse_frame(
@@ -469,7 +470,7 @@ pub async fn stream(
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let session_end = Box::pin(tokio::time::sleep(Duration::from_secs(
-        auth.expires_at.saturating_sub(auth::unix_now()),
+        auth.expires_at.saturating_sub(crate::ids::unix_now()),
     )));
     let conn = Conn {
         pending,
@@ -599,7 +600,7 @@ async fn next_event(conn: &mut Conn) -> Option<Bytes> {
                 }
             },
             _ = conn.ping.tick() => {
-                return Some(sse_event(conn.last_sent, &StreamEvent::Ping(Ping { server_time: crate::now_rfc3339() })));
+                return Some(sse_event(conn.last_sent, &StreamEvent::Ping(Ping { server_time: crate::ids::now_rfc3339() })));
             }
         }
     }

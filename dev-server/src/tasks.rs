@@ -22,10 +22,11 @@ use farm_chat_protocol::{
 use serde::Deserialize;
 
 use crate::{
-    ApiError, AppState,
     assistant::{Lang, Plan},
     auth::AuthUser,
+    error::ApiError,
     error::{ApiPath, ApiQuery},
+    state::AppState,
     store::TaskRecord,
     validate,
 };
@@ -118,7 +119,7 @@ impl Tasks {
             }
             let events = change(&mut entry.record.snapshot, entry.lang);
             entry.record.version += 1;
-            entry.record.snapshot.updated_at = crate::now_rfc3339();
+            entry.record.snapshot.updated_at = crate::ids::now_rfc3339();
             if entry.record.snapshot.state.is_final() {
                 entry.finished_at = Some(Instant::now());
                 state
@@ -130,7 +131,8 @@ impl Tasks {
         };
         for (i, event) in events.iter().enumerate() {
             let dedupe = format!("t:{id}:{}:{i}", record.version);
-            crate::chat::announce(state, &participants, event, Some(&dedupe)).await;
+            crate::announce::announce(&*state.common.bus, &participants, event, Some(&dedupe))
+                .await;
         }
         Some(record)
     }
@@ -473,7 +475,13 @@ async fn tell_interrupted(state: &AppState, record: &TaskRecord) {
     events.push(done_event(snapshot));
     for (i, event) in events.iter().enumerate() {
         let dedupe = format!("t:{}:{}:{i}", snapshot.task_id, record.version);
-        crate::chat::announce(state, &conversation.participants, event, Some(&dedupe)).await;
+        crate::announce::announce(
+            &*state.common.bus,
+            &conversation.participants,
+            event,
+            Some(&dedupe),
+        )
+        .await;
     }
 }
 
@@ -496,7 +504,7 @@ async fn interrupt(
     };
     record.snapshot.upsert_part(part);
     record.snapshot.state = TaskState::Failed;
-    record.snapshot.updated_at = crate::now_rfc3339();
+    record.snapshot.updated_at = crate::ids::now_rfc3339();
     record.version += 1;
     store.save_task(&record).await?;
     Ok(Some(record))

@@ -2,7 +2,7 @@
 
 use farm_chat_protocol::chat::MAX_TEXT_CHARS;
 
-use crate::ApiError;
+use crate::error::ApiError;
 
 /// The longest id accepted anywhere.
 pub const MAX_ID_LEN: usize = 128;

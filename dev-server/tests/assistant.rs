@@ -14,8 +14,8 @@ use std::{sync::Arc, time::Duration};
 use common::{Sse, SseEvent, TestServer, bearer, call, call_as, login, send};
 use farm_chat_dev_server::{
     AppState, Config,
+    bus::HubLimits,
     herd::{Date, herd},
-    hub::HubLimits,
     store::SqliteStore,
 };
 use serde_json::Value;

@@ -11,8 +11,7 @@
 use std::{sync::Arc, time::Duration};
 
 use farm_chat_dev_server::{
-    bus::{Entry, EventBus, Live, RedisBus, Resume, Signal, Subscription},
-    hub::{Hub, HubLimits},
+    bus::{Entry, EventBus, Hub, HubLimits, Live, RedisBus, Resume, Signal, Subscription},
     store::SqliteStore,
 };
 use farm_chat_protocol::{

@@ -271,7 +271,7 @@ async fn a_message_committed_but_never_announced_is_announced_once_by_another_in
                     display_name: "山田 太郎".into(),
                 },
                 text: "落ちる直前".into(),
-                created_at: farm_chat_dev_server::now_rfc3339(),
+                created_at: farm_chat_dev_server::ids::now_rfc3339(),
                 task_id: None,
             },
             None,

@@ -18,7 +18,7 @@ use std::{
 use common::{Sse, TestServer, call, call_as, login, send};
 use farm_chat_dev_server::{
     AppState, Config,
-    hub::HubLimits,
+    bus::HubLimits,
     store::{
         Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Overview, Reply,
         SessionRecord, SqliteStore, Store, StoreResult, TaskRecord, Unannounced, async_trait,

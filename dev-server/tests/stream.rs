@@ -11,7 +11,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{Sse, TestServer, bearer, call, call_as, login, send};
-use farm_chat_dev_server::{AppState, Config, hub::HubLimits, store::SqliteStore};
+use farm_chat_dev_server::{AppState, Config, bus::HubLimits, store::SqliteStore};
 use farm_chat_protocol::{EventId, StreamEvent, UserId, stream::MessageCreated};
 
 const SUPPORT: &str = "c-u-farmer-support";

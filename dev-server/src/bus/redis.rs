@@ -31,9 +31,10 @@ use redis::{AsyncCommands, aio::ConnectionManager};
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    BusError, BusResult, Entry, EventBus, Resume, Signal, Subscription, async_trait, live_stream,
+    BusError, BusResult, Entry, EventBus, HubLimits, Resume, Signal, Subscription, async_trait,
+    live_stream,
 };
-use crate::{hub::HubLimits, store::Store};
+use crate::store::Store;
 
 /// Events kept per user (at least; Redis trims whole nodes).
 pub const LOG_LEN: u32 = 1000;

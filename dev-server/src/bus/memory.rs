@@ -9,44 +9,16 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, Weak},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use farm_chat_protocol::{EventId, StreamEvent, UserId, stream::ResetReason};
 use tokio::sync::broadcast;
 
-use crate::bus::{
-    BusResult, Entry, EventBus, Resume, Signal, Subscription, async_trait, live_stream, unresumable,
+use super::{
+    BusResult, Entry, EventBus, HubLimits, Resume, Signal, Subscription, async_trait, live_stream,
+    unresumable,
 };
-
-/// How much the hub keeps.
-#[derive(Clone, Copy, Debug)]
-pub struct HubLimits {
-    /// Events kept per user regardless of age.
-    pub backlog_min_events: usize,
-    /// Events younger than this are kept too…
-    pub backlog_max_age: Duration,
-    /// …up to this many per user, so memory stays bounded.
-    pub backlog_hard_cap: usize,
-    /// And at most this many bytes of event data per user (a task's result can be a table of
-    /// kilobytes): beyond, the oldest go, and a client that missed them refetches history.
-    pub backlog_max_bytes: usize,
-    /// Events a stream may fall behind its live feed before it must catch up from the
-    /// backlog (each user with an open stream holds this many slots).
-    pub live_buffer: usize,
-}
-
-impl Default for HubLimits {
-    fn default() -> Self {
-        Self {
-            backlog_min_events: 200,
-            backlog_max_age: Duration::from_secs(600),
-            backlog_hard_cap: 10_000,
-            backlog_max_bytes: 512 * 1024,
-            live_buffer: 16,
-        }
-    }
-}
 
 /// A kept event: when, and the dedupe key it was published with.
 #[derive(Debug)]
@@ -342,6 +314,7 @@ mod tests {
     use crate::bus::Live;
     use farm_chat_protocol::stream::{MessageCreated, StreamEvent};
     use futures_util::{FutureExt, StreamExt};
+    use std::time::Duration;
 
     /// The next live entry, if one is ready now.
     fn try_next(sub: &mut Subscription) -> Option<Entry> {
