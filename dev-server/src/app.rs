@@ -142,11 +142,12 @@ pub async fn run(
         })
     };
     let registry = tokio::spawn(stream::follow_signals(state.clone()));
+    // Alone, tasks left running by a previous process were interrupted at start-up.
     let reaper = state
         .common
-        .redis
-        .clone()
-        .map(|shared| tokio::spawn(tasks::reap_orphans(state.clone(), shared)));
+        .shared
+        .spans_instances()
+        .then(|| tokio::spawn(tasks::reap_orphans(state.clone())));
     let metrics = metrics_listener.map(|listener| {
         let router = routes::metrics_only(state.clone());
         tokio::spawn(serve::serve(listener, router, limits, stop.clone()))

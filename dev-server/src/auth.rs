@@ -6,11 +6,7 @@
 //! tokens survive restarts and can't be forged or guessed. User and tenant come only from the
 //! stored session, never from a header the client controls.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use axum::{
     extract::FromRequestParts,
@@ -23,7 +19,7 @@ use sha2::Sha256;
 use crate::{
     directory::DirUser,
     error::ApiError,
-    ids::{hex, random_id, unhex, unix_now},
+    ids::{hex, unhex, unix_now},
     state::AppState,
 };
 
@@ -273,13 +269,6 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// Single-use stream tickets, for pages whose cookies can't reach the API: a long-lived token
-/// never has to go into a URL.
-#[derive(Debug, Default)]
-pub struct Tickets {
-    open: Mutex<HashMap<String, (TicketOwner, Instant)>>,
-}
-
 /// Whose a ticket is.
 #[derive(Clone, Debug)]
 pub enum TicketOwner {
@@ -289,30 +278,11 @@ pub enum TicketOwner {
     Token(AuthUser),
 }
 
-impl Tickets {
-    /// A new ticket for this owner, valid for [`TICKET_TTL`].
-    pub fn issue(&self, owner: TicketOwner) -> String {
-        let ticket = random_id();
-        let now = Instant::now();
-        if let Ok(mut open) = self.open.lock() {
-            open.retain(|_, (_, expires)| *expires > now);
-            open.insert(ticket.clone(), (owner, now + TICKET_TTL));
-        }
-        ticket
-    }
-
-    /// The owner of a valid ticket, which is used up by this call.
-    pub fn redeem(&self, ticket: &str) -> Option<TicketOwner> {
-        let (owner, expires) = self.open.lock().ok()?.remove(ticket)?;
-        (expires > Instant::now()).then_some(owner)
-    }
-}
-
 const SEP: char = '\u{1f}';
 
 impl TicketOwner {
     /// The owner as a line of text, for a ticket kept in Redis.
-    fn encode(&self) -> String {
+    pub fn encode(&self) -> String {
         match self {
             Self::Session(session) => format!("s{SEP}{session}"),
             Self::Token(user) => format!(
@@ -329,7 +299,7 @@ impl TicketOwner {
 
     /// The owner [`encode`](Self::encode) wrote, on whichever instance redeems it. A platform
     /// user this instance has not seen yet is provisioned from the ticket as from their token.
-    fn decode(text: &str) -> Option<Self> {
+    pub fn decode(text: &str) -> Option<Self> {
         let mut fields = text.split(SEP);
         match fields.next()? {
             "s" => Some(Self::Session(fields.next()?.to_owned())),
@@ -353,32 +323,24 @@ impl TicketOwner {
     }
 }
 
-/// A new single-use stream ticket for `owner`: in Redis when instances share one (any of
-/// them may get the stream request), else in this process.
+/// A new single-use stream ticket for `owner`, redeemable on any instance.
 pub async fn issue_ticket(state: &AppState, owner: TicketOwner) -> Result<String, ApiError> {
-    match &state.common.redis {
-        Some(shared) => {
-            let ticket = random_id();
-            shared
-                .put_ticket(&ticket, &owner.encode(), TICKET_TTL)
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            Ok(ticket)
-        }
-        None => Ok(state.local.tickets.issue(owner)),
-    }
+    state
+        .common
+        .shared
+        .issue_ticket(&owner, TICKET_TTL)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
 /// Authenticates a stream request by its ticket.
 pub async fn authenticate_ticket(state: &AppState, ticket: &str) -> Result<AuthUser, ApiError> {
-    let owner = match &state.common.redis {
-        Some(shared) => shared
-            .take_ticket(ticket)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?
-            .and_then(|text| TicketOwner::decode(&text)),
-        None => state.local.tickets.redeem(ticket),
-    };
+    let owner = state
+        .common
+        .shared
+        .redeem_ticket(ticket)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     match owner {
         Some(TicketOwner::Session(session_id)) => {
             session_user(state, session_id, Via::Ticket).await
@@ -403,7 +365,7 @@ mod tests {
     #[test]
     fn tokens_verify_only_with_the_key_that_signed_them() {
         let signer = Signer::new(vec![7; 32]);
-        let id = random_id();
+        let id = crate::ids::random_id();
         let token = signer.sign(&id);
         assert_eq!(signer.verify(&token), Some(id.as_str()));
         assert_eq!(Signer::new(vec![8; 32]).verify(&token), None);
@@ -432,14 +394,5 @@ mod tests {
         assert_eq!(cookie_token(&headers).as_deref(), Some("tok.en"));
         headers.insert(header::COOKIE, "farm_chat_session_x=1".parse().unwrap());
         assert_eq!(cookie_token(&headers), None);
-    }
-
-    #[test]
-    fn a_ticket_works_once() {
-        let tickets = Tickets::default();
-        let t = tickets.issue(TicketOwner::Session("s1".into()));
-        assert!(matches!(tickets.redeem(&t), Some(TicketOwner::Session(s)) if s == "s1"));
-        assert!(tickets.redeem(&t).is_none());
-        assert!(tickets.redeem("nope").is_none());
     }
 }

@@ -239,7 +239,7 @@ async fn signal_allowed(state: &AppState, auth: &AuthUser) -> Result<(), ApiErro
     state
         .local
         .signal_limit
-        .check_shared(state.common.redis.as_deref(), "signal", &auth.user_id())
+        .check_shared(&*state.common.shared, "signal", &auth.user_id())
         .await
         .map_err(|retry_after| ApiError::rate_limited(retry_after, "操作", "requests"))
 }
@@ -289,7 +289,7 @@ pub async fn send(
     if let Err(retry_after) = state
         .local
         .send_limit
-        .check_shared(state.common.redis.as_deref(), "send", &auth.user_id())
+        .check_shared(&*state.common.shared, "send", &auth.user_id())
         .await
     {
         return Err(ApiError::rate_limited(retry_after, "送信", "messages"));

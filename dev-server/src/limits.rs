@@ -6,6 +6,8 @@ use std::{collections::HashMap, hash::Hash, sync::Mutex, time::Instant};
 
 use farm_chat_protocol::UserId;
 
+use crate::shared::Shared;
+
 /// A token bucket per key (a user, a client address).
 #[derive(Debug)]
 pub struct RateLimiter<K = UserId> {
@@ -34,21 +36,14 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.check_at(user, Instant::now())
     }
 
-    /// [`check`](Self::check), and when instances share Redis, the same bucket across all of
-    /// them (`bucket` names it there). Redis out of reach leaves this instance's own limit.
-    pub async fn check_shared(
-        &self,
-        shared: Option<&crate::shared::Shared>,
-        bucket: &str,
-        user: &K,
-    ) -> Result<(), u64>
+    /// [`check`](Self::check), and the deployment-wide bucket `bucket` of [`Shared`] (when
+    /// instances share Redis, the same bucket across all of them). Redis out of reach leaves
+    /// this instance's own limit.
+    pub async fn check_shared(&self, shared: &dyn Shared, bucket: &str, user: &K) -> Result<(), u64>
     where
         K: std::fmt::Display,
     {
         self.check(user)?;
-        let Some(shared) = shared else {
-            return Ok(());
-        };
         let burst = self.burst as u32;
         match shared
             .take_token(bucket, &user.to_string(), burst, self.per_second)

@@ -95,7 +95,7 @@ pub async fn login(
     if let Err(retry_after) = state
         .local
         .sign_in_by_client
-        .check_shared(state.common.redis.as_deref(), "sign-in-client", &client)
+        .check_shared(&*state.common.shared, "sign-in-client", &client)
         .await
     {
         return Err(too_many_sign_ins(retry_after, "client address"));
@@ -105,7 +105,7 @@ pub async fn login(
         .local
         .sign_in_by_user
         .check_shared(
-            state.common.redis.as_deref(),
+            &*state.common.shared,
             "sign-in-user",
             &req.user_id.as_str().to_owned(),
         )

@@ -7,12 +7,12 @@ use std::{io, sync::Arc};
 use tokio::sync::watch;
 
 use crate::{
-    auth::{Signer, Tickets},
+    auth::Signer,
     bus::{self, EventBus, Hub, HubLimits},
     config::Config,
     directory, ids, jwt, limits,
     metrics::Metrics,
-    shared,
+    shared::{self, Shared},
     store::{PostgresStore, SqliteStore, Store, StoreError, StoreResult},
     stream::{self, StreamCounts},
     tasks,
@@ -32,8 +32,8 @@ pub struct Common {
     /// The platform's JWTs (`--jwt-jwks`, `--jwt-secret`), when configured.
     pub jwt: Option<Arc<jwt::Verifier>>,
     /// Stream tickets, rate-limit buckets, task leases, the hot task cache and the stream
-    /// registry in Redis (`--redis-url`).
-    pub redis: Option<Arc<shared::Shared>>,
+    /// registry: in this process alone, in Redis across instances (`--redis-url`).
+    pub shared: Arc<dyn Shared>,
 }
 
 /// What this instance holds for itself.
@@ -42,8 +42,6 @@ pub struct Local {
     /// This instance's id (`--instance-id`, else random): in every log line and request id,
     /// and in `/metrics`.
     pub instance: Arc<str>,
-    /// Stream tickets (alone; several instances keep them in Redis).
-    pub tickets: Arc<Tickets>,
     /// Open streams per user, and the slots that close them.
     pub stream_counts: Arc<StreamCounts>,
     /// Counters for `/metrics`.
@@ -120,17 +118,17 @@ impl AppState {
             ),
             None => Arc::new(Hub::new(store.next_epoch().await?, limits)),
         };
-        let shared = match &config.redis_url {
-            Some(url) => Some(Arc::new(
-                shared::Shared::connect(url, &config.redis_prefix)
+        let shared: Arc<dyn Shared> = match &config.redis_url {
+            Some(url) => Arc::new(
+                shared::RedisShared::connect(url, &config.redis_prefix)
                     .await
                     .map_err(|e| StoreError::Unavailable(format!("--redis-url: {e}")))?,
-            )),
-            None => None,
+            ),
+            None => Arc::new(shared::Local::default()),
         };
         // Alone, a task still marked running was this process's before it stopped; with
-        // others, it may be running elsewhere: leases tell ([`tasks::reap_orphans`]).
-        if shared.is_none() {
+        // others, it may be running elsewhere: leases tell (the task reaper).
+        if !shared.spans_instances() {
             let interrupted = tasks::interrupt_orphans(&*store).await?;
             if interrupted > 0 {
                 tracing::warn!(
@@ -163,7 +161,6 @@ impl AppState {
                     .clone()
                     .unwrap_or_else(|| ids::random_id()[..8].to_owned())
                     .into(),
-                tickets: Arc::new(Tickets::default()),
                 stream_counts: Arc::new(StreamCounts::default()),
                 metrics: Arc::new(Metrics::default()),
                 tasks: Arc::new(tasks::Tasks::default()),
@@ -177,7 +174,7 @@ impl AppState {
                 bus,
                 signer: Arc::new(signer),
                 jwt,
-                redis: shared,
+                shared,
             },
             config: Arc::new(config),
             assistant_step,

@@ -96,7 +96,7 @@ pub struct StreamSlot {
     id: u64,
     metrics: Arc<crate::metrics::Metrics>,
     /// The shared registry and this stream's entry there, to remove when it closes.
-    shared: Option<(Arc<crate::shared::Shared>, String)>,
+    shared: Option<(Arc<dyn crate::shared::Shared>, String)>,
 }
 
 /// Which open stream gives way to a new one of `session`, if the caps call for it: the oldest
@@ -133,8 +133,8 @@ fn parse_member(member: &str) -> Option<(&str, u64, &str)> {
     Some((instance, id, fields.next()?))
 }
 
-/// With several instances, the caps hold across them: the new stream joins the user's shared
-/// registry, and when that puts the user over a cap, the stream that gives way closes
+/// The caps hold across instances: the new stream joins the user's shared registry (alone,
+/// this instance's counts are all of it), and when that puts the user over a cap, the stream that gives way closes
 /// wherever it is (here, or by a signal to its instance).
 async fn cap_across_instances(
     state: &AppState,
@@ -142,9 +142,7 @@ async fn cap_across_instances(
     session: &str,
     slot: &mut StreamSlot,
 ) {
-    let Some(shared) = state.common.redis.clone() else {
-        return;
-    };
+    let shared = state.common.shared.clone();
     let mine = member(&state.local.instance, slot.id, session);
     let members = match shared.open_stream(user, &mine).await {
         Ok(members) => members,
@@ -194,7 +192,7 @@ async fn cap_across_instances(
 /// server stops: each closes at a random moment within the drain window, telling its client
 /// when to come back, so they return spread out (to the other instances).
 pub async fn follow_signals(state: AppState) {
-    let shared = state.common.redis.clone();
+    let shared = state.common.shared.clone();
     let counts = state.local.stream_counts.clone();
     let mut signals = state.common.bus.signals();
     let mut shutdown = state.shutdown.clone();
@@ -221,12 +219,10 @@ pub async fn follow_signals(state: AppState) {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = renew.tick(), if shared.is_some() => {
-                if let Some(shared) = &shared {
-                    let open = counts.members();
-                    if let Err(e) = shared.renew_streams(&open).await {
-                        tracing::warn!(error = %e, "could not renew this instance's streams");
-                    }
+            _ = renew.tick() => {
+                let open = counts.members();
+                if let Err(e) = shared.renew_streams(&open).await {
+                    tracing::warn!(error = %e, "could not renew this instance's streams");
                 }
             }
             () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {

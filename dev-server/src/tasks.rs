@@ -156,31 +156,33 @@ fn done_event(snapshot: &TaskSnapshot) -> StreamEvent {
     })
 }
 
-/// Writes a changed snapshot: with several instances, hot into Redis first (every instance
-/// reads it there) and behind into the store, awaited only for the final one; alone, into the
-/// store.
+/// Writes a changed snapshot: hot into [`Shared`](crate::shared::Shared) first, and when every
+/// instance reads it there, behind into the store (awaited only for the final one); else
+/// into the store.
 async fn persist(state: &AppState, record: TaskRecord) {
     let id = record.snapshot.task_id.clone();
     let done = record.snapshot.state.is_final();
-    if let Some(shared) = &state.common.redis {
-        let ttl = if done {
-            KEEP_HOT
-        } else {
-            Duration::from_secs(3600)
-        };
-        if let Err(e) = shared.put_task(&record, ttl).await {
+    let ttl = if done {
+        KEEP_HOT
+    } else {
+        Duration::from_secs(3600)
+    };
+    let hot_everywhere = match state.common.shared.put_task(&record, ttl).await {
+        Ok(kept) => kept,
+        Err(e) => {
             tracing::warn!(taskId = %id, error = %e, "could not keep the task snapshot hot");
+            false
         }
-        if !done {
-            // Write-behind: versions only grow, so a late write never undoes a newer one.
-            let store = state.common.store.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store.save_task(&record).await {
-                    tracing::warn!(taskId = %id, error = %e, "could not store the task snapshot");
-                }
-            });
-            return;
-        }
+    };
+    if hot_everywhere && !done {
+        // Write-behind: versions only grow, so a late write never undoes a newer one.
+        let store = state.common.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.save_task(&record).await {
+                tracing::warn!(taskId = %id, error = %e, "could not store the task snapshot");
+            }
+        });
+        return;
     }
     if let Err(e) = state.common.store.save_task(&record).await {
         // The hot copy still serves; the next change writes again.
@@ -198,9 +200,7 @@ pub fn start(
 ) {
     let id = record.snapshot.task_id.clone();
     state.local.tasks.insert(record, participants, lang);
-    if let Some(shared) = state.common.redis.clone() {
-        tokio::spawn(keep_lease(state.clone(), shared, id.clone()));
-    }
+    tokio::spawn(keep_lease(state.clone(), id.clone()));
     let state = state.clone();
     tokio::spawn(async move {
         let step = state.assistant_step;
@@ -355,16 +355,14 @@ async fn visible_task(
     }
 }
 
-/// The freshest copy of each stored task: hot in this instance, else hot in Redis (another
-/// instance runs it), else the stored one. Same order.
+/// The freshest copy of each stored task: hot in this instance, else hot in what instances
+/// share (another instance runs it), else the stored one. Same order.
 pub async fn fresher(state: &AppState, stored: Vec<TaskRecord>) -> Vec<TaskRecord> {
     let mut out: Vec<TaskRecord> = stored
         .into_iter()
         .map(|r| state.local.tasks.hot(&r.snapshot.task_id).unwrap_or(r))
         .collect();
-    let Some(shared) = &state.common.redis else {
-        return out;
-    };
+    let shared = &state.common.shared;
     // Only copies that may be stale: still running as far as this instance knows.
     let stale: Vec<usize> = (0..out.len())
         .filter(|&i| !out[i].snapshot.state.is_final())
@@ -391,7 +389,8 @@ pub const LEASE: Duration = Duration::from_secs(9);
 
 /// Renews the lease of a task this instance runs until it ends (or this instance dies, and
 /// the lease runs out: then another instance marks the task interrupted).
-async fn keep_lease(state: AppState, shared: std::sync::Arc<crate::shared::Shared>, id: TaskId) {
+async fn keep_lease(state: AppState, id: TaskId) {
+    let shared = state.common.shared.clone();
     loop {
         let running = state
             .local
@@ -411,7 +410,8 @@ async fn keep_lease(state: AppState, shared: std::sync::Arc<crate::shared::Share
 /// With several instances: every few seconds, tasks stored as running whose runner's lease ran
 /// out (that instance died) are marked interrupted, and their participants are told. A task
 /// younger than a lease is left alone (its runner may not have taken the lease yet).
-pub async fn reap_orphans(state: AppState, shared: std::sync::Arc<crate::shared::Shared>) {
+pub async fn reap_orphans(state: AppState) {
+    let shared = state.common.shared.clone();
     let mut shutdown = state.shutdown.clone();
     let mut every = tokio::time::interval(LEASE / 3);
     loop {

@@ -553,12 +553,15 @@ async fn a_running_task_reads_the_same_on_every_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_task_snapshot_never_goes_back_to_an_older_version() {
-    use farm_chat_dev_server::{shared::Shared, store::TaskRecord};
+    use farm_chat_dev_server::{
+        shared::{RedisShared, Shared},
+        store::TaskRecord,
+    };
     use farm_chat_protocol::{
         ConversationId, MessageId, TaskId, UserId,
         task::{TaskKind, TaskSnapshot, TaskState},
     };
-    let shared = Shared::connect(
+    let shared = RedisShared::connect(
         &Redis::shared().unwrap().url(0),
         &format!("hot{}", std::process::id()),
     )
