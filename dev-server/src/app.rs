@@ -15,8 +15,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::{
-    announce, assets, cors, error::MAX_BODY_BYTES, routes, security, serve, session,
-    state::AppState, stream, tasks,
+    announce, api, assets, cors, error::MAX_BODY_BYTES, runner, security, serve, state::AppState,
 };
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
@@ -82,12 +81,12 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest(
             "/api",
-            routes::streams(state.clone())
-                .merge(routes::api(state.clone()).layer(assets::api_compression())),
+            api::streams(state.clone())
+                .merge(api::api(state.clone()).layer(assets::api_compression())),
         )
         .route(
             "/metrics",
-            axum::routing::get(routes::metrics).with_state(state.clone()),
+            axum::routing::get(api::metrics).with_state(state.clone()),
         )
         .merge(static_files)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -132,8 +131,8 @@ pub async fn run(
     let limits = state.config.conn_limits();
     let router = app(state.clone());
     let stop = state.shutdown.clone();
-    let purge = tokio::spawn(session::purge_expired(state.clone()));
-    let signals = tokio::spawn(tasks::follow_signals(state.clone()));
+    let purge = tokio::spawn(purge_expired(state.clone()));
+    let signals = tokio::spawn(runner::follow_signals(state.clone()));
     let outbox = {
         let common = state.common.clone();
         let (after, stop) = (state.outbox_after, state.shutdown.clone());
@@ -141,15 +140,15 @@ pub async fn run(
             announce::outbox(&*common.bus, &*common.store, after, stop).await;
         })
     };
-    let registry = tokio::spawn(stream::follow_signals(state.clone()));
+    let registry = tokio::spawn(api::stream::follow_signals(state.clone()));
     // Alone, tasks left running by a previous process were interrupted at start-up.
     let reaper = state
         .common
         .shared
         .spans_instances()
-        .then(|| tokio::spawn(tasks::reap_orphans(state.clone())));
+        .then(|| tokio::spawn(runner::reap_orphans(state.clone())));
     let metrics = metrics_listener.map(|listener| {
-        let router = routes::metrics_only(state.clone());
+        let router = api::metrics_only(state.clone());
         tokio::spawn(serve::serve(listener, router, limits, stop.clone()))
     });
     let trigger = state.clone();
@@ -169,4 +168,31 @@ pub async fn run(
         let _ = metrics.await;
     }
     served
+}
+
+/// Deletes expired sessions, and lets go of aged stream events and finished hot tasks, now
+/// and then every [`AppState::purge_every`], until shutdown.
+async fn purge_expired(state: AppState) {
+    let mut every = tokio::time::interval(state.purge_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        // The in-memory side of housekeeping rides on the same timer.
+        let (events, tasks) = (state.common.bus.sweep(), state.local.tasks.sweep());
+        if events + tasks > 0 {
+            tracing::debug!(events, tasks, "aged events and finished tasks let go");
+        }
+        let now = crate::ids::unix_now();
+        match state.common.store.purge_expired_sessions(now).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired sessions deleted"),
+            Err(e) => {
+                tracing::warn!(error = %e, "deleting expired sessions failed; retrying later")
+            }
+        }
+    }
 }

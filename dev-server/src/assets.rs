@@ -47,7 +47,7 @@ pub fn static_files(state: &AppState) -> Router {
         .precompressed_gzip()
         .append_index_html_on_directories(true)
         .not_found_service(
-            axum::routing::any(crate::routes::static_not_found).with_state(state.clone()),
+            axum::routing::any(crate::api::static_not_found).with_state(state.clone()),
         );
     Router::new()
         .fallback_service(files)

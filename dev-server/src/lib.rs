@@ -36,13 +36,13 @@
 //! `main.rs` only parses, binds and calls these, so tests drive exactly what production runs.
 
 pub mod announce;
+pub mod api;
 pub mod app;
 pub mod assets;
 pub mod assistant;
 pub mod asyncapi;
 pub mod auth;
 pub mod bus;
-pub mod chat;
 pub mod config;
 pub mod cors;
 pub mod directory;
@@ -54,14 +54,13 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod report;
-pub mod routes;
+pub mod runner;
 pub mod security;
 pub mod serve;
-pub mod session;
 pub mod shared;
 pub mod state;
 pub mod store;
-pub mod stream;
+pub mod streams;
 pub mod tasks;
 pub mod validate;
 

@@ -14,7 +14,7 @@ use crate::{
     metrics::Metrics,
     shared::{self, Shared},
     store::{PostgresStore, SqliteStore, Store, StoreError, StoreResult},
-    stream::{self, StreamCounts},
+    streams::{self, StreamCounts},
     tasks,
 };
 
@@ -179,7 +179,7 @@ impl AppState {
             config: Arc::new(config),
             assistant_step,
             purge_every: std::time::Duration::from_secs(60),
-            ping_every: stream::PING_EVERY,
+            ping_every: streams::PING_EVERY,
             outbox_after: std::time::Duration::from_secs(5),
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),

@@ -8,6 +8,7 @@ use axum::{
     http::{Extensions, HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+
 use farm_chat_protocol::session::{LoginRequest, SessionInfo, StreamTicket};
 
 use crate::{
@@ -23,33 +24,6 @@ use crate::{
 fn too_many_sign_ins(retry_after: u64, by: &'static str) -> ApiError {
     tracing::info!(by, retry_after, "sign-in rate limited");
     ApiError::rate_limited(retry_after, "サインイン", "sign-ins")
-}
-
-/// Deletes expired sessions, and lets go of aged stream events and finished hot tasks, now
-/// and then every [`AppState::purge_every`], until shutdown.
-pub async fn purge_expired(state: AppState) {
-    let mut every = tokio::time::interval(state.purge_every);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut shutdown = state.shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
-        // The in-memory side of housekeeping rides on the same timer.
-        let (events, tasks) = (state.common.bus.sweep(), state.local.tasks.sweep());
-        if events + tasks > 0 {
-            tracing::debug!(events, tasks, "aged events and finished tasks let go");
-        }
-        let now = crate::ids::unix_now();
-        match state.common.store.purge_expired_sessions(now).await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "expired sessions deleted"),
-            Err(e) => {
-                tracing::warn!(error = %e, "deleting expired sessions failed; retrying later")
-            }
-        }
-    }
 }
 
 fn info(user: &DirUser, token: Option<String>) -> SessionInfo {
@@ -171,7 +145,7 @@ pub async fn stream_ticket(
         auth::TicketOwner::Session(auth.session_id.clone())
     };
     Ok(Json(StreamTicket {
-        ticket: auth::issue_ticket(&state, owner).await?,
+        ticket: super::auth::issue_ticket(&state, owner).await?,
         expires_in: auth::TICKET_TTL.as_secs() as u32,
     }))
 }

@@ -26,9 +26,10 @@ use crate::{
     directory,
     error::ApiError,
     error::{ApiJson, ApiQuery},
+    runner,
     state::AppState,
     store::{Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Reply, TaskRecord},
-    tasks, validate,
+    validate,
 };
 
 /// `GET /api/conversations` query: `kind`, `limit` (1–100, default 50) and `before` (the
@@ -378,7 +379,7 @@ async fn commit_and_announce(
                 let id = reply.task.snapshot.task_id.clone();
                 state.local.metrics.task_finished(TaskState::Running);
                 tracing::info!(taskId = %id, kind = ?plan.kind, "task started");
-                tasks::start(
+                runner::start(
                     &state,
                     reply.task,
                     conversation.participants.clone(),
@@ -548,7 +549,7 @@ pub async fn history(
         .collect();
     for (i, fresh) in with_task
         .into_iter()
-        .zip(tasks::fresher(&state, stored).await)
+        .zip(runner::fresher(&state, stored).await)
     {
         messages[i].task = Some(fresh.snapshot);
     }

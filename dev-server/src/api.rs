@@ -1,4 +1,13 @@
-//! The `/api` routes.
+//! The HTTP API: the router of `/api` and `/metrics`, and one module of handlers per
+//! endpoint group. Handlers parse, authenticate and answer; the services below them (the
+//! store, the bus, [`Shared`](crate::shared::Shared), the task runner) do the work.
+
+pub mod auth;
+pub mod chat;
+pub mod report;
+pub mod session;
+pub mod stream;
+pub mod tasks;
 
 use axum::{
     Json, Router,
@@ -14,7 +23,7 @@ use crate::{error::ApiError, state::AppState};
 /// The router mounted at `/api`. Unknown API paths answer a JSON 404, never the widget page.
 pub fn api(state: AppState) -> Router {
     let test_only = if state.config.test_mode {
-        Router::new().route("/test/drop-streams", post(crate::stream::drop_streams))
+        Router::new().route("/test/drop-streams", post(stream::drop_streams))
     } else {
         Router::new()
     };
@@ -31,20 +40,20 @@ pub fn api(state: AppState) -> Router {
         )
         .route(
             "/session",
-            post(crate::session::login)
-                .get(crate::session::current)
-                .delete(crate::session::logout),
+            post(session::login)
+                .get(session::current)
+                .delete(session::logout),
         )
-        .route("/conversations", get(crate::chat::list))
-        .route("/chat/send", post(crate::chat::send))
-        .route("/chat/history", get(crate::chat::history))
-        .route("/chat/read", post(crate::chat::read))
-        .route("/chat/typing", post(crate::chat::typing))
-        .route("/chat/stream-ticket", post(crate::session::stream_ticket))
-        .route("/reports/{file}", get(crate::report::get))
-        .route("/tasks", get(crate::tasks::list))
-        .route("/tasks/{task_id}", get(crate::tasks::get))
-        .route("/tasks/{task_id}/cancel", post(crate::tasks::cancel))
+        .route("/conversations", get(chat::list))
+        .route("/chat/send", post(chat::send))
+        .route("/chat/history", get(chat::history))
+        .route("/chat/read", post(chat::read))
+        .route("/chat/typing", post(chat::typing))
+        .route("/chat/stream-ticket", post(session::stream_ticket))
+        .route("/reports/{file}", get(report::get))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{task_id}", get(tasks::get))
+        .route("/tasks/{task_id}/cancel", post(tasks::cancel))
         .route_layer(axum::middleware::from_fn_with_state(
             state.local.metrics.clone(),
             crate::metrics::track,
@@ -59,7 +68,7 @@ pub fn api(state: AppState) -> Router {
 /// costs each open stream about 4 KB (it holds every encoder's state inline).
 pub fn streams(state: AppState) -> Router {
     Router::new()
-        .route("/chat/stream", get(crate::stream::stream))
+        .route("/chat/stream", get(stream::stream))
         .route_layer(axum::middleware::from_fn_with_state(
             state.local.metrics.clone(),
             crate::metrics::track,
