@@ -50,7 +50,11 @@ impl HealthState {
 }
 
 async fn check(api_base: &str) -> HealthState {
-    HealthState::from_answer(Api::new(api_base).get::<Health>("/health").await)
+    HealthState::from_answer(
+        Api::new(api_base)
+            .get::<Health>(farm_chat_protocol::paths::HEALTH)
+            .await,
+    )
 }
 
 /// Asks the server once on mount and shows the answer.

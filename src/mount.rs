@@ -265,7 +265,10 @@ pub fn mount_all() -> usize {
             if let Some(user) = demo_user {
                 let api = crate::api::Api::new(api_base.clone());
                 let login = [("userId", user.as_str())];
-                if let Err(e) = api.post::<crate::api::Ignored>("/session", &login).await {
+                if let Err(e) = api
+                    .post::<crate::api::Ignored>(farm_chat_protocol::paths::SESSION, &login)
+                    .await
+                {
                     leptos::logging::warn!("farm-chat: demo sign-in as {user} failed: {e}");
                 }
             }

@@ -27,6 +27,7 @@ use std::{
 use farm_chat_protocol::{
     ConversationId, StreamEvent,
     chat::{ConversationKind, ConversationList, HistoryPage, SendResponse, Sender, SenderKind},
+    paths,
     session::SessionInfo,
     task::TaskSnapshot,
 };
@@ -205,7 +206,7 @@ impl Controller {
     /// only makes it take longer (see [`Self::get_until_answered`]); what is left shows as
     /// failed.
     async fn load(self: Rc<Self>) {
-        let Some(session) = self.get_until_answered::<SessionInfo>("/session").await else {
+        let Some(session) = self.get_until_answered::<SessionInfo>(paths::SESSION).await else {
             return;
         };
         let session = match session {
@@ -226,7 +227,7 @@ impl Controller {
             session.user_id.as_str(),
         ));
         let list = match self
-            .get_until_answered::<ConversationList>("/conversations?limit=50")
+            .get_until_answered::<ConversationList>(&format!("{}?limit=50", paths::CONVERSATIONS))
             .await
         {
             None => return,
@@ -276,7 +277,8 @@ impl Controller {
         spawn_local(async move {
             match this
                 .get_until_answered::<HistoryPage>(&format!(
-                    "/chat/history?conversationId={id}&limit=50"
+                    "{}?conversationId={id}&limit=50",
+                    paths::HISTORY
                 ))
                 .await
             {
@@ -314,7 +316,10 @@ impl Controller {
             loop {
                 this.list_again.set(false);
                 match this
-                    .get_until_answered::<ConversationList>("/conversations?limit=50")
+                    .get_until_answered::<ConversationList>(&format!(
+                        "{}?limit=50",
+                        paths::CONVERSATIONS
+                    ))
                     .await
                 {
                     None => return,
@@ -343,7 +348,10 @@ impl Controller {
             let cursor = String::from(js_sys::encode_uri_component(&cursor));
             match this
                 .api
-                .get::<ConversationList>(&format!("/conversations?limit=50&before={cursor}"))
+                .get::<ConversationList>(&format!(
+                    "{}?limit=50&before={cursor}",
+                    paths::CONVERSATIONS
+                ))
                 .await
             {
                 _ if this.gone() => {}
@@ -375,7 +383,7 @@ impl Controller {
                 // `seq` is a JSON number: the one body of the widget that is not all strings.
                 let body = crate::api::json_object(&[("conversationId", conversation.as_str())]);
                 let body = format!("{},\"seq\":{seq}}}", body.trim_end_matches('}'));
-                match this.api.call("POST", "/chat/read", Some(body)).await {
+                match this.api.call("POST", paths::READ, Some(body)).await {
                     _ if this.gone() => return,
                     Ok(_) => this.reads.borrow_mut().told(&conversation, seq),
                     Err(e) if e.retryable() => {
@@ -414,7 +422,7 @@ impl Controller {
         let api = self.api.clone();
         spawn_local(async move {
             let body = [("conversationId", conversation.as_str())];
-            if let Err(e) = api.post::<crate::api::Ignored>("/chat/typing", &body).await {
+            if let Err(e) = api.post::<crate::api::Ignored>(paths::TYPING, &body).await {
                 leptos::logging::warn!("farm-chat: could not report typing: {e}");
             }
         });
@@ -476,7 +484,8 @@ impl Controller {
                             .unwrap_or(0)
                     });
                     let path = format!(
-                        "/chat/history?conversationId={conversation}&after={after}&limit=100"
+                        "{}?conversationId={conversation}&after={after}&limit=100",
+                        paths::HISTORY
                     );
                     let page = match this.get_until_answered::<HistoryPage>(&path).await {
                         None => break, // unmounted
@@ -597,7 +606,7 @@ impl Controller {
                     ("idempotencyKey", key.as_str()),
                     ("locale", this.locale.tag()),
                 ];
-                match this.api.post::<SendResponse>("/chat/send", &request).await {
+                match this.api.post::<SendResponse>(paths::SEND, &request).await {
                     _ if this.gone() => return,
                     Ok((_, response)) => {
                         let me = this.me.get_untracked().unwrap_or(Sender {
@@ -661,7 +670,7 @@ impl Controller {
             let this = self.clone();
             spawn_local(async move {
                 match this
-                    .get_until_answered::<TaskSnapshot>(&format!("/tasks/{task}"))
+                    .get_until_answered::<TaskSnapshot>(&paths::task(task.as_str()))
                     .await
                 {
                     None => {}
@@ -684,8 +693,10 @@ impl Controller {
         };
         let this = self.clone();
         spawn_local(async move {
-            let path =
-                format!("/chat/history?conversationId={conversation}&before={first}&limit=50");
+            let path = format!(
+                "{}?conversationId={conversation}&before={first}&limit=50",
+                paths::HISTORY
+            );
             match this.api.get::<HistoryPage>(&path).await {
                 _ if this.gone() => {}
                 Ok(page) => {
@@ -703,7 +714,7 @@ impl Controller {
         let api = self.api.clone();
         spawn_local(async move {
             if let Err(e) = api
-                .post_empty::<crate::api::Ignored>(&format!("/tasks/{task_id}/cancel"))
+                .post_empty::<crate::api::Ignored>(&paths::task_cancel(task_id.as_str()))
                 .await
             {
                 leptos::logging::warn!("farm-chat: cancel failed: {e}");

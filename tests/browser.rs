@@ -23,6 +23,7 @@ use farm_chat::{
         share::Role,
     },
 };
+use farm_chat_protocol::paths;
 use farm_chat_protocol::{MessageId, StreamEvent, chat::SendResponse, task::Progress};
 use leptos::{prelude::*, task::tick};
 use wasm_bindgen::{JsCast, JsValue};
@@ -120,7 +121,7 @@ async fn send(api: &Api, text: &str) -> MessageId {
         ("text", text),
         ("idempotencyKey", key.as_str()),
     ];
-    let (status, sent): (u16, SendResponse) = api.post("/chat/send", &body).await.unwrap();
+    let (status, sent): (u16, SendResponse) = api.post(paths::SEND, &body).await.unwrap();
     assert_eq!(status, 201);
     sent.message_id
 }
@@ -831,10 +832,7 @@ async fn the_launcher_badge_counts_replies_that_arrive_while_closed() {
         ("text", text.as_str()),
         ("idempotencyKey", key.as_str()),
     ];
-    let (_, _): (u16, SendResponse) = Api::new(api_base())
-        .post("/chat/send", &body)
-        .await
-        .unwrap();
+    let (_, _): (u16, SendResponse) = Api::new(api_base()).post(paths::SEND, &body).await.unwrap();
     wait_until("the badge", || {
         all_by_testid(&root, "unread-badge")
             .first()
@@ -908,7 +906,7 @@ async fn support_staff_work_from_a_live_inbox_with_typing_and_read_receipts() {
     let key = unique("k").replace([' ', '#'], "");
     let (_, sent): (u16, SendResponse) = farmer
         .post(
-            "/chat/send",
+            paths::SEND,
             &[
                 ("conversationId", conversation),
                 ("text", &question),
@@ -1077,7 +1075,7 @@ async fn an_expired_token_is_refreshed_once_and_the_stream_goes_on_without_loss(
     let key = unique("k").replace([' ', '#'], "");
     let _: (u16, SendResponse) = sender
         .post(
-            "/chat/send",
+            paths::SEND,
             &[
                 ("conversationId", "c-u-farmer-support"),
                 ("text", &text),
@@ -1258,7 +1256,7 @@ async fn the_host_element_has_a_js_api_queued_until_ready_and_fires_its_events()
     let key = unique("k").replace([' ', '#'], "");
     let _: (u16, SendResponse) = support
         .post(
-            "/chat/send",
+            paths::SEND,
             &[
                 ("conversationId", "c-u-farmer-support"),
                 ("text", "ご連絡です"),
@@ -1330,7 +1328,7 @@ async fn unsent_messages_survive_a_reload_and_are_stored_exactly_once() {
             all_by_testid(&root, "composer-wait").is_empty()
         })
         .await;
-        let offline = FailingFetches::next(1_000_000, &["/chat/send"]);
+        let offline = FailingFetches::next(1_000_000, &[paths::SEND]);
         type_and_send(&root, &first).await;
         type_and_send(&root, &second).await;
         let stored = storage.get_item(&outbox_name).unwrap().unwrap_or_default();
@@ -1445,7 +1443,7 @@ async fn older_messages_page_in_when_asked() {
             ("idempotencyKey", key.as_str()),
         ];
         loop {
-            match api.post::<SendResponse>("/chat/send", &body).await {
+            match api.post::<SendResponse>(paths::SEND, &body).await {
                 Ok(_) => break,
                 Err(farm_chat::api::ApiFailure::Http { status: 429, .. }) => sleep_ms(300).await,
                 Err(e) => panic!("{e}"),

@@ -4,6 +4,7 @@
 //! streams are held as bare sockets that are not even read) and must not hide the server's
 //! behaviour behind pooling or retries.
 
+use farm_chat_protocol::paths;
 use std::{
     io,
     net::{IpAddr, SocketAddr},
@@ -178,7 +179,7 @@ fn header<'a>(headers: &'a [String], name: &str) -> Option<&'a str> {
 pub async fn login(client: &mut Client, user: &str) -> Result<String, String> {
     let body = serde_json::json!({ "userId": user }).to_string();
     let reply = client
-        .call("POST", "/api/session", None, Some(&body))
+        .call("POST", paths::api::SESSION, None, Some(&body))
         .await
         .map_err(|e| format!("sign in {user}: {e}"))?;
     if reply.status != 200 {

@@ -1,6 +1,7 @@
 //! The three server scenarios: idle streams, fan-out, throughput. Each returns one JSON object
 //! per run (`scenario`, `params`, `figures`), which `main` prints as a table and writes out.
 
+use farm_chat_protocol::paths;
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr},
@@ -83,7 +84,7 @@ async fn open_ready(
 /// The user's support conversation, found through `GET /api/conversations`.
 async fn support_conversation(target: &Target, token: &str) -> Result<String, String> {
     let reply = Client::new(target)
-        .call("GET", "/api/conversations", Some(token), None)
+        .call("GET", paths::api::CONVERSATIONS, Some(token), None)
         .await
         .map_err(|e| e.to_string())?;
     reply.json()["conversations"]
@@ -139,7 +140,7 @@ async fn send(
     let body = json!({"conversationId": conversation, "text": format!("bench {key}"), "idempotencyKey": key})
         .to_string();
     match client
-        .call("POST", "/api/chat/send", Some(token), Some(&body))
+        .call("POST", paths::api::SEND, Some(token), Some(&body))
         .await
     {
         Ok(reply) if reply.status == 201 => reply.json()["messageId"]

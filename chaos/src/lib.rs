@@ -16,6 +16,7 @@
 
 pub mod sse;
 
+use farm_chat_protocol::paths;
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -324,7 +325,7 @@ async fn handle(mut client: TcpStream, chaos: Arc<Chaos>) -> std::io::Result<()>
         return Ok(()); // dropped: the browser sees a network error
     }
     chaos.count(|s| *s.requests.entry(route.clone()).or_default() += 1);
-    let stream = route == "/api/chat/stream";
+    let stream = route == paths::api::STREAM;
     if stream && let Some(status) = faults.stream_status {
         chaos.count(|s| s.refused_streams += 1);
         let line = match status {

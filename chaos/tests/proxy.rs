@@ -6,6 +6,7 @@
     reason = "in a test, a failed unwrap is a failed test"
 )]
 
+use farm_chat_protocol::paths;
 use std::{sync::Arc, time::Duration};
 
 use farm_chat_bench::http::{Client, Event, Stream, Target, login};
@@ -42,7 +43,7 @@ async fn send(s: &Setup, token: &str, key: &str) -> String {
     let reply = Client::new(&s.proxy)
         .call(
             "POST",
-            "/api/chat/send",
+            paths::api::SEND,
             Some(token),
             Some(&body.to_string()),
         )
@@ -75,8 +76,8 @@ async fn without_faults_everything_passes_through_once() {
     assert_eq!(event.name, "message.created");
     assert!(event.data.contains(&id));
     let stats = s.chaos.stats();
-    assert_eq!(stats.requests["/api/chat/send"], 1);
-    assert_eq!(stats.requests["/api/chat/stream"], 1);
+    assert_eq!(stats.requests[paths::api::SEND], 1);
+    assert_eq!(stats.requests[paths::api::STREAM], 1);
     assert_eq!((stats.cuts, stats.duplicates, stats.swaps), (0, 0, 0));
 }
 
@@ -146,7 +147,7 @@ async fn refused_streams_bad_input_and_offline() {
     assert!(end.is_ok(), "going offline cuts the open stream");
     assert!(
         Client::new(&s.proxy)
-            .call("GET", "/api/health", None, None)
+            .call("GET", paths::api::HEALTH, None, None)
             .await
             .is_err()
     );
@@ -170,7 +171,7 @@ async fn a_dropped_answer_is_a_network_error_after_the_server_acted() {
     let unanswered = Client::new(&s.proxy)
         .call(
             "POST",
-            "/api/chat/send",
+            paths::api::SEND,
             Some(&token),
             Some(&body.to_string()),
         )
@@ -181,7 +182,7 @@ async fn a_dropped_answer_is_a_network_error_after_the_server_acted() {
     let retry = Client::new(&s.proxy)
         .call(
             "POST",
-            "/api/chat/send",
+            paths::api::SEND,
             Some(&token),
             Some(&body.to_string()),
         )
@@ -312,7 +313,7 @@ async fn as_a_balancer_it_takes_turns_and_skips_an_instance_that_is_down() {
     for _ in 0..4 {
         answers.push(
             Client::new(&proxy)
-                .call("GET", "/api/health", None, None)
+                .call("GET", paths::api::HEALTH, None, None)
                 .await
                 .unwrap()
                 .body,
@@ -324,7 +325,7 @@ async fn as_a_balancer_it_takes_turns_and_skips_an_instance_that_is_down() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     for _ in 0..4 {
         let reply = Client::new(&proxy)
-            .call("GET", "/api/health", None, None)
+            .call("GET", paths::api::HEALTH, None, None)
             .await
             .unwrap();
         assert_eq!(reply.body, "A", "B is down: everything goes to A");

@@ -4,6 +4,7 @@
 //! A rule passes, fails with a one-line reason, or is skipped (the server doesn't claim it, or
 //! the rule needs something this run lacks). A skipped rule is never counted as passed.
 
+use farm_chat_protocol::paths;
 use std::{collections::BTreeSet, time::Duration};
 
 use serde_json::{Value, json};
@@ -312,7 +313,7 @@ impl World {
     async fn send(&mut self, conversation: &str, text: &str) -> Result<(Reply, String), String> {
         let key = self.key();
         let body = json!({"conversationId": conversation, "text": text, "idempotencyKey": key});
-        let reply = self.post("/api/chat/send", &self.a.clone(), &body).await?;
+        let reply = self.post(paths::api::SEND, &self.a.clone(), &body).await?;
         Ok((reply, key))
     }
 
@@ -477,7 +478,7 @@ async fn sign_in(target: &Target, credentials: &Credentials) -> Result<Tokens, S
                 let reply = target
                     .request(
                         "POST",
-                        "/api/session",
+                        paths::api::SESSION,
                         &[("Content-Type", "application/json")],
                         Some(body.as_bytes()),
                     )
@@ -511,7 +512,7 @@ async fn sign_in(target: &Target, credentials: &Credentials) -> Result<Tokens, S
 }
 
 async fn session_current(w: &mut World) -> Result<(), String> {
-    let reply = w.get("/api/session", &w.a).await?;
+    let reply = w.get(paths::api::SESSION, &w.a).await?;
     expect_status(&reply, 200, "GET /api/session")?;
     let json = reply.json();
     let user = json["userId"].as_str().ok_or("no userId")?;
@@ -532,8 +533,8 @@ async fn conversations(w: &mut World) -> Result<(), String> {
             .cloned()
             .ok_or_else(|| "no conversations array".to_owned())
     };
-    let mine = list(&w.get("/api/conversations", &w.a).await?)?;
-    let theirs = list(&w.get("/api/conversations", &w.b).await?)?;
+    let mine = list(&w.get(paths::api::CONVERSATIONS, &w.a).await?)?;
+    let theirs = list(&w.get(paths::api::CONVERSATIONS, &w.b).await?)?;
     for c in &mine {
         if !c["id"].is_string() || !c["kind"].is_string() || !c["title"].is_string() {
             return Err(format!("a conversation without id, kind or title: {c}"));
@@ -567,7 +568,7 @@ async fn errors(w: &mut World, shared: &str, results: &mut Results) {
         .target
         .request(
             "POST",
-            "/api/chat/send",
+            paths::api::SEND,
             &[
                 ("Authorization", &bearer(&w.a)),
                 ("Content-Type", "application/json"),
@@ -588,7 +589,7 @@ async fn errors(w: &mut World, shared: &str, results: &mut Results) {
     );
     let big =
         json!({"conversationId": shared, "text": "あ".repeat(40_000), "idempotencyKey": w.key()});
-    let oversized = w.post("/api/chat/send", &w.a, &big).await;
+    let oversized = w.post(paths::api::SEND, &w.a, &big).await;
     results.check(
         "errors.oversized_body",
         oversized.and_then(|r| {
@@ -605,7 +606,7 @@ async fn errors(w: &mut World, shared: &str, results: &mut Results) {
         }),
     );
     let body = json!({"conversationId": shared, "text": "よその牧場", "idempotencyKey": w.key()});
-    let foreign = w.post("/api/chat/send", &w.other, &body).await;
+    let foreign = w.post(paths::api::SEND, &w.other, &body).await;
     results.check(
         "errors.foreign_tenant",
         foreign.and_then(|r| {
@@ -615,7 +616,7 @@ async fn errors(w: &mut World, shared: &str, results: &mut Results) {
     );
     let anonymous = w
         .target
-        .request("GET", "/api/conversations", &[], None)
+        .request("GET", paths::api::CONVERSATIONS, &[], None)
         .await;
     results.check(
         "errors.unauthenticated",
@@ -649,7 +650,7 @@ async fn send_rules(w: &mut World, shared: &str, results: &mut Results) {
         }),
     );
     let body = json!({"conversationId": shared, "text": text, "idempotencyKey": key});
-    let retry = w.post("/api/chat/send", &w.a, &body).await;
+    let retry = w.post(paths::api::SEND, &w.a, &body).await;
     results.check(
         "send.idempotent_retry",
         retry.and_then(|r| {
@@ -667,7 +668,7 @@ async fn send_rules(w: &mut World, shared: &str, results: &mut Results) {
     );
     let other_text =
         json!({"conversationId": shared, "text": format!("{text} 別"), "idempotencyKey": key});
-    let conflict = w.post("/api/chat/send", &w.a, &other_text).await;
+    let conflict = w.post(paths::api::SEND, &w.a, &other_text).await;
     results.check(
         "send.idempotency_conflict",
         conflict.and_then(|r| {
@@ -975,7 +976,7 @@ async fn read_marks(w: &mut World, shared: &str) -> Result<(), String> {
     expect_status(&sent, 201, "a send to be read")?;
     let seq = sent.json()["seq"].as_u64().ok_or("the send has no seq")?;
     let mark = |seq: u64| json!({"conversationId": shared, "seq": seq});
-    let read = w.post("/api/chat/read", &w.b, &mark(u64::MAX >> 1)).await?;
+    let read = w.post(paths::api::READ, &w.b, &mark(u64::MAX >> 1)).await?;
     expect_status(&read, 200, "POST /api/chat/read")?;
     if read.json()["seq"].as_u64() != Some(seq) {
         return Err(format!(
@@ -983,12 +984,12 @@ async fn read_marks(w: &mut World, shared: &str) -> Result<(), String> {
             read.json()
         ));
     }
-    let back = w.post("/api/chat/read", &w.b, &mark(0)).await?;
+    let back = w.post(paths::api::READ, &w.b, &mark(0)).await?;
     expect_status(&back, 200, "POST /api/chat/read with 0")?;
     if back.json()["seq"].as_u64() != Some(seq) {
         return Err(format!("the mark moved back: {}", back.json()));
     }
-    let list = w.get("/api/conversations", &w.a).await?;
+    let list = w.get(paths::api::CONVERSATIONS, &w.a).await?;
     expect_status(&list, 200, "GET /api/conversations")?;
     let others = list.json()["conversations"]
         .as_array()
@@ -1018,7 +1019,7 @@ async fn typing(w: &mut World, shared: &str) -> Result<(), String> {
     let ready = support.next(WAIT).await?.ok_or("no ready")?;
     let at = ready.id.ok_or("ready without id")?;
     let told = w
-        .post("/api/chat/typing", &w.a, &json!({"conversationId": shared}))
+        .post(paths::api::TYPING, &w.a, &json!({"conversationId": shared}))
         .await?;
     expect_status(&told, 204, "POST /api/chat/typing")?;
     let hint = until(&mut support, WAIT, |e| e.name != "ping").await?;
@@ -1047,7 +1048,7 @@ async fn ticket(w: &World) -> Result<(), String> {
         .target
         .request(
             "POST",
-            "/api/chat/stream-ticket",
+            paths::api::STREAM_TICKET,
             &[("Authorization", &bearer(&w.a))],
             None,
         )
@@ -1236,7 +1237,7 @@ async fn cors(w: &World, allowed: Option<&str>) -> Result<(), String> {
         w.target
             .request(
                 "OPTIONS",
-                "/api/chat/send",
+                paths::api::SEND,
                 &[
                     ("Origin", &origin),
                     ("Access-Control-Request-Method", "POST"),
@@ -1272,7 +1273,7 @@ async fn foreign_cookie_post(w: &World, shared: &str, cookie: &str) -> Result<()
         .target
         .request(
             "POST",
-            "/api/chat/send",
+            paths::api::SEND,
             &[
                 ("Cookie", cookie),
                 ("Origin", "https://conformance-foreign.example"),

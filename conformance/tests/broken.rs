@@ -8,6 +8,7 @@
     reason = "in a test, a failed unwrap is a failed test"
 )]
 
+use farm_chat_protocol::paths;
 use std::{
     collections::BTreeSet,
     sync::{Arc, Mutex},
@@ -184,20 +185,20 @@ fn remove_query_param(req: &mut Request, name: &str) {
 async fn breaker(State(b): State<Broken>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let stream = path == "/api/chat/stream";
+    let stream = path == paths::api::STREAM;
     // What is broken on the way in.
     match b.fault {
-        Fault::NoSignIn if path == "/api/session" && method == Method::POST => {
+        Fault::NoSignIn if path == paths::api::SESSION && method == Method::POST => {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
         // Stubs that answer without doing anything.
-        Fault::IgnoreReads if path == "/api/chat/read" => {
+        Fault::IgnoreReads if path == paths::api::READ => {
             return StatusCode::NO_CONTENT.into_response();
         }
-        Fault::DropTyping if path == "/api/chat/typing" => {
+        Fault::DropTyping if path == paths::api::TYPING => {
             return StatusCode::NO_CONTENT.into_response();
         }
-        Fault::ForgetIdempotency if path == "/api/chat/send" => {
+        Fault::ForgetIdempotency if path == paths::api::SEND => {
             let (parts, body) = req.into_parts();
             let bytes = body
                 .collect()
@@ -211,7 +212,7 @@ async fn breaker(State(b): State<Broken>, mut req: Request, next: Next) -> Respo
             req = Request::from_parts(parts, Body::from(value.to_string()));
             req.headers_mut().remove(header::CONTENT_LENGTH);
         }
-        Fault::IgnoreCursors if path == "/api/chat/history" => {
+        Fault::IgnoreCursors if path == paths::api::HISTORY => {
             remove_query_param(&mut req, "before");
             remove_query_param(&mut req, "after");
         }
@@ -276,11 +277,11 @@ async fn breaker(State(b): State<Broken>, mut req: Request, next: Next) -> Respo
     let response = next.run(req).await;
     // What is broken on the way out.
     match b.fault {
-        Fault::AnonymousSession if path == "/api/session" && method == Method::GET => {
+        Fault::AnonymousSession if path == paths::api::SESSION && method == Method::GET => {
             let (parts, _) = json_body(response).await;
             rebuild(parts, &serde_json::json!({}))
         }
-        Fault::UntitledConversations if path == "/api/conversations" => {
+        Fault::UntitledConversations if path == paths::api::CONVERSATIONS => {
             let (parts, value) = json_body(response).await;
             let mut value = value.unwrap_or_default();
             if let Some(list) = value["conversations"].as_array_mut() {
@@ -294,7 +295,7 @@ async fn breaker(State(b): State<Broken>, mut req: Request, next: Next) -> Respo
             let status = response.status();
             (status, format!("error {status}")).into_response()
         }
-        Fault::NoSeq | Fault::SeqGaps if path == "/api/chat/send" => {
+        Fault::NoSeq | Fault::SeqGaps if path == paths::api::SEND => {
             let (parts, value) = json_body(response).await;
             let mut value = value.unwrap_or_default();
             if b.fault == Fault::NoSeq {
@@ -304,7 +305,7 @@ async fn breaker(State(b): State<Broken>, mut req: Request, next: Next) -> Respo
             }
             rebuild(parts, &value)
         }
-        Fault::ReverseHistory | Fault::StripKeys if path == "/api/chat/history" => {
+        Fault::ReverseHistory | Fault::StripKeys if path == paths::api::HISTORY => {
             let (parts, value) = json_body(response).await;
             let mut value = value.unwrap_or_default();
             if let Some(list) = value["messages"].as_array_mut() {
@@ -318,7 +319,7 @@ async fn breaker(State(b): State<Broken>, mut req: Request, next: Next) -> Respo
             }
             rebuild(parts, &value)
         }
-        Fault::ReuseTickets if path == "/api/chat/stream-ticket" => {
+        Fault::ReuseTickets if path == paths::api::STREAM_TICKET => {
             let (parts, value) = json_body(response).await;
             let value = value.unwrap_or_default();
             if let (Some(ticket), Some(auth)) = (value["ticket"].as_str(), auth) {

@@ -16,44 +16,44 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
-use farm_chat_protocol::{Health, HealthStatus};
+use farm_chat_protocol::{Health, HealthStatus, paths};
 
 use crate::{error::ApiError, state::AppState};
 
 /// The router mounted at `/api`. Unknown API paths answer a JSON 404, never the widget page.
 pub fn api(state: AppState) -> Router {
     let test_only = if state.config.test_mode {
-        Router::new().route("/test/drop-streams", post(stream::drop_streams))
+        Router::new().route(paths::DROP_STREAMS, post(stream::drop_streams))
     } else {
         Router::new()
     };
     Router::new()
         .merge(test_only)
-        .route("/health", get(health))
+        .route(paths::HEALTH, get(health))
         .route(
-            "/openapi.json",
+            paths::OPENAPI,
             get(|| async { Json(crate::openapi::spec()) }),
         )
         .route(
-            "/asyncapi.json",
+            paths::ASYNCAPI,
             get(|| async { Json(crate::asyncapi::spec()) }),
         )
         .route(
-            "/session",
+            paths::SESSION,
             post(session::login)
                 .get(session::current)
                 .delete(session::logout),
         )
-        .route("/conversations", get(chat::list))
-        .route("/chat/send", post(chat::send))
-        .route("/chat/history", get(chat::history))
-        .route("/chat/read", post(chat::read))
-        .route("/chat/typing", post(chat::typing))
-        .route("/chat/stream-ticket", post(session::stream_ticket))
-        .route("/reports/{file}", get(report::get))
-        .route("/tasks", get(tasks::list))
-        .route("/tasks/{task_id}", get(tasks::get))
-        .route("/tasks/{task_id}/cancel", post(tasks::cancel))
+        .route(paths::CONVERSATIONS, get(chat::list))
+        .route(paths::SEND, post(chat::send))
+        .route(paths::HISTORY, get(chat::history))
+        .route(paths::READ, post(chat::read))
+        .route(paths::TYPING, post(chat::typing))
+        .route(paths::STREAM_TICKET, post(session::stream_ticket))
+        .route(paths::REPORT, get(report::get))
+        .route(paths::TASKS, get(tasks::list))
+        .route(paths::TASK, get(tasks::get))
+        .route(paths::TASK_CANCEL, post(tasks::cancel))
         .route_layer(axum::middleware::from_fn_with_state(
             state.local.metrics.clone(),
             crate::metrics::track,
@@ -68,7 +68,7 @@ pub fn api(state: AppState) -> Router {
 /// costs each open stream about 4 KB (it holds every encoder's state inline).
 pub fn streams(state: AppState) -> Router {
     Router::new()
-        .route("/chat/stream", get(stream::stream))
+        .route(paths::STREAM, get(stream::stream))
         .route_layer(axum::middleware::from_fn_with_state(
             state.local.metrics.clone(),
             crate::metrics::track,

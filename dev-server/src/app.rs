@@ -11,6 +11,7 @@ use std::{
 };
 
 use axum::{Router, extract::DefaultBodyLimit, http::Request};
+use farm_chat_protocol::paths;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
@@ -80,7 +81,7 @@ pub fn app(state: AppState) -> Router {
     });
     Router::new()
         .nest(
-            "/api",
+            paths::api::BASE,
             api::streams(state.clone())
                 .merge(api::api(state.clone()).layer(assets::api_compression())),
         )

@@ -4,7 +4,7 @@
 //! suites receive against it.
 
 use farm_chat_protocol::{
-    EventId,
+    EventId, paths,
     stream::{
         ConversationRead, MessageCreated, Ping, Ready, Reset, TaskDone, TaskPartEvent, Typing,
     },
@@ -116,7 +116,7 @@ pub fn spec() -> Value {
         },
         "channels": {
             "stream": {
-                "address": "/api/chat/stream",
+                "address": paths::api::STREAM,
                 "title": "The user's event stream (text/event-stream)",
                 "messages": channel_messages,
             }

@@ -13,6 +13,7 @@ use farm_chat_protocol::{
         ConversationList, HistoryPage, ReadMark, ReadRequest, SendRequest, SendResponse,
         TypingRequest,
     },
+    paths,
     session::{LoginRequest, SessionInfo, StreamTicket},
     task::{TaskList, TaskSnapshot, TaskState},
 };
@@ -163,8 +164,8 @@ pub fn spec() -> Value {
         },
         "security": [{"cookie": []}, {"bearer": []}],
         "paths": {
-            "/api/health": {"get": {"summary": "Liveness", "security": [], "responses": {"200": ok(r::<Health>(), "serving")}}},
-            "/api/session": {
+            (paths::api::HEALTH): {"get": {"summary": "Liveness", "security": [], "responses": {"200": ok(r::<Health>(), "serving")}}},
+            (paths::api::SESSION): {
                 "post": {
                     "summary": "Sign in (stands in for the host site's SSO); sets the session cookie and returns a Bearer token",
                     "security": [],
@@ -174,7 +175,7 @@ pub fn spec() -> Value {
                 "get": {"summary": "The signed-in user", "responses": merge(json!({"200": ok(r::<SessionInfo>(), "the user")}), error_responses(&[("401", "not signed in")]))},
                 "delete": {"summary": "Sign out; the session's streams close", "responses": merge(json!({"204": {"description": "signed out"}}), error_responses(&auth_errors))}
             },
-            "/api/conversations": {"get": {
+            (paths::api::CONVERSATIONS): {"get": {
                 "summary": "The user's conversations, newest activity first, a page at a time (a farmer's assistant and support chats are created on first use; support staff get one per farmer of their farm)",
                 "parameters": [
                     query("kind", "only this kind", json!({"type": "string", "enum": ["assistant", "support"]}), false),
@@ -183,17 +184,17 @@ pub fn spec() -> Value {
                 ],
                 "responses": merge(json!({"200": ok(r::<ConversationList>(), "conversations")}), error_responses(&[("400", "invalid_query"), ("401", "not signed in")]))
             }},
-            "/api/chat/read": {"post": {
+            (paths::api::READ): {"post": {
                 "summary": "Mark a conversation read up to seq (never backwards, never past the newest message); every participant gets conversation.read",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": r::<ReadRequest>()}}}},
                 "responses": merge(json!({"200": ok(r::<ReadMark>(), "the reader's mark now")}), error_responses(&[("400", "bad input"), ("401", "not signed in"), ("403", "csrf_rejected or not_a_participant"), ("404", "no such conversation"), ("429", "rate_limited (Retry-After)")]))
             }},
-            "/api/chat/typing": {"post": {
+            (paths::api::TYPING): {"post": {
                 "summary": "The user is typing: the other participants' open streams get typing (never stored, never replayed)",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": r::<TypingRequest>()}}}},
                 "responses": merge(json!({"204": {"description": "told"}}), error_responses(&[("400", "bad input"), ("401", "not signed in"), ("403", "csrf_rejected or not_a_participant"), ("404", "no such conversation"), ("429", "rate_limited (Retry-After)")]))
             }},
-            "/api/chat/send": {"post": {
+            (paths::api::SEND): {"post": {
                 "summary": "Send a message. Idempotent per idempotencyKey: a retry with the same body answers 200 with the same message; another body 409. In an assistant conversation it starts a task (taskId).",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": r::<SendRequest>()}}}},
                 "responses": merge(
@@ -201,7 +202,7 @@ pub fn spec() -> Value {
                     error_responses(&[("400", "bad input (invalid_json, invalid_id, invalid_text)"), ("401", "not signed in"), ("403", "csrf_rejected or not_a_participant"), ("404", "no such conversation"), ("409", "idempotency_conflict"), ("408", "request_timeout: the body did not arrive in time"), ("413", "body over 64 KiB"), ("429", "rate_limited (Retry-After)")])
                 )
             }},
-            "/api/chat/history": {"get": {
+            (paths::api::HISTORY): {"get": {
                 "summary": "A page of a conversation's messages in seq order; assistant replies carry their task",
                 "description": "Give before or after, not both (400 invalid_query otherwise).",
                 "parameters": [
@@ -212,7 +213,7 @@ pub fn spec() -> Value {
                 ],
                 "responses": merge(json!({"200": ok(r::<HistoryPage>(), "messages")}), error_responses(&[("400", "invalid_query"), ("401", "not signed in"), ("403", "not_a_participant"), ("404", "no such conversation")]))
             }},
-            "/api/chat/stream": {"get": {
+            (paths::api::STREAM): {"get": {
                 "summary": "The user's SSE stream for all their conversations",
                 "description": "Events (id:, event:, one JSON data: line): ready {lastEventId, serverTime} first (with retry: 1000); message.created {conversationId, messageId, seq}; task.status / task.intermediate {taskId, messageId, conversationId, part, type, text}; task.progress {…, current, total, percentage}; task.result {…, kind, text, data}; task.error {…, code, text}; task.done {taskId, messageId, conversationId, state}; ping {serverTime} every 15 s; reset {reason} when the client must refetch history. Resume with the Last-Event-ID header or ?lastEventId= (the header wins). At most 10 streams per user and 4 per session: a new stream beyond closes the oldest of the session holding the most (it reconnects and resumes); none is refused.",
                 "parameters": [
@@ -222,11 +223,11 @@ pub fn spec() -> Value {
                 ],
                 "responses": merge(json!({"200": {"description": "the stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}), error_responses(&[("401", "not signed in or bad ticket")]))
             }},
-            "/api/chat/stream-ticket": {"post": {
+            (paths::api::STREAM_TICKET): {"post": {
                 "summary": "A single-use ticket valid 30 s for GET /api/chat/stream?ticket=, for pages whose cookies can't reach the API",
                 "responses": merge(json!({"200": ok(r::<StreamTicket>(), "the ticket")}), error_responses(&auth_errors))
             }},
-            "/api/tasks": {"get": {
+            (paths::api::TASKS): {"get": {
                 "summary": "The user's assistant tasks, newest first",
                 "parameters": [query("state", "only tasks in this state", json!({"$ref": r::<TaskState>()}), false)],
                 "responses": merge(json!({"200": ok(r::<TaskList>(), "tasks")}), error_responses(&[("400", "invalid_query"), ("401", "not signed in")]))
@@ -246,8 +247,8 @@ pub fn spec() -> Value {
                 "parameters": [{"name": "reportId", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^shipments-[0-9]{4}-[0-9]{2}$"}}],
                 "responses": merge(json!({"200": {"description": "the report", "content": {"application/pdf": {}}}}), error_responses(&[("401", "not signed in"), ("404", "no such report")]))
             }},
-            "/api/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/api/asyncapi.json": {"get": {"summary": "The stream's events: one message per SSE event name, with its payload's schema", "security": [], "responses": {"200": {"description": "AsyncAPI 3.0"}}}}
+            (paths::api::OPENAPI): {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            (paths::api::ASYNCAPI): {"get": {"summary": "The stream's events: one message per SSE event name, with its payload's schema", "security": [], "responses": {"200": {"description": "AsyncAPI 3.0"}}}}
         },
         "components": {
             "securitySchemes": {

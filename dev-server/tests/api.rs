@@ -10,6 +10,7 @@ use axum::{
     http::{Request, StatusCode, header},
 };
 use farm_chat_dev_server::{AppState, Config, app};
+use farm_chat_protocol::paths;
 use farm_chat_protocol::{ErrorBody, Health, HealthStatus};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -31,7 +32,7 @@ fn get(uri: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn health_answers_ok_as_json() {
-    let (status, headers, body) = send(Config::for_tests(), get("/api/health")).await;
+    let (status, headers, body) = send(Config::for_tests(), get(paths::api::HEALTH)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     let health: Health = serde_json::from_slice(&body).unwrap();
@@ -55,14 +56,14 @@ async fn an_unknown_api_route_is_a_json_404_not_the_page() {
 async fn a_wrong_method_is_a_json_405() {
     let req = Request::builder()
         .method("PUT")
-        .uri("/api/session")
+        .uri(paths::api::SESSION)
         .body(Body::empty())
         .unwrap();
     let (status, _, body) = send(Config::for_tests(), req).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let err: ErrorBody = serde_json::from_slice(&body).unwrap();
     assert_eq!(err.error.code, "method_not_allowed");
-    let (status, _, body) = send(Config::for_tests(), get("/api/chat/send")).await;
+    let (status, _, body) = send(Config::for_tests(), get(paths::api::SEND)).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(serde_json::from_slice::<ErrorBody>(&body).is_ok());
 }
@@ -100,7 +101,7 @@ async fn without_a_build_the_root_says_how_to_build() {
 }
 
 fn preflight(origin: &str) -> Request<Body> {
-    Request::options("/api/health")
+    Request::options(paths::api::HEALTH)
         .header(header::ORIGIN, origin)
         .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
         .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
@@ -136,7 +137,7 @@ async fn outside_test_mode_only_listed_origins_are_allowed() {
 
 #[tokio::test]
 async fn openapi_describes_exactly_the_routes_that_exist() {
-    let (status, _, body) = send(Config::for_tests(), get("/api/openapi.json")).await;
+    let (status, _, body) = send(Config::for_tests(), get(paths::api::OPENAPI)).await;
     assert_eq!(status, StatusCode::OK);
     let spec: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(spec["openapi"], "3.1.0");
@@ -148,22 +149,22 @@ async fn openapi_describes_exactly_the_routes_that_exist() {
     }
     documented.sort();
     let expected = [
-        ("DELETE", "/api/session"),
-        ("GET", "/api/asyncapi.json"),
-        ("GET", "/api/chat/history"),
-        ("GET", "/api/chat/stream"),
-        ("GET", "/api/conversations"),
-        ("GET", "/api/health"),
-        ("GET", "/api/openapi.json"),
+        ("DELETE", paths::api::SESSION),
+        ("GET", paths::api::ASYNCAPI),
+        ("GET", paths::api::HISTORY),
+        ("GET", paths::api::STREAM),
+        ("GET", paths::api::CONVERSATIONS),
+        ("GET", paths::api::HEALTH),
+        ("GET", paths::api::OPENAPI),
         ("GET", "/api/reports/{reportId}.pdf"),
-        ("GET", "/api/session"),
-        ("GET", "/api/tasks"),
+        ("GET", paths::api::SESSION),
+        ("GET", paths::api::TASKS),
         ("GET", "/api/tasks/{taskId}"),
-        ("POST", "/api/chat/read"),
-        ("POST", "/api/chat/send"),
-        ("POST", "/api/chat/stream-ticket"),
-        ("POST", "/api/chat/typing"),
-        ("POST", "/api/session"),
+        ("POST", paths::api::READ),
+        ("POST", paths::api::SEND),
+        ("POST", paths::api::STREAM_TICKET),
+        ("POST", paths::api::TYPING),
+        ("POST", paths::api::SESSION),
         ("POST", "/api/tasks/{taskId}/cancel"),
     ];
     let expected: Vec<(String, String)> = expected
@@ -198,7 +199,7 @@ async fn openapi_describes_exactly_the_routes_that_exist() {
 /// signed 64-bit range the store keeps.
 #[tokio::test]
 async fn openapi_carries_the_patterns_and_bounds_the_server_enforces() {
-    let (_, _, body) = send(Config::for_tests(), get("/api/openapi.json")).await;
+    let (_, _, body) = send(Config::for_tests(), get(paths::api::OPENAPI)).await;
     let spec: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let id = "^[A-Za-z0-9._:-]{1,128}$";
     let schemas = &spec["components"]["schemas"];
@@ -214,7 +215,7 @@ async fn openapi_carries_the_patterns_and_bounds_the_server_enforces() {
     assert_eq!(prop("SendRequest", "conversationId")["pattern"], id);
     assert_eq!(prop("SendRequest", "idempotencyKey")["pattern"], id);
     assert_eq!(prop("SendRequest", "text")["maxLength"], 4000);
-    let history = spec["paths"]["/api/chat/history"]["get"]["parameters"]
+    let history = spec["paths"][paths::api::HISTORY]["get"]["parameters"]
         .as_array()
         .unwrap();
     let param = |name: &str| {
@@ -235,7 +236,7 @@ async fn openapi_carries_the_patterns_and_bounds_the_server_enforces() {
         ("x".repeat(129), 400),
         ("a b".into(), 400),
     ] {
-        let req = Request::post("/api/session")
+        let req = Request::post(paths::api::SESSION)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(format!(r#"{{"userId":"{user}"}}"#)))
             .unwrap();

@@ -16,6 +16,7 @@ use farm_chat_dev_server::{
     AppState, Config, app,
     assets::{IMMUTABLE, REVALIDATE},
 };
+use farm_chat_protocol::paths;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -133,10 +134,10 @@ async fn the_launcher_and_pages_are_revalidated_so_a_new_build_reaches_users() {
 async fn large_json_answers_are_compressed_small_ones_and_the_stream_are_not() {
     let router = app(AppState::new(Config::for_tests()).await.unwrap());
     // The API description is tens of KB of JSON.
-    let (res, bytes) = get(&router, "/api/openapi.json", "br, gzip").await;
+    let (res, bytes) = get(&router, paths::api::OPENAPI, "br, gzip").await;
     assert_eq!(header_of(&res, header::CONTENT_ENCODING), "br");
     assert!(header_of(&res, header::VARY).contains("accept-encoding"));
-    let plain = get(&router, "/api/openapi.json", "").await.1;
+    let plain = get(&router, paths::api::OPENAPI, "").await.1;
     assert!(serde_json::from_slice::<serde_json::Value>(&plain).is_ok());
     assert!(
         bytes.len() * 3 < plain.len(),
@@ -144,10 +145,10 @@ async fn large_json_answers_are_compressed_small_ones_and_the_stream_are_not() {
         bytes.len(),
         plain.len()
     );
-    let (res, _) = get(&router, "/api/openapi.json", "gzip").await;
+    let (res, _) = get(&router, paths::api::OPENAPI, "gzip").await;
     assert_eq!(header_of(&res, header::CONTENT_ENCODING), "gzip");
 
-    let (res, bytes) = get(&router, "/api/health", "br, gzip").await;
+    let (res, bytes) = get(&router, paths::api::HEALTH, "br, gzip").await;
     assert_eq!(
         header_of(&res, header::CONTENT_ENCODING),
         "",
@@ -159,7 +160,7 @@ async fn large_json_answers_are_compressed_small_ones_and_the_stream_are_not() {
     let login = router
         .clone()
         .oneshot(
-            Request::post("/api/session")
+            Request::post(paths::api::SESSION)
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from(r#"{"userId":"u-farmer"}"#))
                 .unwrap(),
@@ -174,7 +175,7 @@ async fn large_json_answers_are_compressed_small_ones_and_the_stream_are_not() {
     let stream = router
         .clone()
         .oneshot(
-            Request::get("/api/chat/stream")
+            Request::get(paths::api::STREAM)
                 .header(header::AUTHORIZATION, format!("Bearer {token}"))
                 .header(header::ACCEPT_ENCODING, "br, gzip")
                 .body(Body::empty())

@@ -9,6 +9,7 @@
 
 mod common;
 
+use farm_chat_protocol::paths;
 use std::{sync::Arc, time::Duration};
 
 use common::{Sse, SseEvent, TestServer, bearer, call, call_as, login, send};
@@ -426,7 +427,7 @@ async fn a_retried_assistant_send_does_not_start_a_second_task() {
     let retry = send(s.addr, &token, ASSISTANT, "発情予定の牛", "same").await;
     assert_eq!((first.status, retry.status), (201, 200));
     assert_eq!(first.json()["taskId"], retry.json()["taskId"]);
-    let all = call_as(s.addr, "GET", "/api/tasks", &token).await;
+    let all = call_as(s.addr, "GET", paths::api::TASKS, &token).await;
     assert_eq!(all.json()["tasks"].as_array().unwrap().len(), 1);
 }
 
@@ -498,7 +499,7 @@ async fn replies_follow_the_widgets_language() {
             call(
                 addr,
                 "POST",
-                "/api/chat/send",
+                paths::api::SEND,
                 &[("Authorization", &bearer(&token))],
                 Some(&body.to_string()),
             )

@@ -10,6 +10,7 @@
 
 mod common;
 
+use farm_chat_protocol::paths;
 use std::time::Duration;
 
 use common::{Sse, TestServer, bearer, call, call_as, login, send};
@@ -74,7 +75,7 @@ async fn a_send_on_one_instance_reaches_a_stream_on_another_and_a_resume_on_a_th
     }
     let mut on_c = Sse::open(
         c,
-        "/api/chat/stream",
+        paths::api::STREAM,
         &[
             ("Authorization", &bearer(&support)),
             ("Last-Event-ID", &last),
@@ -131,7 +132,7 @@ async fn a_ticket_from_one_instance_opens_a_stream_on_another_once() {
     let s = cluster(2, |_| {}).await;
     let (a, b) = (s[0].addr, s[1].addr);
     let farmer = login(a, "u-farmer").await;
-    let ticket = call_as(a, "POST", "/api/chat/stream-ticket", &farmer).await;
+    let ticket = call_as(a, "POST", paths::api::STREAM_TICKET, &farmer).await;
     assert_eq!(ticket.status, 200, "{}", ticket.body);
     let ticket = ticket.json()["ticket"].as_str().unwrap().to_owned();
     let mut on_b = Sse::open(b, &format!("/api/chat/stream?ticket={ticket}"), &[]).await;
@@ -151,7 +152,7 @@ async fn signing_out_on_one_instance_closes_the_sessions_streams_on_every_instan
     let out = call(
         a,
         "DELETE",
-        "/api/session",
+        paths::api::SESSION,
         &[("Authorization", &bearer(&farmer))],
         None,
     )
@@ -222,7 +223,7 @@ async fn the_rate_limit_holds_across_instances() {
             call(
                 addr,
                 "POST",
-                "/api/chat/typing",
+                paths::api::TYPING,
                 &[("Authorization", &bearer(&farmer))],
                 Some(&body),
             )
@@ -387,9 +388,9 @@ async fn a_draining_instance_closes_its_streams_spread_over_the_window_with_a_re
 async fn request_ids_are_unique_across_instances_and_an_incoming_one_is_kept() {
     let s = cluster(2, |_| {}).await;
     let id_of = |reply: &common::Reply| reply.header("x-request-id").unwrap();
-    let a1 = id_of(&call(s[0].addr, "GET", "/api/health", &[], None).await);
-    let a2 = id_of(&call(s[0].addr, "GET", "/api/health", &[], None).await);
-    let b1 = id_of(&call(s[1].addr, "GET", "/api/health", &[], None).await);
+    let a1 = id_of(&call(s[0].addr, "GET", paths::api::HEALTH, &[], None).await);
+    let a2 = id_of(&call(s[0].addr, "GET", paths::api::HEALTH, &[], None).await);
+    let b1 = id_of(&call(s[1].addr, "GET", paths::api::HEALTH, &[], None).await);
     assert_ne!(a1, a2);
     let prefix = |id: &str| id.rsplit_once('-').unwrap().0.to_owned();
     assert_eq!(prefix(&a1), prefix(&a2), "one instance, one prefix");
@@ -397,7 +398,7 @@ async fn request_ids_are_unique_across_instances_and_an_incoming_one_is_kept() {
     let kept = call(
         s[1].addr,
         "GET",
-        "/api/health",
+        paths::api::HEALTH,
         &[("X-Request-Id", "lb-7f3a9c")],
         None,
     )
@@ -406,7 +407,7 @@ async fn request_ids_are_unique_across_instances_and_an_incoming_one_is_kept() {
     let odd = call(
         s[1].addr,
         "GET",
-        "/api/health",
+        paths::api::HEALTH,
         &[("X-Request-Id", "a b\"c")],
         None,
     )
@@ -477,7 +478,7 @@ async fn while_redis_is_down_sends_are_stored_and_clients_refetch_once_it_is_bac
     for _ in 0..50 {
         let sse = Sse::open(
             b,
-            "/api/chat/stream",
+            paths::api::STREAM,
             &[
                 ("Authorization", &bearer(&support)),
                 ("Last-Event-ID", &last),

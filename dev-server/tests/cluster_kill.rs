@@ -9,6 +9,7 @@
 
 mod common;
 
+use farm_chat_protocol::paths;
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use common::{Process, Sse, bearer, call_as, login, send};
@@ -131,7 +132,7 @@ async fn a_killed_instance_loses_no_acknowledged_send_and_announces_each_once() 
     let last = last_id.unwrap();
     let mut resumed = Sse::open(
         c.addr,
-        "/api/chat/stream",
+        paths::api::STREAM,
         &[
             ("Authorization", &bearer(&support)),
             ("Last-Event-ID", &last),

@@ -13,6 +13,7 @@ use axum::{
     http::{Request, header},
 };
 use farm_chat_dev_server::{AppState, Config, app, herd::Rng};
+use farm_chat_protocol::paths;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -89,7 +90,7 @@ async fn no_input_panics_or_gets_a_5xx() {
     };
     let state = AppState::new(config).await.unwrap();
     let router = app(state);
-    let login = Request::post("/api/session")
+    let login = Request::post(paths::api::SESSION)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(VALID[0]))
         .unwrap();
@@ -110,10 +111,10 @@ async fn no_input_panics_or_gets_a_5xx() {
                 .collect()
         };
         let path = [
-            "/api/session",
-            "/api/chat/send",
+            paths::api::SESSION,
+            paths::api::SEND,
             "/api/tasks/x/cancel",
-            "/api/chat/stream-ticket",
+            paths::api::STREAM_TICKET,
         ][rng.range(0, 3) as usize];
         let mut req = Request::post(path).header(header::CONTENT_TYPE, "application/json");
         if rng.chance(0.7) {
@@ -135,9 +136,9 @@ async fn no_input_panics_or_gets_a_5xx() {
         .map(|c| if c.is_ascii_graphic() { c } else { '%' })
         .collect();
         let path = [
-            "/api/chat/history",
-            "/api/tasks",
-            "/api/chat/stream",
+            paths::api::HISTORY,
+            paths::api::TASKS,
+            paths::api::STREAM,
             "/api/reports/shipments-2026-01.pdf",
         ][rng.range(0, 3) as usize];
         let uri = format!("{path}?{query}");
@@ -147,7 +148,7 @@ async fn no_input_panics_or_gets_a_5xx() {
         else {
             continue; // not even a URI
         };
-        if path == "/api/chat/stream" {
+        if path == paths::api::STREAM {
             // A stream that opens never ends by itself: only check that it opens or refuses.
             let res = router.clone().oneshot(req).await.unwrap();
             assert!(
@@ -161,18 +162,18 @@ async fn no_input_panics_or_gets_a_5xx() {
     }
     // Every method on every route: refusals are JSON too (405 included).
     let paths = [
-        "/api/health",
-        "/api/session",
-        "/api/conversations",
-        "/api/chat/send",
-        "/api/chat/history",
-        "/api/chat/stream-ticket",
-        "/api/chat/stream",
-        "/api/tasks",
+        paths::api::HEALTH,
+        paths::api::SESSION,
+        paths::api::CONVERSATIONS,
+        paths::api::SEND,
+        paths::api::HISTORY,
+        paths::api::STREAM_TICKET,
+        paths::api::STREAM,
+        paths::api::TASKS,
         "/api/tasks/t-1",
         "/api/tasks/t-1/cancel",
         "/api/reports/shipments-2026-01.pdf",
-        "/api/openapi.json",
+        paths::api::OPENAPI,
         "/api/nope",
     ];
     for path in paths {
@@ -187,7 +188,7 @@ async fn no_input_panics_or_gets_a_5xx() {
     }
     for i in 0..500 {
         let value: Vec<u8> = mutate(&mut rng, &format!("Bearer {token}"));
-        let Ok(req) = Request::get("/api/session")
+        let Ok(req) = Request::get(paths::api::SESSION)
             .header(header::AUTHORIZATION, value.as_slice())
             .body(Body::empty())
         else {
@@ -199,7 +200,7 @@ async fn no_input_panics_or_gets_a_5xx() {
             &value[7.min(value.len())..],
         ]
         .concat();
-        if let Ok(req) = Request::get("/api/session")
+        if let Ok(req) = Request::get(paths::api::SESSION)
             .header(header::COOKIE, cookie.as_slice())
             .body(Body::empty())
         {

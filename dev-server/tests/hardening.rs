@@ -9,6 +9,7 @@
 
 mod common;
 
+use farm_chat_protocol::paths;
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex, mpsc},
@@ -139,7 +140,7 @@ async fn beyond_the_connection_cap_a_new_connection_gets_503_until_one_frees() {
     // Connections are admitted in accept order; give the loop a moment to take all three.
     let mut refused = None;
     for _ in 0..50 {
-        let reply = call(s.addr, "GET", "/api/health", &[], None).await;
+        let reply = call(s.addr, "GET", paths::api::HEALTH, &[], None).await;
         if reply.status == 503 {
             refused = Some(reply);
             break;
@@ -152,7 +153,11 @@ async fn beyond_the_connection_cap_a_new_connection_gets_503_until_one_frees() {
     drop(held.pop());
     let mut healthy = false;
     for _ in 0..100 {
-        if call(s.addr, "GET", "/api/health", &[], None).await.status == 200 {
+        if call(s.addr, "GET", paths::api::HEALTH, &[], None)
+            .await
+            .status
+            == 200
+        {
             healthy = true;
             break;
         }
@@ -174,7 +179,9 @@ async fn one_client_address_cannot_take_every_connection() {
     );
     let mut status = 0;
     for _ in 0..50 {
-        status = call(s.addr, "GET", "/api/health", &[], None).await.status;
+        status = call(s.addr, "GET", paths::api::HEALTH, &[], None)
+            .await
+            .status;
         if status == 429 {
             break;
         }
@@ -301,7 +308,7 @@ async fn sign_in_bursts_get_429_with_retry_after() {
             call(
                 addr,
                 "POST",
-                "/api/session",
+                paths::api::SESSION,
                 &[],
                 Some(&format!(r#"{{"userId":"{user}"}}"#)),
             )
@@ -338,7 +345,7 @@ async fn sign_in_from_a_foreign_origin_is_refused() {
     let foreign = call(
         s.addr,
         "POST",
-        "/api/session",
+        paths::api::SESSION,
         &[("Origin", "https://evil.example")],
         body,
     )
@@ -347,7 +354,14 @@ async fn sign_in_from_a_foreign_origin_is_refused() {
     assert_eq!(foreign.json()["error"]["code"], "csrf_rejected");
     assert!(foreign.header("set-cookie").is_none());
     let own = format!("http://{}", s.addr);
-    let ok = call(s.addr, "POST", "/api/session", &[("Origin", &own)], body).await;
+    let ok = call(
+        s.addr,
+        "POST",
+        paths::api::SESSION,
+        &[("Origin", &own)],
+        body,
+    )
+    .await;
     assert_eq!(ok.status, 200, "the server's own page: {}", ok.body);
 }
 
@@ -405,7 +419,13 @@ async fn every_answer_is_nosniff_and_pages_carry_the_policy() {
         c.frame_ancestors = "'self' https://farm.example.jp".into();
     })
     .await;
-    for path in ["/api/health", "/api/nope", "/farm-chat.js", "/", "/missing"] {
+    for path in [
+        paths::api::HEALTH,
+        "/api/nope",
+        "/farm-chat.js",
+        "/",
+        "/missing",
+    ] {
         let reply = call(s.addr, "GET", path, &[], None).await;
         assert_eq!(
             reply.header("x-content-type-options").as_deref(),
@@ -427,7 +447,7 @@ async fn every_answer_is_nosniff_and_pages_carry_the_policy() {
         page.header("referrer-policy").as_deref(),
         Some("strict-origin-when-cross-origin")
     );
-    let json = call(s.addr, "GET", "/api/health", &[], None).await;
+    let json = call(s.addr, "GET", paths::api::HEALTH, &[], None).await;
     assert!(
         json.header("content-security-policy").is_none(),
         "pages only"
@@ -681,7 +701,7 @@ async fn security_events_are_logged_with_the_request_id() {
     call(
         s.addr,
         "POST",
-        "/api/session",
+        paths::api::SESSION,
         &[("Origin", "https://evil.example")],
         body,
     )
@@ -689,18 +709,18 @@ async fn security_events_are_logged_with_the_request_id() {
     call(
         s.addr,
         "POST",
-        "/api/session",
+        paths::api::SESSION,
         &[],
         Some(r#"{"userId":"u-nobody"}"#),
     )
     .await;
-    call(s.addr, "POST", "/api/session", &[], body).await;
-    call(s.addr, "POST", "/api/session", &[], body).await;
+    call(s.addr, "POST", paths::api::SESSION, &[], body).await;
+    call(s.addr, "POST", paths::api::SESSION, &[], body).await;
     call(s.addr, "GET", "/api/chat/stream?ticket=0123", &[], None).await;
     call(
         s.addr,
         "GET",
-        "/api/session",
+        paths::api::SESSION,
         &[("Authorization", "Bearer 00.11")],
         None,
     )
@@ -708,7 +728,7 @@ async fn security_events_are_logged_with_the_request_id() {
     call(
         s.addr,
         "GET",
-        "/api/health",
+        paths::api::HEALTH,
         &[("Origin", "https://elsewhere.example")],
         None,
     )

@@ -7,6 +7,7 @@
     reason = "in a test, a failed unwrap is a failed test"
 )]
 
+use farm_chat_protocol::paths;
 use std::sync::LazyLock;
 
 use axum::{
@@ -191,7 +192,7 @@ async fn valid_tokens_of_each_algorithm_sign_the_user_in_as_their_claims_say() {
         ("ES256", &es256, "p-es", "support"),
         ("HS256", &hs256, "p-hs", "farmer"),
     ] {
-        let (status, body) = call(&r, "GET", "/api/session", t, None).await;
+        let (status, body) = call(&r, "GET", paths::api::SESSION, t, None).await;
         assert_eq!(status, StatusCode::OK, "{what}: {body}");
         assert_eq!(body["userId"], user, "{what}");
         assert_eq!(body["tenantId"], "jwt-farm-a", "{what}");
@@ -204,7 +205,7 @@ async fn valid_tokens_of_each_algorithm_sign_the_user_in_as_their_claims_say() {
     c["aud"] = json!(["other-app", AUDIENCE]);
     c["exp"] = json!(now() - 30);
     assert_eq!(
-        call(&r, "GET", "/api/session", &rs(&c), None).await.0,
+        call(&r, "GET", paths::api::SESSION, &rs(&c), None).await.0,
         StatusCode::OK
     );
 }
@@ -294,14 +295,14 @@ async fn every_wrong_token_is_refused() {
         ("garbage", "a.b.c".to_owned()),
     ];
     for (what, t) in cases {
-        let (status, body) = call(&r, "GET", "/api/session", &t, None).await;
+        let (status, body) = call(&r, "GET", paths::api::SESSION, &t, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
         assert_eq!(body["error"]["code"], "unauthorized", "{what}");
     }
     // Without any JWT flag, a JWT is refused too.
     let plain = app(AppState::new(Config::for_tests()).await.unwrap());
     assert_eq!(
-        call(&plain, "GET", "/api/session", &rs(&good), None)
+        call(&plain, "GET", paths::api::SESSION, &rs(&good), None)
             .await
             .0,
         StatusCode::UNAUTHORIZED
@@ -317,7 +318,7 @@ async fn users_are_provisioned_from_claims_and_farms_stay_apart() {
         &claims("p-support-1", "jwt-farm-c", "support"),
     );
     let stranger = rs(&claims("p-farmer-9", "jwt-farm-d", "farmer"));
-    let (status, list) = call(&r, "GET", "/api/conversations", &farmer, None).await;
+    let (status, list) = call(&r, "GET", paths::api::CONVERSATIONS, &farmer, None).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     let ids: Vec<&str> = list["conversations"]
         .as_array()
@@ -330,14 +331,14 @@ async fn users_are_provisioned_from_claims_and_farms_stay_apart() {
     let (status, sent) = call(
         &r,
         "POST",
-        "/api/chat/send",
+        paths::api::SEND,
         &farmer,
         Some(json!({"conversationId": support_chat, "text": "JWT で書きました", "idempotencyKey": "jwt-1"})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{sent}");
     // Support staff who first appear after the farmer's chat was made still see it.
-    let (_, inbox) = call(&r, "GET", "/api/conversations", &support, None).await;
+    let (_, inbox) = call(&r, "GET", paths::api::CONVERSATIONS, &support, None).await;
     let chat = inbox["conversations"]
         .as_array()
         .unwrap()
@@ -350,7 +351,7 @@ async fn users_are_provisioned_from_claims_and_farms_stay_apart() {
     let (status, reply) = call(
         &r,
         "POST",
-        "/api/chat/send",
+        paths::api::SEND,
         &support,
         Some(json!({"conversationId": support_chat, "text": "承知しました", "idempotencyKey": "jwt-2"})),
     )
@@ -366,7 +367,7 @@ async fn users_are_provisioned_from_claims_and_farms_stay_apart() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, theirs) = call(&r, "GET", "/api/conversations", &stranger, None).await;
+    let (_, theirs) = call(&r, "GET", paths::api::CONVERSATIONS, &stranger, None).await;
     assert!(
         theirs["conversations"]
             .as_array()
@@ -377,11 +378,13 @@ async fn users_are_provisioned_from_claims_and_farms_stay_apart() {
     // A demo user's id claimed for another farm is refused, not merged.
     let impostor = rs(&claims("u-farmer", "jwt-farm-d", "farmer"));
     assert_eq!(
-        call(&r, "GET", "/api/session", &impostor, None).await.0,
+        call(&r, "GET", paths::api::SESSION, &impostor, None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     // The stream works on a ticket for the token's user.
-    let (status, ticket) = call(&r, "POST", "/api/chat/stream-ticket", &farmer, None).await;
+    let (status, ticket) = call(&r, "POST", paths::api::STREAM_TICKET, &farmer, None).await;
     assert_eq!(status, StatusCode::OK);
     let req = Request::builder()
         .uri(format!(
@@ -400,7 +403,7 @@ async fn the_demo_sign_in_can_be_turned_off() {
     let r = router(|c| c.no_demo_login = true).await;
     let req = Request::builder()
         .method("POST")
-        .uri("/api/session")
+        .uri(paths::api::SESSION)
         .header(header::HOST, "127.0.0.1:3000")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(r#"{"userId":"u-farmer"}"#))
@@ -412,7 +415,7 @@ async fn the_demo_sign_in_can_be_turned_off() {
     assert_eq!(body["error"]["code"], "demo_login_disabled");
     let t = rs(&claims("p-only-jwt", "jwt-farm-e", "farmer"));
     assert_eq!(
-        call(&r, "GET", "/api/session", &t, None).await.0,
+        call(&r, "GET", paths::api::SESSION, &t, None).await.0,
         StatusCode::OK
     );
 }

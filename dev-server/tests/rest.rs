@@ -11,6 +11,7 @@ use axum::{
     http::{HeaderMap, Request, StatusCode, header},
 };
 use farm_chat_dev_server::{AppState, Config, app};
+use farm_chat_protocol::paths;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -86,7 +87,7 @@ impl Api {
         let reply = self
             .call(
                 "POST",
-                "/api/session",
+                paths::api::SESSION,
                 &[],
                 Some(json!({"userId": user}).to_string()),
             )
@@ -113,7 +114,7 @@ impl Api {
 
     async fn send(&self, token: &str, conversation: &str, text: &str, key: &str) -> Reply {
         let body = json!({"conversationId": conversation, "text": text, "idempotencyKey": key});
-        self.as_user(token, "POST", "/api/chat/send", Some(body))
+        self.as_user(token, "POST", paths::api::SEND, Some(body))
             .await
     }
 }
@@ -124,7 +125,7 @@ async fn sign_in_answers_the_user_a_token_and_a_safe_cookie() {
     let reply = api
         .call(
             "POST",
-            "/api/session",
+            paths::api::SESSION,
             &[],
             Some(r#"{"userId":"u-farmer"}"#.into()),
         )
@@ -176,7 +177,7 @@ async fn sign_in_errors() {
     ];
     for (body, status, code) in cases {
         let reply = api
-            .call("POST", "/api/session", &[], Some(body.into()))
+            .call("POST", paths::api::SESSION, &[], Some(body.into()))
             .await;
         assert_eq!(
             (reply.status, reply.code()),
@@ -186,7 +187,7 @@ async fn sign_in_errors() {
         );
         assert!(reply.body["error"]["message"].is_string());
     }
-    let no_type = Request::post("/api/session")
+    let no_type = Request::post(paths::api::SESSION)
         .body(Body::from(r#"{"userId":"u-farmer"}"#))
         .unwrap();
     let reply = api.raw(no_type).await;
@@ -201,7 +202,7 @@ async fn the_session_by_cookie_or_bearer_and_sign_out() {
     let api = Api::new().await;
     let (token, cookie) = api.login("u-farmer").await;
     let me = api
-        .call("GET", "/api/session", &[("Cookie", &cookie)], None)
+        .call("GET", paths::api::SESSION, &[("Cookie", &cookie)], None)
         .await;
     assert_eq!(
         (me.status, me.body["userId"].as_str()),
@@ -212,18 +213,18 @@ async fn the_session_by_cookie_or_bearer_and_sign_out() {
         "the token is only handed out at sign-in"
     );
     assert_eq!(
-        api.as_user(&token, "GET", "/api/session", None)
+        api.as_user(&token, "GET", paths::api::SESSION, None)
             .await
             .status,
         StatusCode::OK
     );
     assert_eq!(
-        api.call("GET", "/api/session", &[], None).await.status,
+        api.call("GET", paths::api::SESSION, &[], None).await.status,
         StatusCode::UNAUTHORIZED
     );
     for bad in ["Bearer nope", "Basic abc", "Bearer "] {
         let reply = api
-            .call("GET", "/api/session", &[("Authorization", bad)], None)
+            .call("GET", paths::api::SESSION, &[("Authorization", bad)], None)
             .await;
         assert_eq!(
             (reply.status, reply.code()),
@@ -232,7 +233,7 @@ async fn the_session_by_cookie_or_bearer_and_sign_out() {
         );
     }
     let out = api
-        .call("DELETE", "/api/session", &[("Cookie", &cookie)], None)
+        .call("DELETE", paths::api::SESSION, &[("Cookie", &cookie)], None)
         .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
     assert!(
@@ -242,13 +243,13 @@ async fn the_session_by_cookie_or_bearer_and_sign_out() {
             .contains("Max-Age=0")
     );
     assert_eq!(
-        api.call("GET", "/api/session", &[("Cookie", &cookie)], None)
+        api.call("GET", paths::api::SESSION, &[("Cookie", &cookie)], None)
             .await
             .status,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        api.as_user(&token, "GET", "/api/session", None)
+        api.as_user(&token, "GET", paths::api::SESSION, None)
             .await
             .status,
         StatusCode::UNAUTHORIZED
@@ -265,7 +266,7 @@ async fn csrf_cookie_posts_need_an_allowed_origin_bearer_posts_do_not() {
     let evil = api
         .call(
             "POST",
-            "/api/chat/send",
+            paths::api::SEND,
             &[("Cookie", &cookie), ("Origin", "https://evil.example")],
             body(),
         )
@@ -277,7 +278,7 @@ async fn csrf_cookie_posts_need_an_allowed_origin_bearer_posts_do_not() {
     let own = api
         .call(
             "POST",
-            "/api/chat/send",
+            paths::api::SEND,
             &[("Cookie", &cookie), ("Origin", "http://127.0.0.1:3000")],
             body(),
         )
@@ -290,7 +291,7 @@ async fn csrf_cookie_posts_need_an_allowed_origin_bearer_posts_do_not() {
     let evil_delete = api
         .call(
             "DELETE",
-            "/api/session",
+            paths::api::SESSION,
             &[("Cookie", &cookie), ("Origin", "null")],
             None,
         )
@@ -300,7 +301,7 @@ async fn csrf_cookie_posts_need_an_allowed_origin_bearer_posts_do_not() {
     let bearer = api
         .call(
             "POST",
-            "/api/chat/send",
+            paths::api::SEND,
             &[("Authorization", &auth), ("Origin", "https://evil.example")],
             body(),
         )
@@ -317,7 +318,7 @@ async fn conversations_are_created_on_first_use_and_scoped_to_the_tenant() {
     let api = Api::new().await;
     let (farmer, _) = api.login("u-farmer").await;
     let list = api
-        .as_user(&farmer, "GET", "/api/conversations", None)
+        .as_user(&farmer, "GET", paths::api::CONVERSATIONS, None)
         .await;
     let convs = list.body["conversations"].as_array().unwrap();
     let kinds: Vec<(&str, &str)> = convs
@@ -331,7 +332,7 @@ async fn conversations_are_created_on_first_use_and_scoped_to_the_tenant() {
 
     let (support, _) = api.login("u-support").await;
     let staff = api
-        .as_user(&support, "GET", "/api/conversations", None)
+        .as_user(&support, "GET", paths::api::CONVERSATIONS, None)
         .await;
     let ids: Vec<&str> = staff.body["conversations"]
         .as_array()
@@ -347,7 +348,9 @@ async fn conversations_are_created_on_first_use_and_scoped_to_the_tenant() {
     assert_eq!(staff.body["conversations"][0]["ownerName"], "田中 花子");
 
     let (other, _) = api.login("u-other").await;
-    let theirs = api.as_user(&other, "GET", "/api/conversations", None).await;
+    let theirs = api
+        .as_user(&other, "GET", paths::api::CONVERSATIONS, None)
+        .await;
     let ids: Vec<&str> = theirs.body["conversations"]
         .as_array()
         .unwrap()
@@ -374,7 +377,7 @@ async fn last_message_and_unread_follow_the_conversation_and_only_an_explicit_re
             .clone()
     };
     let list = api
-        .as_user(&farmer, "GET", "/api/conversations", None)
+        .as_user(&farmer, "GET", paths::api::CONVERSATIONS, None)
         .await;
     assert_eq!(
         list.body["conversations"][0]["id"], SUPPORT,
@@ -394,7 +397,7 @@ async fn last_message_and_unread_follow_the_conversation_and_only_an_explicit_re
     )
     .await;
     let list = api
-        .as_user(&farmer, "GET", "/api/conversations", None)
+        .as_user(&farmer, "GET", paths::api::CONVERSATIONS, None)
         .await;
     assert_eq!(
         support_chat(&list)["unread"],
@@ -405,21 +408,21 @@ async fn last_message_and_unread_follow_the_conversation_and_only_an_explicit_re
         .as_user(
             &farmer,
             "POST",
-            "/api/chat/read",
+            paths::api::READ,
             Some(json!({"conversationId": SUPPORT, "seq": 1})),
         )
         .await;
     assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
     assert_eq!(read.body, json!({"conversationId": SUPPORT, "seq": 1}));
     let list = api
-        .as_user(&farmer, "GET", "/api/conversations", None)
+        .as_user(&farmer, "GET", paths::api::CONVERSATIONS, None)
         .await;
     assert_eq!(support_chat(&list)["unread"], 1);
     let read = api
         .as_user(
             &farmer,
             "POST",
-            "/api/chat/read",
+            paths::api::READ,
             Some(json!({"conversationId": SUPPORT, "seq": 1000})),
         )
         .await;
@@ -428,13 +431,13 @@ async fn last_message_and_unread_follow_the_conversation_and_only_an_explicit_re
         .as_user(
             &farmer,
             "POST",
-            "/api/chat/read",
+            paths::api::READ,
             Some(json!({"conversationId": SUPPORT, "seq": 0})),
         )
         .await;
     assert_eq!(back.body["seq"], 2, "never backwards");
     let staff = api
-        .as_user(&support, "GET", "/api/conversations", None)
+        .as_user(&support, "GET", paths::api::CONVERSATIONS, None)
         .await;
     let conv = support_chat(&staff);
     assert_eq!(
@@ -450,7 +453,7 @@ async fn read_and_typing_check_input_tenant_and_participation() {
     let (farmer, _) = api.login("u-farmer").await;
     let (other, _) = api.login("u-other").await;
     let (farmer2, _) = api.login("u-farmer-2").await;
-    for path in ["/api/chat/read", "/api/chat/typing"] {
+    for path in [paths::api::READ, paths::api::TYPING] {
         let body = |conversation: &str| {
             Some(if path.ends_with("read") {
                 json!({"conversationId": conversation, "seq": 1})
@@ -491,7 +494,7 @@ async fn read_and_typing_check_input_tenant_and_participation() {
         .as_user(
             &farmer,
             "POST",
-            "/api/chat/read",
+            paths::api::READ,
             Some(json!({"conversationId": SUPPORT, "seq": u64::MAX})),
         )
         .await;
@@ -500,7 +503,7 @@ async fn read_and_typing_check_input_tenant_and_participation() {
         .as_user(
             &farmer,
             "POST",
-            "/api/chat/typing",
+            paths::api::TYPING,
             Some(json!({"conversationId": SUPPORT})),
         )
         .await;
@@ -509,7 +512,7 @@ async fn read_and_typing_check_input_tenant_and_participation() {
         api.as_user(
             &farmer,
             "POST",
-            "/api/chat/typing",
+            paths::api::TYPING,
             Some(json!({"conversationId": SUPPORT})),
         )
     }))
@@ -773,13 +776,13 @@ async fn send_errors() {
         .as_user(
             &farmer,
             "POST",
-            "/api/chat/send",
+            paths::api::SEND,
             Some(json!({"conversationId": SUPPORT, "text": 5, "idempotencyKey": "k"})),
         )
         .await;
     assert_eq!(wrong_type.code(), "invalid_json");
     let unknown_field = api
-        .as_user(&farmer, "POST", "/api/chat/send", Some(json!({"conversationId": SUPPORT, "text": "x", "idempotencyKey": "k", "userId": "u-support"})))
+        .as_user(&farmer, "POST", paths::api::SEND, Some(json!({"conversationId": SUPPORT, "text": "x", "idempotencyKey": "k", "userId": "u-support"})))
         .await;
     assert_eq!(
         unknown_field.code(),
@@ -831,7 +834,7 @@ async fn oversized_bodies_are_413() {
     let huge =
         json!({"conversationId": SUPPORT, "text": "x".repeat(70 * 1024), "idempotencyKey": "k"});
     let reply = api
-        .as_user(&farmer, "POST", "/api/chat/send", Some(huge))
+        .as_user(&farmer, "POST", paths::api::SEND, Some(huge))
         .await;
     assert_eq!(
         (reply.status, reply.code()),
@@ -901,7 +904,7 @@ async fn history_pages_by_seq_and_validates_its_query() {
             "{bad}"
         );
     }
-    let missing = api.as_user(&farmer, "GET", "/api/chat/history", None).await;
+    let missing = api.as_user(&farmer, "GET", paths::api::HISTORY, None).await;
     assert_eq!(missing.code(), "invalid_query");
     let forbidden = api
         .as_user(

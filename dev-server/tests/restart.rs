@@ -9,6 +9,7 @@
 
 mod common;
 
+use farm_chat_protocol::paths;
 use std::path::Path;
 
 use common::{Process, Sse, call_as, login, send};
@@ -49,7 +50,7 @@ async fn acknowledged_messages_survive_kill_9_and_resume_says_reset() {
 
     let second = start(&db);
     // The session (and the key that signed it) survived.
-    let me = call_as(second.addr, "GET", "/api/session", &token).await;
+    let me = call_as(second.addr, "GET", paths::api::SESSION, &token).await;
     assert_eq!(me.status, 200, "{}", me.body);
     // Every acknowledged message is in history, in order.
     let history = call_as(

@@ -12,6 +12,7 @@ mod common;
 
 use common::{SseEvent, TestServer, call, call_as, login, send};
 use farm_chat_dev_server::{AppState, Config};
+use farm_chat_protocol::paths;
 use serde_json::{Value, json};
 
 /// Validates `reply`'s body against the document's schema for `method path` and its status.
@@ -55,57 +56,57 @@ async fn finished(addr: std::net::SocketAddr, token: &str, task: &str) -> common
 #[tokio::test]
 async fn real_answers_match_the_openapi_document() {
     let s = TestServer::start(AppState::new(Config::for_tests()).await.unwrap()).await;
-    let spec: Value = call(s.addr, "GET", "/api/openapi.json", &[], None)
+    let spec: Value = call(s.addr, "GET", paths::api::OPENAPI, &[], None)
         .await
         .json();
-    let health = call(s.addr, "GET", "/api/health", &[], None).await;
-    valid(&spec, "get", "/api/health", &health);
+    let health = call(s.addr, "GET", paths::api::HEALTH, &[], None).await;
+    valid(&spec, "get", paths::api::HEALTH, &health);
     let signed_in = call(
         s.addr,
         "POST",
-        "/api/session",
+        paths::api::SESSION,
         &[],
         Some(r#"{"userId":"u-farmer"}"#),
     )
     .await;
-    valid(&spec, "post", "/api/session", &signed_in);
+    valid(&spec, "post", paths::api::SESSION, &signed_in);
     let unknown = call(
         s.addr,
         "POST",
-        "/api/session",
+        paths::api::SESSION,
         &[],
         Some(r#"{"userId":"u-x"}"#),
     )
     .await;
-    valid(&spec, "post", "/api/session", &unknown);
+    valid(&spec, "post", paths::api::SESSION, &unknown);
     let token = login(s.addr, "u-farmer").await;
     let support = login(s.addr, "u-support").await;
     valid(
         &spec,
         "get",
-        "/api/session",
-        &call_as(s.addr, "GET", "/api/session", &token).await,
+        paths::api::SESSION,
+        &call_as(s.addr, "GET", paths::api::SESSION, &token).await,
     );
     valid(
         &spec,
         "get",
-        "/api/session",
-        &call(s.addr, "GET", "/api/session", &[], None).await,
+        paths::api::SESSION,
+        &call(s.addr, "GET", paths::api::SESSION, &[], None).await,
     );
     valid(
         &spec,
         "get",
-        "/api/conversations",
-        &call_as(s.addr, "GET", "/api/conversations", &token).await,
+        paths::api::CONVERSATIONS,
+        &call_as(s.addr, "GET", paths::api::CONVERSATIONS, &token).await,
     );
     let created = send(s.addr, &token, "c-u-farmer-support", "スキーマ", "s1").await;
-    valid(&spec, "post", "/api/chat/send", &created);
+    valid(&spec, "post", paths::api::SEND, &created);
     let retried = send(s.addr, &token, "c-u-farmer-support", "スキーマ", "s1").await;
-    valid(&spec, "post", "/api/chat/send", &retried);
+    valid(&spec, "post", paths::api::SEND, &retried);
     let conflict = send(s.addr, &token, "c-u-farmer-support", "別", "s1").await;
-    valid(&spec, "post", "/api/chat/send", &conflict);
+    valid(&spec, "post", paths::api::SEND, &conflict);
     let empty = send(s.addr, &token, "c-u-farmer-support", "  ", "s2").await;
-    valid(&spec, "post", "/api/chat/send", &empty);
+    valid(&spec, "post", paths::api::SEND, &empty);
     let asked = send(
         s.addr,
         &token,
@@ -114,7 +115,7 @@ async fn real_answers_match_the_openapi_document() {
         "s3",
     )
     .await;
-    valid(&spec, "post", "/api/chat/send", &asked);
+    valid(&spec, "post", paths::api::SEND, &asked);
     let task = asked.json()["taskId"].as_str().unwrap().to_owned();
     // Let the task finish, so its result parts are in what the history and task answers hold.
     finished(s.addr, &token, &task).await;
@@ -130,15 +131,15 @@ async fn real_answers_match_the_openapi_document() {
             who,
         )
         .await;
-        valid(&spec, "get", "/api/chat/history", &page);
+        valid(&spec, "get", paths::api::HISTORY, &page);
     }
     let bad_query = call_as(s.addr, "GET", "/api/chat/history?limit=0", &token).await;
-    valid(&spec, "get", "/api/chat/history", &bad_query);
+    valid(&spec, "get", paths::api::HISTORY, &bad_query);
     valid(
         &spec,
         "get",
-        "/api/tasks",
-        &call_as(s.addr, "GET", "/api/tasks", &token).await,
+        paths::api::TASKS,
+        &call_as(s.addr, "GET", paths::api::TASKS, &token).await,
     );
     valid(
         &spec,
@@ -161,8 +162,8 @@ async fn real_answers_match_the_openapi_document() {
     valid(
         &spec,
         "post",
-        "/api/chat/stream-ticket",
-        &call_as(s.addr, "POST", "/api/chat/stream-ticket", &token).await,
+        paths::api::STREAM_TICKET,
+        &call_as(s.addr, "POST", paths::api::STREAM_TICKET, &token).await,
     );
     // Every report kind's result data, through history, was checked above for the health
     // report; the other two kinds too:

@@ -8,6 +8,7 @@
 
 mod common;
 
+use farm_chat_protocol::paths;
 use std::{sync::Arc, time::Duration};
 
 use common::{Sse, TestServer, bearer, call, call_as, login, send};
@@ -365,7 +366,7 @@ async fn signing_out_closes_that_sessions_streams() {
     let other_session = login(s.addr, "u-farmer").await;
     let (mut sse, _) = open_ready(&s, &token, "").await;
     let (mut other, _) = open_ready(&s, &other_session, "").await;
-    let reply = call_as(s.addr, "DELETE", "/api/session", &token).await;
+    let reply = call_as(s.addr, "DELETE", paths::api::SESSION, &token).await;
     assert_eq!(reply.status, 204);
     assert_eq!(
         sse.next_non_ping().await,
@@ -373,7 +374,9 @@ async fn signing_out_closes_that_sessions_streams() {
         "the signed-out stream ends"
     );
     assert_eq!(
-        call_as(s.addr, "GET", "/api/session", &token).await.status,
+        call_as(s.addr, "GET", paths::api::SESSION, &token)
+            .await
+            .status,
         401
     );
     assert_eq!(Sse::open_as(s.addr, &token, "").await.status, 401);
@@ -453,7 +456,7 @@ async fn nobody_can_lock_a_user_out_of_streaming() {
 async fn a_stream_ticket_works_once_and_without_the_token() {
     let s = server().await;
     let token = login(s.addr, "u-farmer").await;
-    let reply = call_as(s.addr, "POST", "/api/chat/stream-ticket", &token).await;
+    let reply = call_as(s.addr, "POST", paths::api::STREAM_TICKET, &token).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["expiresIn"], 30);
     let ticket = reply.json()["ticket"].as_str().unwrap().to_owned();
@@ -462,7 +465,7 @@ async fn a_stream_ticket_works_once_and_without_the_token() {
     assert_eq!(sse.next().await.unwrap().event, "ready");
     let again = Sse::open(s.addr, &format!("/api/chat/stream?ticket={ticket}"), &[]).await;
     assert_eq!(again.status, 401, "a ticket is single-use");
-    assert_eq!(Sse::open(s.addr, "/api/chat/stream", &[]).await.status, 401);
+    assert_eq!(Sse::open(s.addr, paths::api::STREAM, &[]).await.status, 401);
 }
 
 #[tokio::test]
@@ -494,13 +497,13 @@ async fn the_test_mode_switch_drops_streams_and_clients_resume_losslessly() {
     let token = login(s.addr, "u-farmer").await;
     let (mut sse, _) = open_ready(&s, &token, "").await;
     let ids = send_and_collect(&s, &token, &mut sse, 1, "d").await;
-    let stranger = call(s.addr, "POST", "/api/test/drop-streams", &[], None).await;
+    let stranger = call(s.addr, "POST", paths::api::DROP_STREAMS, &[], None).await;
     assert_eq!(
         stranger.status, 401,
         "only a signed-in user: {}",
         stranger.body
     );
-    let reply = call_as(s.addr, "POST", "/api/test/drop-streams", &token).await;
+    let reply = call_as(s.addr, "POST", paths::api::DROP_STREAMS, &token).await;
     assert_eq!(reply.status, 204);
     assert_eq!(sse.next_non_ping().await, None, "the stream was cut");
     assert_eq!(
@@ -524,7 +527,7 @@ async fn the_test_switch_does_not_exist_outside_test_mode() {
         ..Config::for_tests()
     };
     let s = TestServer::start(AppState::new(config).await.unwrap()).await;
-    let reply = call(s.addr, "POST", "/api/test/drop-streams", &[], None).await;
+    let reply = call(s.addr, "POST", paths::api::DROP_STREAMS, &[], None).await;
     assert_eq!(reply.status, 404);
 }
 
@@ -538,7 +541,7 @@ async fn typing_reaches_the_others_live_only_and_reads_are_announced_to_everyone
     let typing = call(
         s.addr,
         "POST",
-        "/api/chat/typing",
+        paths::api::TYPING,
         &[("Authorization", &bearer(&farmer))],
         Some(&format!(r#"{{"conversationId":"{SUPPORT}"}}"#)),
     )
@@ -557,7 +560,7 @@ async fn typing_reaches_the_others_live_only_and_reads_are_announced_to_everyone
     let read = call(
         s.addr,
         "POST",
-        "/api/chat/read",
+        paths::api::READ,
         &[("Authorization", &bearer(&support))],
         Some(&format!(r#"{{"conversationId":"{SUPPORT}","seq":1}}"#)),
     )

@@ -12,20 +12,21 @@ use axum::{
     http::{Request, header},
 };
 use farm_chat_dev_server::{AppState, Config, app, limits::RateLimiter};
+use farm_chat_protocol::paths;
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
 /// The routes a request can start from; the input appends the rest of the path or query.
 const ROUTES: [&str; 8] = [
-    "/api/session",
-    "/api/chat/send",
+    paths::api::SESSION,
+    paths::api::SEND,
     "/api/chat/history?",
     "/api/tasks/",
     "/api/reports/",
     "/api/tasks?",
-    "/api/conversations",
-    "/api/chat/stream-ticket",
+    paths::api::CONVERSATIONS,
+    paths::api::STREAM_TICKET,
 ];
 const METHODS: [&str; 4] = ["GET", "POST", "DELETE", "PUT"];
 
@@ -51,7 +52,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     state.local.send_limit = std::sync::Arc::new(RateLimiter::new(u32::MAX, 1e12));
     let router = app(state);
     let token = runtime.block_on(async {
-        let login = Request::post("/api/session")
+        let login = Request::post(paths::api::SESSION)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(r#"{"userId":"u-farmer"}"#))
             .expect("a request");

@@ -8,6 +8,7 @@
 //! - [`error`]: the JSON error body every failing API call answers with,
 //!   `{"error":{"code","message"}}`.
 //! - [`health`]: `GET /api/health`.
+//! - [`paths`]: every API path, spelled once (relative to the base, and under `/api`).
 //! - [`session`]: signing in and out, the current user, stream tickets.
 //! - [`chat`]: conversations, sending (idempotent) and paged history.
 //! - [`task`]: assistant tasks, the parts of their replies and their typed results.
@@ -23,6 +24,7 @@ pub mod chat;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod paths;
 pub mod read;
 pub mod session;
 pub mod stream;

@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use farm_chat_protocol::{EventId, StreamEvent, session::StreamTicket};
+use farm_chat_protocol::{EventId, StreamEvent, paths, session::StreamTicket};
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 use wasm_bindgen::{JsCast, JsValue, prelude::Closure};
@@ -292,7 +292,7 @@ impl Inner {
                 let this = Rc::downgrade(self);
                 let api = self.api.clone();
                 leptos::task::spawn_local(async move {
-                    let answer = api.get::<crate::api::Ignored>("/session").await;
+                    let answer = api.get::<crate::api::Ignored>(paths::SESSION).await;
                     let check = match answer {
                         Ok(_) => SessionCheck::SignedIn,
                         Err(ApiFailure::Http { status: 401, .. }) => SessionCheck::SignedOut,
@@ -366,7 +366,7 @@ impl Inner {
         self.disconnect();
         let generation = self.generation.get() + 1;
         self.generation.set(generation);
-        let mut url = self.api.url("/chat/stream");
+        let mut url = self.api.url(paths::STREAM);
         let mut query = Vec::new();
         if let Some(id) = last_event_id {
             query.push(format!("lastEventId={id}"));
@@ -382,7 +382,7 @@ impl Inner {
         let this = Rc::downgrade(self);
         let api = self.api.clone();
         leptos::task::spawn_local(async move {
-            let ticket = api.post_empty::<StreamTicket>("/chat/stream-ticket").await;
+            let ticket = api.post_empty::<StreamTicket>(paths::STREAM_TICKET).await;
             let Some(this) = this.upgrade() else { return };
             if this.generation.get() != generation {
                 return; // superseded by a newer attempt
@@ -518,7 +518,7 @@ impl Inner {
         let api = self.api.clone();
         leptos::task::spawn_local(async move {
             let session = api
-                .get::<farm_chat_protocol::session::SessionInfo>("/session")
+                .get::<farm_chat_protocol::session::SessionInfo>(paths::SESSION)
                 .await;
             let Some(this) = this.upgrade() else { return };
             if this.sharing.borrow().generation != generation {

@@ -8,6 +8,7 @@
 )]
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different part of this module
 
+use farm_chat_protocol::paths;
 use std::{net::SocketAddr, time::Duration};
 
 use farm_chat_dev_server::{AppState, run};
@@ -195,7 +196,7 @@ pub async fn login(addr: SocketAddr, user: &str) -> String {
     let reply = call(
         addr,
         "POST",
-        "/api/session",
+        paths::api::SESSION,
         &[],
         Some(&format!(r#"{{"userId":"{user}"}}"#)),
     )
@@ -234,7 +235,7 @@ pub async fn send(
     call(
         addr,
         "POST",
-        "/api/chat/send",
+        paths::api::SEND,
         &[("Authorization", &bearer(token))],
         Some(&body),
     )
