@@ -216,10 +216,7 @@ impl Controller {
         };
         self.me.set(Some(Sender {
             id: session.user_id.clone(),
-            kind: match session.role {
-                farm_chat_protocol::session::Role::Farmer => SenderKind::User,
-                farm_chat_protocol::session::Role::Support => SenderKind::Support,
-            },
+            kind: SenderKind::from(session.role),
             display_name: session.display_name,
         }));
         *self.outbox.borrow_mut() = Some(crate::outbox::storage::name(

@@ -149,6 +149,17 @@ pub enum SenderKind {
     Support,
 }
 
+impl From<crate::session::Role> for SenderKind {
+    /// How a signed-in user's messages are marked: a farmer writes as `user`, support staff
+    /// as `support`.
+    fn from(role: crate::session::Role) -> Self {
+        match role {
+            crate::session::Role::Farmer => Self::User,
+            crate::session::Role::Support => Self::Support,
+        }
+    }
+}
+
 /// The author of a message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -192,14 +192,14 @@ fn call(
             })
         }
         "openConversation" => {
-            let kind = match args.get(0).as_string().as_deref() {
-                Some("assistant") => ConversationKind::Assistant,
-                Some("support") => ConversationKind::Support,
-                _ => {
-                    return rejected(
-                        "farm-chat: openConversation(kind) takes \"assistant\" or \"support\"",
-                    );
-                }
+            let Some(kind) = args
+                .get(0)
+                .as_string()
+                .and_then(|k| k.parse::<ConversationKind>().ok())
+            else {
+                return rejected(
+                    "farm-chat: openConversation(kind) takes \"assistant\" or \"support\"",
+                );
             };
             let opened = ctl.with_value(|c| {
                 let staff = c.me.with_untracked(|m| {

@@ -94,17 +94,12 @@ pub async fn list(
     auth: AuthUser,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let kind = match q.kind.as_deref() {
-        None => None,
-        Some("assistant") => Some(ConversationKind::Assistant),
-        Some("support") => Some(ConversationKind::Support),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "kind must be assistant or support",
-            ));
-        }
-    };
+    let kind = q
+        .kind
+        .as_deref()
+        .map(str::parse::<ConversationKind>)
+        .transpose()
+        .map_err(|_| ApiError::bad_request("invalid_query", "kind must be assistant or support"))?;
     let limit = match q.limit.as_deref() {
         None => 50,
         Some(l) => match validate::number("limit", l)? {
@@ -300,10 +295,7 @@ pub async fn send(
     let text = validate::text(&req.text)?.to_owned();
     let conversation = participant_conversation(&state, &auth, &req.conversation_id).await?;
 
-    let sender_kind = match auth.user.role {
-        Role::Farmer => SenderKind::User,
-        Role::Support => SenderKind::Support,
-    };
+    let sender_kind = SenderKind::from(auth.user.role);
     let now = crate::ids::now_rfc3339();
     let message = NewMessage {
         message_id: MessageId(format!("m-{}", crate::ids::random_id())),

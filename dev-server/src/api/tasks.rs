@@ -28,19 +28,17 @@ pub async fn list(
     auth: AuthUser,
     ApiQuery(q): ApiQuery<TasksQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
-    let filter = match q.state.as_deref() {
-        None => None,
-        Some("running") => Some(TaskState::Running),
-        Some("succeeded") => Some(TaskState::Succeeded),
-        Some("failed") => Some(TaskState::Failed),
-        Some("cancelled") => Some(TaskState::Cancelled),
-        Some(_) => {
-            return Err(ApiError::bad_request(
+    let filter = q
+        .state
+        .as_deref()
+        .map(str::parse::<TaskState>)
+        .transpose()
+        .map_err(|_| {
+            ApiError::bad_request(
                 "invalid_query",
                 "state must be running, succeeded, failed or cancelled",
-            ));
-        }
-    };
+            )
+        })?;
     let owner = auth.user_id();
     let stored = state.common.store.tasks_of(&owner, filter).await?;
     let tasks = fresher(&state, stored)
