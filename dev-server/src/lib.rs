@@ -1,39 +1,30 @@
 //! # farm-chat-dev-server
 //!
 //! The backend the widget talks to in development and in every browser test. It must behave
-//! like a real server, so the pieces are the ones a production service has:
+//! like a real server, so the pieces are the ones a production service has. Read it top down:
 //!
-//! - [`config`]: the command line (each flag also an environment variable).
-//! - [`error`]: [`ApiError`], the one error type; every failure answers
-//!   `{"error":{"code","message"}}` and 5xx details go to the log, not the client.
-//! - [`routes`]: the router of `/api`; [`session`], [`chat`] and [`stream`] its handlers.
-//! - [`auth`]: signed sessions (cookie or Bearer), CSRF, stream tickets.
-//! - [`bus`]: the [`EventBus`](bus::EventBus) that owns event ids, keeps the resume log and
-//!   fans events out: [`hub`] in-process, [`bus::RedisBus`] across instances (`--redis-url`).
-//! - [`assistant`]: intent routing and the task plans, computed from the demo [`herd`];
-//!   [`tasks`] runs them (pacing, snapshots hot and durable, cancel, `/api/tasks`).
-//! - [`store`]: the durable, async [`Store`](store::Store): SQLite (a file, or `:memory:`) or
-//!   PostgreSQL (`--database-url`, shared by several instances).
-//! - [`shared`]: what several instances keep in Redis besides events: stream tickets,
-//!   rate-limit buckets, task leases, the hot task cache, the stream registry.
-//! - [`directory`]: the demo tenants and users. [`validate`]: input rules.
-//! - [`cors`]: the cross-origin policy. [`metrics`]: `GET /metrics`. [`openapi`]: the API's
-//!   description. [`limits`]: per-user send rate. [`report`]: the shipment report PDF.
-//!
-//! - [`serve`]: the accept loop and connections (timeouts, connection caps, running out of
-//!   file descriptors). [`security`]: response headers (CSP, nosniff) and who may read
-//!   `/metrics`.
-//! - [`asyncapi`]: `GET /api/asyncapi.json`, the stream's events described (schemas generated
-//!   from the protocol types, like [`openapi`]'s).
-//! - [`assets`]: the built widget as static files (precompressed variants, caching) and the
-//!   compression of API answers.
-//!
-//! [`AppState`] is [`Common`] (what every instance of a deployment shares) plus [`Local`]
-//! (what this one holds). [`app`] builds the whole [`Router`] (API + the built widget as static
-//! files); [`run`] serves it until a shutdown future resolves, draining open streams so
-//! shutdown completes, and runs the background loops (session purge, outbox, signals, task
-//! leases, the stream registry).
-//! `main.rs` only parses, binds and calls these, so tests drive exactly what production runs.
+//! - [`app`]: the composition root. [`app()`] builds the whole router (the API, `/metrics`,
+//!   the built widget as static files) and [`run()`] serves it until shutdown, draining open
+//!   streams, with the background loops (session purge, outbox, signals, task leases, the
+//!   stream registry). `main.rs` only parses, binds and calls these, so tests drive exactly
+//!   what production runs.
+//! - [`api`]: the handlers, one module per endpoint group (session, chat, stream, tasks,
+//!   report) and the [`AuthUser`](auth::AuthUser) extractor.
+//! - Services below them: [`runner`] (assistant tasks at run time), [`announce`] (publishing
+//!   what was stored, and the outbox), [`assistant`] (intent routing and plans over the demo
+//!   [`herd`]), [`report`] (the shipment report PDF).
+//! - [`state`]: [`AppState`], what every handler gets: [`Common`] (what every instance of a
+//!   deployment shares) and [`Local`] (what this one holds).
+//! - The engines, each a trait with two implementations chosen once at start-up:
+//!   [`store`] (SQLite or PostgreSQL), [`bus`] (in-process or Redis) and [`shared`] (tickets,
+//!   rate buckets, leases, hot tasks and the stream registry: in this process, or in Redis).
+//! - This instance's own registries: [`tasks`] (the hot tasks it runs) and [`streams`] (its
+//!   open streams, their caps and the drain).
+//! - The ground floor: [`config`], [`error`] (the one error type: every failure answers
+//!   `{"error":{"code","message"}}`, 5xx details go to the log), [`auth`] (signed sessions),
+//!   [`jwt`], [`directory`] (tenants and users), [`ids`], [`validate`], [`limits`],
+//!   [`metrics`], [`cors`], [`security`], [`serve`] (the accept loop), [`openapi`],
+//!   [`asyncapi`], [`assets`].
 
 pub mod announce;
 pub mod api;
