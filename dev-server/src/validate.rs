@@ -27,6 +27,18 @@ pub fn id(field: &str, value: &str) -> Result<(), ApiError> {
     }
 }
 
+/// An optional query parameter that names a wire enum, parsed by the enum's one spelling
+/// (`FromStr`); anything else is a 400 `invalid_query` saying `expected`.
+pub fn query_enum<T: std::str::FromStr>(
+    value: Option<&str>,
+    expected: &str,
+) -> Result<Option<T>, ApiError> {
+    value
+        .map(str::parse::<T>)
+        .transpose()
+        .map_err(|_| ApiError::bad_request("invalid_query", expected.to_owned()))
+}
+
 /// Message text: no NUL, 1–4000 characters after trimming. Returns the trimmed text.
 pub fn text(value: &str) -> Result<&str, ApiError> {
     if value.contains('\0') {

@@ -94,12 +94,8 @@ pub async fn list(
     auth: AuthUser,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let kind = q
-        .kind
-        .as_deref()
-        .map(str::parse::<ConversationKind>)
-        .transpose()
-        .map_err(|_| ApiError::bad_request("invalid_query", "kind must be assistant or support"))?;
+    let kind: Option<ConversationKind> =
+        validate::query_enum(q.kind.as_deref(), "kind must be assistant or support")?;
     let limit = match q.limit.as_deref() {
         None => 50,
         Some(l) => match validate::number("limit", l)? {

@@ -14,6 +14,7 @@ use crate::{
     error::{ApiError, ApiPath, ApiQuery},
     runner::{cancel_task, fresher, visible_task},
     state::AppState,
+    validate,
 };
 
 /// `GET /api/tasks` query.
@@ -28,17 +29,10 @@ pub async fn list(
     auth: AuthUser,
     ApiQuery(q): ApiQuery<TasksQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
-    let filter = q
-        .state
-        .as_deref()
-        .map(str::parse::<TaskState>)
-        .transpose()
-        .map_err(|_| {
-            ApiError::bad_request(
-                "invalid_query",
-                "state must be running, succeeded, failed or cancelled",
-            )
-        })?;
+    let filter: Option<TaskState> = validate::query_enum(
+        q.state.as_deref(),
+        "state must be running, succeeded, failed or cancelled",
+    )?;
     let owner = auth.user_id();
     let stored = state.common.store.tasks_of(&owner, filter).await?;
     let tasks = fresher(&state, stored)
