@@ -635,8 +635,9 @@ async fn a_send_whose_client_went_away_after_the_commit_is_still_announced_once(
     phone
         .write_all(
             format!(
-                "POST /api/chat/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {farmer}\r\n\
+                "POST {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {farmer}\r\n\
                  Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                paths::api::SEND,
                 body.len()
             )
             .as_bytes(),
