@@ -1,6 +1,6 @@
 //! The stream connection's logic as a plain state machine: [`Connection::handle`] takes what
 //! happened ([`Input`]) and answers what to do ([`Effect`]). The browser hook
-//! ([`hook::use_chat_stream`]) only feeds it events and carries out its effects, so every rule
+//! ([`hook::use_chat_stream_with_options`]) only feeds it events and carries out its effects, so every rule
 //! here is tested natively:
 //!
 //! - On an error the stream is closed and reopened with exponential backoff and full jitter,

@@ -7,7 +7,7 @@
 //!   browser's `fetch` and `JSON.parse`, with the protocol's readers.
 //! - [`backoff`]: reconnect delays (exponential, full jitter, reset after a healthy stream).
 //! - [`connection`]: the stream connection as a state machine (reconnect, session check,
-//!   offline, dead stream, refetch) and its browser hook, `use_chat_stream`.
+//!   offline, dead stream, refetch) and its browser hook, `use_chat_stream_with_options`.
 //! - [`compose`]: the composer's rules (Enter sends, never during an IME composition).
 //! - [`format`]: dates and numbers through the browser's `Intl`, in the widget's locale.
 //! - [`i18n`]: [`Locale`] (ja first, en) and every user-visible string. Pure Rust, native tests.

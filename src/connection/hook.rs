@@ -1,6 +1,6 @@
-//! `use_chat_stream`: the browser side of [`Connection`](super::Connection).
+//! `use_chat_stream_with_options`: the browser side of [`Connection`](super::Connection).
 //!
-//! Shaped like leptos-use's `use_event_source` (`use_chat_stream` /
+//! Shaped like leptos-use's `use_event_source` (
 //! `use_chat_stream_with_options`, an options type whose fields document their defaults, a
 //! return of signals plus `open` / `close`, cleanup on unmount), but:
 //! - it reconnects itself with backoff and jitter, resuming after the last event id (which it
@@ -98,24 +98,6 @@ impl UseChatStreamOptions {
         self
     }
 
-    /// Sets `immediate`.
-    pub fn immediate(mut self, immediate: bool) -> Self {
-        self.immediate = immediate;
-        self
-    }
-
-    /// Sets `dead_after`.
-    pub fn dead_after(mut self, after: Duration) -> Self {
-        self.dead_after = after;
-        self
-    }
-
-    /// Sets `backoff`.
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
     /// Sets `on_event`.
     pub fn on_event(mut self, f: impl Fn(StreamEvent) + 'static) -> Self {
         self.on_event = Rc::new(f);
@@ -141,7 +123,7 @@ impl UseChatStreamOptions {
     }
 }
 
-/// What [`use_chat_stream`] returns.
+/// What [`use_chat_stream_with_options`] returns.
 #[derive(Clone)]
 pub struct UseChatStreamReturn {
     /// What to show about the connection.
@@ -154,11 +136,6 @@ pub struct UseChatStreamReturn {
     pub open: Rc<dyn Fn()>,
     /// Closes it for good (until `open`).
     pub close: Rc<dyn Fn()>,
-}
-
-/// `use_chat_stream_with_options` with the defaults and the given callbacks.
-pub fn use_chat_stream(on_event: impl Fn(StreamEvent) + 'static) -> UseChatStreamReturn {
-    use_chat_stream_with_options(UseChatStreamOptions::default().on_event(on_event))
 }
 
 struct Listeners {
