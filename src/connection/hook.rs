@@ -1,7 +1,6 @@
 //! `use_chat_stream_with_options`: the browser side of [`Connection`](super::Connection).
 //!
-//! Shaped like leptos-use's `use_event_source` (
-//! `use_chat_stream_with_options`, an options type whose fields document their defaults, a
+//! Shaped like leptos-use's `use_event_source` (`use_chat_stream_with_options`, an options type whose fields document their defaults, a
 //! return of signals plus `open` / `close`, cleanup on unmount), but:
 //! - it reconnects itself with backoff and jitter, resuming after the last event id (which it
 //!   never loses: it is kept across reconnects and passed as `?lastEventId=`);
