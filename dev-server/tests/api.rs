@@ -5,18 +5,24 @@
     reason = "in a test, a failed unwrap is a failed test"
 )]
 
+mod common;
+use common::TestApp;
+
 use axum::{
     body::Body,
     http::{Request, StatusCode, header},
 };
-use farm_chat_dev_server::{AppState, Config, app};
+use farm_chat_dev_server::Config;
 use farm_chat_protocol::paths;
 use farm_chat_protocol::{ErrorBody, Health, HealthStatus};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 async fn send(config: Config, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let res = app(AppState::new(config).await.unwrap())
+    let res = TestApp::new()
+        .config(|c| *c = config)
+        .router()
+        .await
         .oneshot(req)
         .await
         .unwrap();

@@ -7,15 +7,15 @@
     reason = "in a test, a failed unwrap is a failed test"
 )]
 
+mod common;
+use common::TestApp;
+
 use axum::{
     Router,
     body::Body,
     http::{Request, Response, header},
 };
-use farm_chat_dev_server::{
-    AppState, Config, app,
-    assets::{IMMUTABLE, REVALIDATE},
-};
+use farm_chat_dev_server::assets::{IMMUTABLE, REVALIDATE};
 use farm_chat_protocol::paths;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -40,9 +40,12 @@ async fn built() -> (std::path::PathBuf, Router) {
         std::fs::write(dir.join(format!("{name}.br")), b"br").unwrap();
         std::fs::write(dir.join(format!("{name}.gz")), b"gz").unwrap();
     }
-    let mut config = Config::for_tests();
-    config.static_dir = dir.clone();
-    (dir, app(AppState::new(config).await.unwrap()))
+    let static_dir = dir.clone();
+    let router = TestApp::new()
+        .config(|c| c.static_dir = static_dir)
+        .router()
+        .await;
+    (dir, router)
 }
 
 fn rand_suffix() -> u64 {
@@ -132,7 +135,7 @@ async fn the_launcher_and_pages_are_revalidated_so_a_new_build_reaches_users() {
 
 #[tokio::test]
 async fn large_json_answers_are_compressed_small_ones_and_the_stream_are_not() {
-    let router = app(AppState::new(Config::for_tests()).await.unwrap());
+    let router = TestApp::new().router().await;
     // The API description is tens of KB of JSON.
     let (res, bytes) = get(&router, paths::api::OPENAPI, "br, gzip").await;
     assert_eq!(header_of(&res, header::CONTENT_ENCODING), "br");

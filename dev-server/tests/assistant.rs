@@ -12,10 +12,8 @@ mod common;
 use farm_chat_protocol::paths;
 use std::{sync::Arc, time::Duration};
 
-use common::{Sse, SseEvent, TestServer, bearer, call, call_as, login, send};
+use common::{Sse, SseEvent, TestApp, TestServer, bearer, call, call_as, login, send};
 use farm_chat_dev_server::{
-    AppState, Config,
-    bus::HubLimits,
     herd::{Date, herd},
     store::SqliteStore,
 };
@@ -24,7 +22,7 @@ use serde_json::Value;
 const ASSISTANT: &str = "c-u-farmer-assistant";
 
 async fn server() -> TestServer {
-    TestServer::start(AppState::new(Config::for_tests()).await.unwrap()).await
+    TestApp::new().serve().await
 }
 
 /// Every event after `ready` up to and including `task.done`.
@@ -320,9 +318,10 @@ async fn history_alone_restores_a_finished_reply() {
 
 #[tokio::test]
 async fn a_running_task_is_listed_fetched_and_cancelled_keeping_its_parts() {
-    let mut state = AppState::new(Config::for_tests()).await.unwrap();
-    state.assistant_step = Duration::from_millis(300);
-    let s = TestServer::start(state).await;
+    let s = TestApp::new()
+        .tune(|s| s.assistant_step = Duration::from_millis(300))
+        .serve()
+        .await;
     let token = login(s.addr, "u-farmer").await;
     let auth = [("Authorization", bearer(&token))];
     let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -457,22 +456,17 @@ async fn other_users_cannot_see_or_cancel_a_task() {
 #[tokio::test]
 async fn a_task_cut_short_by_a_restart_is_marked_interrupted() {
     let store: Arc<SqliteStore> = Arc::new(SqliteStore::in_memory().unwrap());
-    let mut state = AppState::with_store(Config::for_tests(), store.clone(), HubLimits::default())
-        .await
-        .unwrap();
-    state.assistant_step = Duration::from_secs(60);
-    let first = TestServer::start(state).await;
+    let first = TestApp::new()
+        .store(store.clone())
+        .tune(|s| s.assistant_step = Duration::from_secs(60))
+        .serve()
+        .await;
     let token = login(first.addr, "u-farmer").await;
     let reply = send(first.addr, &token, ASSISTANT, "発情予定の牛", "restart").await;
     let task_id = reply.json()["taskId"].as_str().unwrap().to_owned();
     first.stop().await;
 
-    let second = TestServer::start(
-        AppState::with_store(Config::for_tests(), store, HubLimits::default())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let second = TestApp::new().store(store).serve().await;
     let task = call_as(second.addr, "GET", &format!("/api/tasks/{task_id}"), &token).await;
     let task = task.json();
     assert_eq!(task["state"], "failed");

@@ -13,8 +13,8 @@ mod common;
 use farm_chat_protocol::paths;
 use std::time::Duration;
 
-use common::{Sse, TestServer, bearer, call, call_as, login, send};
-use farm_chat_dev_server::{AppState, Config};
+use common::{Sse, TestApp, TestServer, bearer, call, call_as, login, send};
+use farm_chat_dev_server::AppState;
 use farm_chat_testenv::{Postgres, Redis};
 
 const SUPPORT: &str = "c-u-farmer-support";
@@ -28,16 +28,13 @@ async fn cluster(n: usize, tune: impl Fn(&mut AppState)) -> Vec<TestServer> {
         .expect("a throwaway PostgreSQL")
         .fresh_database("cluster")
         .unwrap();
-    let redis_url = Redis::shared().expect("a throwaway Redis").url(0);
     let mut servers = Vec::new();
     for _ in 0..n {
-        let config = Config {
-            database_url: Some(database_url.clone()),
-            redis_url: Some(redis_url.clone()),
-            redis_prefix: format!("cl{}-{k}", std::process::id()),
-            ..Config::for_tests()
-        };
-        let mut state = AppState::new(config).await.unwrap();
+        let mut state = TestApp::new()
+            .database_url(database_url.clone())
+            .redis(&format!("cl{}-{k}", std::process::id()))
+            .state()
+            .await;
         tune(&mut state);
         servers.push(TestServer::start(state).await);
     }
@@ -299,13 +296,11 @@ async fn a_message_committed_but_never_announced_is_announced_once_by_another_in
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_postgres_is_down_sends_answer_503_and_the_retry_stores_once() {
     let postgres = Postgres::start().expect("a throwaway PostgreSQL");
-    let config = Config {
-        database_url: Some(postgres.fresh_database("outage").unwrap()),
-        redis_url: Some(Redis::shared().unwrap().url(0)),
-        redis_prefix: format!("outage{}", std::process::id()),
-        ..Config::for_tests()
-    };
-    let s = TestServer::start(AppState::new(config).await.unwrap()).await;
+    let s = TestApp::new()
+        .database_url(postgres.fresh_database("outage").unwrap())
+        .redis(&format!("outage{}", std::process::id()))
+        .serve()
+        .await;
     let farmer = login(s.addr, "u-farmer").await;
     let first = send(s.addr, &farmer, SUPPORT, "前", "k-before").await;
     assert_eq!(first.status, 201, "{}", first.body);
@@ -354,11 +349,10 @@ async fn while_postgres_is_down_sends_answer_503_and_the_retry_stores_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_instance_closes_its_streams_spread_over_the_window_with_a_retry() {
-    let config = Config {
-        drain_window: Duration::from_millis(1500),
-        ..Config::for_tests()
-    };
-    let s = TestServer::start(AppState::new(config).await.unwrap()).await;
+    let s = TestApp::new()
+        .config(|c| c.drain_window = Duration::from_millis(1500))
+        .serve()
+        .await;
     let addr = s.addr;
     let farmer = login(addr, "u-farmer").await;
     let mut streams = Vec::new();
@@ -433,14 +427,14 @@ async fn while_redis_is_down_sends_are_stored_and_clients_refetch_once_it_is_bac
         .unwrap();
     let mut servers = Vec::new();
     for _ in 0..2 {
-        let config = Config {
-            database_url: Some(database_url.clone()),
-            redis_url: Some(redis.url(0)),
-            ..Config::for_tests()
-        };
-        let mut state = AppState::new(config).await.unwrap();
-        state.outbox_after = Duration::from_millis(300);
-        servers.push(TestServer::start(state).await);
+        let redis_url = redis.url(0);
+        let server = TestApp::new()
+            .database_url(database_url.clone())
+            .config(|c| c.redis_url = Some(redis_url))
+            .tune(|s| s.outbox_after = Duration::from_millis(300))
+            .serve()
+            .await;
+        servers.push(server);
     }
     let (a, b) = (servers[0].addr, servers[1].addr);
     let farmer = login(a, "u-farmer").await;

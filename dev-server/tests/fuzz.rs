@@ -7,12 +7,15 @@
     reason = "in a test, a failed unwrap is a failed test"
 )]
 
+mod common;
+use common::TestApp;
+
 use axum::{
     Router,
     body::Body,
     http::{Request, header},
 };
-use farm_chat_dev_server::{AppState, Config, app, herd::Rng};
+use farm_chat_dev_server::herd::Rng;
 use farm_chat_protocol::paths;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -83,13 +86,13 @@ async fn check(router: &Router, req: Request<Body>, what: &str) {
 async fn no_input_panics_or_gets_a_5xx() {
     // Thousands of sign-ins: the sign-in limits would answer most of them before the body is
     // even read.
-    let config = Config {
-        sign_in_per_minute: u32::MAX,
-        sign_in_per_user_per_minute: u32::MAX,
-        ..Config::for_tests()
-    };
-    let state = AppState::new(config).await.unwrap();
-    let router = app(state);
+    let router = TestApp::new()
+        .config(|c| {
+            c.sign_in_per_minute = u32::MAX;
+            c.sign_in_per_user_per_minute = u32::MAX;
+        })
+        .router()
+        .await;
     let login = Request::post(paths::api::SESSION)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(VALID[0]))

@@ -16,10 +16,9 @@ use std::{
     time::Duration,
 };
 
-use common::{Sse, TestServer, call, call_as, login, send};
+use common::{Sse, TestApp, TestServer, call, call_as, login, send};
 use farm_chat_dev_server::{
-    AppState, Config,
-    bus::HubLimits,
+    Config,
     store::{
         Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Overview, Reply,
         SessionRecord, SqliteStore, Store, StoreResult, TaskRecord, Unannounced, async_trait,
@@ -38,9 +37,7 @@ use tokio::{
 const SUPPORT: &str = "c-u-farmer-support";
 
 async fn server_with(edit: impl FnOnce(&mut Config)) -> TestServer {
-    let mut config = Config::for_tests();
-    edit(&mut config);
-    TestServer::start(AppState::new(config).await.unwrap()).await
+    TestApp::new().config(edit).serve().await
 }
 
 /// Waits (10 s at most) for the server to close `socket`; returns what it sent first.
@@ -457,8 +454,10 @@ async fn every_answer_is_nosniff_and_pages_carry_the_policy() {
 
 #[tokio::test]
 async fn expired_sessions_are_deleted_on_a_timer() {
-    let mut state = AppState::new(Config::for_tests()).await.unwrap();
-    state.purge_every = Duration::from_millis(50);
+    let state = TestApp::new()
+        .tune(|s| s.purge_every = Duration::from_millis(50))
+        .state()
+        .await;
     let store = state.common.store.clone();
     let expired = SessionRecord {
         id: "0".repeat(32),
@@ -620,10 +619,7 @@ async fn a_send_whose_client_went_away_after_the_commit_is_still_announced_once(
         inner: SqliteStore::open(std::path::Path::new(":memory:")).unwrap(),
         committed: Mutex::new(Some(committed_tx)),
     });
-    let state = AppState::with_store(Config::for_tests(), store, HubLimits::default())
-        .await
-        .unwrap();
-    let s = TestServer::start(state).await;
+    let s = TestApp::new().store(store).serve().await;
     let farmer = login(s.addr, "u-farmer").await;
     let support = login(s.addr, "u-support").await;
     let mut theirs = Sse::open_as(s.addr, &support, "").await;

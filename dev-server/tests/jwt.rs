@@ -7,6 +7,9 @@
     reason = "in a test, a failed unwrap is a failed test"
 )]
 
+mod common;
+use common::TestApp;
+
 use farm_chat_protocol::paths;
 use std::sync::LazyLock;
 
@@ -16,7 +19,7 @@ use axum::{
     http::{Request, StatusCode, header},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use farm_chat_dev_server::{AppState, Config, app};
+use farm_chat_dev_server::{AppState, Config};
 use hmac::{Hmac, Mac};
 use http_body_util::BodyExt;
 use rsa::{
@@ -131,13 +134,16 @@ async fn router(config: impl FnOnce(&mut Config)) -> Router {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("jwks.json");
     std::fs::write(&path, jwks().to_string()).unwrap();
-    let mut c = Config::for_tests();
-    c.jwt_jwks = Some(path);
-    c.jwt_secret = Some(SECRET.into());
-    c.jwt_issuer = Some(ISSUER.into());
-    c.jwt_audience = Some(AUDIENCE.into());
-    config(&mut c);
-    app(AppState::new(c).await.unwrap())
+    TestApp::new()
+        .config(|c| {
+            c.jwt_jwks = Some(path);
+            c.jwt_secret = Some(SECRET.into());
+            c.jwt_issuer = Some(ISSUER.into());
+            c.jwt_audience = Some(AUDIENCE.into());
+        })
+        .config(config)
+        .router()
+        .await
 }
 
 fn rand_suffix() -> u128 {
@@ -300,7 +306,7 @@ async fn every_wrong_token_is_refused() {
         assert_eq!(body["error"]["code"], "unauthorized", "{what}");
     }
     // Without any JWT flag, a JWT is refused too.
-    let plain = app(AppState::new(Config::for_tests()).await.unwrap());
+    let plain = TestApp::new().router().await;
     assert_eq!(
         call(&plain, "GET", paths::api::SESSION, &rs(&good), None)
             .await

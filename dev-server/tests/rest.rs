@@ -5,12 +5,14 @@
     reason = "in a test, a failed unwrap is a failed test"
 )]
 
+mod common;
+use common::TestApp;
+
 use axum::{
     Router,
     body::Body,
     http::{HeaderMap, Request, StatusCode, header},
 };
-use farm_chat_dev_server::{AppState, Config, app};
 use farm_chat_protocol::paths;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -38,7 +40,7 @@ impl Reply {
 impl Api {
     async fn new() -> Self {
         Self {
-            router: app(AppState::new(Config::for_tests()).await.unwrap()),
+            router: TestApp::new().router().await,
         }
     }
 

@@ -10,8 +10,7 @@
 
 mod common;
 
-use common::{SseEvent, TestServer, call, call_as, login, send};
-use farm_chat_dev_server::{AppState, Config};
+use common::{SseEvent, TestApp, call, call_as, login, send};
 use farm_chat_protocol::paths;
 use serde_json::{Value, json};
 
@@ -55,7 +54,7 @@ async fn finished(addr: std::net::SocketAddr, token: &str, task: &str) -> common
 
 #[tokio::test]
 async fn real_answers_match_the_openapi_document() {
-    let s = TestServer::start(AppState::new(Config::for_tests()).await.unwrap()).await;
+    let s = TestApp::new().serve().await;
     let spec: Value = call(s.addr, "GET", paths::api::OPENAPI, &[], None)
         .await
         .json();

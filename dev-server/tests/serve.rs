@@ -2,14 +2,13 @@
 
 mod common;
 
-use common::{TestServer, call};
-use farm_chat_dev_server::{AppState, Config};
+use common::{TestApp, call};
 use farm_chat_protocol::paths;
 use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn health_on_a_real_port_then_a_graceful_stop() {
-    let server = TestServer::start(AppState::new(Config::for_tests()).await.unwrap()).await;
+    let server = TestApp::new().serve().await;
     let addr = server.addr;
     let res = call(addr, "GET", paths::api::HEALTH, &[], None).await;
     assert_eq!(res.status, 200);

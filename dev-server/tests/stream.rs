@@ -9,16 +9,16 @@
 mod common;
 
 use farm_chat_protocol::paths;
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use common::{Sse, TestServer, bearer, call, call_as, login, send};
-use farm_chat_dev_server::{AppState, Config, bus::HubLimits, store::SqliteStore};
+use common::{Sse, TestApp, TestServer, bearer, call, call_as, login, send};
+use farm_chat_dev_server::bus::HubLimits;
 use farm_chat_protocol::{EventId, StreamEvent, UserId, stream::MessageCreated};
 
 const SUPPORT: &str = "c-u-farmer-support";
 
 async fn server() -> TestServer {
-    TestServer::start(AppState::new(Config::for_tests()).await.unwrap()).await
+    TestApp::new().serve().await
 }
 
 /// Publishes a `message.created` with `seq` straight to `user`'s streams through the bus.
@@ -41,13 +41,7 @@ async fn publish_created(s: &TestServer, user: &str, seq: u64) -> EventId {
 
 /// A server whose event bus keeps to `limits`.
 async fn server_with(limits: HubLimits) -> TestServer {
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    TestServer::start(
-        AppState::with_store(Config::for_tests(), store, limits)
-            .await
-            .unwrap(),
-    )
-    .await
+    TestApp::new().limits(limits).serve().await
 }
 
 /// Opens a stream and checks the `ready` that starts it; returns the stream and ready's id.
@@ -213,9 +207,10 @@ async fn reset_when_the_gap_cannot_be_filled() {
 
 #[tokio::test]
 async fn ping_is_a_named_event_carrying_the_streams_position() {
-    let mut state = AppState::new(Config::for_tests()).await.unwrap();
-    state.ping_every = Duration::from_millis(50);
-    let s = TestServer::start(state).await;
+    let s = TestApp::new()
+        .tune(|s| s.ping_every = Duration::from_millis(50))
+        .serve()
+        .await;
     let token = login(s.addr, "u-farmer").await;
     let (mut sse, ready_id) = open_ready(&s, &token, "").await;
     let ping = sse.next().await.unwrap();
@@ -522,11 +517,7 @@ async fn the_test_mode_switch_drops_streams_and_clients_resume_losslessly() {
 
 #[tokio::test]
 async fn the_test_switch_does_not_exist_outside_test_mode() {
-    let config = Config {
-        test_mode: false,
-        ..Config::for_tests()
-    };
-    let s = TestServer::start(AppState::new(config).await.unwrap()).await;
+    let s = TestApp::new().config(|c| c.test_mode = false).serve().await;
     let reply = call(s.addr, "POST", paths::api::DROP_STREAMS, &[], None).await;
     assert_eq!(reply.status, 404);
 }

@@ -1,6 +1,8 @@
-//! Helpers for tests that talk to the server over a real loopback socket: start and stop a
-//! server, plain HTTP/1.0 requests (close-delimited bodies, no chunking to undo) and an SSE
-//! reader.
+//! The one test harness of the dev-server's tests: [`TestApp`] builds the server every test
+//! runs (in process through `oneshot`, or on a real loopback socket; SQLite or PostgreSQL;
+//! Redis on or off), [`Process`] runs the real binary, and the helpers talk to a server over
+//! a real socket: plain HTTP/1.0 requests (close-delimited bodies, no chunking to undo) and an
+//! SSE reader.
 
 #![expect(
     clippy::unwrap_used,
@@ -11,13 +13,128 @@
 use farm_chat_protocol::paths;
 use std::{net::SocketAddr, time::Duration};
 
-use farm_chat_dev_server::{AppState, run};
+use std::sync::Arc;
+
+use axum::Router;
+use farm_chat_dev_server::{
+    AppState, Config, app,
+    bus::HubLimits,
+    run,
+    store::{SqliteStore, Store},
+};
+use farm_chat_testenv::{Postgres, Redis};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::oneshot,
     task::JoinHandle,
 };
+
+/// The server a test runs, built one way for every test: the test configuration
+/// (`Config::for_tests`, in-memory SQLite, the in-process bus) changed only where the test
+/// says. [`router`](Self::router) gives the app for `oneshot`, [`serve`](Self::serve) a real
+/// port, [`state`](Self::state) the state alone.
+#[must_use]
+pub struct TestApp {
+    config: Config,
+    store: Option<Arc<dyn Store>>,
+    limits: Option<HubLimits>,
+    tune: Vec<Box<dyn FnOnce(&mut AppState) + Send>>,
+}
+
+impl Default for TestApp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestApp {
+    /// The test configuration as it is.
+    pub fn new() -> Self {
+        Self {
+            config: Config::for_tests(),
+            store: None,
+            limits: None,
+            tune: Vec::new(),
+        }
+    }
+
+    /// Changes the configuration.
+    pub fn config(mut self, edit: impl FnOnce(&mut Config)) -> Self {
+        edit(&mut self.config);
+        self
+    }
+
+    /// Runs on this store (a restart on the same data, a store that fails on purpose).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Keeps this much for resuming (small limits, to reach them in a test).
+    pub fn limits(mut self, limits: HubLimits) -> Self {
+        self.limits = Some(limits);
+        if self.store.is_none() {
+            self.store = Some(Arc::new(SqliteStore::in_memory().unwrap()));
+        }
+        self
+    }
+
+    /// On a fresh database of the shared throwaway PostgreSQL (named after `name`).
+    pub fn postgres(self, name: &str) -> Self {
+        let url = Postgres::shared()
+            .expect("a throwaway PostgreSQL")
+            .fresh_database(name)
+            .unwrap();
+        self.database_url(url)
+    }
+
+    /// On the PostgreSQL database at `url` (several instances on one database).
+    pub fn database_url(self, url: String) -> Self {
+        self.config(|c| c.database_url = Some(url))
+    }
+
+    /// With the shared throwaway Redis, its keys under `prefix` (one prefix per deployment).
+    pub fn redis(self, prefix: &str) -> Self {
+        let url = Redis::shared().expect("a throwaway Redis").url(0);
+        self.config(|c| {
+            c.redis_url = Some(url);
+            c.redis_prefix = prefix.to_owned();
+        })
+    }
+
+    /// Changes the state once it is built (shorter timings, smaller limiters).
+    pub fn tune(mut self, tune: impl FnOnce(&mut AppState) + Send + 'static) -> Self {
+        self.tune.push(Box::new(tune));
+        self
+    }
+
+    /// The state, as `main` would build it from this configuration.
+    pub async fn state(self) -> AppState {
+        let mut state = match self.store {
+            Some(store) => {
+                AppState::with_store(self.config, store, self.limits.unwrap_or_default())
+                    .await
+                    .unwrap()
+            }
+            None => AppState::new(self.config).await.unwrap(),
+        };
+        for tune in self.tune {
+            tune(&mut state);
+        }
+        state
+    }
+
+    /// The whole app, for `tower::ServiceExt::oneshot`.
+    pub async fn router(self) -> Router {
+        app(self.state().await)
+    }
+
+    /// The app served on 127.0.0.1:0.
+    pub async fn serve(self) -> TestServer {
+        TestServer::start(self.state().await).await
+    }
+}
 
 /// A server on 127.0.0.1:0, stopped gracefully by [`TestServer::stop`] (or at drop, abruptly).
 pub struct TestServer {
