@@ -64,7 +64,7 @@ pub enum Phase {
 pub(crate) type SendDone = Box<dyn FnOnce(Result<String, String>)>;
 
 /// Fires a named DOM event with a detail.
-pub(crate) type Emit = Box<dyn Fn(&str, wasm_bindgen::JsValue)>;
+pub(crate) type Emit = Box<dyn Fn(host::HostEvent, wasm_bindgen::JsValue)>;
 
 /// The widget's non-signal state.
 pub struct Controller {
@@ -165,10 +165,10 @@ impl Controller {
         Some(crate::outbox::storage::update(&name, change))
     }
 
-    /// Fires `name` on the host element, if the widget has one.
-    fn emit(&self, name: &str, detail: impl FnOnce() -> wasm_bindgen::JsValue) {
+    /// Fires `event` on the host element, if the widget has one.
+    fn emit(&self, event: host::HostEvent, detail: impl FnOnce() -> wasm_bindgen::JsValue) {
         if let Some(emit) = self.emit.borrow().as_ref() {
-            emit(name, detail());
+            emit(event, detail());
         }
     }
 
@@ -511,7 +511,7 @@ impl Controller {
     fn on_event(self: &Rc<Self>, event: StreamEvent) {
         match event {
             StreamEvent::MessageCreated(created) => {
-                self.emit("farm-chat:message", || {
+                self.emit(host::HostEvent::Message, || {
                     host::detail(&[
                         ("messageId", created.message_id.as_str().into()),
                         ("conversationId", created.conversation_id.as_str().into()),
@@ -633,7 +633,7 @@ impl Controller {
                         if !matches!(e, ApiFailure::Http { status: 401, .. }) {
                             this.outbox(|o| o.remove(&key));
                         }
-                        this.emit("farm-chat:error", || {
+                        this.emit(host::HostEvent::Error, || {
                             let code = match &e {
                                 ApiFailure::Http { code, .. } => code.clone(),
                                 _ => "send_failed".into(),

@@ -1154,7 +1154,7 @@ async fn the_host_element_has_a_js_api_queued_until_ready_and_fires_its_events()
     // Every event, as the page sees it: bubbling out of the element.
     let seen: Rc<RefCell<Vec<(String, JsValue)>>> = Rc::default();
     let mut listeners = Vec::new();
-    for name in farm_chat::widget::host::EVENTS {
+    for name in farm_chat::widget::host::HostEvent::ALL.map(|e| e.as_str()) {
         let seen = seen.clone();
         let listener = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::CustomEvent)>::new(
             move |e: web_sys::CustomEvent| seen.borrow_mut().push((e.type_(), e.detail())),

@@ -28,13 +28,13 @@ pub fn detail(fields: &[(&str, JsValue)]) -> JsValue {
     object.into()
 }
 
-/// Fires `name` on `host`: bubbling, composed, with `detail`.
-pub fn dispatch(host: &web_sys::HtmlElement, name: &str, detail: &JsValue) {
+/// Fires `event` on `host`: bubbling, composed, with `detail`.
+pub fn dispatch(host: &web_sys::HtmlElement, event: HostEvent, detail: &JsValue) {
     let init = web_sys::CustomEventInit::new();
     init.set_bubbles(true);
     init.set_composed(true);
     init.set_detail(detail);
-    if let Ok(event) = web_sys::CustomEvent::new_with_event_init_dict(name, &init) {
+    if let Ok(event) = web_sys::CustomEvent::new_with_event_init_dict(event.as_str(), &init) {
         let _ = host.dispatch_event(&event);
     }
 }
@@ -59,8 +59,8 @@ pub fn install(
     // The controller's own events (a message arrived, a send failed) go out through here.
     ctl.with_value(|c| {
         let element = element.clone();
-        *c.emit.borrow_mut() = Some(Box::new(move |name, detail| {
-            dispatch(&element, name, &detail)
+        *c.emit.borrow_mut() = Some(Box::new(move |event, detail| {
+            dispatch(&element, event, &detail)
         }));
     });
     let (inbox, phase) = ctl.with_value(|c| (c.inbox, c.phase));
@@ -96,7 +96,7 @@ pub fn install(
                 let _ = then.call2(&promise, &entry.get(2), &entry.get(3));
             }
         }
-        dispatch(element, "farm-chat:ready", &JsValue::NULL);
+        dispatch(element, HostEvent::Ready, &JsValue::NULL);
         true
     });
     let guard = send_wrapper::SendWrapper::new((element.clone(), api));
@@ -110,12 +110,12 @@ pub fn install(
         Effect::new(move |was: Option<bool>| {
             let open = launcher.open.get();
             if was.is_some_and(|was| was != open) {
-                let name = if open {
-                    "farm-chat:open"
+                let event = if open {
+                    HostEvent::Open
                 } else {
-                    "farm-chat:close"
+                    HostEvent::Close
                 };
-                dispatch(&element.0, name, &JsValue::NULL);
+                dispatch(&element.0, event, &JsValue::NULL);
             }
             open
         });
@@ -125,7 +125,7 @@ pub fn install(
         let count = inbox.with(Inbox::total_unread);
         if was.unwrap_or(0) != count {
             let detail = detail(&[("count", JsValue::from(count))]);
-            dispatch(&element.0, "farm-chat:unread", &detail);
+            dispatch(&element.0, HostEvent::Unread, &detail);
         }
         count
     });
@@ -134,7 +134,7 @@ pub fn install(
         let out =
             status.get() == Status::SignedOut || phase.with(|p| *p == super::Phase::SignedOut);
         if out && was != Some(true) {
-            dispatch(&element.0, "farm-chat:signed-out", &JsValue::NULL);
+            dispatch(&element.0, HostEvent::SignedOut, &JsValue::NULL);
         }
         if let super::Phase::Failed(why) = phase.get()
             && was.is_none()
@@ -143,7 +143,7 @@ pub fn install(
                 ("code", JsValue::from_str("load_failed")),
                 ("message", JsValue::from_str(&why)),
             ]);
-            dispatch(&element.0, "farm-chat:error", &detail);
+            dispatch(&element.0, HostEvent::Error, &detail);
         }
         out
     });
@@ -232,16 +232,100 @@ fn call(
     }
 }
 
-/// Every event the widget fires on its host element.
-pub const EVENTS: [&str; 7] = [
-    "farm-chat:ready",
-    "farm-chat:open",
-    "farm-chat:close",
-    "farm-chat:unread",
-    "farm-chat:message",
-    "farm-chat:error",
-    "farm-chat:signed-out",
-];
+/// Every event the widget fires on its host element. [`as_str`](Self::as_str) is its one
+/// spelling; the TypeScript declarations and the example platform page are checked against
+/// what [`HostEvent::dts_event_map`] and [`HostEvent::js_list`] generate from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostEvent {
+    /// The widget is live; calls queued before now have run.
+    Ready,
+    /// The panel opened.
+    Open,
+    /// The panel closed.
+    Close,
+    /// The unread count changed (`detail.count`).
+    Unread,
+    /// A message was stored in one of the user's conversations (`detail.messageId`,
+    /// `conversationId`, `seq`).
+    Message,
+    /// Something failed: the conversation could not load, a send was refused (`detail.code`,
+    /// `message`).
+    Error,
+    /// The user is signed out (the token provider gave no valid token).
+    SignedOut,
+}
+
+impl HostEvent {
+    /// Every event, in the order the declarations list them.
+    pub const ALL: [Self; 7] = [
+        Self::Ready,
+        Self::Open,
+        Self::Close,
+        Self::Unread,
+        Self::Message,
+        Self::Error,
+        Self::SignedOut,
+    ];
+
+    /// The DOM event's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "farm-chat:ready",
+            Self::Open => "farm-chat:open",
+            Self::Close => "farm-chat:close",
+            Self::Unread => "farm-chat:unread",
+            Self::Message => "farm-chat:message",
+            Self::Error => "farm-chat:error",
+            Self::SignedOut => "farm-chat:signed-out",
+        }
+    }
+
+    /// What it means, for the TypeScript declarations.
+    fn summary(self) -> &'static str {
+        match self {
+            Self::Ready => "The widget is live; calls queued before now have run.",
+            Self::Open => "The panel opened.",
+            Self::Close => "The panel closed.",
+            Self::Unread => "The unread count changed.",
+            Self::Message => "A message was stored in one of the user's conversations.",
+            Self::Error => "Something failed: the conversation could not load, a send was refused.",
+            Self::SignedOut => "The user is signed out (the token provider gave no valid token).",
+        }
+    }
+
+    /// The TypeScript type of its `detail`.
+    fn detail_type(self) -> &'static str {
+        match self {
+            Self::Ready | Self::Open | Self::Close | Self::SignedOut => "null",
+            Self::Unread => "FarmChatUnreadDetail",
+            Self::Message => "FarmChatMessageDetail",
+            Self::Error => "FarmChatErrorDetail",
+        }
+    }
+
+    /// The body of `FarmChatEventMap` in `farm-chat.d.ts`.
+    pub fn dts_event_map() -> String {
+        Self::ALL
+            .iter()
+            .map(|e| {
+                format!(
+                    "  /** {} */\n  \"{}\": CustomEvent<{}>;\n",
+                    e.summary(),
+                    e.as_str(),
+                    e.detail_type()
+                )
+            })
+            .collect()
+    }
+
+    /// The list of event names in the example platform page (`public/platform.js`).
+    pub fn js_list() -> String {
+        Self::ALL
+            .iter()
+            .map(|e| format!("  \"{}\",\n", e.as_str()))
+            .collect()
+    }
+}
 
 /// Every method of the host element ([`call`] answers each).
 pub const METHODS: [&str; 5] = ["open", "close", "toggle", "send", "openConversation"];
@@ -250,28 +334,38 @@ pub const METHODS: [&str; 5] = ["open", "close", "toggle", "send", "openConversa
 mod tests {
     use super::*;
 
-    /// The element's TypeScript declarations and the launcher script name everything the
-    /// widget implements, and nothing else.
+    /// The element's TypeScript declarations and the example platform page list exactly the
+    /// events [`HostEvent`] generates; the declarations and the launcher script name every
+    /// method the widget answers.
     #[test]
     fn the_declarations_and_the_launcher_match_the_widget() {
         let types = include_str!("../../launcher/farm-chat.d.ts");
         let launcher = include_str!("../../launcher/farm-chat.js");
+        let platform = include_str!("../../public/platform.js");
         let source = [include_str!("host.rs"), include_str!("../widget.rs")].concat();
-        for event in EVENTS {
-            assert!(
-                types.contains(&format!("\"{event}\": CustomEvent")),
-                "farm-chat.d.ts lacks {event}"
-            );
-            assert!(
-                source.matches(&format!("\"{event}\"")).count() >= 2,
-                "{event} is never fired here"
-            );
-        }
+        let map = HostEvent::dts_event_map();
+        assert!(
+            types.contains(&format!("export interface FarmChatEventMap {{\n{map}}}")),
+            "farm-chat.d.ts's FarmChatEventMap must read, from HostEvent:\n{map}"
+        );
+        let list = HostEvent::js_list();
+        assert!(
+            platform.contains(&format!("for (const name of [\n{list}])")),
+            "public/platform.js's list of events must read, from HostEvent:\n{list}"
+        );
         assert_eq!(
             types.matches("\"farm-chat:").count(),
-            EVENTS.len(),
+            HostEvent::ALL.len(),
             "an event the widget never fires"
         );
+        for event in HostEvent::ALL {
+            let variant = format!("{event:?}");
+            assert!(
+                source.contains(&format!("HostEvent::{variant}")),
+                "{} is never fired here",
+                event.as_str()
+            );
+        }
         for method in METHODS {
             assert!(
                 types.contains(&format!("  {method}(")),
