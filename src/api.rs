@@ -2,6 +2,8 @@
 //! widget on another origin of the same site works), or `Authorization: Bearer` from a token
 //! provider for pages whose cookies can't reach the API.
 
+pub mod endpoints;
+
 use std::{cell::Cell, fmt, rc::Rc};
 
 use farm_chat_protocol::{
@@ -10,6 +12,8 @@ use farm_chat_protocol::{
 };
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
+
+pub use self::endpoints::{Get, Page};
 
 /// What a token provider answers: a token now, or a Promise of one (a host page that has to
 /// ask its identity service first).
@@ -342,9 +346,18 @@ pub fn decode_event(
 
 /// `{"name": "value", …}` written by the browser's `JSON.stringify` (escaping included).
 pub fn json_object(fields: &[(&str, &str)]) -> String {
+    let fields: Vec<(&str, JsValue)> = fields
+        .iter()
+        .map(|(name, value)| (*name, JsValue::from_str(value)))
+        .collect();
+    json_body(&fields)
+}
+
+/// `{"name": value, …}` of any JSON values, written by the browser's `JSON.stringify`.
+pub fn json_body(fields: &[(&str, JsValue)]) -> String {
     let object = js_sys::Object::new();
     for (name, value) in fields {
-        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(name), &JsValue::from_str(value));
+        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(name), value);
     }
     js_sys::JSON::stringify(&object)
         .ok()

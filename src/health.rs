@@ -50,11 +50,7 @@ impl HealthState {
 }
 
 async fn check(api_base: &str) -> HealthState {
-    HealthState::from_answer(
-        Api::new(api_base)
-            .get::<Health>(farm_chat_protocol::paths::HEALTH)
-            .await,
-    )
+    HealthState::from_answer(Api::new(api_base).fetch(&crate::api::Get::health()).await)
 }
 
 /// Asks the server once on mount and shows the answer.

@@ -20,6 +20,8 @@
 //! - [`widget`]: [`ChatWidget`]: one live conversation (history + stream + store), with its
 //!   task replies (`StreamingMessage`, `ProgressBar`, `DataRenderer`) and the composer.
 //! - [`outbox`]: unsent messages kept in `localStorage`, so a reload or a crash loses none.
+//! - [`sends`]: a pending send's one owner: its bubble in the store and its outbox entry,
+//!   changed together. Pure Rust.
 //! - [`mount`]: finds each `<farm-chat>` element on the host page and mounts a widget into it,
 //!   reading its `api-base` and `locale` attributes. The host page loads the launcher script
 //!   (`launcher/farm-chat.js`), which draws the button before this wasm is even fetched; the
@@ -39,6 +41,7 @@ pub mod inbox;
 pub mod launcher;
 pub mod mount;
 pub mod outbox;
+pub mod sends;
 pub mod store;
 #[cfg(test)]
 mod style_check;

@@ -264,11 +264,7 @@ pub fn mount_all() -> usize {
         wasm_bindgen_futures::spawn_local(async move {
             if let Some(user) = demo_user {
                 let api = crate::api::Api::new(api_base.clone());
-                let login = [("userId", user.as_str())];
-                if let Err(e) = api
-                    .post::<crate::api::Ignored>(farm_chat_protocol::paths::SESSION, &login)
-                    .await
-                {
+                if let Err(e) = api.sign_in(&user).await {
                     leptos::logging::warn!("farm-chat: demo sign-in as {user} failed: {e}");
                 }
             }

@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use farm_chat_protocol::{EventId, StreamEvent, paths, session::StreamTicket};
+use farm_chat_protocol::{EventId, StreamEvent};
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 use wasm_bindgen::{JsCast, JsValue, prelude::Closure};
@@ -31,7 +31,7 @@ use super::{
     share::{Role, Wire, lock_name},
 };
 use crate::{
-    api::{Api, ApiFailure, TokenProvider},
+    api::{Api, ApiFailure, Get, TokenProvider},
     backoff::Backoff,
 };
 
@@ -268,7 +268,7 @@ impl Inner {
                 let this = Rc::downgrade(self);
                 let api = self.api.clone();
                 leptos::task::spawn_local(async move {
-                    let answer = api.get::<crate::api::Ignored>(paths::SESSION).await;
+                    let answer = api.get::<crate::api::Ignored>(Get::session().path()).await;
                     let check = match answer {
                         Ok(_) => SessionCheck::SignedIn,
                         Err(ApiFailure::Http { status: 401, .. }) => SessionCheck::SignedOut,
@@ -342,31 +342,23 @@ impl Inner {
         self.disconnect();
         let generation = self.generation.get() + 1;
         self.generation.set(generation);
-        let mut url = self.api.url(paths::STREAM);
-        let mut query = Vec::new();
-        if let Some(id) = last_event_id {
-            query.push(format!("lastEventId={id}"));
-        }
+        let last = last_event_id.map(|id| id.to_string());
         if self.options.token.is_none() {
-            if !query.is_empty() {
-                url = format!("{url}?{}", query.join("&"));
-            }
-            self.open_source(&url);
+            self.open_source(&self.api.stream_url(last.as_deref(), None));
             return;
         }
         // Bearer pages: a long-lived token never goes into a URL, a single-use ticket does.
         let this = Rc::downgrade(self);
         let api = self.api.clone();
         leptos::task::spawn_local(async move {
-            let ticket = api.post_empty::<StreamTicket>(paths::STREAM_TICKET).await;
+            let ticket = api.stream_ticket().await;
             let Some(this) = this.upgrade() else { return };
             if this.generation.get() != generation {
                 return; // superseded by a newer attempt
             }
             match ticket {
                 Ok(ticket) => {
-                    query.push(format!("ticket={}", ticket.ticket));
-                    this.open_source(&format!("{url}?{}", query.join("&")));
+                    this.open_source(&api.stream_url(last.as_deref(), Some(&ticket.ticket)));
                 }
                 Err(ApiFailure::Http { status: 401, .. }) => {
                     this.handle(Input::Session(SessionCheck::SignedOut))
@@ -493,9 +485,7 @@ impl Inner {
         let this = Rc::downgrade(self);
         let api = self.api.clone();
         leptos::task::spawn_local(async move {
-            let session = api
-                .get::<farm_chat_protocol::session::SessionInfo>(paths::SESSION)
-                .await;
+            let session = api.fetch(&Get::session()).await;
             let Some(this) = this.upgrade() else { return };
             if this.sharing.borrow().generation != generation {
                 return; // stopped (or restarted) meanwhile

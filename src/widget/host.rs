@@ -182,7 +182,7 @@ fn call(
                 return rejected("farm-chat: no conversation is open");
             };
             js_sys::Promise::new(&mut |resolve, reject| {
-                let done: super::SendDone = Box::new(move |result| {
+                let done: super::controller::SendDone = Box::new(move |result| {
                     let _ = match result {
                         Ok(id) => resolve.call1(&JsValue::NULL, &JsValue::from_str(&id)),
                         Err(why) => reject.call1(&JsValue::NULL, &js_sys::Error::new(&why).into()),
@@ -342,7 +342,7 @@ mod tests {
         let types = include_str!("../../launcher/farm-chat.d.ts");
         let launcher = include_str!("../../launcher/farm-chat.js");
         let platform = include_str!("../../public/platform.js");
-        let source = [include_str!("host.rs"), include_str!("../widget.rs")].concat();
+        let source = [include_str!("host.rs"), include_str!("controller.rs")].concat();
         let map = HostEvent::dts_event_map();
         assert!(
             types.contains(&format!("export interface FarmChatEventMap {{\n{map}}}")),
