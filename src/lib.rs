@@ -28,7 +28,7 @@
 //!   widget then takes over the element's shadow root.
 //!
 //! Logic lives in plain types with ordinary `#[test]`s; components stay thin and render state.
-//! Browser behaviour is tested with wasm-bindgen-test in headless Chromium (`tests/browser.rs`).
+//! Browser behaviour is tested with wasm-bindgen-test in headless Chromium (`tests/browser/`).
 
 pub mod api;
 pub mod backoff;
