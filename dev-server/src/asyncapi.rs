@@ -13,7 +13,9 @@ use schemars::{JsonSchema, generate::Contract};
 use serde_json::{Map, Value, json};
 
 /// Each event name with the schema name of its payload, registering the schemas in `g`.
-fn payloads(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, String, &'static str)> {
+pub(crate) fn payloads(
+    g: &mut schemars::SchemaGenerator,
+) -> Vec<(&'static str, String, &'static str)> {
     fn named<T: JsonSchema>(g: &mut schemars::SchemaGenerator) -> String {
         drop(g.subschema_for::<T>());
         T::schema_name().into_owned()

@@ -1,5 +1,7 @@
-//! `GET /api/openapi.json`: the API described in OpenAPI 3.1, so other implementations, tools
-//! and the load generator can rely on the same contract.
+//! `GET /api/openapi.json`: the API described in OpenAPI 3.2, so other implementations, tools
+//! and the load generator can rely on the same contract. 3.2 because two things the server
+//! enforces need it: the history's query as one object (`in: querystring`: `before` and
+//! `after` never together), and the stream's events one by one (`itemSchema`).
 //!
 //! Every body's schema is generated from the protocol type the handler reads or answers
 //! (schemars, `farm-chat-protocol`'s `schema` feature), so the document can't drift from the
@@ -53,6 +55,7 @@ fn components() -> Map<String, Value> {
     ] {
         drop(root);
     }
+    drop(crate::asyncapi::payloads(&mut answers));
     let mut requests = generator(Contract::Deserialize);
     drop(requests.subschema_for::<LoginRequest>());
     drop(requests.subschema_for::<SendRequest>());
@@ -149,6 +152,70 @@ fn task_id_param() -> Value {
     json!({"name": "taskId", "in": "path", "required": true, "schema": {"type": "string", "pattern": ID}})
 }
 
+/// The cursor of the conversation list, as `nextCursor` writes it and the server reads it:
+/// the newest activity (printable ASCII without `~`, up to 40) and the id, joined by `~`.
+const LIST_CURSOR: &str = "^[!-}]{0,40}~[A-Za-z0-9._:-]{1,128}$";
+
+/// `GET /api/chat/history`'s query as one object: `before` and `after` are never given
+/// together (the server answers 400 `invalid_query`), which separate query parameters can't
+/// say.
+fn history_query() -> Value {
+    json!({
+        "name": "query",
+        "in": "querystring",
+        "required": true,
+        "description": "conversationId; limit 1–100 (default 50); before (scrolling up) or after (catching up), not both",
+        "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object",
+            "properties": {
+                "conversationId": {"type": "string", "pattern": ID, "description": "the conversation"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 100, "description": "1–100, default 50"},
+                "before": merge(seq_cursor(), json!({"description": "messages with seq below this (scrolling up)"})),
+                "after": merge(seq_cursor(), json!({"description": "messages with seq above this (catching up)"}))
+            },
+            "required": ["conversationId"],
+            "not": {"required": ["before", "after"]}
+        }}}
+    })
+}
+
+/// One event of the stream (`text/event-stream`'s `itemSchema`): its `event:` name and its
+/// `data:` line, JSON of the payload that name carries (the AsyncAPI document's schemas); a
+/// block without data only sets `retry:` (a draining server's last word).
+fn stream_item() -> Value {
+    let mut g = generator(schemars::generate::Contract::Serialize);
+    let events: Vec<Value> = crate::asyncapi::payloads(&mut g)
+        .into_iter()
+        .map(|(name, payload, summary)| {
+            json!({
+                "description": summary,
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {"const": name},
+                    "data": {
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": format!("#/components/schemas/{payload}")}
+                    }
+                }
+            })
+        })
+        .chain(std::iter::once(json!({
+            "description": "No event: only retry: (when to come back)",
+            "not": {"required": ["data"]}
+        })))
+        .collect();
+    json!({
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+            "event": {"type": "string"},
+            "data": {"type": "string"},
+            "retry": {"type": "integer", "minimum": 0}
+        },
+        "oneOf": events
+    })
+}
+
 /// The document.
 pub fn spec() -> Value {
     let auth_errors = [
@@ -156,7 +223,7 @@ pub fn spec() -> Value {
         ("403", "CSRF rejected or not a participant"),
     ];
     json!({
-        "openapi": "3.1.0",
+        "openapi": "3.2.0",
         "info": {
             "title": "farm-chat API",
             "version": env!("CARGO_PKG_VERSION"),
@@ -180,7 +247,7 @@ pub fn spec() -> Value {
                 "parameters": [
                     query("kind", "only this kind", json!({"type": "string", "enum": ["assistant", "support"]}), false),
                     query("limit", "1–100, default 50", json!({"type": "integer", "minimum": 1, "maximum": 100}), false),
-                    query("before", "the nextCursor of the previous page", json!({"type": "string", "maxLength": 200}), false)
+                    query("before", "the nextCursor of the previous page", json!({"type": "string", "pattern": LIST_CURSOR}), false)
                 ],
                 "responses": merge(json!({"200": ok(r::<ConversationList>(), "conversations")}), error_responses(&[("400", "invalid_query"), ("401", "not signed in")]))
             }},
@@ -205,12 +272,7 @@ pub fn spec() -> Value {
             (paths::api::HISTORY): {"get": {
                 "summary": "A page of a conversation's messages in seq order; assistant replies carry their task",
                 "description": "Give before or after, not both (400 invalid_query otherwise).",
-                "parameters": [
-                    query("conversationId", "the conversation", json!({"type": "string", "pattern": ID}), true),
-                    query("limit", "1–100, default 50", json!({"type": "integer", "minimum": 1, "maximum": 100}), false),
-                    query("before", "messages with seq below this (scrolling up); not with after", seq_cursor(), false),
-                    query("after", "messages with seq above this (catching up); not with before", seq_cursor(), false)
-                ],
+                "parameters": [history_query()],
                 "responses": merge(json!({"200": ok(r::<HistoryPage>(), "messages")}), error_responses(&[("400", "invalid_query"), ("401", "not signed in"), ("403", "not_a_participant"), ("404", "no such conversation")]))
             }},
             (paths::api::STREAM): {"get": {
@@ -221,7 +283,7 @@ pub fn spec() -> Value {
                     query("ticket", "single-use ticket from POST /api/chat/stream-ticket, instead of cookie or Bearer", json!({"type": "string"}), false),
                     {"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "string"}}
                 ],
-                "responses": merge(json!({"200": {"description": "the stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}), error_responses(&[("401", "not signed in or bad ticket")]))
+                "responses": merge(json!({"200": {"description": "the stream", "content": {"text/event-stream": {"itemSchema": stream_item()}}}}), error_responses(&[("401", "not signed in or bad ticket")]))
             }},
             (paths::api::STREAM_TICKET): {"post": {
                 "summary": "A single-use ticket valid 30 s for GET /api/chat/stream?ticket=, for pages whose cookies can't reach the API",
@@ -247,7 +309,7 @@ pub fn spec() -> Value {
                 "parameters": [{"name": "reportId", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^shipments-[0-9]{4}-[0-9]{2}$"}}],
                 "responses": merge(json!({"200": {"description": "the report", "content": {"application/pdf": {}}}}), error_responses(&[("401", "not signed in"), ("404", "no such report")]))
             }},
-            (paths::api::OPENAPI): {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            (paths::api::OPENAPI): {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.2"}}}},
             (paths::api::ASYNCAPI): {"get": {"summary": "The stream's events: one message per SSE event name, with its payload's schema", "security": [], "responses": {"200": {"description": "AsyncAPI 3.0"}}}}
         },
         "components": {

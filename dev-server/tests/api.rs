@@ -146,7 +146,7 @@ async fn openapi_describes_exactly_the_routes_that_exist() {
     let (status, _, body) = send(Config::for_tests(), get(paths::api::OPENAPI)).await;
     assert_eq!(status, StatusCode::OK);
     let spec: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(spec["openapi"], "3.1.0");
+    assert_eq!(spec["openapi"], "3.2.0");
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
@@ -221,16 +221,9 @@ async fn openapi_carries_the_patterns_and_bounds_the_server_enforces() {
     assert_eq!(prop("SendRequest", "conversationId")["pattern"], id);
     assert_eq!(prop("SendRequest", "idempotencyKey")["pattern"], id);
     assert_eq!(prop("SendRequest", "text")["maxLength"], 4000);
-    let history = spec["paths"][paths::api::HISTORY]["get"]["parameters"]
-        .as_array()
-        .unwrap();
-    let param = |name: &str| {
-        history
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap_or_else(|| panic!("{name}"))["schema"]
-            .clone()
-    };
+    let history = &spec["paths"][paths::api::HISTORY]["get"]["parameters"][0]["content"]["application/x-www-form-urlencoded"]
+        ["schema"];
+    let param = |name: &str| history["properties"][name].clone();
     assert_eq!(param("conversationId")["pattern"], id);
     for cursor in ["before", "after"] {
         assert_eq!(param(cursor)["maximum"], i64::MAX, "{cursor}");
@@ -248,5 +241,107 @@ async fn openapi_carries_the_patterns_and_bounds_the_server_enforces() {
             .unwrap();
         let (got, _, _) = send(Config::for_tests(), req).await;
         assert_eq!(got.as_u16(), status, "{user}");
+    }
+}
+
+/// Where the document's query schemas refuse a query, the server answers 400, and where they
+/// accept it, it does not: `before` and `after` never together in the history's query (one
+/// `querystring` object), and the list's `before` only in the cursor shape `nextCursor` has.
+#[tokio::test]
+async fn the_documented_queries_are_refused_exactly_where_the_server_refuses_them() {
+    let router = TestApp::new().router().await;
+    let call = |req: Request<Body>| {
+        let router = router.clone();
+        async move {
+            let res = router.oneshot(req).await.unwrap();
+            let status = res.status();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            )
+        }
+    };
+    let (_, signed_in) = call(
+        Request::post(paths::api::SESSION)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"userId":"u-support"}"#))
+            .unwrap(),
+    )
+    .await;
+    let bearer = format!("Bearer {}", signed_in["token"].as_str().unwrap());
+    let get = |uri: String| {
+        Request::get(uri)
+            .header(header::AUTHORIZATION, &bearer)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (_, _, doc) = send(
+        Config::for_tests(),
+        Request::get(paths::api::OPENAPI)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let doc: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+    let history = doc["paths"][paths::api::HISTORY]["get"]["parameters"][0]["content"]
+        ["application/x-www-form-urlencoded"]["schema"]
+        .clone();
+    let history = jsonschema::validator_for(&history).unwrap();
+    let conversation = "c-u-farmer-support";
+    for (query, values) in [
+        ("", serde_json::json!({"conversationId": conversation})),
+        (
+            "&before=3",
+            serde_json::json!({"conversationId": conversation, "before": 3}),
+        ),
+        (
+            "&after=1",
+            serde_json::json!({"conversationId": conversation, "after": 1}),
+        ),
+        (
+            "&before=3&after=1",
+            serde_json::json!({"conversationId": conversation, "before": 3, "after": 1}),
+        ),
+    ] {
+        let (status, body) = call(get(format!(
+            "{}?conversationId={conversation}{query}",
+            paths::api::HISTORY
+        )))
+        .await;
+        assert_eq!(
+            status == StatusCode::BAD_REQUEST,
+            !history.is_valid(&values),
+            "{query}: the server said {status} {body}"
+        );
+    }
+    let list = doc["paths"][paths::api::CONVERSATIONS]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "before")
+        .unwrap()["schema"]
+        .clone();
+    let list = jsonschema::validator_for(&list).unwrap();
+    let (_, first) = call(get(format!("{}?limit=1", paths::api::CONVERSATIONS))).await;
+    let cursor = first["nextCursor"].as_str().unwrap().to_owned();
+    for before in [
+        cursor.as_str(),
+        "anything",
+        "2026-12-01~",
+        "~c-1",
+        "a b~c-1",
+    ] {
+        let (status, body) = call(get(format!(
+            "{}?limit=1&before={}",
+            paths::api::CONVERSATIONS,
+            before.replace(' ', "%20")
+        )))
+        .await;
+        assert_eq!(
+            status == StatusCode::BAD_REQUEST,
+            !list.is_valid(&serde_json::json!(before)),
+            "{before:?}: the server said {status} {body}"
+        );
     }
 }

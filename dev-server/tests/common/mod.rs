@@ -377,8 +377,63 @@ static EVENT_SCHEMAS: std::sync::LazyLock<
         .collect()
 });
 
-/// Every event any test reads must be in the catalogue, its data valid against its schema.
+/// The stream's events as `/api/openapi.json` describes them (`itemSchema`): the item's own
+/// schema, and per event name the schema its `data:` JSON follows (`contentSchema`).
+static STREAM_ITEMS: std::sync::LazyLock<(
+    jsonschema::Validator,
+    std::collections::HashMap<String, jsonschema::Validator>,
+)> = std::sync::LazyLock::new(|| {
+    let doc = farm_chat_dev_server::openapi::spec();
+    let item = &doc["paths"][paths::api::STREAM]["get"]["responses"]["200"]["content"]["text/event-stream"]
+        ["itemSchema"];
+    let mut root = item.clone();
+    root["components"] = doc["components"].clone();
+    let data = item["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|branch| {
+            let name = branch["properties"]["event"]["const"].as_str()?;
+            let schema = serde_json::json!({
+                "$ref": branch["properties"]["data"]["contentSchema"]["$ref"],
+                "components": doc["components"],
+            });
+            Some((name.to_owned(), jsonschema::validator_for(&schema).unwrap()))
+        })
+        .collect();
+    (jsonschema::validator_for(&root).unwrap(), data)
+});
+
+/// Every event any test reads must be in the catalogue, its data valid against its schema, in
+/// both documents: the AsyncAPI one and the OpenAPI one's `itemSchema`.
 pub fn check_against_catalogue(event: &SseEvent) {
+    let mut item = serde_json::json!({"event": event.event, "data": event.data});
+    if let Some(id) = &event.id {
+        item["id"] = id.clone().into();
+    }
+    if let Some(retry) = event.retry.as_deref().and_then(|r| r.parse::<u64>().ok()) {
+        item["retry"] = retry.into();
+    }
+    let (whole, data) = &*STREAM_ITEMS;
+    if let Err(e) = whole.validate(&item) {
+        panic!("{item} does not match /api/openapi.json's itemSchema: {e}");
+    }
+    let Some(data) = data.get(&event.event) else {
+        panic!(
+            "event {:?} has no contentSchema in /api/openapi.json",
+            event.event
+        );
+    };
+    if let Err(e) = data.validate(&serde_json::from_str(&event.data).unwrap_or_default()) {
+        panic!(
+            "{}'s data does not match /api/openapi.json's contentSchema: {e}: {}",
+            event.event, event.data
+        );
+    }
+    check_against_asyncapi(event);
+}
+
+fn check_against_asyncapi(event: &SseEvent) {
     let Some(validator) = EVENT_SCHEMAS.get(&event.event) else {
         panic!("event {:?} is not in /api/asyncapi.json", event.event);
     };
