@@ -43,6 +43,14 @@ impl Target {
         Ok(Self { addr, host })
     }
 
+    /// The server at `addr` (tests that started it on a loopback port).
+    pub fn at(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            host: addr.to_string(),
+        }
+    }
+
     /// The origin of the server itself (`http://host:port`).
     pub fn origin(&self) -> String {
         format!("http://{}", self.host)

@@ -6,7 +6,7 @@
 )]
 
 mod common;
-use common::TestApp;
+use common::{TestApp, oneshot};
 
 use axum::{
     body::Body,
@@ -15,21 +15,11 @@ use axum::{
 use farm_chat_dev_server::Config;
 use farm_chat_protocol::paths;
 use farm_chat_protocol::{ErrorBody, Health, HealthStatus};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
 
 async fn send(config: Config, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let res = TestApp::new()
-        .config(|c| *c = config)
-        .router()
-        .await
-        .oneshot(req)
-        .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-    (status, headers, body)
+    let router = TestApp::new().config(|c| *c = config).router().await;
+    let answer = oneshot(&router, req).await;
+    (answer.status, answer.headers, answer.body)
 }
 
 fn get(uri: &str) -> Request<Body> {
@@ -253,13 +243,8 @@ async fn the_documented_queries_are_refused_exactly_where_the_server_refuses_the
     let call = |req: Request<Body>| {
         let router = router.clone();
         async move {
-            let res = router.oneshot(req).await.unwrap();
-            let status = res.status();
-            let body = res.into_body().collect().await.unwrap().to_bytes();
-            (
-                status,
-                serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
-            )
+            let answer = oneshot(&router, req).await;
+            (answer.status, answer.json())
         }
     };
     let (_, signed_in) = call(

@@ -8,7 +8,7 @@
 )]
 
 mod common;
-use common::TestApp;
+use common::{TestApp, oneshot};
 
 use axum::{
     Router,
@@ -62,14 +62,11 @@ async fn get(router: &Router, path: &str, accept: &str) -> (Response<()>, Vec<u8
     if !accept.is_empty() {
         req = req.header(header::ACCEPT_ENCODING, accept);
     }
-    let res = router
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes().to_vec();
-    (Response::from_parts(parts, ()), bytes)
+    let answer = oneshot(router, req.body(Body::empty()).unwrap()).await;
+    let mut res = Response::new(());
+    *res.status_mut() = answer.status;
+    *res.headers_mut() = answer.headers;
+    (res, answer.body)
 }
 
 fn header_of(res: &Response<()>, name: header::HeaderName) -> String {

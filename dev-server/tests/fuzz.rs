@@ -8,7 +8,7 @@
 )]
 
 mod common;
-use common::TestApp;
+use common::{Answer, TestApp, oneshot};
 
 use axum::{
     Router,
@@ -17,7 +17,6 @@ use axum::{
 };
 use farm_chat_dev_server::herd::Rng;
 use farm_chat_protocol::paths;
-use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 const VALID: [&str; 3] = [
@@ -63,9 +62,7 @@ fn mutate(rng: &mut Rng, base: &str) -> Vec<u8> {
 }
 
 async fn check(router: &Router, req: Request<Body>, what: &str) {
-    let res = router.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let Answer { status, body, .. } = oneshot(router, req).await;
     assert!(
         !status.is_server_error(),
         "{what}: {status} {}",
@@ -97,9 +94,7 @@ async fn no_input_panics_or_gets_a_5xx() {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(VALID[0]))
         .unwrap();
-    let res = router.clone().oneshot(login).await.unwrap();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    let token = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["token"]
+    let token = oneshot(&router, login).await.json()["token"]
         .as_str()
         .unwrap()
         .to_owned();

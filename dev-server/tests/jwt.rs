@@ -8,7 +8,7 @@
 )]
 
 mod common;
-use common::TestApp;
+use common::{TestApp, oneshot};
 
 use farm_chat_protocol::paths;
 use std::sync::LazyLock;
@@ -21,7 +21,6 @@ use axum::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use farm_chat_dev_server::{AppState, Config};
 use hmac::{Hmac, Mac};
-use http_body_util::BodyExt;
 use rsa::{
     pkcs1v15::SigningKey,
     signature::{SignatureEncoding, Signer},
@@ -172,12 +171,10 @@ async fn call(
         None => req.body(Body::empty()),
     }
     .unwrap();
-    let res = router.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let answer = oneshot(router, req).await;
     (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        answer.status,
+        serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
     )
 }
 
@@ -414,10 +411,9 @@ async fn the_demo_sign_in_can_be_turned_off() {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(r#"{"userId":"u-farmer"}"#))
         .unwrap();
-    let res = r.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    let answer = oneshot(&r, req).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let body = answer.json();
     assert_eq!(body["error"]["code"], "demo_login_disabled");
     let t = rs(&claims("p-only-jwt", "jwt-farm-e", "farmer"));
     assert_eq!(

@@ -6,7 +6,7 @@
 )]
 
 mod common;
-use common::TestApp;
+use common::{TestApp, oneshot};
 
 use axum::{
     Router,
@@ -45,19 +45,11 @@ impl Api {
     }
 
     async fn raw(&self, req: Request<Body>) -> Reply {
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
+        let answer = oneshot(&self.router, req).await;
         Reply {
-            status,
-            headers,
-            body,
+            body: answer.json(),
+            status: answer.status,
+            headers: answer.headers,
         }
     }
 

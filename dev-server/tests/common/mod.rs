@@ -16,6 +16,7 @@ use std::{net::SocketAddr, time::Duration};
 use std::sync::Arc;
 
 use axum::Router;
+use farm_chat_conformance::client as http;
 use farm_chat_dev_server::{
     AppState, Config, app,
     bus::HubLimits,
@@ -23,12 +24,7 @@ use farm_chat_dev_server::{
     store::{SqliteStore, Store},
 };
 use farm_chat_testenv::{Postgres, Redis};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    sync::oneshot,
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// The server a test runs, built one way for every test: the test configuration
 /// (`Config::for_tests`, in-memory SQLite, the in-process bus) changed only where the test
@@ -136,6 +132,39 @@ impl TestApp {
     }
 }
 
+/// A whole answer of the router, taken through `tower::ServiceExt::oneshot` (no socket).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: axum::http::StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON (`Null` if empty or not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One request through `router`, answered whole (not for a stream: it never ends).
+pub async fn oneshot(router: &Router, req: axum::http::Request<axum::body::Body>) -> Answer {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let res = router.clone().oneshot(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes().to_vec(),
+    }
+}
+
 /// A server on 127.0.0.1:0, stopped gracefully by [`TestServer::stop`] (or at drop, abruptly).
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -238,6 +267,7 @@ impl Drop for Process {
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    /// The status line and the headers, as received.
     pub head: String,
     pub body: String,
 }
@@ -256,31 +286,16 @@ impl Reply {
     }
 }
 
-fn request_text(
-    method: &str,
-    path: &str,
-    addr: SocketAddr,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> String {
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+/// The status line and headers as text.
+fn head_text(status: u16, headers: &[(String, String)]) -> String {
+    let mut head = format!("HTTP/1.1 {status}\r\n");
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
-    if let Some(body) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    if let Some(body) = body {
-        req.push_str(body);
-    }
-    req
+    head
 }
 
-/// One request; the whole answer.
+/// One request (through the conformance suite's HTTP/1.1 client); the whole answer.
 pub async fn call(
     addr: SocketAddr,
     method: &str,
@@ -288,23 +303,18 @@ pub async fn call(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(request_text(method, path, addr, headers, body).as_bytes())
+    let mut headers = headers.to_vec();
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let reply = http::Target::at(addr)
+        .request(method, path, &headers, body.map(str::as_bytes))
         .await
-        .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("an answer within 10 s")
-        .unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        .unwrap_or_else(|e| panic!("{e}"));
     Reply {
-        status,
-        head: head.to_owned(),
-        body: body.to_owned(),
+        status: reply.status,
+        head: head_text(reply.status, &reply.headers),
+        body: String::from_utf8(reply.body).unwrap(),
     }
 }
 
@@ -472,8 +482,7 @@ impl SseEvent {
 pub struct Sse {
     pub status: u16,
     pub head: String,
-    stream: TcpStream,
-    buf: String,
+    inner: http::Sse,
     /// The last bare `retry:` received.
     pub last_retry: Option<String>,
 }
@@ -481,32 +490,14 @@ pub struct Sse {
 impl Sse {
     /// Opens `path` (e.g. `/api/chat/stream?lastEventId=3`) with these headers.
     pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Self {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(request_text("GET", path, addr, headers, None).as_bytes())
+        let inner = http::Target::at(addr)
+            .stream(path, headers)
             .await
-            .unwrap();
-        let mut raw = Vec::new();
-        let mut byte = [0u8; 1];
-        while !raw.ends_with(b"\r\n\r\n") {
-            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(
-                n > 0,
-                "connection closed before the headers: {}",
-                String::from_utf8_lossy(&raw)
-            );
-            raw.push(byte[0]);
-        }
-        let head = String::from_utf8(raw).unwrap();
-        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+            .unwrap_or_else(|e| panic!("{e}"));
         Self {
-            status,
-            head,
-            stream,
-            buf: String::new(),
+            status: inner.status,
+            head: head_text(inner.status, &inner.headers),
+            inner,
             last_retry: None,
         }
     }
@@ -524,43 +515,26 @@ impl Sse {
     /// The next event, `None` when the stream ended; panics after `within` without either.
     pub async fn next_within(&mut self, within: Duration) -> Option<SseEvent> {
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut event = SseEvent::default();
-                let mut data = Vec::new();
-                for line in block.lines() {
-                    let (field, value) = line
-                        .split_once(':')
-                        .map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
-                    match field {
-                        "id" => event.id = Some(value.to_owned()),
-                        "event" => event.event = value.to_owned(),
-                        "data" => data.push(value.to_owned()),
-                        "retry" => event.retry = Some(value.to_owned()),
-                        _ => {}
-                    }
+            let event = match self.inner.next(within).await {
+                Ok(event) => event?,
+                Err(e) => panic!("an event or the end of the stream in time: {e}"),
+            };
+            if event.name.is_empty() && event.data.is_empty() {
+                // A bare `retry:` (a draining server's last word) sets the reconnection
+                // delay without dispatching an event.
+                if event.retry.is_some() {
+                    self.last_retry = event.retry;
                 }
-                event.data = data.join("\n");
-                if event.event.is_empty() && event.data.is_empty() {
-                    // A comment or keep-alive; or a bare `retry:` (a draining server's last
-                    // word), which sets the reconnection delay without dispatching an event.
-                    if event.retry.is_some() {
-                        self.last_retry = event.retry;
-                    }
-                    continue;
-                }
-                check_against_catalogue(&event);
-                return Some(event);
+                continue;
             }
-            let mut chunk = [0u8; 8192];
-            let n = tokio::time::timeout(within, self.stream.read(&mut chunk))
-                .await
-                .expect("an event or the end of the stream in time")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-            self.buf.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            let event = SseEvent {
+                id: event.id,
+                event: event.name,
+                data: event.data,
+                retry: event.retry,
+            };
+            check_against_catalogue(&event);
+            return Some(event);
         }
     }
 
@@ -577,10 +551,5 @@ impl Sse {
                 return Some(event);
             }
         }
-    }
-
-    /// The underlying socket, for tests that stall reading.
-    pub fn socket(&mut self) -> &mut TcpStream {
-        &mut self.stream
     }
 }
