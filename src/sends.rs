@@ -121,6 +121,21 @@ mod tests {
         }
     }
 
+    /// The two, changed together by `tab` at `now`.
+    fn sends<'a>(
+        store: &'a mut ChatStore,
+        outbox: &'a mut Outbox,
+        tab: &'a str,
+        now: f64,
+    ) -> Sends<'a> {
+        Sends {
+            store,
+            outbox: Some(outbox),
+            tab,
+            now,
+        }
+    }
+
     fn kept(outbox: &Outbox) -> Vec<&str> {
         outbox.entries.iter().map(|e| e.key.as_str()).collect()
     }
@@ -128,12 +143,7 @@ mod tests {
     #[test]
     fn a_send_is_shown_sending_exactly_while_it_is_kept_and_leaves_both_once_stored() {
         let (mut store, mut outbox) = (ChatStore::default(), Outbox::default());
-        let mut sends = Sends {
-            store: &mut store,
-            outbox: Some(&mut outbox),
-            tab: "tab-a",
-            now: 0.0,
-        };
+        let mut sends = sends(&mut store, &mut outbox, "tab-a", 0.0);
         sends.begin(&conversation(), "k1", "こんにちは");
         assert_eq!(
             sends.attempt("k1", 2),
@@ -162,12 +172,7 @@ mod tests {
     #[test]
     fn a_refusal_leaves_the_outbox_unless_a_reload_may_do_better() {
         let (mut store, mut outbox) = (ChatStore::default(), Outbox::default());
-        let mut sends = Sends {
-            store: &mut store,
-            outbox: Some(&mut outbox),
-            tab: "tab-a",
-            now: 0.0,
-        };
+        let mut sends = sends(&mut store, &mut outbox, "tab-a", 0.0);
         sends.begin(&conversation(), "k1", "一");
         sends.begin(&conversation(), "k2", "二");
         sends.failed("k1", "too long", false);
@@ -182,12 +187,12 @@ mod tests {
         outbox.add("k1", &conversation(), "一", "tab-old", 0.0);
         outbox.add("k2", &conversation(), "二", "tab-old", 0.0);
         let mut store = ChatStore::default();
-        let mut sends = Sends {
-            store: &mut store,
-            outbox: Some(&mut outbox),
-            tab: "tab-new",
-            now: crate::outbox::LEASE_MS + 1.0,
-        };
+        let mut sends = sends(
+            &mut store,
+            &mut outbox,
+            "tab-new",
+            crate::outbox::LEASE_MS + 1.0,
+        );
         assert_eq!(sends.recover(), ["k1", "k2"]);
         assert_eq!(shown(sends.store, "k2").as_deref(), Some("sending 1"));
         assert!(outbox.entries.iter().all(|e| e.claimed_by == "tab-new"));
