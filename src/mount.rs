@@ -13,6 +13,7 @@
 //! widget's cannot reach out. Theming still works: custom properties (`--fc-accent`, …) set on
 //! `farm-chat` or any ancestor are inherited through the shadow boundary.
 
+use farm_chat_protocol::chat::ConversationKind;
 use leptos::prelude::*;
 use leptos::tachys::view::Mountable;
 use wasm_bindgen::JsCast;
@@ -58,10 +59,12 @@ pub fn widget(
 /// `conversation="assistant|support"`: what a farmer's widget opens into (the assistant when
 /// absent). Anything else is reported and ignored.
 fn wants_support(host: &web_sys::HtmlElement) -> bool {
-    match host.get_attribute("conversation").as_deref().map(str::trim) {
-        None | Some("" | "assistant") => false,
-        Some("support") => true,
-        Some(other) => {
+    let kind = host.get_attribute("conversation");
+    let kind = kind.as_deref().map(str::trim).filter(|k| !k.is_empty());
+    match kind.map(|k| (k, k.parse::<ConversationKind>())) {
+        None => false,
+        Some((_, Ok(kind))) => kind == ConversationKind::Support,
+        Some((other, Err(_))) => {
             leptos::logging::warn!(
                 "farm-chat: conversation=\"{other}\" is not assistant or support; opening the assistant"
             );

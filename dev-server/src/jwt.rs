@@ -300,9 +300,10 @@ impl Verifier {
         crate::validate::id("tenant", tenant)
             .map_err(|_| JwtError::Claim(self.claims.tenant.clone()))?;
         let role = match text(&self.claims.role) {
-            None | Some("farmer") => Role::Farmer,
-            Some("support") => Role::Support,
-            Some(_) => return Err(JwtError::Claim(self.claims.role.clone())),
+            None => Role::Farmer,
+            Some(role) => role
+                .parse::<Role>()
+                .map_err(|_| JwtError::Claim(self.claims.role.clone()))?,
         };
         let display_name = text(&self.claims.name)
             .map(|n| n.chars().take(100).collect())
