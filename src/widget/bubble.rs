@@ -90,11 +90,11 @@ pub fn Bubble(ctl: Ctl, rows: RowsRef, bubble_key: String, locale: Locale) -> im
     on_cleanup(move || {
         let _ = rows.try_with_value(|r| r.unmount(&unmount_key, &unmount_data));
     });
-    let data: RwSignal<Option<BubbleData>> = data.into();
     // The task changes with every part; the rest of the bubble almost never. Two memos, so a
     // part re-renders only the task reply.
+    let of_task = data.clone();
     let task = Memo::new(move |_| {
-        data.with(|d| match d {
+        of_task.with(|d| match d {
             Some(BubbleData::Stored(m)) => m.task.clone(),
             _ => None,
         })
