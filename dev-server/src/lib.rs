@@ -23,8 +23,8 @@
 //! - The ground floor: [`config`], [`error`] (the one error type: every failure answers
 //!   `{"error":{"code","message"}}`, 5xx details go to the log), [`auth`] (signed sessions),
 //!   [`jwt`], [`directory`] (tenants and users), [`ids`], [`validate`], [`limits`],
-//!   [`metrics`], [`cors`], [`security`], [`serve`] (the accept loop), [`openapi`],
-//!   [`asyncapi`], [`assets`].
+//!   [`metrics`], [`cors`], [`security`], [`serve`] (the accept loop), [`openapi`] and
+//!   [`asyncapi`] (the API documents, generated with [`schemas`]), [`assets`].
 
 pub mod announce;
 pub mod api;
@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod report;
 pub mod runner;
+pub mod schemas;
 pub mod security;
 pub mod serve;
 pub mod shared;

@@ -19,22 +19,10 @@ use farm_chat_protocol::{
     session::{LoginRequest, SessionInfo, StreamTicket},
     task::{TaskList, TaskSnapshot, TaskState},
 };
-use schemars::{
-    JsonSchema, SchemaGenerator,
-    generate::{Contract, SchemaSettings},
-};
-use serde_json::{Map, Value, json};
+use schemars::{JsonSchema, generate::Contract};
 
-/// A generator whose definitions land in `#/components/schemas`.
-pub(crate) fn generator(contract: Contract) -> SchemaGenerator {
-    SchemaSettings::draft2020_12()
-        .with(|s| {
-            s.definitions_path = "/components/schemas".into();
-            s.meta_schema = None;
-            s.contract = contract;
-        })
-        .into_generator()
-}
+use crate::schemas::generator;
+use serde_json::{Map, Value, json};
 
 /// The schemas of every request and answer body, with the server's extra constraints.
 fn components() -> Map<String, Value> {
@@ -55,7 +43,7 @@ fn components() -> Map<String, Value> {
     ] {
         drop(root);
     }
-    drop(crate::asyncapi::payloads(&mut answers));
+    drop(crate::schemas::payloads(&mut answers));
     let mut requests = generator(Contract::Deserialize);
     drop(requests.subschema_for::<LoginRequest>());
     drop(requests.subschema_for::<SendRequest>());
@@ -183,8 +171,8 @@ fn history_query() -> Value {
 /// `data:` line, JSON of the payload that name carries (the AsyncAPI document's schemas); a
 /// block without data only sets `retry:` (a draining server's last word).
 fn stream_item() -> Value {
-    let mut g = generator(schemars::generate::Contract::Serialize);
-    let events: Vec<Value> = crate::asyncapi::payloads(&mut g)
+    let mut g = generator(Contract::Serialize);
+    let events: Vec<Value> = crate::schemas::payloads(&mut g)
         .into_iter()
         .map(|(name, payload, summary)| {
             json!({
