@@ -477,7 +477,7 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
         let (status, _, _) = http_with(
             backend.addr(),
             "POST",
-            "/api/chat/send",
+            crate::paths::api::SEND,
             Some(&body.to_string()),
             &[("Authorization", &format!("Bearer {token}"))],
         )?;
@@ -979,7 +979,7 @@ fn scenarios(
         world.session.cdp("Network.enable", serde_json::json!({}))?;
         world.session.cdp(
             "Network.setBlockedURLs",
-            serde_json::json!({"urls": ["*/api/chat/send*"]}),
+            serde_json::json!({"urls": [format!("*{}*", crate::paths::api::SEND)]}),
         )?;
         for text in &texts {
             world.send_in_tab(0, text)?;

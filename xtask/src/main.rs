@@ -32,6 +32,15 @@ mod e2e;
 mod font;
 mod fuzz;
 mod pageload;
+/// The API's paths, spelled once: the protocol crate's own file, compiled in here so the
+/// project command stays free of the protocol's dependencies.
+#[path = "../../protocol/src/paths.rs"]
+#[expect(
+    dead_code,
+    unreachable_pub,
+    reason = "xtask names only the routes it drives"
+)]
+mod paths;
 mod proc;
 mod product;
 mod server;

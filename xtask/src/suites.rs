@@ -689,7 +689,7 @@ fn tabs_in_browser(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
                 let (status, _, _) = crate::proc::http_with(
                     addr,
                     "POST",
-                    "/api/chat/send",
+                    crate::paths::api::SEND,
                     Some(&body.to_string()),
                     &[("Authorization", &bearer)],
                 )?;
