@@ -2,7 +2,8 @@
 //! server on the open internet needs (axum's own `serve` has none of them).
 //!
 //! - **Header timeout**: a request head must arrive whole within `header_timeout` of its first
-//!   byte, or the connection is closed (slowloris).
+//!   byte, or the connection is closed (slowloris). A new connection that sends no byte at all
+//!   is closed then too (or at the idle timeout, if that is shorter).
 //! - **Body timeout**: a request body must arrive whole within `body_timeout` of its head; the
 //!   JSON extractor then answers 408 (see [`BodyTimedOut`]).
 //! - **Idle timeout**: a keep-alive connection with no request in flight is closed after
@@ -24,7 +25,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -357,6 +358,10 @@ struct Track {
     head_started: AtomicU64,
     /// The last read, or the last answer finished (ms since `since`).
     last_activity: AtomicU64,
+    /// No byte has arrived yet: a connection that stays silent is held no longer than a
+    /// request head may take (a socket that never speaks must not pin a file descriptor for
+    /// the whole idle timeout).
+    silent: AtomicBool,
     wake: Notify,
 }
 
@@ -367,6 +372,7 @@ impl Track {
             in_flight: AtomicU32::new(0),
             head_started: AtomicU64::new(0),
             last_activity: AtomicU64::new(0),
+            silent: AtomicBool::new(true),
             wake: Notify::new(),
         }
     }
@@ -378,6 +384,7 @@ impl Track {
     fn on_read(&self) {
         let now = self.now_ms();
         self.last_activity.store(now, Ordering::Relaxed);
+        self.silent.store(false, Ordering::Release);
         if self.in_flight.load(Ordering::Acquire) == 0
             && self
                 .head_started
@@ -420,6 +427,10 @@ async fn watch_deadlines(track: &Track, limits: &ConnLimits) -> &'static str {
             continue;
         }
         let (deadline, reason) = match track.head_started.load(Ordering::Acquire) {
+            0 if track.silent.load(Ordering::Acquire) => (
+                limits.header_timeout.min(limits.idle_timeout).as_millis() as u64,
+                "silent connection",
+            ),
             0 => (
                 track.last_activity.load(Ordering::Relaxed)
                     + limits.idle_timeout.as_millis() as u64,

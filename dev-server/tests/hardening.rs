@@ -59,6 +59,31 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
     );
 }
 
+/// A socket that never sends a byte is held no longer than a request head may take, not for
+/// the whole idle timeout: a few hundred of them must not pin the server's file descriptors
+/// for a minute. One that did send a request stays for the idle timeout as before.
+#[tokio::test]
+async fn a_connection_that_never_speaks_is_closed_at_the_header_timeout() {
+    let s = server_with(|c| {
+        c.header_timeout = Duration::from_millis(300);
+        c.idle_timeout = Duration::from_secs(3600);
+    })
+    .await;
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    assert_eq!(
+        closed_by_server(&mut silent).await,
+        "",
+        "closed without an answer"
+    );
+    // A connection that asked something is kept alive past the header timeout.
+    let mut kept = TcpStream::connect(s.addr).await.unwrap();
+    let health = health_on(&mut kept).await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let again = health_on(&mut kept).await;
+    assert!(again.starts_with("HTTP/1.1 200"), "still open: {again}");
+}
+
 #[tokio::test]
 async fn a_request_head_trickling_in_is_cut_at_the_header_timeout() {
     let s = server_with(|c| {
