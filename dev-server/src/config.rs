@@ -5,6 +5,17 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
+/// How the server writes its log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line (CloudWatch Logs Insights, any log pipeline): every line the
+    /// server writes, the listening banner and start-up errors included.
+    Json,
+}
+
 /// How fast the assistant's tasks play.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum AssistantSpeed {
@@ -48,6 +59,10 @@ pub struct Config {
     /// or `redis+unix:///path/r.sock?db=0`. Without it, events stay in this process.
     #[arg(long, env = "FARM_CHAT_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// The log's format: `text` (lines for people) or `json` (one object per line).
+    #[arg(long, env = "FARM_CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// This instance's name in logs, request ids and `/metrics` (default: random).
     #[arg(long, env = "FARM_CHAT_INSTANCE_ID")]
@@ -274,6 +289,7 @@ impl Config {
             jwt_role_claim: "role".into(),
             jwt_name_claim: "name".into(),
             no_demo_login: false,
+            log_format: LogFormat::Text,
         }
     }
 
@@ -317,13 +333,27 @@ fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let redacted = match rest[..authority_end].rfind('@') {
         Some(at) => match rest[..at].split_once(':') {
             Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
             None => url.to_owned(),
         },
         None => url.to_owned(),
+    };
+    // libpq also takes the password as a query parameter.
+    match redacted.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("password", _)) => "password=***".to_owned(),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => redacted,
     }
 }
 
@@ -344,6 +374,10 @@ mod tests {
         assert_eq!(
             redact_password("postgres://farm@db/chat"),
             "postgres://farm@db/chat"
+        );
+        assert_eq!(
+            redact_password("postgres:///chat?host=/tmp/pg&password=s3cret&user=farm"),
+            "postgres:///chat?host=/tmp/pg&password=***&user=farm"
         );
     }
 }

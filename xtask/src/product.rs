@@ -31,7 +31,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         };
         return crate::cluster::run_cluster(n, &rest);
     }
-    let bin = server::build()?;
+    let bin = server::build_release()?;
     let mut server = Command::new(bin);
     server.current_dir(root());
     if !args

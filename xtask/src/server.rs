@@ -18,6 +18,19 @@ pub(crate) fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
+/// `target/release/farm-chat-dev-server` (built for speed, as it runs for people), built if
+/// needed.
+pub(crate) fn build_release() -> Result<PathBuf, String> {
+    run(cmd("cargo").args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "farm-chat-dev-server",
+    ]))?;
+    Ok(target_dir().join("release").join("farm-chat-dev-server"))
+}
+
 /// `target/debug/farm-chat-dev-server`, built if needed.
 pub(crate) fn build() -> Result<PathBuf, String> {
     run(cmd("cargo").args(["build", "--quiet", "-p", "farm-chat-dev-server"]))?;
