@@ -5,6 +5,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
+/// The `--metrics-token` of [`Config::for_tests`].
+pub const TEST_METRICS_TOKEN: &str = "test-metrics-token";
+
 /// How the server writes its log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -131,12 +134,13 @@ pub struct Config {
     pub content_security_policy: Option<String>,
 
     /// Serve `GET /metrics` on this address only (e.g. `127.0.0.1:9464`), not on the API port.
-    /// Without it, `/metrics` on the API port answers loopback clients and holders of
-    /// `--metrics-token`, and nobody else.
+    /// Without it, `/metrics` on the API port answers only holders of `--metrics-token` (a
+    /// loopback address proves nothing behind a reverse proxy on the same host), and without
+    /// either flag `/metrics` is not served.
     #[arg(long, env = "FARM_CHAT_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
-    /// A Bearer token that may read `/metrics` on the API port from anywhere.
+    /// A Bearer token that may read `/metrics` on the API port.
     #[arg(long, env = "FARM_CHAT_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
 
@@ -271,7 +275,7 @@ impl Config {
             frame_ancestors: "'self'".into(),
             content_security_policy: None,
             metrics_addr: None,
-            metrics_token: None,
+            metrics_token: Some(TEST_METRICS_TOKEN.into()),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),

@@ -9,10 +9,8 @@
 //!   `frame-ancestors` from `--frame-ancestors`, and `Referrer-Policy:
 //!   strict-origin-when-cross-origin`.
 
-use std::net::SocketAddr;
-
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{Request, State},
     http::{HeaderValue, header},
     middleware::Next,
     response::Response,
@@ -99,24 +97,20 @@ pub async fn headers(State(policy): State<Headers>, req: Request, next: Next) ->
     response
 }
 
-/// Whether this request may read `/metrics` on the API port: a loopback client, or the holder
-/// of `--metrics-token`. (With `--metrics-addr`, the API port doesn't serve it at all.)
+/// Whether this request may read `/metrics` on the API port: only the holder of
+/// `--metrics-token`. A loopback peer is not enough: behind a reverse proxy on the same host
+/// every client is 127.0.0.1. (With `--metrics-addr`, the API port doesn't serve it at all.)
 pub fn may_read_metrics(config: &Config, req: &Request) -> bool {
     if config.metrics_addr.is_some() {
         return false;
     }
-    let token_ok = config.metrics_token.as_deref().is_some_and(|token| {
+    config.metrics_token.as_deref().is_some_and(|token| {
         req.headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
-    });
-    let loopback = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback());
-    token_ok || loopback
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

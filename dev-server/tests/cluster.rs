@@ -407,7 +407,7 @@ async fn request_ids_are_unique_across_instances_and_an_incoming_one_is_kept() {
     )
     .await;
     assert_ne!(id_of(&odd), "a b\"c", "an unsafe one is replaced");
-    let metrics = call(s[0].addr, "GET", "/metrics", &[], None).await;
+    let metrics = common::metrics(s[0].addr).await;
     assert!(
         metrics.body.contains(&format!(
             "farm_chat_instance_info{{instance=\"{}\",bus=\"redis\",store=\"postgres\"}} 1",

@@ -513,11 +513,38 @@ async fn expired_sessions_are_deleted_on_a_timer() {
     s.stop().await;
 }
 
+/// Behind a reverse proxy on the same host every client is 127.0.0.1: on the API port only the
+/// token's holder reads `/metrics`; without a token, nobody there.
 #[tokio::test]
-async fn metrics_need_loopback_or_the_token_or_their_own_address() {
+async fn metrics_need_the_token_or_their_own_address() {
     let s = server_with(|c| c.metrics_token = Some("m-secret".into())).await;
-    // The test client is on loopback.
-    assert_eq!(call(s.addr, "GET", "/metrics", &[], None).await.status, 200);
+    // The test client is on loopback: not enough.
+    assert_eq!(call(s.addr, "GET", "/metrics", &[], None).await.status, 404);
+    let wrong = call(
+        s.addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer m-wrong")],
+        None,
+    )
+    .await;
+    assert_eq!(wrong.status, 404);
+    let holder = call(
+        s.addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer m-secret")],
+        None,
+    )
+    .await;
+    assert_eq!(holder.status, 200, "{}", holder.body);
+    let no_token = server_with(|c| c.metrics_token = None).await;
+    assert_eq!(
+        call(no_token.addr, "GET", "/metrics", &[], None)
+            .await
+            .status,
+        404
+    );
     let elsewhere = server_with(|c| {
         c.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     })

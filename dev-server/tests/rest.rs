@@ -14,9 +14,7 @@ use axum::{
     http::{HeaderMap, Request, StatusCode, header},
 };
 use farm_chat_protocol::paths;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const SUPPORT: &str = "c-u-farmer-support";
 const ASSISTANT: &str = "c-u-farmer-assistant";
@@ -931,33 +929,32 @@ async fn metrics_count_messages_in_prometheus_format() {
     let (farmer, _) = api.login("u-farmer").await;
     api.send(&farmer, SUPPORT, "one", "m1").await;
     api.send(&farmer, SUPPORT, "one", "m1").await;
-    let from = |ip: [u8; 4]| {
-        let mut req = Request::get("/metrics").body(Body::empty()).unwrap();
+    let from = |ip: [u8; 4], token: Option<&str>| {
+        let mut req = Request::get("/metrics");
+        if let Some(token) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let mut req = req.body(Body::empty()).unwrap();
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
                 ip, 40000,
             ))));
         req
     };
-    let remote = api
-        .router
-        .clone()
-        .oneshot(from([203, 0, 113, 7]))
+    for (ip, who) in [
+        ([203, 0, 113, 7], "a remote client"),
+        ([127, 0, 0, 1], "loopback"),
+    ] {
+        let answer = oneshot(&api.router, from(ip, None)).await;
+        assert_eq!(
+            answer.status, 404,
+            "counts across every tenant are not for {who} without the token"
+        );
+    }
+    let token = farm_chat_dev_server::config::TEST_METRICS_TOKEN;
+    let text = oneshot(&api.router, from([203, 0, 113, 7], Some(token)))
         .await
-        .unwrap();
-    assert_eq!(
-        remote.status(),
-        404,
-        "counts across every tenant are not for a remote client"
-    );
-    let res = api
-        .router
-        .clone()
-        .oneshot(from([127, 0, 0, 1]))
-        .await
-        .unwrap();
-    let text =
-        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        .text();
     assert!(
         text.contains("# TYPE farm_chat_open_streams gauge"),
         "{text}"

@@ -237,7 +237,7 @@ async fn every_connection_of_a_user_gets_every_event() {
         let event = sse.next_non_ping().await.unwrap();
         assert_eq!(event.json()["messageId"], message_id);
     }
-    let metrics = call(s.addr, "GET", "/metrics", &[], None).await.body;
+    let metrics = common::metrics(s.addr).await.body;
     assert!(
         metrics.contains("\nfarm_chat_open_streams 3\n")
             && metrics.contains("\nfarm_chat_streams_opened_total 3\n"),
@@ -245,7 +245,7 @@ async fn every_connection_of_a_user_gets_every_event() {
     );
     drop(tab_a);
     let _reopened = open_ready(&s, &token, "").await;
-    let metrics = call(s.addr, "GET", "/metrics", &[], None).await.body;
+    let metrics = common::metrics(s.addr).await.body;
     assert!(
         metrics.contains("\nfarm_chat_streams_opened_total 4\n"),
         "a reconnect counts: {metrics}"
@@ -347,7 +347,7 @@ async fn a_stream_behind_its_live_feed_catches_up_from_the_backlog_and_stays_ope
         .await
         .expect("still live after catching up");
     assert_eq!(event.json()["seq"].as_u64(), Some(51));
-    let metrics = call(s.addr, "GET", "/metrics", &[], None).await.body;
+    let metrics = common::metrics(s.addr).await.body;
     assert!(
         !metrics.contains("\nfarm_chat_streams_caught_up_total 0\n"),
         "it fell behind and caught up: {metrics}"

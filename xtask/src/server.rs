@@ -18,6 +18,9 @@ pub(crate) fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
+/// The `/metrics` token of the servers the project command starts.
+pub(crate) const METRICS_TOKEN: &str = "xtask-metrics-token";
+
 /// `target/release/farm-chat-dev-server` (built for speed, as it runs for people), built if
 /// needed.
 pub(crate) fn build_release() -> Result<PathBuf, String> {
@@ -104,6 +107,8 @@ impl DevServer {
             .env("FARM_CHAT_SIGN_IN_PER_MINUTE", "1000000")
             .env("FARM_CHAT_SIGN_IN_PER_USER_PER_MINUTE", "1000000")
             .env("FARM_CHAT_MAX_CONNECTIONS_PER_CLIENT", "1000000")
+            // `/metrics` on the API port answers only this token's holder (the suites read it).
+            .env("FARM_CHAT_METRICS_TOKEN", METRICS_TOKEN)
             .args(args)
             .current_dir(root())
             .stdin(Stdio::null())

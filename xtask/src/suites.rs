@@ -601,7 +601,9 @@ pub(crate) fn browser_test_env(test: &mut std::process::Command, browser: &Brows
 
 /// A number from the dev-server's `/metrics`.
 fn metric(addr: SocketAddr, name: &str) -> Result<i64, String> {
-    let (_, _, body) = http_get(addr, "/metrics")?;
+    let token = format!("Bearer {}", crate::server::METRICS_TOKEN);
+    let (_, _, body) =
+        crate::proc::http_with(addr, "GET", "/metrics", None, &[("Authorization", &token)])?;
     String::from_utf8_lossy(&body)
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())

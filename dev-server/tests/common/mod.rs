@@ -318,6 +318,12 @@ pub async fn call(
     }
 }
 
+/// `GET /metrics` on the API port, as the holder of the test configuration's metrics token.
+pub async fn metrics(addr: SocketAddr) -> Reply {
+    let token = bearer(farm_chat_dev_server::config::TEST_METRICS_TOKEN);
+    call(addr, "GET", "/metrics", &[("Authorization", &token)], None).await
+}
+
 /// Signs in; returns the Bearer token.
 pub async fn login(addr: SocketAddr, user: &str) -> String {
     let reply = call(
