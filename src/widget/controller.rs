@@ -149,6 +149,26 @@ impl Controller {
         }
     }
 
+    /// Notes what an answer says about the session: a 401 here means the platform's token no
+    /// longer opens one (the API client already asked the provider for a fresh token once), so
+    /// the widget shows the signed-out state, which also tells the host page
+    /// (`farm-chat:signed-out`), whichever request it was: a send, a history fetch, a read mark.
+    fn seen<T>(&self, answer: Result<T, ApiFailure>) -> Result<T, ApiFailure> {
+        if matches!(answer, Err(ApiFailure::Http { status: 401, .. })) {
+            let _ = self.phase.try_set(Phase::SignedOut);
+        }
+        answer
+    }
+
+    /// Loading failed: signed out on a 401, else failed with the reason.
+    fn failed(&self, e: ApiFailure) {
+        let phase = match e {
+            ApiFailure::Http { status: 401, .. } => Phase::SignedOut,
+            e => Phase::Failed(e.to_string()),
+        };
+        let _ = self.phase.try_set(phase);
+    }
+
     /// Fires `event` on the host element, if the widget has one.
     fn emit(&self, event: host::HostEvent, detail: impl FnOnce() -> wasm_bindgen::JsValue) {
         if let Some(emit) = self.emit.borrow().as_ref() {
@@ -178,8 +198,7 @@ impl Controller {
         };
         let session = match session {
             Ok(s) => s,
-            Err(ApiFailure::Http { status: 401, .. }) => return self.phase.set(Phase::SignedOut),
-            Err(e) => return self.phase.set(Phase::Failed(e.to_string())),
+            Err(e) => return self.failed(e),
         };
         self.me.set(Some(Sender {
             id: session.user_id.clone(),
@@ -190,7 +209,7 @@ impl Controller {
         let list = match self.get_until_answered(&Get::conversations(None)).await {
             None => return,
             Some(Ok(list)) => list,
-            Some(Err(e)) => return self.phase.set(Phase::Failed(e.to_string())),
+            Some(Err(e)) => return self.failed(e),
         };
         self.inbox
             .update(|i| i.apply_page(list.conversations, list.next_cursor));
@@ -245,7 +264,7 @@ impl Controller {
                     // Events that arrived while loading may point past this page.
                     this.catch_up();
                 }
-                Some(Err(e)) => this.phase.set(Phase::Failed(e.to_string())),
+                Some(Err(e)) => this.failed(e),
             }
         });
     }
@@ -287,7 +306,7 @@ impl Controller {
         };
         let this = self.clone();
         spawn_local(async move {
-            match this.api.fetch(&Get::conversations(Some(&cursor))).await {
+            match this.seen(this.api.fetch(&Get::conversations(Some(&cursor))).await) {
                 _ if this.gone() => {}
                 Ok(list) => this
                     .inbox
@@ -317,7 +336,7 @@ impl Controller {
                     }
                     break;
                 };
-                match this.api.mark_read(&conversation, seq).await {
+                match this.seen(this.api.mark_read(&conversation, seq).await) {
                     _ if this.gone() => return,
                     Ok(()) => this.reads.borrow_mut().told(&conversation, seq),
                     Err(e) if e.retryable() => {
@@ -352,9 +371,9 @@ impl Controller {
             return;
         }
         self.typing_reported.set(Some(now));
-        let api = self.api.clone();
+        let this = self.clone();
         spawn_local(async move {
-            if let Err(e) = api.typing(&conversation).await {
+            if let Err(e) = this.seen(this.api.typing(&conversation).await) {
                 leptos::logging::warn!("farm-chat: could not report typing: {e}");
             }
         });
@@ -379,7 +398,7 @@ impl Controller {
     ) -> Option<Result<crate::api::Js, ApiFailure>> {
         let mut backoff = Backoff::default().with_cap(Duration::from_secs(10));
         loop {
-            match self.api.call("GET", path, None).await.map(|(_, json)| json) {
+            match self.seen(self.api.call("GET", path, None).await.map(|(_, json)| json)) {
                 _ if self.gone() => return None,
                 Err(e) if e.retryable() => {
                     sleep(backoff.next_delay(js_sys::Math::random())).await;
@@ -525,10 +544,11 @@ impl Controller {
                 else {
                     return;
                 };
-                let sent = this
-                    .api
-                    .send_message(&conversation, &text, &key, this.locale.tag())
-                    .await;
+                let sent = this.seen(
+                    this.api
+                        .send_message(&conversation, &text, &key, this.locale.tag())
+                        .await,
+                );
                 match sent {
                     _ if this.gone() => return,
                     Ok(response) => {
@@ -609,7 +629,7 @@ impl Controller {
         let this = self.clone();
         spawn_local(async move {
             let get = Get::<HistoryPage>::history(&conversation, Page::Before(first));
-            match this.api.fetch(&get).await {
+            match this.seen(this.api.fetch(&get).await) {
                 _ if this.gone() => {}
                 Ok(page) => {
                     this.store.update(|s| {
@@ -623,9 +643,9 @@ impl Controller {
 
     /// Asks the server to stop a running task.
     pub fn cancel(self: &Rc<Self>, task_id: String) {
-        let api = self.api.clone();
+        let this = self.clone();
         spawn_local(async move {
-            if let Err(e) = api.cancel_task(&task_id).await {
+            if let Err(e) = this.seen(this.api.cancel_task(&task_id).await) {
                 leptos::logging::warn!("farm-chat: cancel failed: {e}");
             }
         });

@@ -128,3 +128,31 @@ async fn a_provider_that_keeps_failing_leaves_the_widget_signed_out_without_a_st
     assert_eq!(counts.asks.get(), asks, "signed out, nothing more is asked");
     sign_in(&Api::new(api_base())).await; // the cookie back to the farmer
 }
+
+/// The platform's session is over while the stream is still up: the provider now hands out a
+/// token the server refuses, also when asked for a fresh one. The first request that meets it,
+/// here a send, leaves the widget signed out (the state the host page hears as
+/// `farm-chat:signed-out`) instead of only failing the send.
+#[wasm_bindgen_test]
+async fn a_send_the_platform_no_longer_authorises_signs_the_widget_out() {
+    let first = sign_in(&Api::new(api_base())).await;
+    let current = Rc::new(RefCell::new(first));
+    let answered = current.clone();
+    let provider = TokenProvider::new(move |_| TokenAnswer::Now(Some(answered.borrow().clone())));
+    let root = fresh_root();
+    let _mounted = leptos::mount::mount_to(root.clone(), move || {
+        view! { <ChatWidget api_base=api_base() locale=Locale::Ja support=true token=Some(provider) /> }
+    });
+    wait_connected(&root).await;
+    wait_until("the support chat", || {
+        all_by_testid(&root, "composer-wait").is_empty()
+    })
+    .await;
+    assert!(all_by_testid(&root, "signed-out").is_empty());
+    *current.borrow_mut() = "a-platform-token-that-expired".into();
+    type_and_send(&root, &unique("期限切れのトークンで")).await;
+    wait_until("the signed-out state", || {
+        !all_by_testid(&root, "signed-out").is_empty()
+    })
+    .await;
+}
