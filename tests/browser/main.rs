@@ -353,7 +353,10 @@ fn created(events: &Events, id: &MessageId) -> usize {
 
 async fn open_streams() -> i64 {
     let origin = api_base().trim_end_matches("/api");
+    // `/metrics` answers only the holder of the test server's token (the test command passes it).
+    let token = option_env!("FARM_CHAT_TEST_METRICS_TOKEN").unwrap_or_default();
     let text = gloo_net::http::Request::get(&format!("{origin}/metrics"))
+        .header("Authorization", &format!("Bearer {token}"))
         .send()
         .await
         .unwrap()

@@ -133,7 +133,9 @@ fn browser_tests(browser: &Browser) -> Result<(), String> {
         "browser",
     ]);
     browser_test_env(&mut test, browser);
-    let result = run(test.env("FARM_CHAT_TEST_API_BASE", server.api_base()));
+    let result = run(test
+        .env("FARM_CHAT_TEST_API_BASE", server.api_base())
+        .env("FARM_CHAT_TEST_METRICS_TOKEN", crate::server::METRICS_TOKEN));
     if result.is_err() {
         println!("dev-server log: {}", server.log.display());
     }
