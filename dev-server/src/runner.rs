@@ -63,7 +63,10 @@ pub fn start(
 ) {
     let id = record.snapshot.task_id.clone();
     state.local.tasks.insert(record, participants, lang);
-    tokio::spawn(keep_lease(state.clone(), id.clone()));
+    // Leases are read only by the reaper, which runs when instances share the work.
+    if state.common.shared.spans_instances() {
+        tokio::spawn(keep_lease(state.clone(), id.clone()));
+    }
     let state = state.clone();
     tokio::spawn(async move {
         let step = state.assistant_step;

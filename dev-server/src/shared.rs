@@ -64,8 +64,10 @@ pub trait Shared: Send + Sync + std::fmt::Debug + 'static {
 
     /// Registers an open stream of `user` (`member`: `<opened ms>|<instance>|<id>|<session>`)
     /// and returns every stream of theirs open on any instance, oldest first. Entries an
-    /// instance stopped renewing (it died) are dropped on the way.
-    async fn open_stream(&self, user: &UserId, member: &str) -> BusResult<Vec<String>>;
+    /// instance stopped renewing (it died) are dropped on the way. `None`: there is no
+    /// registry beyond this instance's own stream counts (nothing to register, renew or
+    /// remove).
+    async fn open_stream(&self, user: &UserId, member: &str) -> BusResult<Option<Vec<String>>>;
 
     /// Renews these open streams of this instance (every [`STREAM_STALE`] / 3).
     async fn renew_streams(&self, streams: &[(UserId, String)]) -> BusResult<()>;

@@ -44,12 +44,10 @@ impl CountingProvider {
     }
 }
 
-#[wasm_bindgen_test]
-async fn an_expired_token_is_refreshed_once_and_the_stream_goes_on_without_loss() {
-    let first = sign_in(&Api::new(api_base())).await;
-    let (counts, provider) = CountingProvider::new(first.clone(), Some("u-farmer"));
+/// A farmer's support chat signed in through `provider`, live and ready to send.
+async fn support_chat_with(provider: TokenProvider) -> (HtmlElement, impl Drop) {
     let root = fresh_root();
-    let _mounted = leptos::mount::mount_to(root.clone(), move || {
+    let mounted = leptos::mount::mount_to(root.clone(), move || {
         view! { <ChatWidget api_base=api_base() locale=Locale::Ja support=true token=Some(provider) /> }
     });
     wait_connected(&root).await;
@@ -57,6 +55,14 @@ async fn an_expired_token_is_refreshed_once_and_the_stream_goes_on_without_loss(
         all_by_testid(&root, "composer-wait").is_empty()
     })
     .await;
+    (root, mounted)
+}
+
+#[wasm_bindgen_test]
+async fn an_expired_token_is_refreshed_once_and_the_stream_goes_on_without_loss() {
+    let first = sign_in(&Api::new(api_base())).await;
+    let (counts, provider) = CountingProvider::new(first.clone(), Some("u-farmer"));
+    let (root, _mounted) = support_chat_with(provider).await;
     assert_eq!(counts.refreshes.get(), 0);
     // The platform session ends: the stream closes, the next ticket gets a 401.
     revoke(&first).await;
@@ -139,15 +145,7 @@ async fn a_send_the_platform_no_longer_authorises_signs_the_widget_out() {
     let current = Rc::new(RefCell::new(first));
     let answered = current.clone();
     let provider = TokenProvider::new(move |_| TokenAnswer::Now(Some(answered.borrow().clone())));
-    let root = fresh_root();
-    let _mounted = leptos::mount::mount_to(root.clone(), move || {
-        view! { <ChatWidget api_base=api_base() locale=Locale::Ja support=true token=Some(provider) /> }
-    });
-    wait_connected(&root).await;
-    wait_until("the support chat", || {
-        all_by_testid(&root, "composer-wait").is_empty()
-    })
-    .await;
+    let (root, _mounted) = support_chat_with(provider).await;
     assert!(all_by_testid(&root, "signed-out").is_empty());
     *current.borrow_mut() = "a-platform-token-that-expired".into();
     type_and_send(&root, &unique("期限切れのトークンで")).await;

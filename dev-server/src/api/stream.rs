@@ -175,7 +175,9 @@ async fn cap_across_instances(
     let shared = state.common.shared.clone();
     let mine = member(&state.local.instance, slot.id(), session);
     let members = match shared.open_stream(user, &mine).await {
-        Ok(members) => members,
+        Ok(Some(members)) => members,
+        // Alone: this instance's counts already applied the caps.
+        Ok(None) => return,
         Err(e) => {
             tracing::warn!(error = %e, "stream registry unavailable; this instance's caps apply");
             return;

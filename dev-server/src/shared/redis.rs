@@ -173,7 +173,7 @@ return 1
             .collect())
     }
 
-    async fn open_stream(&self, user: &UserId, member: &str) -> BusResult<Vec<String>> {
+    async fn open_stream(&self, user: &UserId, member: &str) -> BusResult<Option<Vec<String>>> {
         let key = format!("{}:{{u:{user}}}:streams", self.prefix);
         let now = now_ms();
         let (mut members,): (Vec<String>,) = redis::pipe()
@@ -197,7 +197,7 @@ return 1
                 .and_then(|ms| ms.parse::<u64>().ok())
                 .unwrap_or(0)
         });
-        Ok(members)
+        Ok(Some(members))
     }
 
     async fn renew_streams(&self, streams: &[(UserId, String)]) -> BusResult<()> {
