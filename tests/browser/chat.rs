@@ -274,7 +274,7 @@ async fn under_reduced_motion_a_streaming_line_appears_whole_at_once() {
 async fn a_farmer_switches_conversations_and_each_keeps_its_draft() {
     let (root, _mounted) = mount_widget(false).await;
     wait_until("the assistant", || {
-        text_of(&by_testid(&root, "conversation-title")) == "牧場アシスタント"
+        testid_text(&root, "conversation-title") == "牧場アシスタント"
     })
     .await;
     let area: web_sys::HtmlTextAreaElement = by_testid(&root, "composer").unchecked_into();

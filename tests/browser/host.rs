@@ -99,7 +99,13 @@ async fn the_host_element_has_a_js_api_queued_until_ready_and_fires_its_events()
     .await
     .unwrap();
     wait_until("the support chat", || {
-        shadow("conversation-title").text_content().as_deref() == Some("サポート")
+        host.shadow_root()
+            .unwrap()
+            .query_selector("[data-testid='conversation-title']")
+            .unwrap()
+            .and_then(|t| t.text_content())
+            .as_deref()
+            == Some("サポート")
     })
     .await;
     for (name, args) in [

@@ -118,10 +118,7 @@ async fn sign_in_as(api: &Api, user: &str) -> String {
 /// Waits until the widget under `root` shows a live stream.
 async fn wait_connected(root: &HtmlElement) {
     wait_until("connected", || {
-        by_testid(root, "connection-status")
-            .get_attribute("data-state")
-            .as_deref()
-            == Some("connected")
+        status_state(root).as_deref() == Some("connected")
     })
     .await;
 }
@@ -153,6 +150,24 @@ fn all_by_testid(root: &HtmlElement, id: &str) -> Vec<HtmlElement> {
 
 fn text_of(el: &HtmlElement) -> String {
     el.text_content().unwrap_or_default()
+}
+
+/// The element `id` under `root` if it is there: for waits, since a view may mount later
+/// than the thing waited for (on a slow machine, the conversation list after the stream).
+fn find_testid(root: &HtmlElement, id: &str) -> Option<HtmlElement> {
+    root.query_selector(&format!("[data-testid='{id}']"))
+        .unwrap()
+        .map(JsCast::unchecked_into)
+}
+
+/// The text of `id` under `root`, empty while there is no such element.
+fn testid_text(root: &HtmlElement, id: &str) -> String {
+    find_testid(root, id).map(|el| text_of(&el)).unwrap_or_default()
+}
+
+/// The `data-state` of the widget's status line, if it is there.
+fn status_state(root: &HtmlElement) -> Option<String> {
+    find_testid(root, "connection-status")?.get_attribute("data-state")
 }
 
 /// Types `text` into the widget's composer and presses its send button.

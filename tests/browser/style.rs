@@ -118,10 +118,14 @@ async fn styles_never_leak_in_or_out_and_custom_properties_theme_the_widget() {
         );
     }
     // `conversation="support"` opened the second into the support chat.
+    // The titles come with the conversation list, which may land after the stream is live.
     wait_until("the conversations' titles", || {
         hosts.iter().all(|h| {
-            shadow(h, "conversation-title")
-                .text_content()
+            h.shadow_root()
+                .unwrap()
+                .query_selector("[data-testid='conversation-title']")
+                .unwrap()
+                .and_then(|t| t.text_content())
                 .is_some_and(|t| !t.is_empty())
         })
     })

@@ -95,7 +95,7 @@ async fn support_staff_work_from_a_live_inbox_with_typing_and_read_receipts() {
         .await
         .unwrap();
     wait_until("入力中…", || {
-        text_of(&by_testid(&root, "typing")).contains("田中 花子 入力中…")
+        testid_text(&root, "typing").contains("田中 花子 入力中…")
     })
     .await;
     let reply = unique("明日届けます");

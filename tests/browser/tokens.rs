@@ -119,10 +119,7 @@ async fn a_provider_that_keeps_failing_leaves_the_widget_signed_out_without_a_st
         view! { <ChatWidget api_base=api_base() locale=Locale::Ja token=Some(provider) /> }
     });
     wait_until("signed out", || {
-        by_testid(&root, "connection-status")
-            .get_attribute("data-state")
-            .as_deref()
-            == Some("signed-out")
+        status_state(&root).as_deref() == Some("signed-out")
             && !all_by_testid(&root, "signed-out").is_empty()
     })
     .await;
