@@ -162,7 +162,9 @@ fn find_testid(root: &HtmlElement, id: &str) -> Option<HtmlElement> {
 
 /// The text of `id` under `root`, empty while there is no such element.
 fn testid_text(root: &HtmlElement, id: &str) -> String {
-    find_testid(root, id).map(|el| text_of(&el)).unwrap_or_default()
+    find_testid(root, id)
+        .map(|el| text_of(&el))
+        .unwrap_or_default()
 }
 
 /// The `data-state` of the widget's status line, if it is there.
