@@ -61,6 +61,14 @@ pub enum Text {
     Retry,
     /// Cancel a running task.
     Stop,
+    /// Copy an answer's text.
+    Copy,
+    /// The answer's text was copied.
+    Copied,
+    /// The assistant's offer: open the support chat with the question in it.
+    AskSupport,
+    /// The way to a person, always on the assistant's screen.
+    TalkToPerson,
     /// The progress bar's name.
     Progress,
     /// Download the cow list.
@@ -133,7 +141,7 @@ pub enum Text {
 
 impl Text {
     /// All strings, for checks that none is missing in any locale.
-    pub const ALL: [Text; 58] = [
+    pub const ALL: [Text; 62] = [
         Text::OpenChat,
         Text::CloseChat,
         Text::ChatTitle,
@@ -158,6 +166,10 @@ impl Text {
         Text::SendFailed,
         Text::Retry,
         Text::Stop,
+        Text::Copy,
+        Text::Copied,
+        Text::AskSupport,
+        Text::TalkToPerson,
         Text::Progress,
         Text::DownloadCsv,
         Text::OpenPdf,
@@ -267,6 +279,14 @@ impl Locale {
             (Self::En, Retry) => "Retry",
             (Self::Ja, Stop) => "停止",
             (Self::En, Stop) => "Stop",
+            (Self::Ja, Copy) => "コピー",
+            (Self::En, Copy) => "Copy",
+            (Self::Ja, Copied) => "コピーしました",
+            (Self::En, Copied) => "Copied",
+            (Self::Ja, AskSupport) => "サポートに相談する（送信前に確認できます）",
+            (Self::En, AskSupport) => "Ask support (you check it before it is sent)",
+            (Self::Ja, TalkToPerson) => "担当者と話す",
+            (Self::En, TalkToPerson) => "Talk to a person",
             (Self::Ja, Progress) => "進捗",
             (Self::En, Progress) => "Progress",
             (Self::Ja, DownloadCsv) => "CSVをダウンロード",

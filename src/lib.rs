@@ -39,6 +39,7 @@ pub mod health;
 pub mod i18n;
 pub mod inbox;
 pub mod launcher;
+pub mod markdown;
 pub mod mount;
 pub mod outbox;
 pub mod sends;

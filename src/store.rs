@@ -17,7 +17,7 @@ use farm_chat_protocol::{
     ConversationId, MessageId, TaskId,
     chat::{HistoryPage, Message, SendResponse, Sender},
     stream::{MessageCreated, TaskDone, TaskPartEvent},
-    task::{PartBody, TaskPart, TaskSnapshot, TaskState},
+    task::{PartBody, TaskPart, TaskSnapshot, TaskState, TextApplied},
 };
 
 /// Where an optimistic send stands.
@@ -151,17 +151,23 @@ impl Default for ChatStore {
 }
 
 /// Merges one part into a snapshot: a part is replaced by a later one with the same number,
-/// except that progress never goes backwards (a replayed or stale update is ignored).
-pub fn merge_part(snapshot: &mut TaskSnapshot, part: TaskPart) {
+/// except that progress never goes backwards (a replayed or stale update is ignored) and text
+/// grows by byte offset (see [`TaskSnapshot::apply_text`]). `false`: a text delta starts
+/// beyond the text held, and the task must be fetched again.
+pub fn merge_part(snapshot: &mut TaskSnapshot, part: TaskPart) -> bool {
+    if let PartBody::Text { offset, text } = &part.body {
+        return snapshot.apply_text(part.part, *offset, text) != TextApplied::Gap;
+    }
     if let PartBody::Progress { progress: new, .. } = &part.body {
         let older = snapshot.parts.iter().any(|p| {
             p.part == part.part && matches!(&p.body, PartBody::Progress { progress: old, .. } if old.current > new.current)
         });
         if older {
-            return;
+            return true;
         }
     }
     snapshot.upsert_part(part);
+    true
 }
 
 fn merge_snapshot(held: &mut TaskSnapshot, incoming: TaskSnapshot) {
@@ -335,6 +341,7 @@ impl ChatStore {
             && let Some(task) = message.task.as_mut()
         {
             for part in parts {
+                // A gap here is caught by the running task's refresh after the load.
                 merge_part(task, part);
             }
             if let Some(state) = state {
@@ -511,25 +518,28 @@ impl ChatStore {
         })
     }
 
-    /// A `task.*` part: merged into its reply message's task, or kept until that message arrives.
-    pub fn apply_task_part(&mut self, event: TaskPartEvent) {
+    /// A `task.*` part: merged into its reply message's task, or kept until that message
+    /// arrives. `false`: a text delta left a gap, and the task must be fetched again.
+    pub fn apply_task_part(&mut self, event: TaskPartEvent) -> bool {
         match self.task_of(&event.message_id) {
             Some(task)
                 if !task.state.is_final()
                     || matches!(
                         event.part.body,
-                        PartBody::Error { .. } | PartBody::Result { .. }
+                        PartBody::Error { .. } | PartBody::Result { .. } | PartBody::Text { .. }
                     ) =>
             {
                 merge_part(task, event.part)
             }
-            Some(_) => {} // the task already ended; a late replay changes nothing
-            None => self
-                .early
-                .entry(event.message_id)
-                .or_default()
-                .0
-                .push(event.part),
+            Some(_) => true, // the task already ended; a late replay changes nothing
+            None => {
+                self.early
+                    .entry(event.message_id)
+                    .or_default()
+                    .0
+                    .push(event.part);
+                true
+            }
         }
     }
 

@@ -15,6 +15,7 @@
 //! - [`composer`]: the text box (IME-safe Enter) and the send button.
 //! - [`coalesce`]: one run at a time of a kind of work, however often it is asked for.
 
+pub mod answer;
 pub mod bubble;
 pub mod coalesce;
 pub mod composer;

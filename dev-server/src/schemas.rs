@@ -60,6 +60,11 @@ pub fn payloads(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, String,
             "The task's result (a table, a report, help).",
         ),
         (
+            "task.text",
+            part.clone(),
+            "A delta of the answer's text (markdown): `text` follows the part's first `offset` UTF-8 bytes. Apply it when `offset` is what you hold, skip what you hold, refetch the task on a gap; the task's snapshot holds the whole text at offset 0.",
+        ),
+        (
             "task.error",
             part,
             "The task failed or was cancelled (`code`).",

@@ -29,7 +29,7 @@ use crate::{
     },
     task::{
         CowList, CowRow, HealthReport, Help, PartBody, Progress, ResultData, RiskLevel, Shipment,
-        ShipmentReport, TaskKind, TaskList, TaskPart, TaskSnapshot, TaskState,
+        ShipmentReport, SupportOffer, TaskKind, TaskList, TaskPart, TaskSnapshot, TaskState,
     },
 };
 
@@ -221,7 +221,7 @@ macro_rules! wire_enum {
 }
 
 wire_enum! {
-    TaskKind { CowList = "cow_list", HealthReport = "health_report", ShipmentReport = "shipment_report", Help = "help" }
+    TaskKind { CowList = "cow_list", HealthReport = "health_report", ShipmentReport = "shipment_report", Help = "help", Answer = "answer" }
     TaskState { Running = "running", Succeeded = "succeeded", Failed = "failed", Cancelled = "cancelled" }
     RiskLevel { Low = "low", Medium = "medium", High = "high" }
     ResetReason { TooOld = "too_old", Restarted = "restarted", Unknown = "unknown" }
@@ -295,6 +295,7 @@ read_struct! {
         pdf_url: "pdfUrl" req,
     }
     Help { examples: "examples" req }
+    SupportOffer { summary: "summary" req }
     TaskSnapshot {
         task_id: "taskId" req, conversation_id: "conversationId" req, message_id: "messageId" req,
         kind: "kind" req, state: "state" req, progress: "progress" opt, parts: "parts" req,
@@ -318,12 +319,19 @@ read_struct! {
 impl FromJson for ResultData {
     /// `{"kind": …, "data": {…}}` (adjacently tagged).
     fn from_json<J: Json>(json: &J) -> Result<Self, ReadError> {
-        let kind: TaskKind = field(json, "kind")?;
-        Ok(match kind {
-            TaskKind::CowList => Self::CowList(field(json, "data")?),
-            TaskKind::HealthReport => Self::HealthReport(field(json, "data")?),
-            TaskKind::ShipmentReport => Self::ShipmentReport(field(json, "data")?),
-            TaskKind::Help => Self::Help(field(json, "data")?),
+        let kind: String = field(json, "kind")?;
+        Ok(match kind.as_str() {
+            "cow_list" => Self::CowList(field(json, "data")?),
+            "health_report" => Self::HealthReport(field(json, "data")?),
+            "shipment_report" => Self::ShipmentReport(field(json, "data")?),
+            "help" => Self::Help(field(json, "data")?),
+            "support_offer" => Self::SupportOffer(field(json, "data")?),
+            _ => {
+                return Err(ReadError::expected(
+                    "a result kind (cow_list health_report shipment_report help support_offer)",
+                )
+                .at("kind"));
+            }
         })
     }
 }
@@ -347,13 +355,17 @@ impl FromJson for PartBody {
                 text: field(json, "text")?,
                 data: ResultData::from_json(json)?,
             },
+            "text" => Self::Text {
+                offset: field(json, "offset")?,
+                text: field(json, "text")?,
+            },
             "error" => Self::Error {
                 code: field(json, "code")?,
                 text: field(json, "text")?,
             },
             _ => {
                 return Err(ReadError::expected(
-                    "a part type (status intermediate progress result error)",
+                    "a part type (status intermediate progress result text error)",
                 )
                 .at("type"));
             }
@@ -399,7 +411,7 @@ impl StreamEvent {
             "message.created" => Self::MessageCreated(parse(name, data)?),
             "typing" => Self::Typing(parse(name, data)?),
             "conversation.read" => Self::ConversationRead(parse(name, data)?),
-            "task.status" | "task.intermediate" | "task.progress" | "task.result"
+            "task.status" | "task.intermediate" | "task.progress" | "task.result" | "task.text"
             | "task.error" => {
                 let event = Self::task_part(parse(name, data)?);
                 if event.name() != name {

@@ -191,7 +191,7 @@ pub struct Reset {
 }
 
 /// A part of an assistant task's reply (`task.status`, `task.intermediate`, `task.progress`,
-/// `task.result`, `task.error`): the task's ids and the part, keyed by `(taskId, part)`.
+/// `task.result`, `task.text`, `task.error`): the task's ids and the part, keyed by `(taskId, part)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
@@ -246,6 +246,9 @@ pub enum StreamEvent {
     /// `task.result`: the typed result.
     #[serde(rename = "task.result")]
     TaskResult(TaskPartEvent),
+    /// `task.text`: a delta of the answer's text, at its byte offset.
+    #[serde(rename = "task.text")]
+    TaskText(TaskPartEvent),
     /// `task.error`: why the task failed or stopped.
     #[serde(rename = "task.error")]
     TaskError(TaskPartEvent),
@@ -299,6 +302,7 @@ impl StreamEvent {
             PartBody::Intermediate { .. } => Self::TaskIntermediate(event),
             PartBody::Progress { .. } => Self::TaskProgress(event),
             PartBody::Result { .. } => Self::TaskResult(event),
+            PartBody::Text { .. } => Self::TaskText(event),
             PartBody::Error { .. } => Self::TaskError(event),
         }
     }
@@ -311,6 +315,7 @@ impl StreamEvent {
         "task.intermediate",
         "task.progress",
         "task.result",
+        "task.text",
         "task.error",
         "task.done",
         "ping",
@@ -328,6 +333,7 @@ impl StreamEvent {
             Self::TaskIntermediate(_) => "task.intermediate",
             Self::TaskProgress(_) => "task.progress",
             Self::TaskResult(_) => "task.result",
+            Self::TaskText(_) => "task.text",
             Self::TaskError(_) => "task.error",
             Self::TaskDone(_) => "task.done",
             Self::Ping(_) => "ping",
@@ -346,6 +352,7 @@ impl StreamEvent {
             | Self::TaskIntermediate(d)
             | Self::TaskProgress(d)
             | Self::TaskResult(d)
+            | Self::TaskText(d)
             | Self::TaskError(d) => serde_json::to_string(d),
             Self::TaskDone(d) => serde_json::to_string(d),
             Self::Ping(d) => serde_json::to_string(d),

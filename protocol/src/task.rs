@@ -22,6 +22,8 @@ pub enum TaskKind {
     ShipmentReport,
     /// What the assistant can do.
     Help,
+    /// A model's answer: its text, and the results of the tools it called.
+    Answer,
 }
 
 /// Where a task stands.
@@ -186,6 +188,16 @@ pub struct Help {
     pub examples: Vec<String>,
 }
 
+/// An offer to hand the question to a person: the widget shows a button that opens the
+/// support conversation with `summary` in its composer, sent only when the farmer taps send.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SupportOffer {
+    /// The question, as the assistant summed it up for the support staff.
+    pub summary: String,
+}
+
 /// A task's final result, by kind: `{"kind":"cow_list","data":{…}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -199,6 +211,8 @@ pub enum ResultData {
     ShipmentReport(ShipmentReport),
     /// What the assistant can do.
     Help(Help),
+    /// The way to a person.
+    SupportOffer(SupportOffer),
 }
 
 /// What one part of a reply says.
@@ -231,6 +245,16 @@ pub enum PartBody {
         /// The typed result.
         #[serde(flatten)]
         data: ResultData,
+    },
+    /// The answer's text (markdown). On the stream a delta: `text` follows the part's first
+    /// `offset` bytes (UTF-8); in a snapshot the whole text, at offset 0. A client applies a
+    /// delta whose `offset` is what it holds, skips what it already holds, and refetches the
+    /// task when a delta starts beyond it.
+    Text {
+        /// UTF-8 bytes of this part's text before `text`.
+        offset: u64,
+        /// The delta (or the whole text).
+        text: String,
     },
     /// Why the task failed or stopped, and what the user can do.
     Error {
@@ -294,6 +318,63 @@ impl TaskSnapshot {
     }
 }
 
+/// What [`TaskSnapshot::apply_text`] did with a text part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextApplied {
+    /// The text grew.
+    Grew,
+    /// Nothing new: the snapshot already held all of it.
+    Held,
+    /// It starts beyond the text held (a delta went missing): refetch the task.
+    Gap,
+}
+
+impl TaskSnapshot {
+    /// The text of part `part` so far (empty if there is none yet).
+    pub fn text(&self, part: u32) -> &str {
+        self.parts
+            .iter()
+            .find_map(|p| match &p.body {
+                PartBody::Text { text, .. } if p.part == part => Some(text.as_str()),
+                _ => None,
+            })
+            .unwrap_or("")
+    }
+
+    /// Applies `text` at `offset` to text part `part`: the bytes beyond what is held are
+    /// appended, so a duplicate, a replay or a whole snapshot (offset 0) never doubles text.
+    pub fn apply_text(&mut self, part: u32, offset: u64, text: &str) -> TextApplied {
+        let held = self.text(part).len() as u64;
+        if offset > held {
+            return TextApplied::Gap;
+        }
+        let end = offset.saturating_add(text.len() as u64);
+        if end <= held {
+            return TextApplied::Held;
+        }
+        let from = (held - offset) as usize;
+        let Some(new) = text.get(from..) else {
+            // Not on a character boundary: not a text this protocol writes.
+            return TextApplied::Gap;
+        };
+        match self.parts.iter_mut().find(|p| p.part == part) {
+            Some(TaskPart {
+                body: PartBody::Text { text, .. },
+                ..
+            }) => text.push_str(new),
+            Some(_) => return TextApplied::Gap,
+            None => self.upsert_part(TaskPart {
+                part,
+                body: PartBody::Text {
+                    offset: 0,
+                    text: new.to_owned(),
+                },
+            }),
+        }
+        TextApplied::Grew
+    }
+}
+
 /// `GET /api/tasks` answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -340,6 +421,41 @@ mod tests {
         let json = r#"{"part":4,"type":"result","text":"2頭","kind":"help","data":{"examples":["発情予定の牛は？"]}}"#;
         assert_eq!(serde_json::to_string(&result).unwrap(), json);
         assert_eq!(serde_json::from_str::<TaskPart>(json).unwrap(), result);
+    }
+
+    fn answer() -> TaskSnapshot {
+        TaskSnapshot {
+            task_id: "t".into(),
+            conversation_id: "c".into(),
+            message_id: "m".into(),
+            kind: TaskKind::Answer,
+            state: TaskState::Running,
+            progress: None,
+            parts: Vec::new(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn text_deltas_apply_once_by_byte_offset() {
+        let mut snap = answer();
+        assert_eq!(snap.apply_text(1, 0, "牛は"), TextApplied::Grew);
+        assert_eq!(snap.apply_text(1, 6, "元気"), TextApplied::Grew);
+        assert_eq!(snap.apply_text(1, 6, "元気"), TextApplied::Held, "a replay");
+        assert_eq!(snap.apply_text(1, 0, "牛は元"), TextApplied::Held);
+        assert_eq!(snap.apply_text(1, 15, "!"), TextApplied::Gap);
+        // A longer copy from an earlier offset (a snapshot, a merged replay) adds its tail.
+        assert_eq!(snap.apply_text(1, 0, "牛は元気です"), TextApplied::Grew);
+        assert_eq!(snap.text(1), "牛は元気です");
+        // An offset inside a character is not ours.
+        assert_eq!(snap.apply_text(1, 1, "a牛牛牛牛牛牛"), TextApplied::Gap);
+        assert_eq!(snap.text(1), "牛は元気です");
+        assert_eq!(snap.text(2), "");
+        assert_eq!(
+            serde_json::to_string(&snap.parts[0]).unwrap(),
+            r#"{"part":1,"type":"text","offset":0,"text":"牛は元気です"}"#
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::{
 };
 
 use farm_chat_protocol::{
-    ConversationId, StreamEvent,
+    ConversationId, StreamEvent, TaskId,
     chat::{ConversationKind, HistoryPage, Sender, SenderKind},
     read::FromJson,
     session::SessionInfo,
@@ -80,6 +80,8 @@ pub struct Controller {
     /// tab's id.
     outbox: RefCell<Option<String>>,
     tab: String,
+    /// Tasks being fetched again after a text delta left a gap (one request each at a time).
+    refetching: RefCell<HashSet<TaskId>>,
 }
 
 impl Controller {
@@ -117,6 +119,7 @@ impl Controller {
             emit: RefCell::default(),
             outbox: RefCell::default(),
             tab: storage::tab_id(),
+            refetching: RefCell::default(),
         }
     }
 
@@ -267,6 +270,35 @@ impl Controller {
                 Some(Err(e)) => this.failed(e),
             }
         });
+    }
+
+    /// Opens the farmer's support conversation with `summary` in its composer (after what
+    /// is already drafted there), to be sent only when the farmer taps send. `false` when this
+    /// user has no support conversation (support staff).
+    pub fn offer_support(self: &Rc<Self>, summary: &str) -> bool {
+        let Some(id) = self.inbox.with_untracked(|i| {
+            i.first_of(ConversationKind::Support)
+                .map(|e| e.summary.id.clone())
+        }) else {
+            return false;
+        };
+        if self.conversation.get_untracked().as_ref() == Some(&id) {
+            // Already open: the composer holds the draft, which a switch would overwrite.
+            self.home.set(false);
+            return true;
+        }
+        self.drafts
+            .borrow_mut()
+            .entry(id.clone())
+            .and_modify(|d| {
+                if !d.trim().is_empty() {
+                    d.push('\n');
+                }
+                d.push_str(summary);
+            })
+            .or_insert_with(|| summary.to_owned());
+        self.open(id);
+        true
     }
 
     /// Back to the list.
@@ -502,8 +534,12 @@ impl Controller {
             | StreamEvent::TaskIntermediate(e)
             | StreamEvent::TaskProgress(e)
             | StreamEvent::TaskResult(e)
+            | StreamEvent::TaskText(e)
             | StreamEvent::TaskError(e) => {
-                self.store.update(|s| s.apply_task_part(e));
+                let task = e.task_id.clone();
+                if self.store.try_update(|s| s.apply_task_part(e)) == Some(false) {
+                    self.refresh_task(task);
+                }
             }
             StreamEvent::TaskDone(done) => self.store.update(|s| s.apply_task_done(&done)),
             StreamEvent::Reset(_) => {
@@ -602,20 +638,30 @@ impl Controller {
             .try_with_untracked(|s| s.running_tasks(&conversation))
             .unwrap_or_default();
         for task in running {
-            let this = self.clone();
-            spawn_local(async move {
-                match this
-                    .get_until_answered(&Get::<TaskSnapshot>::task(task.as_str()))
-                    .await
-                {
-                    None => {}
-                    Some(Ok(snapshot)) => this.store.update(|s| s.apply_task_snapshot(snapshot)),
-                    Some(Err(e)) => {
-                        leptos::logging::warn!("farm-chat: could not refresh task {task}: {e}")
-                    }
-                }
-            });
+            self.refresh_task(task);
         }
+    }
+
+    /// Fetches a task's snapshot and merges it in (never backwards); one request per task at
+    /// a time, however many deltas found a gap meanwhile.
+    fn refresh_task(self: &Rc<Self>, task: TaskId) {
+        if !self.refetching.borrow_mut().insert(task.clone()) {
+            return;
+        }
+        let this = self.clone();
+        spawn_local(async move {
+            let answer = this
+                .get_until_answered(&Get::<TaskSnapshot>::task(task.as_str()))
+                .await;
+            this.refetching.borrow_mut().remove(&task);
+            match answer {
+                None => {}
+                Some(Ok(snapshot)) => this.store.update(|s| s.apply_task_snapshot(snapshot)),
+                Some(Err(e)) => {
+                    leptos::logging::warn!("farm-chat: could not refresh task {task}: {e}")
+                }
+            }
+        });
     }
 
     /// Pages the 50 messages before the oldest held one in (the user scrolled up).

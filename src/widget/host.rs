@@ -223,6 +223,10 @@ fn call(
                 })
             });
             if opened {
+                // A host page's "contact support" button must show what it opened.
+                if let Some(l) = launcher {
+                    l.set_open.set(true);
+                }
                 js_sys::Promise::resolve(&JsValue::UNDEFINED)
             } else {
                 rejected("farm-chat: no such conversation for this user")

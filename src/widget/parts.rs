@@ -131,6 +131,15 @@ pub fn TaskReply(ctl: Ctl, task: Memo<Option<TaskSnapshot>>, locale: Locale) -> 
             })
         })
     });
+    let texts = Memo::new(move |_| {
+        task.with(|t| {
+            t.iter()
+                .flat_map(|t| t.parts.iter())
+                .filter(|p| matches!(p.body, PartBody::Text { .. }))
+                .map(|p| p.part)
+                .collect::<Vec<_>>()
+        })
+    });
     let error = Memo::new(move |_| {
         task.with(|t| {
             t.as_ref()?.parts.iter().find_map(|p| match &p.body {
@@ -153,6 +162,9 @@ pub fn TaskReply(ctl: Ctl, task: Memo<Option<TaskSnapshot>>, locale: Locale) -> 
                 <StreamingMessage text=text animate=running.get_untracked() />
             </For>
             {move || progress.get().map(|p| view! { <ProgressBar progress=p label=locale.text(Text::Progress) /> })}
+            <For each=move || texts.get() key=|n| *n let:part>
+                <super::answer::AnswerText task=task part=part running=running locale=locale />
+            </For>
             {move || result.get().map(|(text, data)| view! {
                 <div class="fc-result" data-testid="result">
                     <p class="fc-result__title">{text}</p>
@@ -179,6 +191,16 @@ pub fn DataRenderer(ctl: Ctl, data: ResultData, locale: Locale) -> impl IntoView
         ResultData::CowList(list) => view! { <CowTable list=list locale=locale /> }.into_any(),
         ResultData::HealthReport(report) => view! { <HealthCards report=report locale=locale /> }.into_any(),
         ResultData::ShipmentReport(report) => view! { <ShipmentSummary ctl=ctl report=report locale=locale /> }.into_any(),
+        ResultData::SupportOffer(offer) => view! {
+            <div class="fc-offer" data-testid="support-offer">
+                <p class="fc-offer__summary">{offer.summary.clone()}</p>
+                <button type="button" class="fc-button" data-testid="ask-support"
+                    on:click=move |_| { ctl.with_value(|c| c.offer_support(&offer.summary)); }>
+                    {locale.text(Text::AskSupport)}
+                </button>
+            </div>
+        }
+        .into_any(),
         ResultData::Help(help) => view! {
             <div class="fc-help" data-testid="help">
                 <p>{locale.text(Text::TryAsking)}</p>

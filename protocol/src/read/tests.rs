@@ -73,6 +73,9 @@ fn every_part() -> Vec<TaskPart> {
         ResultData::Help(Help {
             examples: vec!["発情予定の牛は？".into()],
         }),
+        ResultData::SupportOffer(SupportOffer {
+            summary: "14番の咳が続く".into(),
+        }),
     ];
     let mut parts = vec![
         PartBody::Status {
@@ -84,6 +87,10 @@ fn every_part() -> Vec<TaskPart> {
         PartBody::Progress {
             progress: Progress::new(3, 4),
             text: "分析中".into(),
+        },
+        PartBody::Text {
+            offset: 7,
+            text: "**元気**です。\n\n| 牛 | 乳量 |".into(),
         },
         PartBody::Error {
             code: "unknown_cow".into(),
@@ -270,7 +277,7 @@ fn every_event_name_is_known_to_the_reader_and_data_that_is_not_json_says_so() {
             })
         );
     }
-    assert_eq!(StreamEvent::NAMES.len(), 12);
+    assert_eq!(StreamEvent::NAMES.len(), 13);
     assert_eq!(
         StreamEvent::decode("message.deleted", "{not json"),
         Err(DecodeError::UnknownEvent("message.deleted".into()))
@@ -298,7 +305,7 @@ fn each_enum_has_one_spelling_and_serde_uses_it() {
     check(Role::ALL, Role::as_str);
     check(HealthStatus::ALL, HealthStatus::as_str);
     check(ReplyLanguage::ALL, ReplyLanguage::as_str);
-    assert_eq!(TaskKind::ALL.len(), 4);
+    assert_eq!(TaskKind::ALL.len(), 5);
     assert_eq!(TaskState::ALL.len(), 4);
 }
 
