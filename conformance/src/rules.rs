@@ -5,7 +5,10 @@
 //! the rule needs something this run lacks). A skipped rule is never counted as passed.
 
 use farm_chat_protocol::paths;
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use serde_json::{Value, json};
 
@@ -199,11 +202,11 @@ pub const RULES: &[Rule] = &[
     ),
     rule(
         "assistant.task_events",
-        "the farmer sees status, progress and the result in order, once",
+        "the farmer sees status, progress, the result and the answer's text in order, once; text deltas are contiguous by byte offset",
     ),
     rule(
         "assistant.task_snapshot",
-        "after a reload the task's state and parts match what streamed",
+        "after a reload the task's state and parts match what streamed, each text part whole and equal to its deltas",
     ),
     rule(
         "assistant.cancel",
@@ -1121,6 +1124,8 @@ async fn assistant_rules(w: &mut World, results: &mut Results) {
         let mut last_progress = 0.0;
         let mut ended_by = None;
         let mut seen = Vec::new();
+        // Each text part's deltas, concatenated: on one live stream they are contiguous.
+        let mut texts: BTreeMap<u64, String> = BTreeMap::new();
         loop {
             let e = until(&mut s, Duration::from_secs(120), |e| {
                 e.name.starts_with("task.") && e.json()["taskId"] == task.as_str()
@@ -1135,7 +1140,21 @@ async fn assistant_rules(w: &mut World, results: &mut Results) {
                     }
                     break;
                 }
-                "task.result" | "task.error" => ended_by = Some(e.name.clone()),
+                "task.result" => ended_by = ended_by.or(Some(e.name.clone())),
+                "task.error" => ended_by = Some(e.name.clone()),
+                "task.text" => {
+                    let part = data["part"].as_u64().ok_or("task.text without part")?;
+                    let offset = data["offset"].as_u64().ok_or("task.text without offset")?;
+                    let delta = data["text"].as_str().ok_or("task.text without text")?;
+                    let held = texts.entry(part).or_default();
+                    if offset != held.len() as u64 {
+                        return Err(format!(
+                            "task.text of part {part} at offset {offset}, but the deltas so far hold {} bytes",
+                            held.len()
+                        ));
+                    }
+                    held.push_str(delta);
+                }
                 "task.progress" => {
                     let p = data["percentage"].as_f64().unwrap_or(-1.0);
                     if p < last_progress {
@@ -1146,15 +1165,22 @@ async fn assistant_rules(w: &mut World, results: &mut Results) {
                 "task.status" | "task.intermediate" => {}
                 other => return Err(format!("unknown task event {other}")),
             }
-            if ended_by.is_some() && e.name != "task.result" && e.name != "task.error" {
+            // After an error only `task.done`; after a result, more results and the answer's
+            // text (a model explains what its tools found), but no more status or progress.
+            let late = match ended_by.as_deref() {
+                Some("task.error") => e.name != "task.error",
+                Some(_) => !matches!(e.name.as_str(), "task.result" | "task.text" | "task.error"),
+                None => false,
+            };
+            if late {
                 return Err(format!("{} after the result: {seen:?}", e.name));
             }
             let part = data["part"].as_u64().ok_or("a task event without part")?;
             parts.insert(part);
         }
-        Ok::<_, String>((task, parts))
+        Ok::<_, String>((task, parts, texts))
     };
-    let (task, parts) = match outcome.await {
+    let (task, parts, texts) = match outcome.await {
         Ok(t) => {
             results.record("assistant.task_events", Outcome::Pass);
             t
@@ -1185,6 +1211,23 @@ async fn assistant_rules(w: &mut World, results: &mut Results) {
             return Err(format!(
                 "the snapshot has parts {stored:?}, the stream {parts:?}"
             ));
+        }
+        // A text part in the snapshot is whole (offset 0) and equals the deltas streamed.
+        for p in json["parts"].as_array().into_iter().flatten() {
+            if p["type"] != "text" {
+                continue;
+            }
+            let n = p["part"].as_u64().unwrap_or(u64::MAX);
+            if p["offset"] != 0 {
+                return Err(format!("the snapshot's text part {n} is not at offset 0"));
+            }
+            let streamed = texts.get(&n).map_or("", String::as_str);
+            if p["text"].as_str() != Some(streamed) {
+                return Err(format!(
+                    "the snapshot's text part {n} is {:?}; the deltas made {streamed:?}",
+                    p["text"]
+                ));
+            }
         }
         Ok(())
     };

@@ -402,7 +402,8 @@ async fn broken_server(fault: Fault) -> (String, AppState) {
     } else {
         Duration::from_secs(1)
     };
-    state.assistant_step = Duration::from_millis(150);
+    state.common.assistant =
+        farm_chat_dev_server::assistant::farm::Farm::paced(Duration::from_millis(150));
     let broken = Broken {
         fault,
         memory: Arc::default(),

@@ -19,7 +19,8 @@ async fn dev_server() -> (String, tokio::sync::oneshot::Sender<()>) {
     let mut state = AppState::new(Config::for_tests()).await.unwrap();
     state.ping_every = Duration::from_secs(1);
     // Slow enough that a cancel arrives while the task runs.
-    state.assistant_step = Duration::from_millis(150);
+    state.common.assistant =
+        farm_chat_dev_server::assistant::farm::Farm::paced(Duration::from_millis(150));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

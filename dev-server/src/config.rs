@@ -19,6 +19,104 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which engine answers in assistant conversations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// The built-in farm planner: no model, no keys, no network (demos, tests, offline).
+    #[default]
+    Farm,
+    /// Any OpenAI-compatible Chat Completions endpoint (OpenAI, vLLM, Ollama, llama.cpp,
+    /// LiteLLM) with streaming and tool calls.
+    Openai,
+    /// Amazon Bedrock's ConverseStream (Claude and the other Bedrock models).
+    Bedrock,
+}
+
+/// The assistant's engine and, for a model, how to reach it and how far to trust it.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ModelConfig {
+    /// The engine: `farm` (built in), `openai` (an OpenAI-compatible endpoint) or `bedrock`.
+    #[arg(long = "assistant", env = "FARM_CHAT_ASSISTANT", value_enum, default_value_t = Engine::Farm)]
+    pub engine: Engine,
+
+    /// The OpenAI-compatible API's base, ending in `/v1` (requests go to
+    /// `{base}/chat/completions`), e.g. `https://api.openai.com/v1` or
+    /// `http://127.0.0.1:11434/v1` (Ollama). The key comes from the environment only:
+    /// `FARM_CHAT_MODEL_API_KEY`, sent as `Authorization: Bearer`.
+    #[arg(long, env = "FARM_CHAT_MODEL_BASE_URL")]
+    pub model_base_url: Option<String>,
+
+    /// The model: a name for `openai` (`gpt-4o-mini`, `llama3.1`), a model or inference
+    /// profile id for `bedrock` (`anthropic.claude-3-5-haiku-20241022-v1:0`).
+    #[arg(long, env = "FARM_CHAT_MODEL")]
+    pub model: Option<String>,
+
+    /// Bedrock's runtime endpoint, for VPC endpoints and tests (default:
+    /// `https://bedrock-runtime.{AWS_REGION}.amazonaws.com`).
+    #[arg(long, env = "FARM_CHAT_BEDROCK_ENDPOINT_URL")]
+    pub bedrock_endpoint_url: Option<String>,
+
+    /// A PEM file of extra CA certificates to trust for the model endpoint (a private CA),
+    /// beside the built-in public roots.
+    #[arg(long, env = "FARM_CHAT_MODEL_CA_CERT")]
+    pub model_ca_cert: Option<PathBuf>,
+
+    /// At most one `task.text` event per answer part this often: the model's small deltas
+    /// are coalesced.
+    #[arg(long, env = "FARM_CHAT_MODEL_FLUSH_INTERVAL", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub model_flush_interval: Duration,
+
+    /// The longest wait for the model's next chunk (and for its first) before the answer
+    /// fails with `model_timeout`.
+    #[arg(long, env = "FARM_CHAT_MODEL_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub model_idle_timeout: Duration,
+
+    /// The longest wait for a connection to the model's endpoint.
+    #[arg(long, env = "FARM_CHAT_MODEL_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub model_connect_timeout: Duration,
+
+    /// The longest a whole answer may take, tool rounds included.
+    #[arg(long, env = "FARM_CHAT_MODEL_ANSWER_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub model_answer_timeout: Duration,
+
+    /// Tool rounds the model may take in one answer; then it must answer with what it has.
+    #[arg(long, env = "FARM_CHAT_MODEL_MAX_STEPS", default_value_t = 4)]
+    pub model_max_steps: u32,
+
+    /// Model answers one user may have running at once (on this instance); a send beyond
+    /// gets 429.
+    #[arg(
+        long,
+        env = "FARM_CHAT_MODEL_MAX_CONCURRENT_PER_USER",
+        default_value_t = 5
+    )]
+    pub model_max_concurrent_per_user: u32,
+
+    /// A file whose text replaces the built-in system prompt (`{date}`, `{farm}` and
+    /// `{language}` are filled in).
+    #[arg(long, env = "FARM_CHAT_MODEL_SYSTEM_PROMPT")]
+    pub model_system_prompt: Option<PathBuf>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            engine: Engine::Farm,
+            model_base_url: None,
+            model: None,
+            bedrock_endpoint_url: None,
+            model_ca_cert: None,
+            model_flush_interval: Duration::from_millis(50),
+            model_idle_timeout: Duration::from_secs(30),
+            model_connect_timeout: Duration::from_secs(10),
+            model_answer_timeout: Duration::from_secs(300),
+            model_max_steps: 4,
+            model_max_concurrent_per_user: 5,
+            model_system_prompt: None,
+        }
+    }
+}
+
 /// How fast the assistant's tasks play.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum AssistantSpeed {
@@ -83,6 +181,10 @@ pub struct Config {
     /// How fast assistant tasks play: `realtime` (human pace) or `fast` (tests).
     #[arg(long, env = "FARM_CHAT_ASSISTANT_SPEED", value_enum, default_value_t = AssistantSpeed::Realtime)]
     pub assistant_speed: AssistantSpeed,
+
+    /// The assistant's engine and model.
+    #[command(flatten)]
+    pub model: ModelConfig,
 
     /// An origin allowed to call the API cross-origin with credentials (repeatable;
     /// comma-separated in the environment variable), e.g. `https://farm.example.jp`.
@@ -266,6 +368,7 @@ impl Config {
             redis_prefix: "fc".into(),
             instance_id: None,
             assistant_speed: AssistantSpeed::Fast,
+            model: ModelConfig::default(),
             static_dir: PathBuf::from("/nonexistent/farm-chat-static"),
             allow_origins: Vec::new(),
             test_mode: true,

@@ -124,6 +124,126 @@ pub async fn track(
     response
 }
 
+/// Upper bounds (seconds) of the time-to-first-token histogram's buckets.
+pub const FIRST_TOKEN_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0];
+
+/// The assistant's model: requests by engine and outcome, time to the first token, tokens in
+/// and out (the provider's own count), tool calls by name. Labels come from fixed sets (the
+/// engines, the outcomes, the tools the server offers), never from what a model writes.
+#[derive(Debug, Default)]
+pub struct ModelMetrics {
+    requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    first_token: Mutex<BTreeMap<&'static str, FirstTokens>>,
+    tokens: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    tool_calls: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// One engine's time-to-first-token histogram: bucket counts, count, sum.
+type FirstTokens = ([u64; FIRST_TOKEN_BUCKETS.len()], u64, f64);
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ModelMetrics {
+    /// An answer ended with `outcome` (`ok`, `rate_limited`, `unavailable`, `timeout`,
+    /// `bad_output`).
+    pub fn request(&self, engine: &'static str, outcome: &'static str) {
+        *locked(&self.requests).entry((engine, outcome)).or_default() += 1;
+    }
+
+    /// An answer's first text arrived `after` the request started.
+    pub fn first_token(&self, engine: &'static str, after: std::time::Duration) {
+        let seconds = after.as_secs_f64();
+        let mut map = locked(&self.first_token);
+        let h = map.entry(engine).or_default();
+        for (bucket, bound) in h.0.iter_mut().zip(FIRST_TOKEN_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        h.1 += 1;
+        h.2 += seconds;
+    }
+
+    /// Tokens the provider counted for one request.
+    pub fn tokens(&self, engine: &'static str, input: u64, output: u64) {
+        let mut map = locked(&self.tokens);
+        *map.entry((engine, "input")).or_default() += input;
+        *map.entry((engine, "output")).or_default() += output;
+    }
+
+    /// The model called tool `name` (an unknown name counts as `unknown`).
+    pub fn tool_call(&self, name: &str) {
+        let name = [
+            "search_cows_in_heat",
+            "cow_health",
+            "shipment_report",
+            "contact_support",
+        ]
+        .into_iter()
+        .find(|t| *t == name)
+        .unwrap_or("unknown");
+        *locked(&self.tool_calls).entry(name).or_default() += 1;
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP farm_chat_model_requests_total Model answers by engine and outcome."
+        );
+        let _ = writeln!(out, "# TYPE farm_chat_model_requests_total counter");
+        for ((engine, outcome), n) in locked(&self.requests).iter() {
+            let _ = writeln!(
+                out,
+                "farm_chat_model_requests_total{{engine=\"{engine}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        const TTFT: &str = "farm_chat_model_first_token_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {TTFT} Time from a question to the model's first text."
+        );
+        let _ = writeln!(out, "# TYPE {TTFT} histogram");
+        for (engine, (buckets, count, sum)) in locked(&self.first_token).iter() {
+            for (n, bound) in buckets.iter().zip(FIRST_TOKEN_BUCKETS) {
+                let _ = writeln!(
+                    out,
+                    "{TTFT}_bucket{{engine=\"{engine}\",le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{TTFT}_bucket{{engine=\"{engine}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(out, "{TTFT}_sum{{engine=\"{engine}\"}} {sum}");
+            let _ = writeln!(out, "{TTFT}_count{{engine=\"{engine}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP farm_chat_model_tokens_total Tokens the provider counted, by direction."
+        );
+        let _ = writeln!(out, "# TYPE farm_chat_model_tokens_total counter");
+        for ((engine, direction), n) in locked(&self.tokens).iter() {
+            let _ = writeln!(
+                out,
+                "farm_chat_model_tokens_total{{engine=\"{engine}\",direction=\"{direction}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP farm_chat_model_tool_calls_total Tool calls the model made, by tool."
+        );
+        let _ = writeln!(out, "# TYPE farm_chat_model_tool_calls_total counter");
+        for (tool, n) in locked(&self.tool_calls).iter() {
+            let _ = writeln!(
+                out,
+                "farm_chat_model_tool_calls_total{{tool=\"{tool}\"}} {n}"
+            );
+        }
+    }
+}
+
 /// The server's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -143,6 +263,8 @@ pub struct Metrics {
     pub tasks_finished: [Counter; 3],
     /// API request latency.
     pub latencies: Latencies,
+    /// The assistant's model.
+    pub model: ModelMetrics,
 }
 
 impl Metrics {
@@ -191,6 +313,7 @@ impl Metrics {
             self.tasks_finished[2].get(),
         );
         self.latencies.render(&mut out);
+        self.model.render(&mut out);
         out
     }
 }

@@ -1,8 +1,11 @@
-//! Assistant tasks at run time: the runner that plays a [`Plan`] with pacing, the snapshots
-//! written hot and durable, cancel (here, or by a signal to the instance running it), task
+//! Assistant tasks at run time: the runner that runs an engine's answer (its parts, and its
+//! text coalesced into `task.text` deltas), the snapshots written hot and durable, cancel (here, or by a signal to the instance running it), task
 //! leases and the reaper of tasks whose instance died.
 
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use farm_chat_protocol::{
     TaskId, UserId,
@@ -10,7 +13,7 @@ use farm_chat_protocol::{
 };
 
 use crate::{
-    assistant::{Lang, Plan},
+    assistant::{Ask, Lang, Parts, Report},
     auth::AuthUser,
     error::ApiError,
     state::AppState,
@@ -23,21 +26,30 @@ use crate::{
 /// instance reads it there, behind into the store (awaited only for the final one); else
 /// into the store.
 async fn persist(state: &AppState, record: TaskRecord) {
-    let id = record.snapshot.task_id.clone();
-    let done = record.snapshot.state.is_final();
-    let ttl = if done {
+    let hot_everywhere = keep_hot(state, &record).await;
+    store(state, record, hot_everywhere).await;
+}
+
+/// Puts a snapshot where every instance reads hot tasks; `true` if they all read it there.
+async fn keep_hot(state: &AppState, record: &TaskRecord) -> bool {
+    let ttl = if record.snapshot.state.is_final() {
         KEEP_HOT
     } else {
         Duration::from_secs(3600)
     };
-    let hot_everywhere = match state.common.shared.put_task(&record, ttl).await {
+    match state.common.shared.put_task(record, ttl).await {
         Ok(kept) => kept,
         Err(e) => {
+            let id = &record.snapshot.task_id;
             tracing::warn!(taskId = %id, error = %e, "could not keep the task snapshot hot");
             false
         }
-    };
-    if hot_everywhere && !done {
+    }
+}
+
+async fn store(state: &AppState, record: TaskRecord, hot_everywhere: bool) {
+    let id = record.snapshot.task_id.clone();
+    if hot_everywhere && !record.snapshot.state.is_final() {
         // Write-behind: versions only grow, so a late write never undoes a newer one.
         let store = state.common.store.clone();
         tokio::spawn(async move {
@@ -53,51 +65,204 @@ async fn persist(state: &AppState, record: TaskRecord) {
     }
 }
 
-/// Starts playing `plan` for a task already stored (running, no parts) with its messages.
-pub fn start(
-    state: &AppState,
-    record: TaskRecord,
-    participants: Vec<UserId>,
-    lang: Lang,
-    plan: Plan,
-) {
+/// How often a streaming answer's text is written to the store at most (it is hot at once):
+/// an instance that dies mid-answer leaves at most this much unwritten.
+const STORE_TEXT_EVERY: Duration = Duration::from_secs(1);
+
+/// Starts answering `ask` for a task already stored (running, no parts) with its messages:
+/// the engine runs inside the runner, so ending the task (a cancel, here or signalled from
+/// another instance) drops it, and with it any request to a model.
+pub fn start(state: &AppState, record: TaskRecord, participants: Vec<UserId>, ask: Ask) {
     let id = record.snapshot.task_id.clone();
-    state.local.tasks.insert(record, participants, lang);
+    let mut stopped = state.local.tasks.insert(record, participants, ask.lang);
     // Leases are read only by the reaper, which runs when instances share the work.
     if state.common.shared.spans_instances() {
         tokio::spawn(keep_lease(state.clone(), id.clone()));
     }
     let state = state.clone();
     tokio::spawn(async move {
-        let step = state.assistant_step;
-        let mut steps = plan.steps.into_iter().peekable();
-        while let Some(part) = steps.next() {
-            tokio::time::sleep(step).await;
-            let last = steps.peek().is_none();
-            let Some(record) = state
-                .local
-                .tasks
-                .change(
-                    &*state.common.bus,
-                    &state.local.metrics,
-                    &id,
-                    |snapshot, _| {
-                        snapshot.upsert_part(part.clone());
-                        let mut events = vec![part_event(snapshot, part)];
-                        if last {
-                            snapshot.state = plan.outcome;
-                            events.push(done_event(snapshot));
+        let engine = state.common.assistant.clone();
+        let (out, mut reports) = Parts::channel();
+        let answer = engine.answer(ask, out);
+        tokio::pin!(answer);
+        let mut run = Run {
+            state: &state,
+            id: &id,
+            text: BTreeMap::new(),
+            flush_at: None,
+            stored_at: Instant::now(),
+            flush_every: state.config.model.model_flush_interval,
+        };
+        let mut outcome = None;
+        loop {
+            let flush_at = run.flush_at;
+            tokio::select! {
+                biased;
+                () = ended(&mut stopped) => return,
+                report = reports.recv() => match report {
+                    Some(Report::Part(part)) => {
+                        // Text first: events keep the order the engine reported in.
+                        if !run.flush().await || !run.part(part).await {
+                            return;
                         }
-                        events
-                    },
-                )
-                .await
-            else {
-                return; // cancelled meanwhile
-            };
-            persist(&state, record).await;
+                    }
+                    Some(Report::Text { part, delta }) => run.text(part, delta),
+                    None => break,
+                },
+                () = sleep_until_some(flush_at) => {
+                    if !run.flush().await {
+                        return;
+                    }
+                }
+                ended = &mut answer, if outcome.is_none() => outcome = Some(ended),
+            }
+        }
+        let outcome = match outcome {
+            Some(outcome) => outcome,
+            None => tokio::select! {
+                () = ended(&mut stopped) => return,
+                ended = &mut answer => ended,
+            },
+        };
+        if run.flush().await {
+            run.finish(outcome).await;
         }
     });
+}
+
+/// Until the task ends (however it ends).
+async fn ended(stopped: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One running answer: the text not yet sent, per part, coalesced.
+struct Run<'a> {
+    state: &'a AppState,
+    id: &'a TaskId,
+    text: BTreeMap<u32, String>,
+    flush_at: Option<Instant>,
+    stored_at: Instant,
+    flush_every: Duration,
+}
+
+impl Run<'_> {
+    /// Adds text; the first delta of a burst goes out at once (the time to the first word
+    /// is what a reader waits for), the rest at most once per flush interval.
+    fn text(&mut self, part: u32, delta: String) {
+        self.text.entry(part).or_default().push_str(&delta);
+        if self.flush_at.is_none() {
+            self.flush_at = Some(Instant::now());
+        }
+    }
+
+    /// Sends the coalesced text (`false`: the task ended meanwhile).
+    async fn flush(&mut self) -> bool {
+        if self.text.is_empty() {
+            self.flush_at = None;
+            return true;
+        }
+        let pending = std::mem::take(&mut self.text);
+        self.flush_at = Some(Instant::now() + self.flush_every);
+        let changed = self
+            .state
+            .local
+            .tasks
+            .change(
+                &*self.state.common.bus,
+                &self.state.local.metrics,
+                self.id,
+                |snapshot, _| {
+                    pending
+                        .into_iter()
+                        .filter_map(|(part, delta)| {
+                            let offset = snapshot.text(part).len() as u64;
+                            snapshot.apply_text(part, offset, &delta);
+                            (!delta.is_empty()).then(|| {
+                                part_event(
+                                    snapshot,
+                                    TaskPart {
+                                        part,
+                                        body: PartBody::Text {
+                                            offset,
+                                            text: delta,
+                                        },
+                                    },
+                                )
+                            })
+                        })
+                        .collect()
+                },
+            )
+            .await;
+        let Some(record) = changed else {
+            return false;
+        };
+        let hot_everywhere = keep_hot(self.state, &record).await;
+        if hot_everywhere || self.stored_at.elapsed() >= STORE_TEXT_EVERY {
+            self.stored_at = Instant::now();
+            store(self.state, record, hot_everywhere).await;
+        }
+        true
+    }
+
+    /// Sends a part (`false`: the task ended meanwhile).
+    async fn part(&mut self, part: TaskPart) -> bool {
+        let changed = self
+            .state
+            .local
+            .tasks
+            .change(
+                &*self.state.common.bus,
+                &self.state.local.metrics,
+                self.id,
+                |snapshot, _| {
+                    snapshot.upsert_part(part.clone());
+                    vec![part_event(snapshot, part)]
+                },
+            )
+            .await;
+        match changed {
+            Some(record) => {
+                self.stored_at = Instant::now();
+                persist(self.state, record).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends the task as the engine said, with `task.done`.
+    async fn finish(&mut self, outcome: TaskState) {
+        let outcome = if outcome.is_final() {
+            outcome
+        } else {
+            TaskState::Failed
+        };
+        let changed = self
+            .state
+            .local
+            .tasks
+            .change(
+                &*self.state.common.bus,
+                &self.state.local.metrics,
+                self.id,
+                |snapshot, _| {
+                    snapshot.state = outcome;
+                    vec![done_event(snapshot)]
+                },
+            )
+            .await;
+        if let Some(record) = changed {
+            persist(self.state, record).await;
+        }
+    }
 }
 
 /// Cancels a running task: `task.error` (`cancelled`) then `task.done`, keeping the parts so

@@ -7,6 +7,7 @@ use std::{io, sync::Arc};
 use tokio::sync::watch;
 
 use crate::{
+    assistant::{self, Assistant},
     auth::Signer,
     bus::{self, EventBus, Hub, HubLimits},
     config::Config,
@@ -34,6 +35,8 @@ pub struct Common {
     /// Stream tickets, rate-limit buckets, task leases, the hot task cache and the stream
     /// registry: in this process alone, in Redis across instances (`--redis-url`).
     pub shared: Arc<dyn Shared>,
+    /// The engine that answers in assistant conversations (`--assistant`).
+    pub assistant: Arc<dyn Assistant>,
 }
 
 /// What this instance holds for itself.
@@ -70,8 +73,6 @@ pub struct AppState {
     pub local: Local,
     /// How often expired sessions are deleted and aged in-memory events and tasks let go.
     pub purge_every: std::time::Duration,
-    /// The pause before each assistant step (`--assistant-speed`; tests may change it).
-    pub assistant_step: std::time::Duration,
     /// How often streams send `ping` (15 s; tests shorten it).
     pub ping_every: std::time::Duration,
     /// How long after its commit a message not yet announced is announced by the outbox (5 s;
@@ -152,6 +153,9 @@ impl AppState {
                 "load-test users enabled"
             );
         }
+        let metrics = Arc::new(Metrics::default());
+        let assistant = assistant::from_config(&config.model, assistant_step, metrics.clone())
+            .map_err(|e| StoreError::Failed(format!("--assistant: {e}")))?;
         let sign_in_by_client = limits::RateLimiter::per_minute(config.sign_in_per_minute);
         let sign_in_by_user = limits::RateLimiter::per_minute(config.sign_in_per_user_per_minute);
         Ok(Self {
@@ -162,7 +166,7 @@ impl AppState {
                     .unwrap_or_else(|| ids::random_id()[..8].to_owned())
                     .into(),
                 stream_counts: Arc::new(StreamCounts::default()),
-                metrics: Arc::new(Metrics::default()),
+                metrics,
                 tasks: Arc::new(tasks::Tasks::default()),
                 send_limit: Arc::new(limits::RateLimiter::new(30, 5.0)),
                 signal_limit: Arc::new(limits::RateLimiter::new(20, 2.0)),
@@ -175,9 +179,9 @@ impl AppState {
                 signer: Arc::new(signer),
                 jwt,
                 shared,
+                assistant,
             },
             config: Arc::new(config),
-            assistant_step,
             purge_every: std::time::Duration::from_secs(60),
             ping_every: streams::PING_EVERY,
             outbox_after: std::time::Duration::from_secs(5),

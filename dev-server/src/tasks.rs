@@ -33,6 +33,9 @@ struct Hot {
     /// Held from a change until its events are published, so a task's events go out in the
     /// order of its changes (`task.done` last) while publishing awaits the bus.
     order: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Becomes `true` when the task ends, however it ends: its runner stops its engine (and
+    /// with it any request to a model).
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// The hot snapshots.
@@ -71,8 +74,22 @@ impl Tasks {
         self.lock().len()
     }
 
-    /// Holds a task this instance starts running.
-    pub fn insert(&self, record: TaskRecord, participants: Vec<UserId>, lang: Lang) {
+    /// How many tasks of `user` run here now.
+    pub fn running_for(&self, user: &UserId) -> usize {
+        self.lock()
+            .values()
+            .filter(|h| &h.record.owner == user && h.finished_at.is_none())
+            .count()
+    }
+
+    /// Holds a task this instance starts running; the receiver turns `true` when it ends.
+    pub fn insert(
+        &self,
+        record: TaskRecord,
+        participants: Vec<UserId>,
+        lang: Lang,
+    ) -> tokio::sync::watch::Receiver<bool> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut hot = self.lock();
         let now = Instant::now();
         hot.retain(|_, h| {
@@ -87,8 +104,10 @@ impl Tasks {
                 lang,
                 finished_at: None,
                 order: std::sync::Arc::default(),
+                stop,
             },
         );
+        stopped
     }
 
     /// Applies `change` to a running task and publishes the events it returns, in turn with
@@ -114,6 +133,7 @@ impl Tasks {
             if entry.record.snapshot.state.is_final() {
                 entry.finished_at = Some(Instant::now());
                 metrics.task_finished(entry.record.snapshot.state);
+                let _ = entry.stop.send(true);
             }
             (entry.record.clone(), entry.participants.clone(), events)
         };

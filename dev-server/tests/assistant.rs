@@ -180,7 +180,7 @@ async fn health_flow_for_cow_14_with_its_own_milk_figures() {
     assert!(lines[4].starts_with("健康リスク: "), "{}", lines[4]);
     let task_names: Vec<&str> = names(&events)
         .into_iter()
-        .filter(|n| n.starts_with("task."))
+        .filter(|n| n.starts_with("task.") && *n != "task.text")
         .collect();
     assert_eq!(
         task_names,
@@ -196,6 +196,32 @@ async fn health_flow_for_cow_14_with_its_own_milk_figures() {
             "task.result",
             "task.done"
         ]
+    );
+    // After the result, its explanation streams as text deltas, contiguous by byte offset,
+    // before `task.done`.
+    let all: Vec<&str> = names(&events)
+        .into_iter()
+        .filter(|n| n.starts_with("task."))
+        .collect();
+    let result_at = all.iter().position(|n| *n == "task.result").unwrap();
+    assert!(
+        all[result_at + 1..all.len() - 1]
+            .iter()
+            .all(|n| *n == "task.text")
+    );
+    let mut text = String::new();
+    for e in events.iter().filter(|e| e.event == "task.text") {
+        let d = e.json();
+        assert_eq!(
+            d["offset"].as_u64().unwrap(),
+            text.len() as u64,
+            "contiguous"
+        );
+        text.push_str(d["text"].as_str().unwrap());
+    }
+    assert!(
+        text.starts_with(&format!("14番（{}）のリスクは**", cow.name)),
+        "{text}"
     );
     let result = events
         .iter()
@@ -310,16 +336,29 @@ async fn history_alone_restores_a_finished_reply() {
         streamed_parts.into_iter().collect::<Vec<_>>(),
         "one entry per part, in order"
     );
+    let parts = reply["task"]["parts"].as_array().unwrap();
+    assert_eq!(parts[parts.len() - 2]["type"], "result");
+    // The explanation, whole: what the deltas made.
+    let text = &parts[parts.len() - 1];
     assert_eq!(
-        reply["task"]["parts"].as_array().unwrap().last().unwrap()["type"],
-        "result"
+        (text["type"].as_str(), text["offset"].as_u64()),
+        (Some("text"), Some(0))
     );
+    let streamed: String = events
+        .iter()
+        .filter(|e| e.event == "task.text")
+        .map(|e| e.json()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(text["text"].as_str().unwrap(), streamed);
 }
 
 #[tokio::test]
 async fn a_running_task_is_listed_fetched_and_cancelled_keeping_its_parts() {
     let s = TestApp::new()
-        .tune(|s| s.assistant_step = Duration::from_millis(300))
+        .tune(|s| {
+            s.common.assistant =
+                farm_chat_dev_server::assistant::farm::Farm::paced(Duration::from_millis(300))
+        })
         .serve()
         .await;
     let token = login(s.addr, "u-farmer").await;
@@ -458,7 +497,10 @@ async fn a_task_cut_short_by_a_restart_is_marked_interrupted() {
     let store: Arc<SqliteStore> = Arc::new(SqliteStore::in_memory().unwrap());
     let first = TestApp::new()
         .store(store.clone())
-        .tune(|s| s.assistant_step = Duration::from_secs(60))
+        .tune(|s| {
+            s.common.assistant =
+                farm_chat_dev_server::assistant::farm::Farm::paced(Duration::from_secs(60))
+        })
         .serve()
         .await;
     let token = login(first.addr, "u-farmer").await;

@@ -173,7 +173,11 @@ async fn signing_out_on_one_instance_closes_the_sessions_streams_on_every_instan
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_on_any_instance_reaches_the_instance_running_the_task() {
     // Slow steps, so the task is still running when the cancel comes.
-    let s = cluster(3, |state| state.assistant_step = Duration::from_millis(400)).await;
+    let s = cluster(3, |state| {
+        state.common.assistant =
+            farm_chat_dev_server::assistant::farm::Farm::paced(Duration::from_millis(400))
+    })
+    .await;
     let (a, b, c) = (s[0].addr, s[1].addr, s[2].addr);
     let farmer = login(a, "u-farmer").await;
     let mut on_c = Sse::open_as(c, &farmer, "").await;
@@ -502,7 +506,11 @@ async fn while_redis_is_down_sends_are_stored_and_clients_refetch_once_it_is_bac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_task_reads_the_same_on_every_instance() {
-    let s = cluster(2, |state| state.assistant_step = Duration::from_millis(300)).await;
+    let s = cluster(2, |state| {
+        state.common.assistant =
+            farm_chat_dev_server::assistant::farm::Farm::paced(Duration::from_millis(300))
+    })
+    .await;
     let (a, b) = (s[0].addr, s[1].addr);
     let farmer = login(a, "u-farmer").await;
     let mut on_a = Sse::open_as(a, &farmer, "").await;

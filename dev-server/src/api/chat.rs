@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::{
     announce,
-    assistant::{self, Lang, Plan},
+    assistant::{self, Ask, Lang, Opening},
     auth::AuthUser,
     directory,
     error::ApiError,
@@ -307,9 +307,13 @@ pub async fn send(
     };
     // In the assistant conversation the farmer's message starts a task: its reply message and
     // task are stored in the same transaction as the message, so neither exists without the other.
-    let assistant = (conversation.kind == ConversationKind::Assistant
-        && auth.user.role == Role::Farmer)
-        .then(|| assistant_reply(&auth, &message, &now, req.locale));
+    let assistant =
+        if conversation.kind == ConversationKind::Assistant && auth.user.role == Role::Farmer {
+            let ask = ask(&state, &auth, &message, req.locale).await?;
+            Some(assistant_reply(&state, &auth, &message, &now, ask)?)
+        } else {
+            None
+        };
     let idempotency = Idempotency {
         user_id: auth.user_id(),
         key: req.idempotency_key.clone(),
@@ -337,9 +341,9 @@ async fn commit_and_announce(
     conversation: ConversationRecord,
     message: NewMessage,
     idempotency: Idempotency,
-    assistant: Option<(Reply, Plan, Lang)>,
+    assistant: Option<(Reply, Ask)>,
 ) -> Result<Response, ApiError> {
-    let reply = assistant.as_ref().map(|(reply, _, _)| reply.clone());
+    let reply = assistant.as_ref().map(|(reply, _)| reply.clone());
     let appended = state
         .common
         .store
@@ -363,17 +367,11 @@ async fn commit_and_announce(
             }
             state.local.metrics.messages_sent.inc();
             tracing::info!(messageId = %stored.message_id, seq = stored.seq, "message stored");
-            let task_id = assistant.map(|(reply, plan, lang)| {
+            let task_id = assistant.map(|(reply, ask)| {
                 let id = reply.task.snapshot.task_id.clone();
                 state.local.metrics.task_finished(TaskState::Running);
-                tracing::info!(taskId = %id, kind = ?plan.kind, "task started");
-                runner::start(
-                    &state,
-                    reply.task,
-                    conversation.participants.clone(),
-                    lang,
-                    plan,
-                );
+                tracing::info!(taskId = %id, kind = ?reply.task.snapshot.kind, engine = state.common.assistant.name(), "task started");
+                runner::start(&state, reply.task, conversation.participants.clone(), ask);
                 id
             });
             (StatusCode::CREATED, stored, task_id)
@@ -397,29 +395,81 @@ async fn commit_and_announce(
     Ok((status, Json(body)).into_response())
 }
 
-/// The assistant's reply message and its task (running, no parts yet) for a farmer's message.
-///
-/// The reply is in the widget's language when it said which (`locale`); only without it does
-/// the text's own script decide.
-fn assistant_reply(
+/// The conversation's messages before a new one that an engine reads: the newest 20, and
+/// of those only as many (newest first) as fit in about 8,000 characters.
+const CONTEXT_MESSAGES: u32 = 20;
+const CONTEXT_CHARS: usize = 8_000;
+
+/// What the engine gets for a farmer's message: the question, the language, the recent
+/// conversation (bounded). The reply is in the widget's language when it said which
+/// (`locale`); only without it does the text's own script decide.
+async fn ask(
+    state: &AppState,
     auth: &AuthUser,
     message: &NewMessage,
-    now: &str,
     locale: Option<ReplyLanguage>,
-) -> (Reply, Plan, Lang) {
+) -> Result<Ask, ApiError> {
     let lang = match locale {
         Some(ReplyLanguage::Ja) => Lang::Ja,
         Some(ReplyLanguage::En) => Lang::En,
         None => assistant::intent::lang(&message.text),
     };
-    let plan = assistant::plan_for(auth.user.tenant, &message.text, lang);
+    let mut history = Vec::new();
+    if state.common.assistant.is_model() {
+        let (recent, _) = state
+            .common
+            .store
+            .history(&message.conversation_id, Cursor::Latest, CONTEXT_MESSAGES)
+            .await?;
+        let mut budget = CONTEXT_CHARS;
+        for m in recent.into_iter().rev() {
+            let n = m.text.chars().count();
+            if n > budget {
+                break;
+            }
+            budget -= n;
+            history.push((m.sender.kind, m.text));
+        }
+        history.reverse();
+    }
+    Ok(Ask {
+        tenant: auth.user.tenant,
+        user: auth.user_id(),
+        lang,
+        question: message.text.clone(),
+        history,
+    })
+}
+
+/// The assistant's reply message and its task (running, no parts yet) for a farmer's message;
+/// 429 when the user already has as many model answers running as they may.
+fn assistant_reply(
+    state: &AppState,
+    auth: &AuthUser,
+    message: &NewMessage,
+    now: &str,
+    ask: Ask,
+) -> Result<(Reply, Ask), ApiError> {
+    let engine = &state.common.assistant;
+    let limit = state.config.model.model_max_concurrent_per_user as usize;
+    if engine.is_model() && state.local.tasks.running_for(&ask.user) >= limit {
+        return Err(ApiError::TooMany {
+            code: "too_many_answers",
+            message: format!(
+                "回答中の質問が{limit}件あります。終わるのを待つか停止してください / {limit} answers are still running; wait for one or stop it"
+            ),
+            retry_after: 5,
+        });
+    }
+    let Opening { kind, title } = engine.open(&ask);
+    let lang = ask.lang;
     let task_id = TaskId(format!("t-{}", crate::ids::random_id()));
     let reply_id = MessageId(format!("m-{}", crate::ids::random_id()));
     let snapshot = TaskSnapshot {
         task_id: task_id.clone(),
         conversation_id: message.conversation_id.clone(),
         message_id: reply_id.clone(),
-        kind: plan.kind,
+        kind,
         state: TaskState::Running,
         progress: None,
         parts: Vec::new(),
@@ -438,7 +488,7 @@ fn assistant_reply(
                     Lang::En => "Farm assistant".into(),
                 },
             },
-            text: plan.title.clone(),
+            text: title,
             created_at: now.to_owned(),
             task_id: Some(task_id),
         },
@@ -449,7 +499,7 @@ fn assistant_reply(
             version: 0,
         },
     };
-    (reply, plan, lang)
+    Ok((reply, ask))
 }
 
 /// A message as `reader` may see it: the idempotency key only on their own messages.
