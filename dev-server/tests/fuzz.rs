@@ -2,11 +2,6 @@
 //! bodies, queries, paths and headers. No input may panic the server or get a 5xx; every
 //! error answer is the JSON error shape.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed test"
-)]
-
 mod common;
 use common::{Answer, TestApp, oneshot};
 

@@ -9,6 +9,8 @@
 //! for that process and then stops the server. Tests that share one server per test binary
 //! ([`Postgres::shared`]) rely on that, since statics are never dropped.
 
+pub mod model;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},

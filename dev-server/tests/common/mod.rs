@@ -35,8 +35,11 @@ pub struct TestApp {
     config: Config,
     store: Option<Arc<dyn Store>>,
     limits: Option<HubLimits>,
-    tune: Vec<Box<dyn FnOnce(&mut AppState) + Send>>,
+    tune: Vec<Tune>,
 }
+
+/// A change to the state after it is built.
+type Tune = Box<dyn FnOnce(&mut AppState) + Send>;
 
 impl Default for TestApp {
     fn default() -> Self {

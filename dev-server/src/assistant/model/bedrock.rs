@@ -36,9 +36,17 @@ pub struct Bedrock {
 impl Bedrock {
     /// From the flags and the environment (`AWS_REGION`, the credential chain's variables).
     pub fn new(config: &ModelConfig) -> Result<Self, String> {
-        let region = std::env::var("AWS_REGION")
-            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-            .map_err(|_| "--assistant bedrock needs AWS_REGION")?;
+        Self::with_env(
+            config,
+            Box::new(|k| std::env::var(k).ok().filter(|v| !v.is_empty())),
+        )
+    }
+
+    /// From the flags and `env` in place of the process's environment (tests).
+    pub fn with_env(config: &ModelConfig, env: Box<credentials::Env>) -> Result<Self, String> {
+        let region = env("AWS_REGION")
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .ok_or("--assistant bedrock needs AWS_REGION")?;
         let model = config
             .model
             .clone()
@@ -53,7 +61,7 @@ impl Bedrock {
         )?;
         Ok(Self {
             endpoint: Url::parse(&endpoint).map_err(|e| format!("--bedrock-endpoint-url {e}"))?,
-            credentials: credentials::Chain::from_env(client.clone()),
+            credentials: credentials::Chain::new(env, client.clone()),
             client,
             region,
             model,

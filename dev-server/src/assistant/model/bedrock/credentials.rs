@@ -79,14 +79,6 @@ fn unavailable(why: impl Into<String>) -> Failure {
 }
 
 impl Chain {
-    /// The chain over the process's environment.
-    pub fn from_env(client: Client) -> Self {
-        Self::new(
-            Box::new(|k| std::env::var(k).ok().filter(|v| !v.is_empty())),
-            client,
-        )
-    }
-
     /// The chain over `env`.
     pub fn new(env: Box<Env>, client: Client) -> Self {
         let imds = env("AWS_EC2_METADATA_SERVICE_ENDPOINT")
