@@ -276,6 +276,7 @@ impl Controller {
     /// is already drafted there), to be sent only when the farmer taps send. `false` when this
     /// user has no support conversation (support staff).
     pub fn offer_support(self: &Rc<Self>, summary: &str) -> bool {
+        let summary = summary.trim();
         let Some(id) = self.inbox.with_untracked(|i| {
             i.first_of(ConversationKind::Support)
                 .map(|e| e.summary.id.clone())
@@ -285,6 +286,10 @@ impl Controller {
         if self.conversation.get_untracked().as_ref() == Some(&id) {
             // Already open: the composer holds the draft, which a switch would overwrite.
             self.home.set(false);
+            return true;
+        }
+        if summary.is_empty() {
+            self.open(id);
             return true;
         }
         self.drafts

@@ -123,12 +123,16 @@ pub fn TaskReply(ctl: Ctl, task: Memo<Option<TaskSnapshot>>, locale: Locale) -> 
         task.with(|t| t.as_ref().is_some_and(|t| t.state == TaskState::Running))
     });
     let progress = Memo::new(move |_| task.with(|t| t.as_ref().and_then(|t| t.progress)));
-    let result = Memo::new(move |_| {
+    // A planner's reply has one result; a model's has one per tool it called.
+    let results = Memo::new(move |_| {
         task.with(|t| {
-            t.as_ref()?.parts.iter().find_map(|p| match &p.body {
-                PartBody::Result { text, data } => Some((text.clone(), data.clone())),
-                _ => None,
-            })
+            t.iter()
+                .flat_map(|t| t.parts.iter())
+                .filter_map(|p| match &p.body {
+                    PartBody::Result { text, data } => Some((p.part, text.clone(), data.clone())),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
         })
     });
     let texts = Memo::new(move |_| {
@@ -162,15 +166,15 @@ pub fn TaskReply(ctl: Ctl, task: Memo<Option<TaskSnapshot>>, locale: Locale) -> 
                 <StreamingMessage text=text animate=running.get_untracked() />
             </For>
             {move || progress.get().map(|p| view! { <ProgressBar progress=p label=locale.text(Text::Progress) /> })}
-            <For each=move || texts.get() key=|n| *n let:part>
-                <super::answer::AnswerText task=task part=part running=running locale=locale />
-            </For>
-            {move || result.get().map(|(text, data)| view! {
+            <For each=move || results.get() key=|(n, _, _)| *n let:((_, text, data))>
                 <div class="fc-result" data-testid="result">
                     <p class="fc-result__title">{text}</p>
                     <DataRenderer ctl=ctl data=data locale=locale />
                 </div>
-            })}
+            </For>
+            <For each=move || texts.get() key=|n| *n let:part>
+                <super::answer::AnswerText task=task part=part running=running locale=locale />
+            </For>
             {move || error.get().map(|(code, text)| view! {
                 <p class="fc-error" data-testid="task-error" data-code=code role="alert">{text}</p>
             })}

@@ -179,6 +179,14 @@ pub fn ChatHead(ctl: Ctl, locale: Locale) -> impl IntoView {
         let staff = is_support_staff();
         inbox.with(|i| i.get(&c).map(|e| home::title(&e.summary, staff, locale)))
     };
+    let show_person = move || {
+        let c = conversation.get();
+        !is_support_staff()
+            && inbox.with(|i| {
+                c.and_then(|c| i.get(&c).map(|e| e.summary.kind))
+                    == Some(farm_chat_protocol::chat::ConversationKind::Assistant)
+            })
+    };
     let others_unread = move || {
         let open = conversation.get();
         inbox.with(|i| {
@@ -202,6 +210,13 @@ pub fn ChatHead(ctl: Ctl, locale: Locale) -> impl IntoView {
                 })}
             </button>
             <h3 class="fc-chat__title" data-testid="conversation-title">{title}</h3>
+            // From the assistant, a person is one tap away (and the way says so at a glance).
+            {move || show_person().then(|| view! {
+                <button type="button" class="fc-link fc-person" data-testid="talk-to-person"
+                    on:click=move |_| { ctl.with_value(|c| c.offer_support("")); }>
+                    {locale.text(Text::TalkToPerson)}
+                </button>
+            })}
         </div>
     }
 }

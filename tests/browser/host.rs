@@ -108,6 +108,13 @@ async fn the_host_element_has_a_js_api_queued_until_ready_and_fires_its_events()
             == Some("サポート")
     })
     .await;
+    // The panel was closed: a host page's "contact support" button must show what it opened.
+    tick().await;
+    assert!(
+        !shadow("chat-panel").has_attribute("hidden"),
+        "openConversation opens the panel"
+    );
+    wait_until("farm-chat:open again", || count("farm-chat:open") == 2).await;
     for (name, args) in [
         ("send", js_sys::Array::of1(&"   ".into())),
         ("openConversation", js_sys::Array::of1(&"billing".into())),

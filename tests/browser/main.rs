@@ -33,6 +33,7 @@ use web_sys::HtmlElement;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+mod answer;
 mod chat;
 mod host;
 mod launcher;

@@ -111,17 +111,34 @@ fn browser_tests(browser: &Browser) -> Result<(), String> {
     // test mode (loopback origins allowed) and the test learns its URL at compile time.
     let empty = root().join("target").join("xtask").join("no-static");
     std::fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
-    let server = DevServer::start(&[
-        "--addr".into(),
-        "127.0.0.1:0".into(),
-        "--test-mode".into(),
-        "--db".into(),
-        ":memory:".into(),
-        "--assistant-speed".into(),
-        "fast".into(),
-        "--static-dir".into(),
-        empty.display().to_string(),
-    ])?;
+    let args = |extra: &[String]| {
+        let mut args: Vec<String> = vec![
+            "--addr".into(),
+            "127.0.0.1:0".into(),
+            "--test-mode".into(),
+            "--db".into(),
+            ":memory:".into(),
+            "--assistant-speed".into(),
+            "fast".into(),
+            "--static-dir".into(),
+            empty.display().to_string(),
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    let server = DevServer::start(&args(&[]))?;
+    // A second server whose assistant is a model: the scripted one, on OpenAI's wire.
+    let model =
+        farm_chat_testenv::model::ModelServer::start(farm_chat_testenv::model::Wire::OpenAi)
+            .map_err(|e| format!("the scripted model server: {e}"))?;
+    let model_server = DevServer::start(&args(&[
+        "--assistant".into(),
+        "openai".into(),
+        "--model-base-url".into(),
+        model.openai_base(),
+        "--model".into(),
+        "farm-test-model".into(),
+    ]))?;
     let mut test = cmd("cargo");
     test.args([
         "test",
@@ -135,9 +152,11 @@ fn browser_tests(browser: &Browser) -> Result<(), String> {
     browser_test_env(&mut test, browser);
     let result = run(test
         .env("FARM_CHAT_TEST_API_BASE", server.api_base())
+        .env("FARM_CHAT_TEST_MODEL_API_BASE", model_server.api_base())
         .env("FARM_CHAT_TEST_METRICS_TOKEN", crate::server::METRICS_TOKEN));
     if result.is_err() {
         println!("dev-server log: {}", server.log.display());
+        println!("dev-server (model) log: {}", model_server.log.display());
     }
     result
 }
