@@ -567,6 +567,21 @@ impl ChatStore {
         }
     }
 
+    /// Whether the reply `message` has answer text (held, or held early).
+    pub fn has_text(&self, message: &MessageId) -> bool {
+        let is_text = |p: &TaskPart| matches!(p.body, PartBody::Text { .. });
+        self.conversations.values().any(|c| {
+            c.seq_of
+                .get(message)
+                .and_then(|seq| c.messages.get(seq))
+                .and_then(|m| m.task.as_ref())
+                .is_some_and(|t| t.parts.iter().any(is_text))
+        }) || self
+            .early
+            .get(message)
+            .is_some_and(|(parts, _)| parts.iter().any(is_text))
+    }
+
     /// `task.done`.
     pub fn apply_task_done(&mut self, event: &TaskDone) {
         match self.task_of(&event.message_id) {

@@ -62,7 +62,7 @@ pub fn payloads(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, String,
         (
             "task.text",
             part.clone(),
-            "A delta of the answer's text (markdown): `text` follows the part's first `offset` UTF-8 bytes. Apply it when `offset` is what you hold, skip what you hold, refetch the task on a gap; the task's snapshot holds the whole text at offset 0.",
+            "A delta of the answer's text (markdown): `text` follows the part's first `offset` UTF-8 bytes. Apply it when `offset` is what you hold, skip what you hold, and refetch the task (`GET /api/tasks/{id}`, whose snapshot holds the whole text at offset 0) when a delta starts past it or the task ends. Live only: no `id:`, never replayed, so an answer's hundreds of deltas never push other events out of the resume log; after a reconnect the snapshot has the text so far.",
         ),
         (
             "task.error",

@@ -138,6 +138,16 @@ impl Tasks {
             (entry.record.clone(), entry.participants.clone(), events)
         };
         for (i, event) in events.iter().enumerate() {
+            if matches!(event, StreamEvent::TaskText(_)) {
+                // Text deltas are live only: kept in the resume log they would push the other
+                // events out of it (an answer is hundreds of them). A client that missed some
+                // sees the next one start past its text, or the task end, and reads the text
+                // so far from the task's snapshot (hot here, or in Redis across instances).
+                for user in &participants {
+                    bus.notify(user, event).await;
+                }
+                continue;
+            }
             let dedupe = format!("t:{id}:{}:{i}", record.version);
             crate::announce::announce(bus, &participants, event, Some(&dedupe)).await;
         }

@@ -152,9 +152,19 @@ async fn estrus_flow_streams_the_design_sequence_with_counts_from_the_herd() {
     assert_eq!(tags, due);
     let done = events.last().unwrap().json();
     assert_eq!(done["state"], "succeeded");
-    // Ids keep increasing across the whole flow.
-    let ids: Vec<u64> = events.iter().map(SseEvent::id_u64).collect();
+    // Ids keep increasing across the whole flow; the text deltas alone have none (live only).
+    let ids: Vec<u64> = events
+        .iter()
+        .filter(|e| e.event != "task.text")
+        .map(SseEvent::id_u64)
+        .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.event == "task.text")
+            .all(|e| e.id.is_none())
+    );
 }
 
 #[tokio::test]

@@ -546,7 +546,15 @@ impl Controller {
                     self.refresh_task(task);
                 }
             }
-            StreamEvent::TaskDone(done) => self.store.update(|s| s.apply_task_done(&done)),
+            StreamEvent::TaskDone(done) => {
+                self.store.update(|s| s.apply_task_done(&done));
+                // Text deltas are live only: one missed at the very end shows no gap, so an
+                // answer's final text is read once from its snapshot.
+                let has_text = self.store.with_untracked(|s| s.has_text(&done.message_id));
+                if has_text {
+                    self.refresh_task(done.task_id.clone());
+                }
+            }
             StreamEvent::Reset(_) => {
                 self.catch_up();
                 self.refresh_list();
