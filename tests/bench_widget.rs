@@ -7,6 +7,10 @@
 //!   mounted ChatWidget, each timed from delivery through the render to a forced layout.
 //! - `widget_history`: a history page of 2,000 messages applied to a fresh widget: time to the
 //!   first render (laid out), then to scroll to the oldest held message and back.
+//! - `widget_answer`: a 4,000-token markdown answer (paragraphs, lists, tables) streamed as 400
+//!   `task.text` deltas at 100 a second into a conversation of 500 bubbles: each delta timed
+//!   through the render without layout and with it, and the animation frames measured while
+//!   it streams.
 
 #![cfg(target_arch = "wasm32")]
 #![expect(
@@ -243,6 +247,172 @@ async fn widget_history() {
                 "first_render_ms": first_render, "scroll_top_and_back_ms": scroll,
                 "bubbles_rendered": bubbles,
                 "js_heap_bytes": js, "wasm_memory_bytes": wasm,
+            },
+        })
+    );
+}
+
+/// A markdown answer of about `tokens` tokens (two characters each), as a model writes one:
+/// paragraphs, now and then a list or a table.
+fn long_answer(tokens: usize) -> Vec<String> {
+    let words = [
+        "乳量", "は平", "均よ", "り少", "し低", "めで", "す。", "活動", "量は", "正常", "、体",
+        "温も", "安定", "。",
+    ];
+    let mut out: Vec<String> = Vec::new();
+    let mut n = 0;
+    let mut block = 0;
+    while n < tokens {
+        block += 1;
+        let mut text = String::new();
+        if block % 10 == 0 {
+            text.push_str("| 牛 | 乳量 | 活動 |\n|---|--:|--:|\n");
+            for r in 0..4 {
+                text.push_str(&format!(
+                    "| {}番 | {}.5 | {} |\n",
+                    block + r,
+                    20 + r,
+                    90 + r
+                ));
+                n += 6;
+            }
+        } else if block % 5 == 0 {
+            for i in 0..3 {
+                text.push_str(&format!(
+                    "- **確認{i}**: {}{}{}\n",
+                    words[i],
+                    words[i + 3],
+                    words[i + 6]
+                ));
+                n += 5;
+            }
+        } else {
+            for i in 0..50 {
+                text.push_str(words[(i + block) % words.len()]);
+            }
+            n += 50;
+        }
+        text.push('\n');
+        // Split into tokens: two characters each.
+        let chars: Vec<char> = text.chars().collect();
+        for c in chars.chunks(2) {
+            out.push(c.iter().collect());
+        }
+    }
+    out
+}
+
+#[wasm_bindgen_test]
+async fn widget_answer() {
+    let (root, harness, list) = mounted().await;
+    // 500 bubbles: 250 questions and their finished replies.
+    let mut messages: Vec<String> = Vec::new();
+    for seq in 1..=500u64 {
+        messages.push(message_json(seq, seq % 2 == 0));
+    }
+    harness.history(page(&messages, false), PageKind::Latest);
+    tick().await;
+    let seq = 502u64;
+    let created = |s: u64| {
+        event(
+            "message.created",
+            &format!(r#"{{"conversationId":"{CONVERSATION}","messageId":"m-{s}","seq":{s}}}"#),
+        )
+    };
+    let answer_message = message_json(seq, true).replace("\"cow_list\"", "\"answer\"");
+    harness.event(created(seq - 1));
+    harness.event(created(seq));
+    harness.history(
+        page(&[message_json(seq - 1, false), answer_message], false),
+        PageKind::Newer,
+    );
+    tick().await;
+    let tokens = long_answer(4_000);
+    // 400 deltas of 10 tokens, as the server coalesces them.
+    let deltas: Vec<String> = tokens.chunks(10).map(|c| c.concat()).collect();
+    let head = format!(
+        r#""taskId":"t-{seq}","messageId":"m-{seq}","conversationId":"{CONVERSATION}","part":0,"type":"text""#
+    );
+    // Frames: requestAnimationFrame timestamps while the answer streams.
+    let frames = std::rc::Rc::new(std::cell::RefCell::new(Vec::<f64>::new()));
+    let running = std::rc::Rc::new(std::cell::Cell::new(true));
+    {
+        let frames = frames.clone();
+        let running = running.clone();
+        let callback = std::rc::Rc::new(std::cell::RefCell::new(
+            None::<wasm_bindgen::closure::Closure<dyn FnMut(f64)>>,
+        ));
+        let again = callback.clone();
+        *callback.borrow_mut() = Some(wasm_bindgen::closure::Closure::new(move |t: f64| {
+            frames.borrow_mut().push(t);
+            if running.get() {
+                let _ = web_sys::window().unwrap().request_animation_frame(
+                    again.borrow().as_ref().unwrap().as_ref().unchecked_ref(),
+                );
+            }
+        }));
+        let _ = web_sys::window()
+            .unwrap()
+            .request_animation_frame(callback.borrow().as_ref().unwrap().as_ref().unchecked_ref());
+        std::mem::forget(callback);
+    }
+    let mut with_layout = Vec::with_capacity(deltas.len());
+    let mut without_layout = Vec::with_capacity(deltas.len());
+    let mut offset = 0usize;
+    let started = now();
+    for (i, delta) in deltas.iter().enumerate() {
+        let data = format!(
+            r#"{{{head},"offset":{offset},"text":{}}}"#,
+            serde_json::to_string(delta).unwrap()
+        );
+        offset += delta.len();
+        let e = event("task.text", &data);
+        let t0 = now();
+        harness.event(e);
+        tick().await;
+        tick().await;
+        without_layout.push(now() - t0);
+        let _ = list.offset_height();
+        with_layout.push(now() - t0);
+        // 100 deltas a second.
+        let next = started + 10.0 * (i + 1) as f64;
+        let wait = (next - now()).max(0.0);
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            web_sys::window()
+                .unwrap()
+                .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, wait as i32)
+                .unwrap();
+        });
+        wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+    }
+    running.set(false);
+    let total = now() - started;
+    let shown = root
+        .query_selector_all("[data-testid='answer-text'] p, [data-testid='answer-text'] li, [data-testid='answer-text'] tr")
+        .unwrap()
+        .length();
+    assert!(shown > 50, "the answer was rendered: {shown} blocks");
+    let gaps: Vec<f64> = frames.borrow().windows(2).map(|w| w[1] - w[0]).collect();
+    let mut sorted_gaps = gaps.clone();
+    sorted_gaps.sort_by(f64::total_cmp);
+    with_layout.sort_by(f64::total_cmp);
+    without_layout.sort_by(f64::total_cmp);
+    console_log!(
+        "BENCH {}",
+        serde_json::json!({
+            "scenario": "widget_answer",
+            "params": {"tokens": tokens.len(), "deltas": deltas.len(), "deltas_per_second": 100, "bubbles_before": 500, "answer_bytes": offset},
+            "figures": {
+                "total_ms": total,
+                "apply_without_layout_p50_ms": percentile(&without_layout, 0.5),
+                "apply_without_layout_p99_ms": percentile(&without_layout, 0.99),
+                "apply_with_layout_p99_ms": percentile(&with_layout, 0.99),
+                "apply_with_layout_max_ms": percentile(&with_layout, 1.0),
+                "frames": gaps.len(),
+                "frame_gap_p99_ms": if sorted_gaps.is_empty() { f64::NAN } else { percentile(&sorted_gaps, 0.99) },
+                "frame_gap_max_ms": sorted_gaps.last().copied().unwrap_or(f64::NAN),
+                "missed_frames": gaps.iter().filter(|g| **g > 16.7 * 1.5).count(),
+                "blocks_rendered": shown,
             },
         })
     );

@@ -59,6 +59,15 @@ struct Args {
     /// throughput: how long each rate runs.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     duration: Duration,
+    /// answers: how many farmers ask at once (the server's assistant on the scripted model).
+    #[arg(long, default_value_t = 100)]
+    answers: usize,
+    /// answers: tokens in each answer.
+    #[arg(long, default_value_t = 200)]
+    answer_tokens: usize,
+    /// answers: tokens a second the model writes each answer at.
+    #[arg(long, default_value_t = 50)]
+    answer_rate: usize,
     /// Farmers' user ids: this prefix and a number (the dev-server's `--load-users`).
     #[arg(long, default_value = "u-load-")]
     farmer_prefix: String,
@@ -141,6 +150,16 @@ async fn run(args: &Args) -> Result<(), String> {
                     results.push(scenarios::throughput(&common, rate, args.duration).await?);
                 }
             }
+            "answers" => {
+                eprintln!(
+                    "answers: {} at once, {} tokens each at {}/s…",
+                    args.answers, args.answer_tokens, args.answer_rate
+                );
+                results.push(
+                    scenarios::answers(&common, args.answers, args.answer_tokens, args.answer_rate)
+                        .await?,
+                );
+            }
             other => return Err(format!("unknown scenario {other}")),
         }
     }
@@ -216,6 +235,24 @@ fn print_table(results: &[Value]) {
                     ms(&f["send_to_receipt"]["p999_ms"]),
                     f["lost"],
                     f["failed"],
+                    f["server_cpu_percent"]
+                        .as_f64()
+                        .map_or("?".into(), |c| format!("{c:.0} %")),
+                ),
+            ),
+            "answers" => (
+                format!(
+                    "{} answers × {} tokens at {}/s",
+                    p["answers"], p["tokens_each"], p["tokens_per_second_each"]
+                ),
+                format!(
+                    "model chunk→receipt p50 {} p99 {} max {} ms; tokens lost {}; deltas out of place {}; finished {}; server CPU {}",
+                    ms(&f["added_latency_ms"]["p50_ms"]),
+                    ms(&f["added_latency_ms"]["p99_ms"]),
+                    ms(&f["added_latency_ms"]["max_ms"]),
+                    f["lost"],
+                    f["deltas_out_of_place"],
+                    f["answers_finished"],
                     f["server_cpu_percent"]
                         .as_f64()
                         .map_or("?".into(), |c| format!("{c:.0} %")),

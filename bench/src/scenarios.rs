@@ -442,3 +442,163 @@ pub async fn throughput(common: &Common, rate: usize, duration: Duration) -> Res
         },
     }))
 }
+
+/// Microseconds since the Unix epoch (the scripted model stamps its tokens with the same).
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// What one user's stream saw of its answer.
+#[derive(Debug, Default)]
+struct Answered {
+    /// Model chunk → client receipt, per token (µs).
+    latencies: Vec<u64>,
+    /// Text held, applied by offset.
+    text: String,
+    /// Deltas that did not start where the text held ended.
+    gaps: usize,
+    deltas: usize,
+    done: bool,
+}
+
+/// `answers`: `n` farmers each ask the scripted model (the server runs `--assistant openai`
+/// against it) for an answer of `tokens` tokens at `rate` a second, all at once. Each token
+/// carries the moment the model wrote it; the client notes when it arrived. Figures: the
+/// added latency from the model's chunk to the client's receipt, deltas lost or out of place,
+/// the server's CPU.
+pub async fn answers(
+    common: &Common,
+    n: usize,
+    tokens: usize,
+    rate: usize,
+) -> Result<Value, String> {
+    let users: Vec<String> = (1..=n)
+        .map(|i| format!("{}{i}", common.farmer_prefix))
+        .collect();
+    let logins = login_all(common, users, 32).await?;
+    let mut readers = Vec::new();
+    let mut conversations = Vec::new();
+    for (i, token) in logins.iter().enumerate() {
+        let reply = Client::new(&common.target)
+            .call("GET", paths::api::CONVERSATIONS, Some(token), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let id = reply.json()["conversations"]
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["kind"] == "assistant"))
+            .and_then(|c| c["id"].as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no assistant conversation: {}", reply.body))?;
+        conversations.push(id);
+        let mut stream =
+            open_ready(&common.target, token, listener_source(&common.target, i)).await?;
+        let seen = Arc::new(Mutex::new(Answered::default()));
+        let mine = seen.clone();
+        let reader = tokio::spawn(async move {
+            while let Ok(event) = stream.next().await {
+                match event.name.as_str() {
+                    "task.text" => {
+                        let at = unix_micros();
+                        let Ok(d) = serde_json::from_str::<Value>(&event.data) else {
+                            continue;
+                        };
+                        let offset = d["offset"].as_u64().unwrap_or(0) as usize;
+                        let delta = d["text"].as_str().unwrap_or("");
+                        let Ok(mut a) = mine.lock() else { return };
+                        a.deltas += 1;
+                        if offset != a.text.len() {
+                            a.gaps += 1;
+                        }
+                        if offset <= a.text.len() && offset + delta.len() > a.text.len() {
+                            let from = a.text.len() - offset;
+                            let new = delta[from..].to_owned();
+                            for stamp in new.split('⟦').skip(1) {
+                                if let Some(t) =
+                                    stamp.split('⟧').next().and_then(|t| t.parse::<u64>().ok())
+                                {
+                                    a.latencies.push(at.saturating_sub(t));
+                                }
+                            }
+                            a.text.push_str(&new);
+                        }
+                    }
+                    "task.done" => {
+                        if let Ok(mut a) = mine.lock() {
+                            a.done = true;
+                        }
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        readers.push((seen, reader));
+    }
+    let cpu_before = common.server_pid.and_then(system::cpu_time);
+    let started = Instant::now();
+    let mut set = JoinSet::new();
+    for (i, (token, conversation)) in logins.into_iter().zip(conversations).enumerate() {
+        let target = common.target.clone();
+        set.spawn(async move {
+            let body = json!({
+                "conversationId": conversation,
+                "text": format!("bench:{tokens}:{rate}"),
+                "idempotencyKey": format!("answer-{i}-{}", std::process::id()),
+            })
+            .to_string();
+            let reply = Client::new(&target)
+                .call("POST", paths::api::SEND, Some(&token), Some(&body))
+                .await
+                .map_err(|e| e.to_string())?;
+            if reply.status != 201 {
+                return Err(format!("send: HTTP {} {}", reply.status, reply.body));
+            }
+            Ok::<_, String>(())
+        });
+    }
+    while let Some(sent) = set.join_next().await {
+        sent.map_err(|e| e.to_string())??;
+    }
+    let deadline = started + Duration::from_secs_f64(tokens as f64 / rate as f64 + 30.0);
+    while Instant::now() < deadline
+        && !readers
+            .iter()
+            .all(|(seen, _)| seen.lock().is_ok_and(|a| a.done))
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    let cpu_after = common.server_pid.and_then(system::cpu_time);
+    let mut latencies = Vec::new();
+    let (mut received, mut gaps, mut deltas, mut finished) = (0usize, 0usize, 0usize, 0usize);
+    for (seen, reader) in &readers {
+        reader.abort();
+        let a = seen.lock().map_err(|e| e.to_string())?;
+        received += a.text.matches('⟦').count();
+        gaps += a.gaps;
+        deltas += a.deltas;
+        finished += usize::from(a.done);
+        latencies.extend(a.latencies.iter().map(|us| Duration::from_micros(*us)));
+    }
+    let cpu = match (cpu_before, cpu_after) {
+        (Some(b), Some(a)) => Some(100.0 * (a - b).as_secs_f64() / elapsed.as_secs_f64()),
+        _ => None,
+    };
+    Ok(json!({
+        "scenario": "answers",
+        "params": {"answers": n, "tokens_each": tokens, "tokens_per_second_each": rate},
+        "figures": {
+            "answers_finished": finished,
+            "tokens_expected": n * tokens,
+            "tokens_received": received,
+            "lost": (n * tokens).saturating_sub(received),
+            "deltas_received": deltas,
+            "deltas_out_of_place": gaps,
+            "added_latency_ms": summarize(&latencies).json(),
+            "server_cpu_percent": cpu,
+            "elapsed_s": elapsed.as_secs_f64(),
+        },
+    }))
+}

@@ -482,6 +482,8 @@ pub async fn reap_orphans(state: AppState) {
                 continue;
             }
             let id = record.snapshot.task_id.clone();
+            // The hot copy in Redis may hold more of an answer's text than the store.
+            let record = fresher(&state, vec![record]).await.remove(0);
             match interrupt(&*state.common.store, record).await {
                 Ok(Some(interrupted)) => {
                     tracing::warn!(taskId = %id, "task interrupted: its instance stopped running it");

@@ -15,7 +15,7 @@
 //! | `stall` | one delta, then silence until the client gives up |
 //! | `garbage` | a chunk that is not the format |
 //! | `slow` | a long answer, a delta every 50 ms for a minute |
-//! | `bench:T:R` | `T` deltas (one token each) at `R` per second |
+//! | `bench:T:R` | `T` tokens at `R` a second, each `⟦µs since the epoch⟧` as it is written |
 //! | anything else | a short greeting in three deltas |
 //!
 //! It records each request's body, and counts the answers a client hung up on (a stop must
@@ -152,6 +152,8 @@ enum Step {
     Status(u16, &'static str),
     Call(&'static str, String),
     Text(Vec<String>, Duration),
+    /// This many tokens `⟦µs since the epoch⟧`, each stamped as it is written.
+    Stamped(usize, Duration),
     Stall,
     Garbage,
 }
@@ -178,8 +180,7 @@ fn script(body: &str, wire: Wire) -> Step {
             .collect();
         let mut it = spec.split(':').filter_map(|n| n.parse::<u64>().ok());
         let (tokens, rate) = (it.next().unwrap_or(100), it.next().unwrap_or(50).max(1));
-        let deltas = (0..tokens).map(|i| format!("語{i} ")).collect();
-        return Step::Text(deltas, Duration::from_micros(1_000_000 / rate));
+        return Step::Stamped(tokens as usize, Duration::from_micros(1_000_000 / rate));
     }
     // The newest message decides: of the words the scripts know, the one written last (the
     // conversation's earlier messages come before it in both wire formats).
@@ -340,6 +341,21 @@ fn serve(mut conn: TcpStream, wire: Wire, requests: &Mutex<Vec<String>>) -> Resu
             }
             w.end(false)?;
         }
+        Step::Stamped(tokens, pause) => {
+            let start = std::time::Instant::now();
+            for i in 0..tokens {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros());
+                w.text(&format!("⟦{now}⟧"))?;
+                // On a schedule, not after each write: the rate holds under load.
+                let next = pause * (i as u32 + 1);
+                if let Some(wait) = next.checked_sub(start.elapsed()) {
+                    thread::sleep(wait);
+                }
+            }
+            w.end(false)?;
+        }
     }
     Ok(())
 }
@@ -477,9 +493,9 @@ mod tests {
             script("rate-limit", Wire::Bedrock),
             Step::Status(429, _)
         ));
-        let Step::Text(deltas, pause) = script("bench:30:50", Wire::OpenAi) else {
+        let Step::Stamped(tokens, pause) = script("bench:30:50", Wire::OpenAi) else {
             panic!("bench");
         };
-        assert_eq!((deltas.len(), pause), (30, Duration::from_millis(20)));
+        assert_eq!((tokens, pause), (30, Duration::from_millis(20)));
     }
 }

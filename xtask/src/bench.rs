@@ -4,8 +4,11 @@
 //!    own store, measured by `farm-chat-bench` (`--server-pid` for memory and CPU). Flags after
 //!    `--` go to `farm-chat-bench` (e.g. `-- --rates 2000`).
 //! 2. `bundle_size`: the release build's transfer size.
-//! 3. `widget_apply` and `widget_history`: `tests/bench_widget.rs` in headless Chromium
-//!    (release build), whose `BENCH {json}` lines are collected.
+//! 1c. `answers`: the assistant on the scripted model, 100 answers at once (`answers`).
+//! 3. `widget_apply`, `widget_history` and `widget_answer`: `tests/bench_widget.rs` in
+//!    headless Chromium (release build), whose `BENCH {json}` lines are collected.
+//!
+//! `--only server,answers,bundle,widget` runs some of the parts.
 //!
 //! Writes every scenario to one JSON file (default `target/bench/results.json`). `--big`
 //! runs the large sizes (idle streams up to the open-files limit, fan-out to 10,000, 5,000
@@ -153,11 +156,22 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         None => (args, &[][..]),
     };
     let big = ours.iter().any(|a| a == "--big");
-    let cluster = ours.iter().position(|a| a == "--cluster").map(|i| {
-        ours.get(i + 1)
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(3)
-    });
+    // `--only server,answers,bundle,widget`: some of the parts (default: all).
+    let only: Option<Vec<String>> = ours
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| ours.get(i + 1))
+        .map(|list| list.split(',').map(str::to_owned).collect());
+    let want = |part: &str| only.as_ref().is_none_or(|o| o.iter().any(|p| p == part));
+    let cluster = ours
+        .iter()
+        .position(|a| a == "--cluster")
+        .filter(|_| want("server"))
+        .map(|i| {
+            ours.get(i + 1)
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(3)
+        });
     let dir = root().join("target").join("bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let out = ours
@@ -205,7 +219,10 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     let run_in = |mode: Mode, args: &[String], extra: &[String]| {
         measure(mode, &server_bin, &bench_bin, &dir, hard, args, extra)
     };
-    for mode in [Mode::Single, Mode::Redis] {
+    for mode in [Mode::Single, Mode::Redis]
+        .into_iter()
+        .filter(|_| want("server"))
+    {
         for per_user in [1, 8] {
             for &streams in &idle_sizes {
                 let args = [
@@ -274,64 +291,133 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         results.extend(spread);
     }
 
+    // 1c. Model answers: the server's assistant on the scripted model (OpenAI's wire), 100
+    //     farmers asking at once, each answer 200 tokens at 50 a second; with every chunk
+    //     sent at once (the pipeline's own latency) and with the default 50 ms coalescing.
+    if want("answers") {
+        let model =
+            farm_chat_testenv::model::ModelServer::start(farm_chat_testenv::model::Wire::OpenAi)
+                .map_err(|e| format!("the scripted model server: {e}"))?;
+        for flush in ["0ms", "50ms"] {
+            let out = dir.join("answers.json");
+            let _ = std::fs::remove_file(&out);
+            let db = dir.join(format!("answers-{}.sqlite", std::process::id()));
+            let server = DevServer::start_bin(
+                &server_bin,
+                &[
+                    "--addr".into(),
+                    "127.0.0.1:0".into(),
+                    "--db".into(),
+                    db.display().to_string(),
+                    "--assistant".into(),
+                    "openai".into(),
+                    "--model-base-url".into(),
+                    model.openai_base(),
+                    "--model".into(),
+                    "bench-model".into(),
+                    "--model-flush-interval".into(),
+                    flush.into(),
+                ]
+                .into_iter()
+                .chain(load_args())
+                .collect::<Vec<_>>(),
+            )?;
+            let measured = run(cmd(&bench_bin.display().to_string()).args([
+                "--base-url".into(),
+                format!("http://{}", server.addr),
+                "--server-pid".into(),
+                server.pid().to_string(),
+                "--scenarios".into(),
+                "answers".into(),
+                "--answers".into(),
+                "100".into(),
+                "--answer-tokens".into(),
+                "200".into(),
+                "--answer-rate".into(),
+                "50".into(),
+                "--out".into(),
+                out.display().to_string(),
+            ]));
+            drop(server);
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            measured?;
+            let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+            let mut answers =
+                serde_json::from_str::<Vec<Value>>(&text).map_err(|e| e.to_string())?;
+            for r in &mut answers {
+                r["params"]["deployment"] = Mode::Single.describe().into();
+                r["params"]["model_flush_interval"] = flush.into();
+                r["params"]["model"] =
+                    "farm_chat_testenv::model (OpenAI SSE, on this machine)".into();
+            }
+            results.extend(answers);
+        }
+    }
+
     // 2. The bundle.
-    product::build_release()?;
-    let files = product::size()?;
-    let sum = |pick: &dyn Fn(&product::WireFile) -> u64, critical: bool| -> u64 {
-        files
-            .iter()
-            .filter(|f| f.critical || !critical)
-            .map(pick)
-            .sum()
-    };
-    // A farmer's phone in a barn: 1.6 Mbps, 150 ms round trips.
-    let page_load = crate::pageload::measure(&browser, 150, 1600)?;
-    println!("page load (1.6 Mbps, 150 ms): {page_load}");
-    let bundle = json!({
-        "scenario": "bundle_size",
-        "params": {"build": "trunk build --release (wasm-opt -Oz)", "compression": "gzip -9, Brotli q11 (the variants the dev-server serves)"},
-        "figures": {
-            "files": files.iter().map(|f| json!({"name": f.name, "raw_bytes": f.raw, "gzip_bytes": f.gzip, "brotli_bytes": f.brotli, "before_load_event": f.critical})).collect::<Vec<_>>(),
-            "raw_bytes": sum(&|f| f.raw, false),
-            "gzip_bytes": sum(&|f| f.gzip, false),
-            "brotli_bytes": sum(&|f| f.brotli, false),
-            "critical_path_brotli_bytes": sum(&|f| f.brotli, true),
-            "goal_brotli_bytes": 100 * 1024, "goal_gzip_bytes": 120 * 1024, "goal_critical_path_bytes": 15 * 1024,
-            "page_load": page_load,
-        },
-    });
-    results.push(bundle);
+    if want("bundle") {
+        product::build_release()?;
+        let files = product::size()?;
+        let sum = |pick: &dyn Fn(&product::WireFile) -> u64, critical: bool| -> u64 {
+            files
+                .iter()
+                .filter(|f| f.critical || !critical)
+                .map(pick)
+                .sum()
+        };
+        // A farmer's phone in a barn: 1.6 Mbps, 150 ms round trips.
+        let page_load = crate::pageload::measure(&browser, 150, 1600)?;
+        println!("page load (1.6 Mbps, 150 ms): {page_load}");
+        let bundle = json!({
+            "scenario": "bundle_size",
+            "params": {"build": "trunk build --release (wasm-opt -Oz)", "compression": "gzip -9, Brotli q11 (the variants the dev-server serves)"},
+            "figures": {
+                "files": files.iter().map(|f| json!({"name": f.name, "raw_bytes": f.raw, "gzip_bytes": f.gzip, "brotli_bytes": f.brotli, "before_load_event": f.critical})).collect::<Vec<_>>(),
+                "raw_bytes": sum(&|f| f.raw, false),
+                "gzip_bytes": sum(&|f| f.gzip, false),
+                "brotli_bytes": sum(&|f| f.brotli, false),
+                "critical_path_brotli_bytes": sum(&|f| f.brotli, true),
+                "goal_brotli_bytes": 100 * 1024, "goal_gzip_bytes": 120 * 1024, "goal_critical_path_bytes": 15 * 1024,
+                "page_load": page_load,
+            },
+        });
+        results.push(bundle);
+    }
 
     // 3. The widget in Chromium.
-    let mut test = cmd("cargo");
-    test.args([
-        "test",
-        "--profile",
-        "wasm-release",
-        "-p",
-        "farm-chat",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--test",
-        "bench_widget",
-        "--",
-        "--nocapture",
-    ]);
-    browser_test_env(&mut test, &browser);
-    let output = test
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cargo test --test bench_widget: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let widget: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l.trim().strip_prefix("BENCH ")?).ok())
-        .collect();
-    if !output.status.success() || widget.len() != 2 {
-        println!("{stdout}");
-        return Err("the widget benchmarks failed".into());
+    if want("widget") {
+        let mut test = cmd("cargo");
+        test.args([
+            "test",
+            "--profile",
+            "wasm-release",
+            "-p",
+            "farm-chat",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--test",
+            "bench_widget",
+            "--",
+            "--nocapture",
+        ]);
+        browser_test_env(&mut test, &browser);
+        let output = test
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cargo test --test bench_widget: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let widget: Vec<Value> = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l.trim().strip_prefix("BENCH ")?).ok())
+            .collect();
+        if !output.status.success() || widget.len() != 3 {
+            println!("{stdout}");
+            return Err("the widget benchmarks failed".into());
+        }
+        results.extend(widget);
     }
-    results.extend(widget);
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for r in &mut results {
