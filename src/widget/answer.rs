@@ -65,7 +65,11 @@ pub fn AnswerText(
     };
     view! {
         <div class="fc-answer" data-testid="answer" aria-busy=move || running.get().to_string()
-            data-streaming=move || running.get().to_string()>
+            data-streaming=move || running.get().to_string()
+            // For the fault suite: the text held (UTF-8 bytes), and once finished its FNV-1a
+            // hash, to compare with the server's byte for byte.
+            data-bytes=move || text.with(String::len)
+            data-hash=move || (!running.get()).then(|| text.with(|t| fnv1a(t)))>
             <div class="fc-md" data-testid="answer-text">
                 <For each=move || done.get() key=|(i, _)| *i let:((_, block))>
                     {render_block(block)}
@@ -80,6 +84,16 @@ pub fn AnswerText(
             })}
         </div>
     }
+}
+
+/// FNV-1a (32 bits) of `text`, in hex.
+pub fn fnv1a(text: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in text.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
 }
 
 fn render_block(block: Block) -> AnyView {

@@ -505,6 +505,125 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
     result
 }
 
+/// FNV-1a (32 bits, hex) of `text`: the widget's `data-hash` of a finished answer.
+fn fnv1a(text: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in text.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
+}
+
+/// The text of the newest assistant reply the server holds, and its task's state.
+fn server_answer(world: &World<'_>) -> Result<(String, String), String> {
+    let history = world.history(20)?;
+    let reply = history
+        .iter()
+        .rev()
+        .find(|m| m["task"].is_object())
+        .ok_or("no assistant reply in the history")?;
+    let text: String = reply["task"]["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["type"] == "text")
+        .filter_map(|p| p["text"].as_str())
+        .collect();
+    let state = reply["task"]["state"].as_str().unwrap_or("").to_owned();
+    Ok((text, state))
+}
+
+/// Scenario 4b (see the caller); answers how many answers it checked.
+fn streamed_answer(world: &mut World<'_>, seed: u64, dir: &std::path::Path) -> Result<usize, String> {
+    let live = "return q('connection-status')?.dataset.state === 'connected';";
+    world.restart_server_at("realtime")?;
+    for tab in 0..world.tabs.len() {
+        world.wait_in_tab(tab, "live", live, 60)?;
+    }
+    let faults = json!({"duplicate": 0.3, "swap": 0.3, "cutAfter": [3, 30], "seed": seed});
+    world
+        .proxy
+        .control("POST", "faults", Some(&faults.to_string()))?;
+    let ask = format!("14番の牛の健康状態を分析して (answer #{seed})");
+    let sent = world.send_in_tab(0, &ask).and_then(|()| {
+        world.wait_in_tab(
+            0,
+            "the answer streamed to its end",
+            "const a = qa('answer').at(-1); return !!a && a.dataset.streaming === 'false' && !!a.dataset.hash;",
+            90,
+        )
+    });
+    world.proxy.control("POST", "faults", Some("{}"))?;
+    sent?;
+    world.settle()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (text, state) = server_answer(world)?;
+        let want = json!([text.len().to_string(), fnv1a(&text)]);
+        let mut shown = Vec::new();
+        for tab in 0..world.tabs.len() {
+            shown.push(world.in_tab(
+                tab,
+                "const a = qa('answer').at(-1); return a ? [a.dataset.bytes, a.dataset.hash] : null;",
+            )?);
+        }
+        if state == "succeeded" && !text.is_empty() && shown.iter().all(|s| *s == want) {
+            println!(
+                "  answer text: {} bytes, the same in every tab as on the server ({})",
+                text.len(),
+                want[1]
+            );
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("server {want} ({state}), tabs {shown:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    world.session.switch_to(&world.tabs[0])?;
+    world.session.screenshot(&dir.join("e2e-answer.png"))?;
+    if !matches!(world.backend, Backend::Single { .. }) {
+        return Ok(1);
+    }
+    // A kill -9 while the answer streams.
+    let ask = format!("14番の牛の健康状態を分析して (kill #{seed})");
+    world.send_in_tab(0, &ask)?;
+    world.wait_in_tab(
+        0,
+        "the answer streaming",
+        "const a = qa('answer').at(-1); return !!a && a.dataset.streaming === 'true' && +a.dataset.bytes > 0;",
+        60,
+    )?;
+    world.restart_server_at("realtime")?;
+    world.wait_in_tab(
+        0,
+        "the answer interrupted",
+        "const t = qa('task').at(-1); return !!t && t.dataset.state === 'failed' && !!t.querySelector('[data-code=interrupted]');",
+        90,
+    )?;
+    world.settle()?;
+    let (text, state) = server_answer(world)?;
+    let bytes = world
+        .in_tab(0, "return +qa('answer').at(-1).dataset.bytes;")?
+        .as_u64()
+        .unwrap_or(0) as usize;
+    if state != "failed" || bytes < text.len() {
+        return Err(format!(
+            "after the kill: the server holds {} bytes ({state}), the tab {bytes}",
+            text.len()
+        ));
+    }
+    println!(
+        "  answer cut by kill -9: the tab keeps {bytes} bytes, the server stored {} (interrupted)",
+        text.len()
+    );
+    world
+        .session
+        .screenshot(&dir.join("e2e-answer-interrupted.png"))?;
+    Ok(2)
+}
+
 fn scenarios(
     world: &mut World<'_>,
     runs: u64,
@@ -913,6 +1032,23 @@ fn scenarios(
         Err(e) => println!("  FAILED  reload mid-task: {e}"),
     }
     rows.push(("reload", row));
+
+    // 4b. An answer streamed as text under duplicated and swapped events and cuts: every tab
+    //     ends with the server's text byte for byte. Then (one server) a kill -9 mid-answer:
+    //     the text so far stays, and the task shows interrupted.
+    let mut row = Row {
+        runs: 1,
+        ..Row::default()
+    };
+    let outcome = streamed_answer(world, seed, dir);
+    match outcome {
+        Ok(checked) => {
+            row.passed = 1;
+            row.messages = checked;
+        }
+        Err(e) => println!("  FAILED  streamed answer: {e}"),
+    }
+    rows.push(("answer text", row));
     world.restart_server()?;
 
     // 3. Offline for 20 s while sending (one tab, so it holds the stream itself).

@@ -450,6 +450,28 @@ fn page_in_browser(
                 60,
             )?;
             shot(&format!("{lang}-health.png"))?;
+            // The explanation after it streams in as markdown: caught mid-stream when the
+            // poll is quick enough (best effort), and always once finished, at a desktop's
+            // and a phone's size.
+            if wait(
+                "the answer streaming",
+                "const a = qa('answer').at(-1);                  return !!a && a.dataset.streaming === 'true' && a.textContent.length > 12;",
+                10,
+            )
+            .is_ok()
+            {
+                shot(&format!("{lang}-answer-streaming.png"))?;
+            }
+            wait(
+                "the answer's markdown, finished",
+                "const a = qa('answer').at(-1);                  return !!a && a.dataset.streaming === 'false'                    && a.querySelectorAll('strong').length > 0 && a.querySelectorAll('li').length > 0;",
+                30,
+            )?;
+            shot(&format!("{lang}-answer-desktop.png"))?;
+            session.set_size(390, 844)?;
+            run("qa('answer').at(-1).scrollIntoView({block: 'end'}); return true;")?;
+            shot(&format!("{lang}-answer-phone.png"))?;
+            session.set_size(1280, 900)?;
 
             server.kill();
             wait(
