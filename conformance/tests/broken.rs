@@ -60,6 +60,8 @@ enum Fault {
     DropOrigin,
     IgnoreReads,
     DropTyping,
+    TextGaps,
+    TruncatedText,
 }
 
 /// The rules a fault must make fail.
@@ -102,10 +104,12 @@ fn guarded_by(fault: Fault) -> &'static [&'static str] {
         Fault::DropOrigin => &["cors.foreign_cookie_post"],
         Fault::IgnoreReads => &["read.marks"],
         Fault::DropTyping => &["typing.live_only"],
+        Fault::TextGaps => &["assistant.task_events"],
+        Fault::TruncatedText => &["assistant.task_snapshot"],
     }
 }
 
-const ALL: [Fault; 26] = [
+const ALL: [Fault; 28] = [
     Fault::NoSignIn,
     Fault::AnonymousSession,
     Fault::UntitledConversations,
@@ -132,6 +136,8 @@ const ALL: [Fault; 26] = [
     Fault::DropOrigin,
     Fault::IgnoreReads,
     Fault::DropTyping,
+    Fault::TextGaps,
+    Fault::TruncatedText,
 ];
 
 #[derive(Clone)]
@@ -333,6 +339,17 @@ async fn breaker(State(b): State<Broken>, mut req: Request, next: Next) -> Respo
             value["parts"] = Value::Array(Vec::new());
             rebuild(parts, &value)
         }
+        Fault::TruncatedText if path.starts_with("/api/tasks/") => {
+            let (parts, value) = json_body(response).await;
+            let mut value = value.unwrap_or_default();
+            for p in value["parts"].as_array_mut().into_iter().flatten() {
+                if p["type"] == "text" {
+                    let cut: String = p["text"].as_str().unwrap_or("").chars().skip(1).collect();
+                    p["text"] = cut.into();
+                }
+            }
+            rebuild(parts, &value)
+        }
         Fault::CorsForEveryone => {
             let mut response = response;
             response.headers_mut().insert(
@@ -376,6 +393,13 @@ async fn breaker(State(b): State<Broken>, mut req: Request, next: Next) -> Respo
                     }
                 })
                 .collect()
+        }),
+        Fault::TextGaps if stream => map_stream(response, |frame| {
+            if frame.contains("event: task.text") {
+                frame.replace("\"offset\":", "\"offset\":9")
+            } else {
+                frame
+            }
         }),
         Fault::ProgressBackwards if stream => map_stream(response, |frame| {
             if frame.contains("event: task.progress") {

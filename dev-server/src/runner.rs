@@ -153,6 +153,23 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Changes the task and publishes the events `f` returns (`None`: it ended meanwhile).
+    async fn change(
+        &self,
+        f: impl FnOnce(&mut TaskSnapshot, Lang) -> Vec<farm_chat_protocol::StreamEvent>,
+    ) -> Option<TaskRecord> {
+        self.state
+            .local
+            .tasks
+            .change(
+                &*self.state.common.bus,
+                &self.state.local.metrics,
+                self.id,
+                f,
+            )
+            .await
+    }
+
     /// Adds text; the first delta of a burst goes out at once (the time to the first word
     /// is what a reader waits for), the rest at most once per flush interval.
     fn text(&mut self, part: u32, delta: String) {
@@ -171,35 +188,27 @@ impl Run<'_> {
         let pending = std::mem::take(&mut self.text);
         self.flush_at = Some(Instant::now() + self.flush_every);
         let changed = self
-            .state
-            .local
-            .tasks
-            .change(
-                &*self.state.common.bus,
-                &self.state.local.metrics,
-                self.id,
-                |snapshot, _| {
-                    pending
-                        .into_iter()
-                        .filter_map(|(part, delta)| {
-                            let offset = snapshot.text(part).len() as u64;
-                            snapshot.apply_text(part, offset, &delta);
-                            (!delta.is_empty()).then(|| {
-                                part_event(
-                                    snapshot,
-                                    TaskPart {
-                                        part,
-                                        body: PartBody::Text {
-                                            offset,
-                                            text: delta,
-                                        },
+            .change(|snapshot, _| {
+                pending
+                    .into_iter()
+                    .filter_map(|(part, delta)| {
+                        let offset = snapshot.text(part).len() as u64;
+                        snapshot.apply_text(part, offset, &delta);
+                        (!delta.is_empty()).then(|| {
+                            part_event(
+                                snapshot,
+                                TaskPart {
+                                    part,
+                                    body: PartBody::Text {
+                                        offset,
+                                        text: delta,
                                     },
-                                )
-                            })
+                                },
+                            )
                         })
-                        .collect()
-                },
-            )
+                    })
+                    .collect()
+            })
             .await;
         let Some(record) = changed else {
             return false;
@@ -215,18 +224,10 @@ impl Run<'_> {
     /// Sends a part (`false`: the task ended meanwhile).
     async fn part(&mut self, part: TaskPart) -> bool {
         let changed = self
-            .state
-            .local
-            .tasks
-            .change(
-                &*self.state.common.bus,
-                &self.state.local.metrics,
-                self.id,
-                |snapshot, _| {
-                    snapshot.upsert_part(part.clone());
-                    vec![part_event(snapshot, part)]
-                },
-            )
+            .change(|snapshot, _| {
+                snapshot.upsert_part(part.clone());
+                vec![part_event(snapshot, part)]
+            })
             .await;
         match changed {
             Some(record) => {
@@ -246,18 +247,10 @@ impl Run<'_> {
             TaskState::Failed
         };
         let changed = self
-            .state
-            .local
-            .tasks
-            .change(
-                &*self.state.common.bus,
-                &self.state.local.metrics,
-                self.id,
-                |snapshot, _| {
-                    snapshot.state = outcome;
-                    vec![done_event(snapshot)]
-                },
-            )
+            .change(|snapshot, _| {
+                snapshot.state = outcome;
+                vec![done_event(snapshot)]
+            })
             .await;
         if let Some(record) = changed {
             persist(self.state, record).await;

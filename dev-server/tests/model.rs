@@ -364,6 +364,32 @@ async fn each_provider_failure_is_a_task_error_and_the_text_so_far_stays() {
     assert_eq!(e["code"], "model_unavailable");
 }
 
+/// Stops a task; it must have been running.
+async fn cancel(s: &TestServer, token: &str, task: &str) {
+    let r = call(
+        s.addr,
+        "POST",
+        &format!("/api/tasks/{task}/cancel"),
+        &[("Authorization", &format!("Bearer {token}"))],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// A stream resumed after event `last_id`.
+async fn resume(s: &TestServer, token: &str, last_id: &str) -> Sse {
+    Sse::open(
+        s.addr,
+        "/api/chat/stream",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Last-Event-ID", last_id),
+        ],
+    )
+    .await
+}
+
 /// Waits (generously; not a speed check) until `done()` holds.
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..200 {
@@ -391,15 +417,7 @@ async fn stop_mid_answer_aborts_the_providers_request_and_keeps_the_text() {
             }
         }
         assert_eq!(model.streaming.load(Ordering::SeqCst), 1);
-        let r = call(
-            s.addr,
-            "POST",
-            &format!("/api/tasks/{task}/cancel"),
-            &[("Authorization", &format!("Bearer {token}"))],
-            None,
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.body);
+        cancel(&s, &token, &task).await;
         eventually("the provider saw the request end", || {
             model.aborted.load(Ordering::SeqCst) == 1
         })
@@ -448,15 +466,7 @@ async fn a_stream_resumed_mid_answer_gets_the_rest_of_the_text_once() {
     }
     drop(sse);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut resumed = Sse::open(
-        s.addr,
-        "/api/chat/stream",
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("Last-Event-ID", &last_id),
-        ],
-    )
-    .await;
+    let mut resumed = resume(&s, &token, &last_id).await;
     assert_eq!(resumed.next().await.unwrap().event, "ready");
     // The deltas sent while it was away are not replayed: the first one after shows a gap,
     // and the snapshot fills it. Nothing is doubled, nothing lost.
@@ -475,15 +485,7 @@ async fn a_stream_resumed_mid_answer_gets_the_rest_of_the_text_once() {
         }
     }
     assert_eq!(gaps, 1, "one refetch after the cut");
-    let r = call(
-        s.addr,
-        "POST",
-        &format!("/api/tasks/{task}/cancel"),
-        &[("Authorization", &format!("Bearer {token}"))],
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200);
+    cancel(&s, &token, &task).await;
     let events = until_done(&mut resumed, &task).await;
     for e in events.iter().filter(|e| e.event == "task.text") {
         assert!(apply(&mut text, e));
@@ -567,15 +569,7 @@ async fn five_answers_run_at_once_and_a_sixth_waits_its_turn() {
     assert_eq!(sixth.status, 429, "{}", sixth.body);
     assert_eq!(sixth.json()["error"]["code"], "too_many_answers");
     for task in &tasks {
-        let r = call(
-            s.addr,
-            "POST",
-            &format!("/api/tasks/{task}/cancel"),
-            &[("Authorization", &format!("Bearer {token}"))],
-            None,
-        )
-        .await;
-        assert_eq!(r.status, 200);
+        cancel(&s, &token, task).await;
     }
 }
 
@@ -705,28 +699,12 @@ async fn an_answers_deltas_never_push_other_events_out_of_the_resume_log() {
         }
     }
     // Sixty deltas later, a client that was away since before the question still resumes.
-    let mut resumed = Sse::open(
-        s.addr,
-        "/api/chat/stream",
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("Last-Event-ID", &before),
-        ],
-    )
-    .await;
+    let mut resumed = resume(&s, &token, &before).await;
     assert_eq!(resumed.next().await.unwrap().event, "ready");
     let replayed = resumed.next_non_ping().await.unwrap();
     assert_eq!(
         replayed.event, "message.created",
         "not a reset: {replayed:?}"
     );
-    let r = call(
-        s.addr,
-        "POST",
-        &format!("/api/tasks/{task}/cancel"),
-        &[("Authorization", &format!("Bearer {token}"))],
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200);
+    cancel(&s, &token, &task).await;
 }

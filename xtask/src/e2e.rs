@@ -535,7 +535,11 @@ fn server_answer(world: &World<'_>) -> Result<(String, String), String> {
 }
 
 /// Scenario 4b (see the caller); answers how many answers it checked.
-fn streamed_answer(world: &mut World<'_>, seed: u64, dir: &std::path::Path) -> Result<usize, String> {
+fn streamed_answer(
+    world: &mut World<'_>,
+    seed: u64,
+    dir: &std::path::Path,
+) -> Result<usize, String> {
     let live = "return q('connection-status')?.dataset.state === 'connected';";
     world.restart_server_at("realtime")?;
     for tab in 0..world.tabs.len() {

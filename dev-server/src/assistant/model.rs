@@ -164,6 +164,57 @@ pub trait ChunkStream: Send {
     async fn next(&mut self) -> Result<Option<Chunk>, Failure>;
 }
 
+/// A provider's response body, decoded as bytes arrive.
+pub trait Decode: Send {
+    /// Feeds bytes; answers the chunks they complete.
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Chunk>, Failure>;
+    /// The body ended: what is left, or an error if the answer was cut short.
+    fn end(&mut self) -> Result<Vec<Chunk>, Failure>;
+    /// The answer is complete (what follows, if anything, is ignored).
+    fn finished(&self) -> bool;
+}
+
+/// A response body read through its decoder, one chunk at a time.
+pub struct Decoded<D> {
+    response: http::Response,
+    decoder: D,
+    ready: std::collections::VecDeque<Chunk>,
+}
+
+impl<D: Decode> Decoded<D> {
+    /// `response` read with `decoder`.
+    pub fn new(response: http::Response, decoder: D) -> Self {
+        Self {
+            response,
+            decoder,
+            ready: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Decode> ChunkStream for Decoded<D> {
+    async fn next(&mut self) -> Result<Option<Chunk>, Failure> {
+        loop {
+            if let Some(chunk) = self.ready.pop_front() {
+                return Ok(Some(chunk));
+            }
+            if self.decoder.finished() {
+                return Ok(None);
+            }
+            match self.response.chunk().await? {
+                Some(bytes) => self.ready.extend(self.decoder.feed(&bytes)?),
+                None => {
+                    self.ready.extend(self.decoder.end()?);
+                    if self.ready.is_empty() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One provider's wire format.
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync + std::fmt::Debug {

@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{
-    Call, Chunk, ChunkStream, Failure, Provider, Request, Turn,
-    http::{Client, Response, Url},
+    Call, Chunk, ChunkStream, Decode, Decoded, Failure, Provider, Request, Turn,
+    http::{Client, Url},
     tools::Tool,
 };
 use crate::config::ModelConfig;
@@ -223,40 +223,7 @@ impl Provider for Bedrock {
                 .unwrap_or(text);
             return Err(failure(status, &kind, message));
         }
-        Ok(Box::new(Stream {
-            response,
-            decoder: Decoder::default(),
-            ready: Vec::new(),
-        }))
-    }
-}
-
-struct Stream {
-    response: Response,
-    decoder: Decoder,
-    ready: Vec<Chunk>,
-}
-
-#[async_trait::async_trait]
-impl ChunkStream for Stream {
-    async fn next(&mut self) -> Result<Option<Chunk>, Failure> {
-        loop {
-            if !self.ready.is_empty() {
-                return Ok(Some(self.ready.remove(0)));
-            }
-            if self.decoder.stopped {
-                return Ok(None);
-            }
-            match self.response.chunk().await? {
-                Some(bytes) => self.ready = self.decoder.feed(&bytes)?,
-                None => {
-                    self.ready = self.decoder.end()?;
-                    if self.ready.is_empty() {
-                        return Ok(None);
-                    }
-                }
-            }
-        }
+        Ok(Box::new(Decoded::new(response, Decoder::default())))
     }
 }
 
@@ -272,9 +239,13 @@ pub struct Decoder {
     pub stopped: bool,
 }
 
-impl Decoder {
+impl Decode for Decoder {
+    fn finished(&self) -> bool {
+        self.stopped
+    }
+
     /// Feeds bytes; answers the chunks they complete.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Chunk>, Failure> {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Chunk>, Failure> {
         let messages = self
             .frames
             .feed(bytes)
@@ -360,7 +331,7 @@ impl Decoder {
     }
 
     /// The body ended.
-    pub fn end(&mut self) -> Result<Vec<Chunk>, Failure> {
+    fn end(&mut self) -> Result<Vec<Chunk>, Failure> {
         self.stopped = true;
         if self.frames.has_partial() || !self.stop_seen {
             return Err(Failure::BadOutput(

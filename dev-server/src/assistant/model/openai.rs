@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{
-    Call, Chunk, ChunkStream, Failure, Provider, Request, Turn,
-    http::{Client, Response, Url},
+    Call, Chunk, ChunkStream, Decode, Decoded, Failure, Provider, Request, Turn,
+    http::{Client, Url},
 };
 use crate::config::ModelConfig;
 
@@ -126,40 +126,7 @@ impl Provider for OpenAi {
             let detail = response.text(2_000).await;
             return Err(status_failure(status, detail));
         }
-        Ok(Box::new(Stream {
-            response,
-            decoder: Decoder::default(),
-            ready: Vec::new(),
-        }))
-    }
-}
-
-struct Stream {
-    response: Response,
-    decoder: Decoder,
-    ready: Vec<Chunk>,
-}
-
-#[async_trait::async_trait]
-impl ChunkStream for Stream {
-    async fn next(&mut self) -> Result<Option<Chunk>, Failure> {
-        loop {
-            if !self.ready.is_empty() {
-                return Ok(Some(self.ready.remove(0)));
-            }
-            if self.decoder.done {
-                return Ok(None);
-            }
-            match self.response.chunk().await? {
-                Some(bytes) => self.ready = self.decoder.feed(&bytes)?,
-                None => {
-                    self.ready = self.decoder.end()?;
-                    if self.ready.is_empty() {
-                        return Ok(None);
-                    }
-                }
-            }
-        }
+        Ok(Box::new(Decoded::new(response, Decoder::default())))
     }
 }
 
@@ -176,9 +143,13 @@ pub struct Decoder {
     finished: bool,
 }
 
-impl Decoder {
+impl Decode for Decoder {
+    fn finished(&self) -> bool {
+        self.done
+    }
+
     /// Feeds bytes; answers the chunks they complete.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Chunk>, Failure> {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Chunk>, Failure> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
         while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
@@ -206,7 +177,7 @@ impl Decoder {
     }
 
     /// The body ended: what is left, or an error if the answer was cut short.
-    pub fn end(&mut self) -> Result<Vec<Chunk>, Failure> {
+    fn end(&mut self) -> Result<Vec<Chunk>, Failure> {
         let mut out = Vec::new();
         if !self.data.is_empty() {
             let data = std::mem::take(&mut self.data);
@@ -221,7 +192,9 @@ impl Decoder {
         self.done = true;
         Ok(out)
     }
+}
 
+impl Decoder {
     fn take_calls(&mut self) -> Vec<Chunk> {
         std::mem::take(&mut self.calls)
             .into_values()
