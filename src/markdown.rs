@@ -603,17 +603,16 @@ pub fn finished_up_to(text: &str, from: usize) -> usize {
 /// A growing answer split into final blocks and an open tail.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stream {
-    /// The blocks that no later text can change.
-    pub done: Vec<Block>,
-    /// Bytes of the text that `done` covers.
+    /// Bytes of the text whose blocks are final.
     pub done_up_to: usize,
 }
 
 impl Stream {
-    /// Takes in the text so far (it only grows): parses what became final since the last
-    /// call, and answers the blocks of the open tail, closed for display while `streaming`.
-    pub fn update(&mut self, text: &str, streaming: bool) -> Vec<Block> {
+    /// Takes in the text so far (it only grows): answers the blocks that became final since
+    /// the last call, and the blocks of the open tail, closed for display while `streaming`.
+    pub fn update(&mut self, text: &str, streaming: bool) -> (Vec<Block>, Vec<Block>) {
         if text.len() < self.done_up_to || !text.is_char_boundary(self.done_up_to) {
+            // Not the text this followed (never, for a text that only grows).
             *self = Self::default();
         }
         let up_to = if streaming {
@@ -621,16 +620,18 @@ impl Stream {
         } else {
             text.len()
         };
+        let mut finished = Vec::new();
         if up_to > self.done_up_to {
-            self.done.extend(parse(&text[self.done_up_to..up_to]));
+            finished = parse(&text[self.done_up_to..up_to]);
             self.done_up_to = up_to;
         }
         let tail = &text[self.done_up_to..];
-        if streaming {
+        let open = if streaming {
             parse(&close_open(tail))
         } else {
             parse(tail)
-        }
+        };
+        (finished, open)
     }
 
     /// The end of the final part: the last paragraph break, unless a list or a quote may

@@ -260,27 +260,23 @@ fn model_output_cannot_inject_markup_scripts_or_fetches() {
     );
 }
 
-/// Feeds `text` in slices of `step` bytes (on character boundaries), as deltas arrive.
+/// Feeds `text` in slices of `step` bytes (on character boundaries), as deltas arrive;
+/// answers the parser, the final blocks so far, and the bytes re-parsed.
 fn stream_in(text: &str, step: usize) -> (Stream, Vec<Block>, usize) {
     let mut s = Stream::default();
     let mut end = 0;
-    let mut tail = Vec::new();
+    let mut done = Vec::new();
     let mut reparsed = 0;
     while end < text.len() {
         end = (end + step).min(text.len());
         while !text.is_char_boundary(end) {
             end += 1;
         }
-        let done_before = s.done.clone();
-        tail = s.update(&text[..end], true);
-        assert_eq!(
-            &s.done[..done_before.len()],
-            &done_before[..],
-            "a final block never changes"
-        );
+        let (finished, _) = s.update(&text[..end], true);
+        done.extend(finished);
         reparsed += end - s.done_up_to;
     }
-    (s, tail, reparsed)
+    (s, done, reparsed)
 }
 
 #[test]
@@ -291,10 +287,10 @@ fn streaming_keeps_final_blocks_and_ends_equal_to_a_whole_parse() {
         ```text\n注意\n\n空行のあるコード\n```\n\n\
         > 獣医に相談してください。\n\n詳しくは <https://example.jp/cows/14> を。\n";
     for step in [1, 2, 3, 7, 50] {
-        let (mut s, _, _) = stream_in(answer, step);
-        let tail = s.update(answer, false);
-        let mut all = s.done.clone();
-        all.extend(tail);
+        let (mut s, mut all, _) = stream_in(answer, step);
+        let (finished, tail) = s.update(answer, false);
+        assert!(tail.is_empty(), "finished: all is final");
+        all.extend(finished);
         assert_eq!(all, parse(answer), "step {step}");
     }
 }
@@ -320,18 +316,16 @@ fn an_unfinished_construct_is_closed_while_it_streams() {
     assert_eq!(close_open("~~古"), "~~古~~");
     let mut s = Stream::default();
     assert_eq!(
-        s.update("これは**重要", true),
+        s.update("これは**重要", true).1,
         vec![Block::Paragraph(vec![
             Inline::Text("これは".into()),
             Inline::Strong(vec![Inline::Text("重要".into())]),
         ])]
     );
-    assert!(
-        s.update("これは**重要", false).is_empty(),
-        "finished: all is final"
-    );
+    let (finished, tail) = s.update("これは**重要", false);
+    assert!(tail.is_empty(), "finished: all is final");
     assert_eq!(
-        s.done,
+        finished,
         vec![Block::Paragraph(vec![Inline::Text("これは**重要".into())])],
         "once finished, the text is what it is"
     );

@@ -10,7 +10,7 @@ use leptos::prelude::*;
 
 use crate::{
     i18n::{Locale, Text},
-    markdown::{self, Align, Block, Inline},
+    markdown::{self, Block, Inline},
 };
 
 /// Text part `part` of a task's reply.
@@ -26,26 +26,31 @@ pub fn AnswerText(
             .unwrap_or_default()
     });
     let parser = StoredValue::new(markdown::Stream::default());
-    // Final blocks, appended only: a `For` keyed by position renders each one once.
-    let done = RwSignal::new(Vec::<(usize, Block)>::new());
-    let tail = RwSignal::new(Vec::<Block>::new());
+    // Final blocks are appended to `done` once and never touched again; `tail` is rebuilt
+    // on each delta. DOM nodes made one by one (never markup parsed from text).
+    let done = NodeRef::<leptos::html::Div>::new();
+    let tail = NodeRef::<leptos::html::Div>::new();
     Effect::new(move |_| {
         let streaming = running.get();
+        let (Some(done), Some(tail), Some(doc)) = (done.get(), tail.get(), document()) else {
+            return;
+        };
         text.with(|text| {
-            let (new, open) = parser
-                .try_update_value(|p| {
-                    let before = p.done.len();
-                    let open = p.update(text, streaming);
-                    (p.done[before..].to_vec(), open)
-                })
-                .unwrap_or_default();
-            if !new.is_empty() {
-                done.update(|d| {
-                    let at = d.len();
-                    d.extend(new.into_iter().enumerate().map(|(i, b)| (at + i, b)));
-                });
+            let Some((finished, open)) = parser.try_update_value(|p| p.update(text, streaming))
+            else {
+                return;
+            };
+            for b in &finished {
+                if let Some(node) = block(&doc, b, false) {
+                    let _ = done.append_child(&node);
+                }
             }
-            tail.set(open);
+            tail.set_text_content(None);
+            for b in &open {
+                if let Some(node) = block(&doc, b, false) {
+                    let _ = tail.append_child(&node);
+                }
+            }
         });
     });
     let copied = RwSignal::new(false);
@@ -71,10 +76,8 @@ pub fn AnswerText(
             data-bytes=move || text.with(String::len)
             data-hash=move || (!running.get()).then(|| text.with(|t| fnv1a(t)))>
             <div class="fc-md" data-testid="answer-text">
-                <For each=move || done.get() key=|(i, _)| *i let:((_, block))>
-                    {render_block(block)}
-                </For>
-                {move || tail.get().into_iter().map(render_block).collect_view()}
+                <div node_ref=done></div>
+                <div node_ref=tail></div>
                 {move || running.get().then(|| view! { <span class="fc-caret" aria-hidden="true"></span> })}
             </div>
             {move || (!running.get()).then(|| view! {
@@ -96,93 +99,143 @@ pub fn fnv1a(text: &str) -> String {
     format!("{h:08x}")
 }
 
-fn render_block(block: Block) -> AnyView {
-    match block {
-        Block::Paragraph(i) => view! { <p>{render_inlines(i)}</p> }.into_any(),
+fn document() -> Option<web_sys::Document> {
+    web_sys::window()?.document()
+}
+
+fn el(doc: &web_sys::Document, tag: &str, class: Option<&str>) -> Option<web_sys::Element> {
+    let e = doc.create_element(tag).ok()?;
+    if let Some(class) = class {
+        e.set_class_name(class);
+    }
+    Some(e)
+}
+
+/// `child` appended to `parent`, when there is one.
+fn add(parent: &web_sys::Element, child: Option<web_sys::Element>) {
+    if let Some(child) = child {
+        let _ = parent.append_child(&child);
+    }
+}
+
+/// A block's DOM (`tight`: a tight list item's paragraph, shown bare).
+fn block(doc: &web_sys::Document, b: &Block, tight: bool) -> Option<web_sys::Element> {
+    Some(match b {
+        Block::Paragraph(i) => {
+            let p = el(doc, if tight { "span" } else { "p" }, None)?;
+            inlines(doc, &p, i);
+            p
+        }
         Block::Heading(level, i) => {
-            let inner = render_inlines(i);
-            match level {
-                1 => view! { <h3 class="fc-md__h1">{inner}</h3> }.into_any(),
-                2 => view! { <h4 class="fc-md__h2">{inner}</h4> }.into_any(),
-                _ => view! { <h5 class="fc-md__h3">{inner}</h5> }.into_any(),
+            let (tag, class) = match level {
+                1 => ("h3", "fc-md__h1"),
+                2 => ("h4", "fc-md__h2"),
+                _ => ("h5", "fc-md__h3"),
+            };
+            let h = el(doc, tag, Some(class))?;
+            inlines(doc, &h, i);
+            h
+        }
+        Block::Code { lang, text } => {
+            let pre = el(doc, "pre", Some("fc-md__code"))?;
+            if let Some(lang) = lang {
+                let _ = pre.set_attribute("data-lang", lang);
             }
+            let code = el(doc, "code", None)?;
+            code.set_text_content(Some(text));
+            let _ = pre.append_child(&code);
+            pre
         }
-        Block::Code { lang, text } => view! {
-            <pre class="fc-md__code" data-lang=lang><code>{text}</code></pre>
-        }
-        .into_any(),
         Block::Quote(inner) => {
-            view! { <blockquote>{inner.into_iter().map(render_block).collect_view()}</blockquote> }
-                .into_any()
+            let q = el(doc, "blockquote", None)?;
+            for b in inner {
+                add(&q, block(doc, b, false));
+            }
+            q
         }
         Block::List {
             start,
             loose,
             items,
         } => {
-            let items = items
-                .into_iter()
-                .map(|item| {
-                    let blocks = item
-                        .into_iter()
-                        .map(|b| match b {
-                            Block::Paragraph(i) if !loose => {
-                                view! { <span>{render_inlines(i)}</span> }.into_any()
-                            }
-                            b => render_block(b),
-                        })
-                        .collect_view();
-                    view! { <li>{blocks}</li> }
-                })
-                .collect_view();
-            match start {
-                Some(n) => view! { <ol start=n.to_string()>{items}</ol> }.into_any(),
-                None => view! { <ul>{items}</ul> }.into_any(),
+            let list = el(doc, if start.is_some() { "ol" } else { "ul" }, None)?;
+            if let Some(n) = start.filter(|n| *n != 1) {
+                let _ = list.set_attribute("start", &n.to_string());
             }
+            for item in items {
+                let li = el(doc, "li", None)?;
+                for b in item {
+                    add(&li, block(doc, b, !loose));
+                }
+                let _ = list.append_child(&li);
+            }
+            list
         }
         Block::Table { align, head, rows } => {
-            let style = move |a: Align| a.css().map(|a| format!("text-align: {a}"));
-            let head_align = align.clone();
-            view! {
-                // Wide tables scroll inside the bubble on a phone, as the cow tables do.
-                <div class="fc-table-wrap" data-testid="answer-table">
-                    <table class="fc-table">
-                        <thead><tr>
-                            {head.into_iter().zip(head_align).map(|(cell, a)| view! {
-                                <th scope="col" style=style(a)>{render_inlines(cell)}</th>
-                            }).collect_view()}
-                        </tr></thead>
-                        <tbody>
-                            {rows.into_iter().map(|row| view! {
-                                <tr>{row.into_iter().zip(align.clone()).map(|(cell, a)| view! {
-                                    <td style=style(a)>{render_inlines(cell)}</td>
-                                }).collect_view()}</tr>
-                            }).collect_view()}
-                        </tbody>
-                    </table>
-                </div>
+            // Wide tables scroll inside the bubble on a phone, as the cow tables do.
+            let wrap = el(doc, "div", Some("fc-table-wrap"))?;
+            let _ = wrap.set_attribute("data-testid", "answer-table");
+            let table = el(doc, "table", Some("fc-table"))?;
+            let row = |cells: &[Vec<Inline>], tag: &str| -> Option<web_sys::Element> {
+                let tr = el(doc, "tr", None)?;
+                for (cell, a) in cells.iter().zip(align) {
+                    let c = el(doc, tag, None)?;
+                    if tag == "th" {
+                        let _ = c.set_attribute("scope", "col");
+                    }
+                    if let Some(a) = a.css() {
+                        let _ = c.set_attribute("style", &format!("text-align: {a}"));
+                    }
+                    inlines(doc, &c, cell);
+                    let _ = tr.append_child(&c);
+                }
+                Some(tr)
+            };
+            let thead = el(doc, "thead", None)?;
+            add(&thead, row(head, "th"));
+            let tbody = el(doc, "tbody", None)?;
+            for r in rows {
+                add(&tbody, row(r, "td"));
             }
-            .into_any()
+            let _ = table.append_child(&thead);
+            let _ = table.append_child(&tbody);
+            let _ = wrap.append_child(&table);
+            wrap
         }
-        Block::Rule => view! { <hr /> }.into_any(),
-    }
+        Block::Rule => el(doc, "hr", None)?,
+    })
 }
 
-fn render_inlines(nodes: Vec<Inline>) -> AnyView {
-    nodes
-        .into_iter()
-        .map(|n| match n {
-            Inline::Text(t) => t.into_any(),
-            Inline::Code(t) => view! { <code>{t}</code> }.into_any(),
-            Inline::Em(c) => view! { <em>{render_inlines(c)}</em> }.into_any(),
-            Inline::Strong(c) => view! { <strong>{render_inlines(c)}</strong> }.into_any(),
-            Inline::Strike(c) => view! { <del>{render_inlines(c)}</del> }.into_any(),
-            Inline::Link { href, children } => view! {
-                <a href=href target="_blank" rel="noopener noreferrer">{render_inlines(children)}</a>
+/// Inline DOM appended to `parent`: text nodes, never markup.
+fn inlines(doc: &web_sys::Document, parent: &web_sys::Element, nodes: &[Inline]) {
+    for n in nodes {
+        let wrapped = |tag: &str, children: &[Inline]| {
+            let e = el(doc, tag, None)?;
+            inlines(doc, &e, children);
+            Some(e)
+        };
+        match n {
+            Inline::Text(t) => {
+                let _ = parent.append_child(&doc.create_text_node(t));
             }
-            .into_any(),
-            Inline::Break | Inline::SoftBreak => view! { <br /> }.into_any(),
-        })
-        .collect_view()
-        .into_any()
+            Inline::Code(t) => {
+                if let Some(c) = el(doc, "code", None) {
+                    c.set_text_content(Some(t));
+                    let _ = parent.append_child(&c);
+                }
+            }
+            Inline::Em(c) => add(parent, wrapped("em", c)),
+            Inline::Strong(c) => add(parent, wrapped("strong", c)),
+            Inline::Strike(c) => add(parent, wrapped("del", c)),
+            Inline::Link { href, children } => {
+                if let Some(a) = wrapped("a", children) {
+                    let _ = a.set_attribute("href", href);
+                    let _ = a.set_attribute("target", "_blank");
+                    let _ = a.set_attribute("rel", "noopener noreferrer");
+                    let _ = parent.append_child(&a);
+                }
+            }
+            Inline::Break | Inline::SoftBreak => add(parent, el(doc, "br", None)),
+        }
+    }
 }
