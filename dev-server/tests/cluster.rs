@@ -634,3 +634,125 @@ async fn the_stream_caps_hold_across_instances() {
         assert_eq!(sse.next_non_ping().await.unwrap().event, "message.created");
     }
 }
+
+/// Applies a text delta as a client does: `false` on a gap (it starts past the text held).
+fn apply(text: &mut String, e: &common::SseEvent) -> bool {
+    let d = e.json();
+    let offset = d["offset"].as_u64().unwrap() as usize;
+    let delta = d["text"].as_str().unwrap();
+    if offset > text.len() {
+        return false;
+    }
+    if offset + delta.len() > text.len() {
+        text.push_str(&delta[text.len() - offset..]);
+    }
+    true
+}
+
+/// The text part of a task's snapshot, as instance `at` answers it.
+async fn snapshot_text(at: std::net::SocketAddr, token: &str, task: &str) -> (String, String) {
+    let r = call_as(at, "GET", &format!("/api/tasks/{task}"), token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let json = r.json();
+    let text = json["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "text")
+        .map(|p| p["text"].as_str().unwrap().to_owned())
+        .collect();
+    (text, json["state"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_streaming_on_one_instance_resumes_on_another_with_its_text_once() {
+    use farm_chat_dev_server::{
+        assistant::model::{Model, openai::OpenAi},
+        config::ModelConfig,
+    };
+    use farm_chat_testenv::model::{ModelServer, Wire};
+    let model = ModelServer::start(Wire::OpenAi).unwrap();
+    let config = ModelConfig {
+        model_base_url: Some(model.openai_base()),
+        model: Some("farm-test-model".into()),
+        ..ModelConfig::default()
+    };
+    let s = cluster(2, |state| {
+        let provider = OpenAi::new(&config, None).unwrap();
+        state.common.assistant = std::sync::Arc::new(
+            Model::with_provider(&config, Box::new(provider), std::sync::Arc::default()).unwrap(),
+        );
+    })
+    .await;
+    let (a, b) = (s[0].addr, s[1].addr);
+    let farmer = login(a, "u-farmer").await;
+    let mut on_a = Sse::open_as(a, &farmer, "").await;
+    assert_eq!(on_a.next().await.unwrap().event, "ready");
+    let asked = send(a, &farmer, ASSISTANT, "slow answer please", "slow-1").await;
+    assert_eq!(asked.status, 201, "{}", asked.body);
+    let task = asked.json()["taskId"].as_str().unwrap().to_owned();
+    let mut text = String::new();
+    let mut last_id = String::new();
+    while text.len() < 30 {
+        let e = on_a.next_non_ping().await.unwrap();
+        if let Some(id) = &e.id {
+            last_id = id.clone();
+        }
+        if e.event == "task.text" {
+            assert!(apply(&mut text, &e), "contiguous on one stream");
+        }
+    }
+    drop(on_a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client comes back on B: the deltas A runs reach it through Redis, and the text
+    // written while it was away comes from the hot snapshot in Redis.
+    let mut on_b = Sse::open(
+        b,
+        "/api/chat/stream",
+        &[
+            ("Authorization", &bearer(&farmer)),
+            ("Last-Event-ID", &last_id),
+        ],
+    )
+    .await;
+    assert_eq!(on_b.next().await.unwrap().event, "ready");
+    let mut gaps = 0;
+    while text.len() < 120 {
+        let e = on_b.next_non_ping().await.unwrap();
+        if e.event == "task.text" && !apply(&mut text, &e) {
+            gaps += 1;
+            let (held, state) = snapshot_text(b, &farmer, &task).await;
+            assert_eq!(state, "running");
+            assert!(
+                held.starts_with(&text),
+                "B's snapshot extends what the client held"
+            );
+            text = held;
+            assert!(apply(&mut text, &e));
+        }
+    }
+    assert_eq!(gaps, 1, "one refetch after moving instance");
+    // Stopped from B: A, which runs it, ends it.
+    let cancelled = call_as(b, "POST", &format!("/api/tasks/{task}/cancel"), &farmer).await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    loop {
+        let e = on_b.next_non_ping().await.unwrap();
+        if e.event == "task.text" {
+            assert!(apply(&mut text, &e));
+        }
+        if e.event == "task.done" {
+            break;
+        }
+    }
+    let (stored, state) = snapshot_text(b, &farmer, &task).await;
+    assert_eq!(state, "cancelled");
+    assert_eq!(stored, text, "the client holds exactly the answer's text");
+    // And A dropped the model's request.
+    for _ in 0..200 {
+        if model.aborted.load(std::sync::atomic::Ordering::SeqCst) >= 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the model's request was never dropped");
+}

@@ -708,3 +708,32 @@ async fn an_answers_deltas_never_push_other_events_out_of_the_resume_log() {
     );
     cancel(&s, &token, &task).await;
 }
+
+#[tokio::test]
+async fn a_streaming_answer_is_written_to_the_store_as_it_goes() {
+    let model = ModelServer::start(Wire::OpenAi).unwrap();
+    let s = server(&model, Wire::OpenAi, |_| {}).await;
+    let token = login(s.addr, "u-farmer").await;
+    let mut sse = Sse::open_as(s.addr, &token, "").await;
+    assert_eq!(sse.next().await.unwrap().event, "ready");
+    let task = ask_on(&s, &mut sse, &token, "slow answer please", "k-durable").await;
+    let mut deltas = 0;
+    while deltas < 50 {
+        if sse.next_non_ping().await.unwrap().event == "task.text" {
+            deltas += 1;
+        }
+    }
+    // Two and a half seconds of text: what a process killed now would leave is in the store
+    // (it is written at least every second while the text grows).
+    let stored = s
+        .state
+        .common
+        .store
+        .task(&farm_chat_protocol::TaskId(task.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = stored.snapshot.text(0);
+    assert!(text.len() >= 20, "stored so far: {text:?}");
+    cancel(&s, &token, &task).await;
+}
