@@ -51,6 +51,10 @@ pub fn AnswerText(
                     let _ = tail.append_child(&node);
                 }
             }
+            if streaming && let Some(caret) = el(&doc, "span", Some("fc-caret")) {
+                let _ = caret.set_attribute("aria-hidden", "true");
+                let _ = writing_end(&tail).append_child(&caret);
+            }
         });
     });
     let copied = RwSignal::new(false);
@@ -78,7 +82,6 @@ pub fn AnswerText(
             <div class="fc-md" data-testid="answer-text">
                 <div node_ref=done></div>
                 <div node_ref=tail></div>
-                {move || running.get().then(|| view! { <span class="fc-caret" aria-hidden="true"></span> })}
             </div>
             {move || (!running.get()).then(|| view! {
                 <button type="button" class="fc-link fc-copy" data-testid="copy-answer" on:click=copy>
@@ -97,6 +100,23 @@ pub fn fnv1a(text: &str) -> String {
         h = h.wrapping_mul(0x0100_0193);
     }
     format!("{h:08x}")
+}
+
+/// Where the text being written ends: the innermost last paragraph, item or heading of the
+/// tail (not inside a table or code, whose layout a caret would disturb), so the caret follows
+/// the words.
+fn writing_end(tail: &web_sys::Element) -> web_sys::Element {
+    let mut at = tail.clone();
+    while let Some(last) = at.last_element_child() {
+        match last.tag_name().as_str() {
+            "P" | "UL" | "OL" | "LI" | "BLOCKQUOTE" | "H3" | "H4" | "H5" | "SPAN" | "EM"
+            | "STRONG" => {
+                at = last;
+            }
+            _ => break,
+        }
+    }
+    at
 }
 
 fn document() -> Option<web_sys::Document> {

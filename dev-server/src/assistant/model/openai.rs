@@ -140,7 +140,8 @@ pub struct Decoder {
     calls: BTreeMap<u64, (String, String, String)>,
     /// `[DONE]` seen.
     pub done: bool,
-    finished: bool,
+    /// A `finish_reason` seen (some servers end without `[DONE]`).
+    finish_reason: bool,
 }
 
 impl Decode for Decoder {
@@ -183,7 +184,7 @@ impl Decode for Decoder {
             let data = std::mem::take(&mut self.data);
             self.event(&data, &mut out)?;
         }
-        if !self.done && !self.finished {
+        if !self.done && !self.finish_reason {
             return Err(Failure::BadOutput(
                 "the stream ended before the answer did".into(),
             ));
@@ -261,7 +262,7 @@ impl Decoder {
                 }
             }
             if choice["finish_reason"].is_string() {
-                self.finished = true;
+                self.finish_reason = true;
                 if choice["finish_reason"] == "tool_calls" {
                     out.extend(self.take_calls());
                 }
