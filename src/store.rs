@@ -219,6 +219,32 @@ impl ChatStore {
         seq.and_then(|seq| c.rev_of.get(seq)).copied().unwrap_or(0)
     }
 
+    /// The newest revision handed out: [`Self::changed_since`] with it lists only what
+    /// changes after now.
+    pub fn rev(&self) -> u64 {
+        (1 << 32) + self.rev
+    }
+
+    /// The keys of the bubbles of `id` that may have changed after revision `after`: the
+    /// stored messages whose revision is newer, and every pending send (they change by state,
+    /// and are few). A view checks only these, not every bubble it shows.
+    pub fn changed_since(&self, id: &ConversationId, after: u64) -> Vec<&str> {
+        let Some(c) = self.conversations.get(id) else {
+            return Vec::new();
+        };
+        c.rev_of
+            .iter()
+            .filter(|&(_, &rev)| rev > after)
+            .filter_map(|(seq, _)| c.messages.get(seq))
+            .map(|m| {
+                m.idempotency_key
+                    .as_deref()
+                    .unwrap_or(m.message_id.as_str())
+            })
+            .chain(c.pending.iter().map(|p| p.key.as_str()))
+            .collect()
+    }
+
     fn next_rev(&mut self) -> u64 {
         self.rev += 1;
         (1 << 32) + self.rev
@@ -686,6 +712,43 @@ mod tests {
             assert_eq!(s.bubble(&conv(), key), by_scan(&s, key), "{key}");
         }
         assert!(s.bubble(&conv(), "k-2").is_none(), "trimmed");
+    }
+
+    #[test]
+    fn changed_since_lists_only_the_bubbles_that_moved() {
+        let mut s = ChatStore::default();
+        s.apply_history(
+            &conv(),
+            HistoryPage {
+                messages: vec![msg(1, None), msg(2, Some("k-2")), msg(3, None)],
+                has_more: false,
+            },
+            PageKind::Latest,
+        );
+        let before = s.rev();
+        assert!(s.changed_since(&conv(), before).is_empty());
+        // A newer copy of message 2 (its key is its idempotency key), and a pending send.
+        s.apply_history(
+            &conv(),
+            HistoryPage {
+                messages: vec![Message {
+                    text: "edited".into(),
+                    ..msg(2, Some("k-2"))
+                }],
+                has_more: false,
+            },
+            PageKind::Newer,
+        );
+        s.begin_send(&conv(), "k-new", "送信中");
+        let mut changed = s.changed_since(&conv(), before);
+        changed.sort_unstable();
+        assert_eq!(changed, ["k-2", "k-new"]);
+        // Every bubble changed after revision 0.
+        assert_eq!(s.changed_since(&conv(), 0).len(), 4);
+        assert!(
+            s.changed_since(&ConversationId("other".into()), 0)
+                .is_empty()
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ struct Row {
 #[derive(Default)]
 pub struct Rows {
     rows: RefCell<HashMap<String, Row>>,
+    /// The store's revision at the last sync: only bubbles changed after it are looked at.
+    synced: std::cell::Cell<u64>,
 }
 
 /// The rows, reachable from the bubbles.
@@ -60,15 +62,23 @@ impl Rows {
     }
 
     /// After a store change: each row whose revision moved shows the store's data again.
+    /// Only the bubbles the store says changed since the last sync are looked at, so a stream
+    /// event into a long conversation costs the changed bubble, not every bubble held.
     pub fn sync(&self, store: &ChatStore, conversation: &ConversationId) {
         let mut changed = Vec::new();
-        for (key, row) in self.rows.borrow_mut().iter_mut() {
+        let after = self.synced.replace(store.rev());
+        let mut rows = self.rows.borrow_mut();
+        for key in store.changed_since(conversation, after) {
+            let Some(row) = rows.get_mut(key) else {
+                continue;
+            };
             let rev = store.bubble_rev(conversation, key);
             if rev != row.seen {
                 row.seen = rev;
                 changed.push((row.data.clone(), store.bubble(conversation, key)));
             }
         }
+        drop(rows);
         // Set outside the borrow: a bubble that re-renders may mount or unmount rows.
         for (signal, data) in changed {
             signal.set(data);
