@@ -5,7 +5,7 @@
 //!   `cargo xtask bundle`) when the request's `Accept-Encoding` allows it, else as it is; every
 //!   answer says `Vary: Accept-Encoding`, so a shared cache never hands Brotli to a browser
 //!   that did not ask for it.
-//! - Content-hashed files (`farm-chat-<16 hex>.js`, `…_bg.wasm`, `dashboard-<hash>.css`) never
+//! - Content-hashed files (`farm-chat-<hex hash>.js`, `…_bg.wasm`, `dashboard-<hash>.css`) never
 //!   change under their name: browsers keep them a year without asking. Every other file (the
 //!   launcher `farm-chat.js`, pages) is revalidated on each use (`no-cache` with
 //!   `Last-Modified`, a 304 when unchanged), so a new build reaches users at once. Every file
@@ -74,14 +74,16 @@ async fn static_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Whether the file name carries trunk's content hash: `name-<16 hex digits>` before its
-/// extension (or before `_bg.wasm`).
+/// Whether the file name carries trunk's content hash: `name-<hex digits>` before its
+/// extension (or before `_bg.wasm`). Trunk writes the 64-bit hash without leading zeros, so
+/// one build in sixteen has 15 digits (or fewer): 8 to 16 are taken as a hash.
 pub fn is_content_hashed(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or("");
     let stem = name.split('.').next().unwrap_or("");
     let stem = stem.strip_suffix("_bg").unwrap_or(stem);
-    stem.rsplit_once('-')
-        .is_some_and(|(_, hash)| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+    stem.rsplit_once('-').is_some_and(|(_, hash)| {
+        (8..=16).contains(&hash.len()) && hash.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// Brotli or gzip for API answers above [`COMPRESS_ABOVE`] bytes, never for the event stream
@@ -107,6 +109,8 @@ mod tests {
             "/farm-chat-d79b67d8744afa75.js",
             "/farm-chat-d79b67d8744afa75_bg.wasm",
             "/dashboard-3f5095c0edd2b980.css",
+            // A hash whose first digit was a zero (trunk does not pad it).
+            "/farm-chat-819672247d06694_bg.wasm",
         ] {
             assert!(is_content_hashed(hashed), "{hashed}");
         }
@@ -115,8 +119,9 @@ mod tests {
             "/",
             "/index.html",
             "/public/embed.html",
-            "/farm-chat-d79b67d8744afa7.js",
             "/farm-chat-d79b67d8744afa7g.js",
+            "/farm-chat-d79b67d8744afa751.js",
+            "/report-2026.pdf",
             "/farm-chat_bg.wasm",
         ] {
             assert!(!is_content_hashed(plain), "{plain}");
