@@ -635,20 +635,6 @@ async fn the_stream_caps_hold_across_instances() {
     }
 }
 
-/// Applies a text delta as a client does: `false` on a gap (it starts past the text held).
-fn apply(text: &mut String, e: &common::SseEvent) -> bool {
-    let d = e.json();
-    let offset = d["offset"].as_u64().unwrap() as usize;
-    let delta = d["text"].as_str().unwrap();
-    if offset > text.len() {
-        return false;
-    }
-    if offset + delta.len() > text.len() {
-        text.push_str(&delta[text.len() - offset..]);
-    }
-    true
-}
-
 /// The text part of a task's snapshot, as instance `at` answers it.
 async fn snapshot_text(at: std::net::SocketAddr, token: &str, task: &str) -> (String, String) {
     let r = call_as(at, "GET", &format!("/api/tasks/{task}"), token).await;
@@ -699,7 +685,10 @@ async fn an_answer_streaming_on_one_instance_resumes_on_another_with_its_text_on
             last_id = id.clone();
         }
         if e.event == "task.text" {
-            assert!(apply(&mut text, &e), "contiguous on one stream");
+            assert!(
+                common::apply_text(&mut text, &e),
+                "contiguous on one stream"
+            );
         }
     }
     drop(on_a);
@@ -719,7 +708,7 @@ async fn an_answer_streaming_on_one_instance_resumes_on_another_with_its_text_on
     let mut gaps = 0;
     while text.len() < 120 {
         let e = on_b.next_non_ping().await.unwrap();
-        if e.event == "task.text" && !apply(&mut text, &e) {
+        if e.event == "task.text" && !common::apply_text(&mut text, &e) {
             gaps += 1;
             let (held, state) = snapshot_text(b, &farmer, &task).await;
             assert_eq!(state, "running");
@@ -728,7 +717,7 @@ async fn an_answer_streaming_on_one_instance_resumes_on_another_with_its_text_on
                 "B's snapshot extends what the client held"
             );
             text = held;
-            assert!(apply(&mut text, &e));
+            assert!(common::apply_text(&mut text, &e));
         }
     }
     assert_eq!(gaps, 1, "one refetch after moving instance");
@@ -738,7 +727,7 @@ async fn an_answer_streaming_on_one_instance_resumes_on_another_with_its_text_on
     loop {
         let e = on_b.next_non_ping().await.unwrap();
         if e.event == "task.text" {
-            assert!(apply(&mut text, &e));
+            assert!(common::apply_text(&mut text, &e));
         }
         if e.event == "task.done" {
             break;

@@ -430,20 +430,6 @@ async fn stop_mid_answer_aborts_the_providers_request_and_keeps_the_text() {
     }
 }
 
-/// Applies a text delta as a client does: `false` on a gap (it starts past the text held).
-fn apply(text: &mut String, e: &SseEvent) -> bool {
-    let d = e.json();
-    let offset = d["offset"].as_u64().unwrap() as usize;
-    let delta = d["text"].as_str().unwrap();
-    if offset > text.len() {
-        return false;
-    }
-    if offset + delta.len() > text.len() {
-        text.push_str(&delta[text.len() - offset..]);
-    }
-    true
-}
-
 #[tokio::test]
 async fn a_stream_resumed_mid_answer_gets_the_rest_of_the_text_once() {
     let model = ModelServer::start(Wire::OpenAi).unwrap();
@@ -461,7 +447,10 @@ async fn a_stream_resumed_mid_answer_gets_the_rest_of_the_text_once() {
         }
         if e.event == "task.text" {
             assert!(e.id.is_none(), "text deltas are live only");
-            assert!(apply(&mut text, &e), "contiguous on one stream");
+            assert!(
+                common::apply_text(&mut text, &e),
+                "contiguous on one stream"
+            );
         }
     }
     drop(sse);
@@ -473,7 +462,7 @@ async fn a_stream_resumed_mid_answer_gets_the_rest_of_the_text_once() {
     let mut gaps = 0;
     while text.len() < 120 {
         let e = resumed.next_non_ping().await.unwrap();
-        if e.event == "task.text" && !apply(&mut text, &e) {
+        if e.event == "task.text" && !common::apply_text(&mut text, &e) {
             gaps += 1;
             let snap = snapshot_text(&snapshot(&s, &token, &task).await);
             assert!(
@@ -481,14 +470,17 @@ async fn a_stream_resumed_mid_answer_gets_the_rest_of_the_text_once() {
                 "the snapshot extends what was held"
             );
             text = snap;
-            assert!(apply(&mut text, &e), "the delta applies after the snapshot");
+            assert!(
+                common::apply_text(&mut text, &e),
+                "the delta applies after the snapshot"
+            );
         }
     }
     assert_eq!(gaps, 1, "one refetch after the cut");
     cancel(&s, &token, &task).await;
     let events = until_done(&mut resumed, &task).await;
     for e in events.iter().filter(|e| e.event == "task.text") {
-        assert!(apply(&mut text, e));
+        assert!(common::apply_text(&mut text, e));
     }
     let snap = snapshot(&s, &token, &task).await;
     assert_eq!(

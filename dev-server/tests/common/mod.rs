@@ -562,3 +562,18 @@ impl Sse {
         }
     }
 }
+
+/// Applies a `task.text` delta as a client does: the bytes past the text held are appended;
+/// `false` on a gap (the delta starts past the text held: refetch the task).
+pub fn apply_text(text: &mut String, e: &SseEvent) -> bool {
+    let d = e.json();
+    let offset = d["offset"].as_u64().unwrap() as usize;
+    let delta = d["text"].as_str().unwrap();
+    if offset > text.len() {
+        return false;
+    }
+    if offset + delta.len() > text.len() {
+        text.push_str(&delta[text.len() - offset..]);
+    }
+    true
+}
