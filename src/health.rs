@@ -26,6 +26,9 @@ impl HealthState {
             Ok(Health {
                 status: HealthStatus::Ok,
             }) => Self::Ok,
+            Ok(Health {
+                status: HealthStatus::Unavailable,
+            }) => Self::Unreachable("unavailable".into()),
             Err(ApiFailure::Http { status, .. }) => Self::Unreachable(format!("HTTP {status}")),
             Err(e) => Self::Unreachable(e.to_string()),
         }

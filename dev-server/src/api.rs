@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod health;
 pub mod report;
 pub mod session;
 pub mod stream;
@@ -30,6 +31,8 @@ pub fn api(state: AppState) -> Router {
     Router::new()
         .merge(test_only)
         .route(paths::HEALTH, get(health))
+        .route(paths::HEALTH_LIVE, get(live))
+        .route(paths::HEALTH_READY, get(ready))
         .route(
             paths::OPENAPI,
             get(|| async { Json(crate::openapi::spec()) }),
@@ -77,11 +80,26 @@ pub fn streams(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /api/health` → `{"status":"ok"}`.
-async fn health() -> Json<Health> {
+/// `GET /api/health`: `{"status":"ok"}` while ready, else 503 `{"status":"unavailable"}`
+/// (the same checks as [`ready`]).
+async fn health(State(state): State<AppState>) -> Response {
+    let readiness = health::readiness(&state).await;
+    let status = readiness.status;
+    (health::code(status), Json(Health { status })).into_response()
+}
+
+/// `GET /api/health/live`: the process answers. Never asks the store or the bus: a
+/// database outage must not make an orchestrator restart every instance.
+async fn live() -> Json<Health> {
     Json(Health {
         status: HealthStatus::Ok,
     })
+}
+
+/// `GET /api/health/ready`: 200 when every check passed, else 503; each check in the body.
+async fn ready(State(state): State<AppState>) -> Response {
+    let readiness = health::readiness(&state).await;
+    (health::code(readiness.status), Json(readiness)).into_response()
 }
 
 /// `GET /metrics` on the API port: Prometheus text format, for loopback clients and holders

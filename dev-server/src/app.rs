@@ -155,6 +155,14 @@ pub async fn run(
     let trigger = state.clone();
     tokio::spawn(async move {
         shutdown.await;
+        // Readiness fails first, while everything still serves, so the balancer stops
+        // sending new connections before any stream closes.
+        trigger.local.draining.store(true, Ordering::Relaxed);
+        let delay = trigger.config.drain_delay;
+        if !delay.is_zero() {
+            tracing::info!(?delay, "not ready: draining after the delay");
+            tokio::time::sleep(delay).await;
+        }
         trigger.begin_shutdown();
     });
     let served = serve::serve(listener, router, limits, stop).await;

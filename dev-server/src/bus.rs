@@ -244,6 +244,9 @@ pub trait EventBus: Send + Sync + 'static {
     /// The epoch this instance publishes under now (for logs).
     fn epoch(&self) -> u32;
 
+    /// Answers when the bus does (readiness: `GET /api/health/ready`).
+    async fn ping(&self) -> BusResult<()>;
+
     /// Gives `event` the user's next id, keeps it for resuming and delivers it to the user's
     /// open streams on every instance. With a `dedupe` key already published for this user
     /// (within the resume window) nothing new happens and the earlier id is returned: a

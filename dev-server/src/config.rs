@@ -153,13 +153,24 @@ pub struct Config {
     /// PostgreSQL instead of SQLite, for several instances sharing one database:
     /// `postgres://user:password@host:5432/farmchat`, or `postgres:///farmchat?host=/run/pg`
     /// for a Unix socket. The schema is created and migrated at start-up. `--db` is then unused.
-    #[arg(long, env = "FARM_CHAT_DATABASE_URL")]
+    ///
+    /// TLS as libpq's `sslmode` says (`disable`, `prefer` — the default —, `require`,
+    /// `verify-ca`, `verify-full`), with `sslrootcert=FILE` (RDS's CA bundle) or
+    /// `sslrootcert=system`: `postgres://farm:pw@db.example:5432/chat?sslmode=verify-full&sslrootcert=/etc/rds/global-bundle.pem`.
+    #[arg(long, env = "FARM_CHAT_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Redis for the event bus, when several instances share the work: `redis://host:6379/0`,
-    /// or `redis+unix:///path/r.sock?db=0`. Without it, events stay in this process.
-    #[arg(long, env = "FARM_CHAT_REDIS_URL")]
+    /// `rediss://user:password@host:6379` over TLS (ElastiCache with in-transit encryption
+    /// and RBAC), or `redis+unix:///path/r.sock?db=0`. Without it, events stay in this
+    /// process.
+    #[arg(long, env = "FARM_CHAT_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// A PEM file of the CA that signed Redis's certificate (a private CA), for a `rediss://`
+    /// URL; without it the public web's roots are trusted (ElastiCache's certificates).
+    #[arg(long, env = "FARM_CHAT_REDIS_CA_CERT")]
+    pub redis_ca_cert: Option<PathBuf>,
 
     /// The log's format: `text` (lines for people) or `json` (one object per line).
     #[arg(long, env = "FARM_CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -265,6 +276,14 @@ pub struct Config {
     #[arg(long, env = "FARM_CHAT_DRAIN_WINDOW", value_parser = humantime::parse_duration, default_value = "10s")]
     pub drain_window: Duration,
 
+    /// On SIGTERM, readiness (`/api/health/ready`) answers 503 at once; the server goes on
+    /// accepting and serving for this long before it stops accepting and drains its streams,
+    /// so the load balancer's health checks take it out of rotation first (for an ALB about
+    /// its interval × unhealthy threshold, e.g. `10s`; on Kubernetes a few seconds, within
+    /// `terminationGracePeriodSeconds`).
+    #[arg(long, env = "FARM_CHAT_DRAIN_DELAY", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub drain_delay: Duration,
+
     /// Connections the kernel may hold waiting for `accept`. When thousands of clients
     /// reconnect at once (a network blip, a deploy) a short queue drops their SYNs and each
     /// waits a second or more to retry; with a long one they wait only for their turn. The
@@ -302,6 +321,16 @@ pub struct Config {
     #[arg(long, env = "FARM_CHAT_JWT_JWKS")]
     pub jwt_jwks: Option<PathBuf>,
 
+    /// The platform's JWKS by URL, e.g. Cognito's
+    /// `https://cognito-idp.{region}.amazonaws.com/{userPoolId}/.well-known/jwks.json`
+    /// (HTTPS; plain HTTP only to a loopback address). Fetched at start (the instance is not
+    /// ready until keys arrive), refreshed periodically (`Cache-Control: max-age`, bounded),
+    /// fetched again on a token with an unknown `kid` at most once per 10 s; the last good
+    /// keys are kept while the endpoint fails, and no request waits for a fetch. Alongside
+    /// `--jwt-jwks`, whose keys stay too.
+    #[arg(long, env = "FARM_CHAT_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+
     /// An HS256 secret (at least 32 bytes) the platform signs JWTs with.
     #[arg(long, env = "FARM_CHAT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -310,7 +339,8 @@ pub struct Config {
     #[arg(long, env = "FARM_CHAT_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
-    /// An `aud` every JWT must name.
+    /// The audience every JWT must name: its `aud`, or its `client_id` when `token_use` is
+    /// `access` (Cognito's access tokens carry no `aud`): the app client id.
     #[arg(long, env = "FARM_CHAT_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
@@ -318,9 +348,15 @@ pub struct Config {
     #[arg(long, env = "FARM_CHAT_JWT_TENANT_CLAIM", default_value = "tenant")]
     pub jwt_tenant_claim: String,
 
-    /// The JWT claim that holds the role, `farmer` or `support` (absent: farmer).
+    /// The JWT claim that holds the role: `farmer` or `support` (absent: farmer), or an
+    /// array of groups (Cognito's `cognito:groups`) that makes support staff when it
+    /// contains `--jwt-support-group`.
     #[arg(long, env = "FARM_CHAT_JWT_ROLE_CLAIM", default_value = "role")]
     pub jwt_role_claim: String,
+
+    /// The group (in an array role claim) of support staff.
+    #[arg(long, env = "FARM_CHAT_JWT_SUPPORT_GROUP", default_value = "support")]
+    pub jwt_support_group: String,
 
     /// The JWT claim that holds the name the chat shows (absent: the user id).
     #[arg(long, env = "FARM_CHAT_JWT_NAME_CLAIM", default_value = "name")]
@@ -332,10 +368,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// The configuration for tests: port 0, test mode, in-memory store, no static files.
     /// The JWT verifier the flags describe, if any JWT flag is given.
     pub fn jwt_verifier(&self) -> Result<Option<crate::jwt::Verifier>, String> {
-        if self.jwt_jwks.is_none() && self.jwt_secret.is_none() {
+        if self.jwt_jwks.is_none() && self.jwt_jwks_url.is_none() && self.jwt_secret.is_none() {
             return Ok(None);
         }
         let jwks = match &self.jwt_jwks {
@@ -345,8 +380,9 @@ impl Config {
             ),
             None => None,
         };
-        crate::jwt::Verifier::new(
+        let verifier = crate::jwt::Verifier::new(
             jwks.as_deref(),
+            self.jwt_jwks_url.is_some(),
             self.jwt_secret.as_deref(),
             self.jwt_issuer.clone(),
             self.jwt_audience.clone(),
@@ -354,17 +390,29 @@ impl Config {
                 tenant: self.jwt_tenant_claim.clone(),
                 role: self.jwt_role_claim.clone(),
                 name: self.jwt_name_claim.clone(),
+                support_group: self.jwt_support_group.clone(),
             },
-        )
-        .map(Some)
+        )?;
+        match &self.jwt_jwks_url {
+            Some(url) => {
+                let client = crate::outbound::Client::new(None, Duration::from_secs(5))?;
+                verifier
+                    .with_remote(url, client)
+                    .map_err(|e| format!("--jwt-jwks-url: {e}"))
+                    .map(Some)
+            }
+            None => Ok(Some(verifier)),
+        }
     }
 
+    /// The configuration for tests: port 0, test mode, in-memory store, no static files.
     pub fn for_tests() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             db: PathBuf::from(":memory:"),
             database_url: None,
             redis_url: None,
+            redis_ca_cert: None,
             redis_prefix: "fc".into(),
             instance_id: None,
             assistant_speed: AssistantSpeed::Fast,
@@ -383,17 +431,20 @@ impl Config {
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             drain_window: Duration::ZERO,
+            drain_delay: Duration::ZERO,
             listen_backlog: 1024,
             max_connections: None,
             max_connections_per_client: 256,
             sign_in_per_minute: 30,
             sign_in_per_user_per_minute: 10,
             jwt_jwks: None,
+            jwt_jwks_url: None,
             jwt_secret: None,
             jwt_issuer: None,
             jwt_audience: None,
             jwt_tenant_claim: "tenant".into(),
             jwt_role_claim: "role".into(),
+            jwt_support_group: "support".into(),
             jwt_name_claim: "name".into(),
             no_demo_login: false,
             log_format: LogFormat::Text,

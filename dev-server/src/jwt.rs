@@ -11,7 +11,13 @@
 //! - the user id (`sub`), tenant, role and display name come from claims whose names are
 //!   configurable ([`ClaimNames`]).
 
-use std::{collections::HashMap, fmt};
+pub mod jwks;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, RwLock},
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use farm_chat_protocol::session::Role;
@@ -63,6 +69,9 @@ pub struct ClaimNames {
     pub role: String,
     /// The name the chat shows (absent: the user id). Default `name`.
     pub name: String,
+    /// In a role claim that is an array of groups (Cognito's `cognito:groups`), the group of
+    /// support staff. Default `support`.
+    pub support_group: String,
 }
 
 impl Default for ClaimNames {
@@ -71,6 +80,7 @@ impl Default for ClaimNames {
             tenant: "tenant".into(),
             role: "role".into(),
             name: "name".into(),
+            support_group: "support".into(),
         }
     }
 }
@@ -90,15 +100,24 @@ pub struct Claims {
     pub expires_at: u64,
 }
 
-enum PublicKey {
+#[derive(Clone)]
+pub(crate) enum PublicKey {
     Rsa(rsa::pkcs1v15::VerifyingKey<Sha256>),
     Ec(p256::ecdsa::VerifyingKey),
 }
 
+/// Public keys by `kid` (`""` for a key without one).
+pub(crate) type Keys = HashMap<String, PublicKey>;
+
 /// The keys and rules tokens are checked against.
 pub struct Verifier {
-    /// JWKS keys by `kid` (`""` for a key without one).
-    keys: HashMap<String, PublicKey>,
+    /// The `--jwt-jwks` file's keys, which stay whatever the URL serves.
+    file_keys: Keys,
+    /// Every key in use: the file's and the latest the URL served. Swapped whole by the
+    /// fetcher; a request holds the lock only to clone the `Arc`.
+    keys: RwLock<Arc<Keys>>,
+    /// `--jwt-jwks-url`, when given.
+    remote: Option<jwks::Remote>,
     secret: Option<Vec<u8>>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -107,8 +126,10 @@ pub struct Verifier {
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self.current_keys();
         f.debug_struct("Verifier")
-            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .field("kids", &keys.keys().collect::<Vec<_>>())
+            .field("remote", &self.remote)
             .field("secret", &self.secret.is_some())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
@@ -125,82 +146,73 @@ fn b64(part: &str) -> Result<Vec<u8>, JwtError> {
 impl Verifier {
     /// A verifier over a JWKS document (`{"keys":[…]}`: RSA keys with `n`/`e`, P-256 keys
     /// with `x`/`y`) and/or an HS256 secret. Keys of other types are skipped with a reason;
-    /// none at all is an error.
+    /// none at all is an error unless `remote` (a JWKS URL, [`Verifier::with_remote`]) will
+    /// bring them.
     pub fn new(
         jwks: Option<&str>,
+        remote: bool,
         secret: Option<&str>,
         issuer: Option<String>,
         audience: Option<String>,
         claims: ClaimNames,
     ) -> Result<Self, String> {
-        let mut keys = HashMap::new();
-        if let Some(jwks) = jwks {
-            let doc: Value =
-                serde_json::from_str(jwks).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
-            let list = doc["keys"]
-                .as_array()
-                .ok_or("the JWKS has no \"keys\" array")?;
-            for jwk in list {
-                let kid = jwk["kid"].as_str().unwrap_or_default().to_owned();
-                let field = |name: &str| -> Result<Vec<u8>, String> {
-                    let text = jwk[name]
-                        .as_str()
-                        .ok_or(format!("key {kid:?} has no {name}"))?;
-                    URL_SAFE_NO_PAD
-                        .decode(text)
-                        .map_err(|_| format!("key {kid:?}: {name} is not base64url"))
-                };
-                let key = match (jwk["kty"].as_str(), jwk["crv"].as_str()) {
-                    (Some("RSA"), _) => {
-                        let n = rsa::BigUint::from_bytes_be(&field("n")?);
-                        let e = rsa::BigUint::from_bytes_be(&field("e")?);
-                        let key = rsa::RsaPublicKey::new(n, e)
-                            .map_err(|e| format!("key {kid:?}: {e}"))?;
-                        if rsa::traits::PublicKeyParts::size(&key) < 256 {
-                            return Err(format!("key {kid:?}: RSA keys need 2048 bits or more"));
-                        }
-                        PublicKey::Rsa(rsa::pkcs1v15::VerifyingKey::new(key))
-                    }
-                    (Some("EC"), Some("P-256")) => {
-                        let point = p256::EncodedPoint::from_affine_coordinates(
-                            p256::FieldBytes::from_slice(&fixed32(&field("x")?)?),
-                            p256::FieldBytes::from_slice(&fixed32(&field("y")?)?),
-                            false,
-                        );
-                        PublicKey::Ec(
-                            p256::ecdsa::VerifyingKey::from_encoded_point(&point)
-                                .map_err(|_| format!("key {kid:?}: not a P-256 point"))?,
-                        )
-                    }
-                    (kty, crv) => {
-                        tracing::warn!(
-                            kid,
-                            ?kty,
-                            ?crv,
-                            "JWKS key skipped: only RSA and EC P-256 keys are used"
-                        );
-                        continue;
-                    }
-                };
-                keys.insert(kid, key);
-            }
-        }
+        let keys = match jwks {
+            Some(jwks) => parse_jwks(jwks)?,
+            None => Keys::new(),
+        };
         let secret = secret.map(|s| s.as_bytes().to_vec());
         if secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err("the HS256 secret must be at least 32 bytes".into());
         }
-        if keys.is_empty() && secret.is_none() {
+        if keys.is_empty() && secret.is_none() && !remote {
             return Err(
-                "no usable key: give --jwt-jwks with RSA or P-256 keys, or --jwt-secret".into(),
+                "no usable key: give --jwt-jwks with RSA or P-256 keys, --jwt-jwks-url, or \
+                 --jwt-secret"
+                    .into(),
             );
         }
         Ok(Self {
-            keys,
+            keys: RwLock::new(Arc::new(keys.clone())),
+            file_keys: keys,
+            remote: None,
             secret,
             issuer,
             audience,
             claims,
         })
+    }
+
+    /// Also takes keys from the JWKS at `url` ([`jwks::keep_fresh`] fetches them).
+    pub fn with_remote(
+        mut self,
+        url: &str,
+        client: crate::outbound::Client,
+    ) -> Result<Self, String> {
+        self.remote = Some(jwks::Remote::new(url, client)?);
+        Ok(self)
+    }
+
+    /// The keys in use now.
+    fn current_keys(&self) -> Arc<Keys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts the URL's latest keys in use, beside the file's.
+    pub(crate) fn install(&self, fetched: Keys) {
+        let mut all = self.file_keys.clone();
+        all.extend(fetched);
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(all);
+    }
+
+    /// Whether tokens can be checked: always, unless the keys come from a URL that has not
+    /// answered yet (readiness waits for them).
+    pub fn keys_loaded(&self) -> bool {
+        self.remote.as_ref().is_none_or(jwks::Remote::loaded)
+    }
+
+    /// The URL's fetcher, when keys come from one.
+    pub fn remote(&self) -> Option<&jwks::Remote> {
+        self.remote.as_ref()
     }
 
     /// Whether `token` looks like a JWT (three parts) rather than this server's own session
@@ -235,13 +247,21 @@ impl Verifier {
                     .map_err(|_| JwtError::Signature)?;
             }
             "RS256" | "ES256" => {
+                let keys = self.current_keys();
                 let key = match &kid {
-                    Some(kid) => self.keys.get(kid),
+                    Some(kid) => keys.get(kid),
                     // Without a kid, only an unambiguous key will do.
-                    None if self.keys.len() == 1 => self.keys.values().next(),
+                    None if keys.len() == 1 => keys.values().next(),
                     None => None,
-                }
-                .ok_or_else(|| JwtError::UnknownKey(kid.clone()))?;
+                };
+                let Some(key) = key else {
+                    // Perhaps the platform rotated its keys: the fetcher looks again (at most
+                    // once per 10 s, whatever the load); this request does not wait for it.
+                    if let (Some(remote), Some(_)) = (&self.remote, &kid) {
+                        remote.ask_refetch();
+                    }
+                    return Err(JwtError::UnknownKey(kid.clone()));
+                };
                 use rsa::signature::Verifier as _;
                 match (alg, key) {
                     ("RS256", PublicKey::Rsa(key)) => {
@@ -286,6 +306,10 @@ impl Verifier {
             let named = match &claims["aud"] {
                 Value::String(a) => a == audience,
                 Value::Array(list) => list.iter().any(|a| a.as_str() == Some(audience.as_str())),
+                // Cognito's access tokens name their app client in `client_id`, not `aud`.
+                Value::Null if claims["token_use"].as_str() == Some("access") => {
+                    claims["client_id"].as_str() == Some(audience.as_str())
+                }
                 _ => false,
             };
             if !named {
@@ -299,11 +323,25 @@ impl Verifier {
             text(&self.claims.tenant).ok_or_else(|| JwtError::Claim(self.claims.tenant.clone()))?;
         crate::validate::id("tenant", tenant)
             .map_err(|_| JwtError::Claim(self.claims.tenant.clone()))?;
-        let role = match text(&self.claims.role) {
-            None => Role::Farmer,
-            Some(role) => role
-                .parse::<Role>()
-                .map_err(|_| JwtError::Claim(self.claims.role.clone()))?,
+        let role = match &claims[&self.claims.role] {
+            // A list of groups (Cognito's `cognito:groups`): support staff are in theirs.
+            Value::Array(groups) => {
+                if groups
+                    .iter()
+                    .any(|g| g.as_str() == Some(self.claims.support_group.as_str()))
+                {
+                    Role::Support
+                } else {
+                    Role::Farmer
+                }
+            }
+            _ => match text(&self.claims.role) {
+                None => Role::Farmer,
+                Some(group) if group == self.claims.support_group => Role::Support,
+                Some(role) => role
+                    .parse::<Role>()
+                    .map_err(|_| JwtError::Claim(self.claims.role.clone()))?,
+            },
         };
         let display_name = text(&self.claims.name)
             .map(|n| n.chars().take(100).collect())
@@ -316,6 +354,61 @@ impl Verifier {
             expires_at: exp,
         })
     }
+}
+
+/// The keys of a JWKS document (`{"keys":[…]}`: RSA keys with `n`/`e`, P-256 keys with
+/// `x`/`y`); keys of other types are skipped with a reason.
+pub(crate) fn parse_jwks(jwks: &str) -> Result<Keys, String> {
+    let mut keys = Keys::new();
+    let doc: Value =
+        serde_json::from_str(jwks).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
+    let list = doc["keys"]
+        .as_array()
+        .ok_or("the JWKS has no \"keys\" array")?;
+    for jwk in list {
+        let kid = jwk["kid"].as_str().unwrap_or_default().to_owned();
+        let field = |name: &str| -> Result<Vec<u8>, String> {
+            let text = jwk[name]
+                .as_str()
+                .ok_or(format!("key {kid:?} has no {name}"))?;
+            URL_SAFE_NO_PAD
+                .decode(text)
+                .map_err(|_| format!("key {kid:?}: {name} is not base64url"))
+        };
+        let key = match (jwk["kty"].as_str(), jwk["crv"].as_str()) {
+            (Some("RSA"), _) => {
+                let n = rsa::BigUint::from_bytes_be(&field("n")?);
+                let e = rsa::BigUint::from_bytes_be(&field("e")?);
+                let key = rsa::RsaPublicKey::new(n, e).map_err(|e| format!("key {kid:?}: {e}"))?;
+                if rsa::traits::PublicKeyParts::size(&key) < 256 {
+                    return Err(format!("key {kid:?}: RSA keys need 2048 bits or more"));
+                }
+                PublicKey::Rsa(rsa::pkcs1v15::VerifyingKey::new(key))
+            }
+            (Some("EC"), Some("P-256")) => {
+                let point = p256::EncodedPoint::from_affine_coordinates(
+                    p256::FieldBytes::from_slice(&fixed32(&field("x")?)?),
+                    p256::FieldBytes::from_slice(&fixed32(&field("y")?)?),
+                    false,
+                );
+                PublicKey::Ec(
+                    p256::ecdsa::VerifyingKey::from_encoded_point(&point)
+                        .map_err(|_| format!("key {kid:?}: not a P-256 point"))?,
+                )
+            }
+            (kty, crv) => {
+                tracing::warn!(
+                    kid,
+                    ?kty,
+                    ?crv,
+                    "JWKS key skipped: only RSA and EC P-256 keys are used"
+                );
+                continue;
+            }
+        };
+        keys.insert(kid, key);
+    }
+    Ok(keys)
 }
 
 /// A P-256 coordinate: exactly 32 bytes.

@@ -23,7 +23,8 @@
 //! - The ground floor: [`config`], [`error`] (the one error type: every failure answers
 //!   `{"error":{"code","message"}}`, 5xx details go to the log), [`auth`] (signed sessions),
 //!   [`jwt`], [`directory`] (tenants and users), [`ids`], [`validate`], [`limits`],
-//!   [`metrics`], [`cors`], [`security`], [`serve`] (the accept loop), [`openapi`] and
+//!   [`metrics`], [`cors`], [`security`], [`serve`] (the accept loop), [`tls`] (what every
+//!   TLS client shares), [`outbound`] (the HTTP client for model endpoints and JWKS), [`openapi`] and
 //!   [`asyncapi`] (the API documents, generated with [`schemas`]), [`assets`].
 
 pub mod announce;
@@ -44,6 +45,7 @@ pub mod jwt;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod outbound;
 pub mod report;
 pub mod runner;
 pub mod schemas;
@@ -54,6 +56,7 @@ pub mod state;
 pub mod store;
 pub mod streams;
 pub mod tasks;
+pub mod tls;
 pub mod validate;
 
 pub use app::{app, run};

@@ -10,7 +10,7 @@
 //! the server. The routes are the router's (a test checks both ways).
 
 use farm_chat_protocol::{
-    ErrorBody, Health,
+    ErrorBody, Health, Readiness,
     chat::{
         ConversationList, HistoryPage, ReadMark, ReadRequest, SendRequest, SendResponse,
         TypingRequest,
@@ -31,6 +31,7 @@ fn components() -> Map<String, Value> {
     for root in [
         answers.subschema_for::<ErrorBody>(),
         answers.subschema_for::<Health>(),
+        answers.subschema_for::<Readiness>(),
         answers.subschema_for::<SessionInfo>(),
         answers.subschema_for::<StreamTicket>(),
         answers.subschema_for::<ConversationList>(),
@@ -219,7 +220,9 @@ pub fn spec() -> Value {
         },
         "security": [{"cookie": []}, {"bearer": []}],
         "paths": {
-            (paths::api::HEALTH): {"get": {"summary": "Liveness", "security": [], "responses": {"200": ok(r::<Health>(), "serving")}}},
+            (paths::api::HEALTH): {"get": {"summary": "Ready or not, in one word (the readiness checks of /api/health/ready)", "security": [], "responses": {"200": ok(r::<Health>(), "ready: {\"status\":\"ok\"}"), "503": ok(r::<Health>(), "not ready: {\"status\":\"unavailable\"}")}}},
+            (paths::api::HEALTH_LIVE): {"get": {"summary": "Liveness: the process answers (asks no dependency)", "security": [], "responses": {"200": ok(r::<Health>(), "alive")}}},
+            (paths::api::HEALTH_READY): {"get": {"summary": "Readiness: the store and the bus answered within a second, the JWT keys are loaded, not draining", "security": [], "responses": {"200": ok(r::<Readiness>(), "ready, each check passed"), "503": ok(r::<Readiness>(), "not ready: the failed checks say why")}}},
             (paths::api::SESSION): {
                 "post": {
                     "summary": "Sign in (stands in for the host site's SSO); sets the session cookie and returns a Bearer token",

@@ -59,6 +59,8 @@ pub struct Local {
     pub sign_in_by_client: Arc<limits::RateLimiter<std::net::IpAddr>>,
     /// Sign-ins per user id (`--sign-in-per-user-per-minute`).
     pub sign_in_by_user: Arc<limits::RateLimiter<String>>,
+    /// Set at SIGTERM, before anything closes: readiness answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What every handler gets: the configuration, what instances share, what this one holds,
@@ -111,17 +113,30 @@ impl AppState {
         store: Arc<dyn Store>,
         limits: HubLimits,
     ) -> StoreResult<Self> {
-        let bus: Arc<dyn EventBus> = match &config.redis_url {
-            Some(url) => Arc::new(
-                bus::RedisBus::connect(url, &config.redis_prefix, store.clone(), limits)
-                    .await
+        // One Redis client (its TLS settings) for the bus and the shared state.
+        let redis = match &config.redis_url {
+            Some(url) => Some(
+                bus::redis::client(url, config.redis_ca_cert.as_deref())
                     .map_err(|e| StoreError::Unavailable(format!("--redis-url: {e}")))?,
+            ),
+            None => None,
+        };
+        let bus: Arc<dyn EventBus> = match &redis {
+            Some(client) => Arc::new(
+                bus::RedisBus::connect_client(
+                    client.clone(),
+                    &config.redis_prefix,
+                    store.clone(),
+                    limits,
+                )
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("--redis-url: {e}")))?,
             ),
             None => Arc::new(Hub::new(store.next_epoch().await?, limits)),
         };
-        let shared: Arc<dyn Shared> = match &config.redis_url {
-            Some(url) => Arc::new(
-                shared::RedisShared::connect(url, &config.redis_prefix)
+        let shared: Arc<dyn Shared> = match redis {
+            Some(client) => Arc::new(
+                shared::RedisShared::connect_client(client, &config.redis_prefix)
                     .await
                     .map_err(|e| StoreError::Unavailable(format!("--redis-url: {e}")))?,
             ),
@@ -144,6 +159,9 @@ impl AppState {
             .map_err(|e| StoreError::Failed(format!("JWT configuration: {e}")))?
             .map(Arc::new);
         let (shutdown_tx, shutdown) = watch::channel(false);
+        if let Some(jwt) = jwt.as_ref().filter(|j| j.remote().is_some()) {
+            tokio::spawn(jwt::jwks::keep_fresh(Arc::downgrade(jwt), shutdown.clone()));
+        }
         let assistant_step = config.assistant_speed.step();
         if config.load_users > 0 || config.load_support > 0 {
             directory::load::enable(config.load_users, config.load_support);
@@ -172,6 +190,7 @@ impl AppState {
                 signal_limit: Arc::new(limits::RateLimiter::new(20, 2.0)),
                 sign_in_by_client: Arc::new(sign_in_by_client),
                 sign_in_by_user: Arc::new(sign_in_by_user),
+                draining: Arc::default(),
             },
             common: Common {
                 store,

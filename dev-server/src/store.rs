@@ -7,7 +7,7 @@
 //! calls that another instance could interleave with. One conformance suite
 //! (`tests/store.rs`) runs against both.
 
-mod postgres;
+pub mod postgres;
 mod sqlite;
 
 pub use async_trait::async_trait;
@@ -188,6 +188,9 @@ pub struct Unannounced {
 /// The operations the server needs. Each is one transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Answers when the database does (readiness: `GET /api/health/ready`).
+    async fn ping(&self) -> StoreResult<()>;
+
     /// Counts a server start and returns its number (1, 2, …), never the same twice, also
     /// when several instances start at once: the epoch of event ids.
     async fn next_epoch(&self) -> StoreResult<u32>;

@@ -151,6 +151,8 @@ async fn openapi_describes_exactly_the_routes_that_exist() {
         ("GET", paths::api::STREAM),
         ("GET", paths::api::CONVERSATIONS),
         ("GET", paths::api::HEALTH),
+        ("GET", paths::api::HEALTH_LIVE),
+        ("GET", paths::api::HEALTH_READY),
         ("GET", paths::api::OPENAPI),
         ("GET", "/api/reports/{reportId}.pdf"),
         ("GET", paths::api::SESSION),

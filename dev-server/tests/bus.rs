@@ -18,7 +18,7 @@ use farm_chat_protocol::{
     EventId, StreamEvent, UserId,
     stream::{MessageCreated, ResetReason, Typing},
 };
-use farm_chat_testenv::Redis;
+use farm_chat_testenv::{Certs, Redis};
 use futures_util::StreamExt;
 
 /// The limits both engines keep to: about a thousand events per user, and a live feed long
@@ -35,7 +35,23 @@ fn limits() -> HubLimits {
 
 enum Fixture {
     Memory(Arc<Hub>),
-    Redis { url: String, prefix: String },
+    Redis {
+        url: String,
+        prefix: String,
+        ca: Option<std::path::PathBuf>,
+    },
+}
+
+/// One TLS Redis per test binary, like ElastiCache with in-transit encryption and an RBAC
+/// user.
+fn tls_redis() -> &'static (Certs, Redis) {
+    static SERVER: std::sync::OnceLock<(Certs, Redis)> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let certs = Certs::make("redis", &["localhost"]).expect("openssl makes the test CA");
+        let server =
+            Redis::start_tls(&certs, "farm-chat", "s3cret-pass").expect("a throwaway TLS Redis");
+        (certs, server)
+    })
 }
 
 impl Fixture {
@@ -49,6 +65,18 @@ impl Fixture {
         Self::Redis {
             url: Redis::shared().expect("a throwaway Redis").url(0),
             prefix: format!("t{}-{n}", std::process::id()),
+            ca: None,
+        }
+    }
+
+    fn redis_tls() -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (certs, server) = tls_redis();
+        Self::Redis {
+            url: server.tls_url(0).unwrap(),
+            prefix: format!("s{}-{n}", std::process::id()),
+            ca: Some(certs.ca.clone()),
         }
     }
 
@@ -56,9 +84,9 @@ impl Fixture {
     async fn open(&self) -> Arc<dyn EventBus> {
         match self {
             Self::Memory(hub) => hub.clone(),
-            Self::Redis { url, prefix } => Arc::new(
-                RedisBus::connect(
-                    url,
+            Self::Redis { url, prefix, ca } => Arc::new(
+                RedisBus::connect_client(
+                    farm_chat_dev_server::bus::redis::client(url, ca.as_deref()).unwrap(),
                     prefix,
                     Arc::new(SqliteStore::in_memory().unwrap()),
                     limits(),
@@ -85,6 +113,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     super::$case(super::Fixture::redis()).await;
+                }
+            )*
+        }
+        mod redis_tls {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Fixture::redis_tls()).await;
                 }
             )*
         }
@@ -420,6 +456,7 @@ async fn a_cut_pubsub_connection_is_repaired_from_the_log() {
     let fx = Fixture::Redis {
         url: redis.url(0),
         prefix: "fc".into(),
+        ca: None,
     };
     let url = redis.url(0);
     let (here, there) = (fx.open().await, fx.open().await);
@@ -447,4 +484,47 @@ async fn a_cut_pubsub_connection_is_repaired_from_the_log() {
         }
     }
     assert_eq!(seen, ((first.n() + 1)..=last.n()).collect::<Vec<_>>());
+}
+
+/// Over TLS, a wrong password and a missing CA are each a clear start-up error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_refuses_a_wrong_password_and_an_unknown_ca_clearly() {
+    let (certs, server) = tls_redis();
+    let url = server.tls_url(0).unwrap();
+    let open = |url: String, ca: Option<std::path::PathBuf>| async move {
+        let client = farm_chat_dev_server::bus::redis::client(&url, ca.as_deref())?;
+        RedisBus::connect_client(
+            client,
+            "wrong",
+            Arc::new(SqliteStore::in_memory().unwrap()),
+            limits(),
+        )
+        .await
+    };
+    let wrong = open(url.replace("s3cret-pass", "nope"), Some(certs.ca.clone()))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        wrong.contains("refused the user name or password"),
+        "{wrong}"
+    );
+    assert!(
+        !wrong.contains("nope"),
+        "no password in the message: {wrong}"
+    );
+    // The public roots do not know the test CA.
+    let unknown = open(url.clone(), None).await.err().unwrap().to_string();
+    assert!(!unknown.is_empty());
+    // And a CA file needs a TLS URL.
+    let plain = open(Redis::shared().unwrap().url(0), Some(certs.ca.clone()))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(plain.contains("needs a rediss:// URL"), "{plain}");
+    // The right CA and password work.
+    let bus = open(url, Some(certs.ca.clone())).await.unwrap();
+    bus.ping().await.unwrap();
 }

@@ -562,6 +562,9 @@ struct PausingStore {
 
 #[async_trait]
 impl Store for PausingStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
     async fn next_epoch(&self) -> StoreResult<u32> {
         self.inner.next_epoch().await
     }

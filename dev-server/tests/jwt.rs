@@ -433,3 +433,292 @@ async fn a_misconfiguration_is_a_clear_error_at_start() {
     let e = AppState::new(c).await.unwrap_err().to_string();
     assert!(e.contains("--jwt-jwks"), "{e}");
 }
+
+/// A JWKS endpoint the test controls: it serves `body` (503 while `None`) and counts requests.
+struct KeyServer {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeyServer {
+    async fn start(body: Option<Value>) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/pool/.well-known/jwks.json",
+            listener.local_addr().unwrap()
+        );
+        let body = std::sync::Arc::new(std::sync::Mutex::new(body.map(|b| b.to_string())));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (served, counted) = (body.clone(), fetches.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (served, counted) = (served.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let answer = match served.lock().unwrap().clone() {
+                        Some(body) => format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                             cache-control: public, max-age=3600\r\ncontent-length: {}\r\n\
+                             connection: close\r\n\r\n{body}",
+                            body.len()
+                        ),
+                        None => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\
+                                 connection: close\r\n\r\n"
+                            .to_owned(),
+                    };
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self {
+            url,
+            body,
+            fetches,
+            task,
+        }
+    }
+
+    fn serve(&self, body: Option<Value>) {
+        *self.body.lock().unwrap() = body.map(|b| b.to_string());
+    }
+
+    fn fetches(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for KeyServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A JWKS of the test's RSA key (`rsa-1`) and, with `ec`, its P-256 key under `ec_kid`.
+fn jwks_of(ec_kid: Option<&str>) -> Value {
+    let rsa = KEYS.rsa.to_public_key();
+    let mut keys = vec![
+        json!({"kty": "RSA", "kid": "rsa-1", "alg": "RS256", "n": b64(&rsa.n().to_bytes_be()), "e": b64(&rsa.e().to_bytes_be())}),
+    ];
+    if let Some(kid) = ec_kid {
+        let point = KEYS.ec.verifying_key().to_encoded_point(false);
+        keys.push(json!({"kty": "EC", "kid": kid, "crv": "P-256", "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())}));
+    }
+    json!({ "keys": keys })
+}
+
+/// A server whose keys come from `url` alone (no file, no secret).
+async fn by_url(url: &str) -> Router {
+    let url = url.to_owned();
+    TestApp::new()
+        .config(|c| {
+            c.jwt_jwks_url = Some(url);
+            c.jwt_issuer = Some(ISSUER.into());
+            c.jwt_audience = Some(AUDIENCE.into());
+        })
+        .router()
+        .await
+}
+
+async fn ready(r: &Router) -> (StatusCode, Value) {
+    call(r, "GET", paths::api::HEALTH_READY, "", None).await
+}
+
+/// Polls `check` every 50 ms, at most `tries` times; whether it ever held.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    tries: u32,
+    mut check: impl FnMut() -> F,
+) -> bool {
+    for _ in 0..tries {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_by_url_rotate_after_one_refetch_and_a_flood_of_unknown_kids_costs_one_fetch() {
+    let keys = KeyServer::start(Some(jwks_of(None))).await;
+    let r = by_url(&keys.url).await;
+    assert!(
+        eventually(100, || async { ready(&r).await.0 == StatusCode::OK }).await,
+        "ready once the keys arrived: {}",
+        ready(&r).await.1
+    );
+    assert_eq!(keys.fetches(), 1, "fetched once at start");
+    let old = rs(&claims("p-url", "jwt-farm-url", "farmer"));
+    assert_eq!(
+        call(&r, "GET", paths::api::SESSION, &old, None).await.0,
+        StatusCode::OK
+    );
+
+    // The platform rotates: a token signed with the new key names its new kid.
+    keys.serve(Some(jwks_of(Some("ec-2026"))));
+    let new = token(
+        Alg::Es256(Some("ec-2026")),
+        &claims("p-url-new", "jwt-farm-url", "farmer"),
+    );
+    // The first try is refused without waiting for the fetch it sets off; one refetch later
+    // the new key signs in, and the old one still does.
+    assert_eq!(
+        call(&r, "GET", paths::api::SESSION, &new, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        eventually(100, || async {
+            call(&r, "GET", paths::api::SESSION, &new, None).await.0 == StatusCode::OK
+        })
+        .await,
+        "the rotated key is accepted after the refetch"
+    );
+    assert_eq!(keys.fetches(), 2, "exactly one refetch for the rotation");
+    assert_eq!(
+        call(&r, "GET", paths::api::SESSION, &old, None).await.0,
+        StatusCode::OK
+    );
+
+    // A flood of made-up kids: every one refused, the endpoint asked at most once more.
+    let before = keys.fetches();
+    for i in 0..300 {
+        let kid: &'static str = Box::leak(format!("made-up-{i}").into_boxed_str());
+        let forged = token(
+            Alg::Rs256(&KEYS.stranger, Some(kid)),
+            &claims("p-forged", "jwt-farm-url", "support"),
+        );
+        assert_eq!(
+            call(&r, "GET", paths::api::SESSION, &forged, None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let flood = keys.fetches() - before;
+    assert!(flood <= 1, "{flood} fetches for 300 unknown kids");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_is_down_keeps_the_last_good_keys_and_a_fresh_instance_waits_for_them() {
+    let keys = KeyServer::start(None).await;
+    let r = by_url(&keys.url).await;
+    // Start-up does not fail while the endpoint is down; the instance is just not ready.
+    assert!(
+        eventually(100, || async { keys.fetches() >= 1 }).await,
+        "fetched at start"
+    );
+    let (status, body) = ready(&r).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let keys_check = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "keys")
+        .unwrap()
+        .clone();
+    assert_eq!(keys_check["ok"], false, "{body}");
+    // (No token is tried yet: its unknown kid would use up this window's one refetch.)
+    let t = rs(&claims("p-down", "jwt-farm-down", "farmer"));
+    // It comes back: the retry loads the keys and the instance is ready.
+    keys.serve(Some(jwks_of(None)));
+    assert!(
+        eventually(200, || async { ready(&r).await.0 == StatusCode::OK }).await,
+        "ready after the endpoint came back"
+    );
+    assert_eq!(
+        call(&r, "GET", paths::api::SESSION, &t, None).await.0,
+        StatusCode::OK
+    );
+    // Down again, and a refetch set off by an unknown kid fails: the last good keys stay.
+    keys.serve(None);
+    let before = keys.fetches();
+    let unknown = token(
+        Alg::Rs256(&KEYS.stranger, Some("rotated-away")),
+        &claims("p-down", "jwt-farm-down", "farmer"),
+    );
+    assert_eq!(
+        call(&r, "GET", paths::api::SESSION, &unknown, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        eventually(100, || async { keys.fetches() > before }).await,
+        "the refetch was tried"
+    );
+    assert_eq!(
+        call(&r, "GET", paths::api::SESSION, &t, None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        ready(&r).await.0,
+        StatusCode::OK,
+        "still ready on the kept keys"
+    );
+}
+
+#[tokio::test]
+async fn cognito_access_and_id_tokens_sign_in_with_groups_and_custom_claims() {
+    let keys = KeyServer::start(Some(jwks_of(None))).await;
+    let url = keys.url.clone();
+    let r = TestApp::new()
+        .config(|c| {
+            c.jwt_jwks_url = Some(url);
+            c.jwt_issuer = Some(ISSUER.into());
+            c.jwt_audience = Some(AUDIENCE.into());
+            c.jwt_tenant_claim = "custom:farm_id".into();
+            c.jwt_role_claim = "cognito:groups".into();
+            c.jwt_name_claim = "cognito:username".into();
+        })
+        .router()
+        .await;
+    assert!(eventually(100, || async { ready(&r).await.0 == StatusCode::OK }).await);
+    // An access token: no aud, the app client in client_id, groups as an array.
+    let access = json!({
+        "sub": "c0ffee-support", "token_use": "access", "client_id": AUDIENCE,
+        "cognito:groups": ["staff", "support"], "custom:farm_id": "cognito-farm",
+        "cognito:username": "佐藤", "iss": ISSUER, "exp": now() + 600, "iat": now(),
+    });
+    let (status, body) = call(&r, "GET", paths::api::SESSION, &rs(&access), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["role"].as_str(),
+            body["tenantId"].as_str(),
+            body["displayName"].as_str()
+        ),
+        (Some("support"), Some("cognito-farm"), Some("佐藤"))
+    );
+    // An ID token: aud is the client; not in the support group, so a farmer.
+    let id = json!({
+        "sub": "c0ffee-farmer", "token_use": "id", "aud": AUDIENCE,
+        "cognito:groups": ["farmers"], "custom:farm_id": "cognito-farm",
+        "iss": ISSUER, "exp": now() + 600, "iat": now(),
+    });
+    let (status, body) = call(&r, "GET", paths::api::SESSION, &rs(&id), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["role"], "farmer");
+    // Another app client's access token, or an ID token without our aud, is refused.
+    let mut other = access.clone();
+    other["client_id"] = json!("another-client");
+    let mut id_no_aud = id.clone();
+    id_no_aud.as_object_mut().unwrap().remove("aud");
+    id_no_aud["client_id"] = json!(AUDIENCE);
+    for refused in [other, id_no_aud] {
+        assert_eq!(
+            call(&r, "GET", paths::api::SESSION, &rs(&refused), None)
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED,
+            "{refused}"
+        );
+    }
+}

@@ -20,7 +20,7 @@ use std::{
 
 use common::{Sse, bearer, call, login, send};
 use farm_chat_protocol::paths;
-use farm_chat_testenv::Postgres;
+use farm_chat_testenv::{Certs, Postgres, Redis};
 
 /// The server binary with `args`, every line of its stdout and stderr collected.
 struct Logged {
@@ -92,7 +92,20 @@ async fn every_line_is_json_requests_carry_their_id_and_no_secret_is_written() {
             .fresh_database("logs")
             .unwrap()
     );
-    let server = Logged::start(&["--database-url", &database_url]);
+    // Redis over TLS as an RBAC user, as on ElastiCache: its password must not show either.
+    const REDIS_PASSWORD: &str = "redis-password-never-logged-3e9a";
+    let certs = Certs::make("logs", &["localhost"]).unwrap();
+    let redis = Redis::start_tls(&certs, "farm-chat", REDIS_PASSWORD).unwrap();
+    let redis_url = redis.tls_url(0).unwrap();
+    let ca = certs.ca.display().to_string();
+    let server = Logged::start(&[
+        "--database-url",
+        &database_url,
+        "--redis-url",
+        &redis_url,
+        "--redis-ca-cert",
+        &ca,
+    ]);
     let addr: SocketAddr = server.wait_for("listening banner", |v| {
         v["url"]
             .as_str()?
@@ -153,7 +166,7 @@ async fn every_line_is_json_requests_carry_their_id_and_no_secret_is_written() {
             value["level"].is_string() && value["timestamp"].is_string(),
             "{line}"
         );
-        for secret in [PASSWORD, token.as_str(), ticket.as_str()] {
+        for secret in [PASSWORD, REDIS_PASSWORD, token.as_str(), ticket.as_str()] {
             assert!(!line.contains(secret), "a secret in the log: {line}");
         }
     }

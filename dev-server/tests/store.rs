@@ -19,7 +19,7 @@ use farm_chat_protocol::{
     chat::{ConversationKind, Message, Sender, SenderKind},
     task::{TaskKind, TaskSnapshot, TaskState},
 };
-use farm_chat_testenv::Postgres;
+use farm_chat_testenv::{Certs, Postgres};
 
 /// Opens handles to one fresh database of one engine.
 enum Fixture {
@@ -45,6 +45,15 @@ impl Fixture {
         Self::Postgres(server.fresh_database("conformance").unwrap())
     }
 
+    /// PostgreSQL that takes TLS only, reached by name with `sslmode=verify-full` and the
+    /// test CA: what an instance does with RDS.
+    fn postgres_tls() -> Self {
+        let (certs, server) = tls_postgres();
+        let db = server.fresh_database_name("conformance_tls").unwrap();
+        let params = format!("sslmode=verify-full&sslrootcert={}", certs.ca.display());
+        Self::Postgres(server.tcp_url("localhost", &db, &params).unwrap())
+    }
+
     async fn open(&self) -> Arc<dyn Store> {
         match self {
             Self::Sqlite(path) => Arc::new(SqliteStore::open(path).unwrap()),
@@ -63,6 +72,17 @@ impl Drop for Fixture {
     }
 }
 
+/// One TLS-only PostgreSQL per test binary, its certificate naming `localhost` only (so
+/// `127.0.0.1` is a host name mismatch).
+fn tls_postgres() -> &'static (Certs, Postgres) {
+    static SERVER: std::sync::OnceLock<(Certs, Postgres)> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let certs = Certs::make("pg", &["localhost"]).expect("openssl makes the test CA");
+        let server = Postgres::start_tls(&certs).expect("a throwaway TLS PostgreSQL");
+        (certs, server)
+    })
+}
+
 /// Every case, as a test per engine.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -79,6 +99,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     super::$case(super::Fixture::postgres()).await;
+                }
+            )*
+        }
+        mod postgres_tls {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Fixture::postgres_tls()).await;
                 }
             )*
         }
@@ -904,4 +932,68 @@ async fn postgres_refuses_a_schema_from_the_future() {
         .unwrap();
     let refused = PostgresStore::connect(&url).await.unwrap_err().to_string();
     assert!(refused.contains("newer farm-chat"), "{refused}");
+}
+
+/// libpq's rules over TLS, each failure one clear line that names its cause, never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tls_follows_sslmode_and_says_why_it_refuses() {
+    let (certs, server) = tls_postgres();
+    let db = server.fresh_database_name("sslmodes").unwrap();
+    let ca = certs.ca.display().to_string();
+    let url = |host: &str, params: &str| server.tcp_url(host, &db, params).unwrap();
+    let refused = |e: StoreError| {
+        let text = e.to_string();
+        assert!(!text.contains('\n'), "one line: {text}");
+        text
+    };
+    // The server takes TLS only: a client that will not is refused, and told so.
+    let plain = PostgresStore::connect(&url("localhost", "sslmode=disable"))
+        .await
+        .unwrap_err();
+    let plain = refused(plain);
+    assert!(plain.contains("accepts only TLS"), "{plain}");
+    // The default (prefer) and require encrypt without checking the certificate.
+    for params in [
+        "",
+        "sslmode=require",
+        &format!("sslmode=verify-ca&sslrootcert={ca}"),
+    ] {
+        let store = PostgresStore::connect(&url("127.0.0.1", params))
+            .await
+            .unwrap_or_else(|e| panic!("{params}: {e}"));
+        store.ping().await.unwrap();
+    }
+    // verify-full checks the name: the certificate names localhost, not 127.0.0.1.
+    let full = format!("sslmode=verify-full&sslrootcert={ca}");
+    PostgresStore::connect(&url("localhost", &full))
+        .await
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
+    let name = refused(
+        PostgresStore::connect(&url("127.0.0.1", &full))
+            .await
+            .unwrap_err(),
+    );
+    assert!(name.contains("does not name the host"), "{name}");
+    // A CA that did not sign the server's certificate.
+    let other = Certs::make("other", &["localhost"]).unwrap();
+    let wrong = format!("sslmode=verify-full&sslrootcert={}", other.ca.display());
+    let wrong = refused(
+        PostgresStore::connect(&url("localhost", &wrong))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        wrong.contains("not signed by a CA in sslrootcert"),
+        "{wrong}"
+    );
+    // The verify modes without a CA say where to put one.
+    let missing = refused(
+        PostgresStore::connect(&url("localhost", "sslmode=verify-full"))
+            .await
+            .unwrap_err(),
+    );
+    assert!(missing.contains("sslrootcert=FILE"), "{missing}");
 }

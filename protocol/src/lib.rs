@@ -31,6 +31,6 @@ pub mod stream;
 pub mod task;
 
 pub use error::{ErrorBody, ErrorDetail};
-pub use health::{Health, HealthStatus};
+pub use health::{CheckName, Health, HealthCheck, HealthStatus, Readiness};
 pub use ids::{ConversationId, MessageId, TaskId, TenantId, UserId};
 pub use stream::{EventId, StreamEvent};

@@ -19,8 +19,14 @@ macro_rules! paths {
 }
 
 paths! {
-    /// `GET`: liveness (`{"status":"ok"}`).
+    /// `GET`: `{"status":"ok"}` while the server is ready, 503 `{"status":"unavailable"}`
+    /// while a readiness check fails.
     HEALTH = "/health";
+    /// `GET`: liveness: the process answers (`{"status":"ok"}`), whatever its dependencies.
+    HEALTH_LIVE = "/health/live";
+    /// `GET`: readiness: the store and the bus answered within a second, the JWT keys are
+    /// loaded, the server is not draining (200, else 503, with each check).
+    HEALTH_READY = "/health/ready";
     /// `GET`: the OpenAPI document of the REST API.
     OPENAPI = "/openapi.json";
     /// `GET`: the AsyncAPI document of the stream's events.

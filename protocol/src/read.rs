@@ -20,7 +20,7 @@ use crate::{
         ReplyLanguage, SendResponse, Sender, SenderKind,
     },
     error::{ErrorBody, ErrorDetail},
-    health::{Health, HealthStatus},
+    health::{CheckName, Health, HealthStatus},
     ids::{ConversationId, MessageId, TaskId, TenantId, UserId},
     session::{Role, SessionInfo, StreamTicket},
     stream::{
@@ -228,7 +228,8 @@ wire_enum! {
     ConversationKind { Assistant = "assistant", Support = "support" }
     SenderKind { User = "user", Assistant = "assistant", Support = "support" }
     Role { Farmer = "farmer", Support = "support" }
-    HealthStatus { Ok = "ok" }
+    HealthStatus { Ok = "ok", Unavailable = "unavailable" }
+    CheckName { Store = "store", Bus = "bus", Keys = "keys", Draining = "draining" }
     ReplyLanguage { Ja = "ja", En = "en" }
 }
 

@@ -68,6 +68,112 @@ fn fresh_dir(name: &str) -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
+/// A free TCP port on 127.0.0.1 (free when asked; the server binds it a moment later).
+pub fn free_port() -> Result<u16, Error> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// A test CA and a server certificate it signed, made with `openssl` (P-256 keys: fast).
+#[derive(Debug)]
+pub struct Certs {
+    dir: PathBuf,
+    /// The CA's certificate (PEM): what a client trusts.
+    pub ca: PathBuf,
+    /// The server's certificate (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+}
+
+impl Certs {
+    /// A CA named `name` and a certificate for the DNS names and IP addresses in `names`
+    /// (`["localhost"]`, `["localhost", "127.0.0.1"]`), in a fresh directory (removed on drop).
+    pub fn make(name: &str, names: &[&str]) -> Result<Self, Error> {
+        let dir = fresh_dir(&format!("certs-{name}"))?;
+        let at = |f: &str| dir.join(f);
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(Command::new("openssl")
+            .args(["req", "-x509"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(at("ca.key"))
+            .arg("-out")
+            .arg(at("ca.pem"))
+            .args([
+                "-days",
+                "3",
+                "-subj",
+                &format!("/CN=farm-chat test CA {name}"),
+            ])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]))?;
+        run(Command::new("openssl")
+            .arg("req")
+            .args(ec)
+            .arg("-keyout")
+            .arg(at("server.key"))
+            .arg("-out")
+            .arg(at("server.csr"))
+            .args([
+                "-subj",
+                &format!("/CN={}", names.first().copied().unwrap_or("localhost")),
+            ]))?;
+        let san: Vec<String> = names
+            .iter()
+            .map(|n| {
+                if n.parse::<std::net::IpAddr>().is_ok() {
+                    format!("IP:{n}")
+                } else {
+                    format!("DNS:{n}")
+                }
+            })
+            .collect();
+        std::fs::write(
+            at("ext.cnf"),
+            format!(
+                "subjectAltName={}\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+                san.join(",")
+            ),
+        )
+        .map_err(|e| format!("write ext.cnf: {e}"))?;
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-in"])
+            .arg(at("server.csr"))
+            .arg("-CA")
+            .arg(at("ca.pem"))
+            .arg("-CAkey")
+            .arg(at("ca.key"))
+            .args(["-CAcreateserial", "-days", "3", "-out"])
+            .arg(at("server.pem"))
+            .arg("-extfile")
+            .arg(at("ext.cnf")))?;
+        // Servers that drop privileges (PostgreSQL as `postgres`) read the key through their
+        // own copy; the rest read it here.
+        Ok(Self {
+            ca: at("ca.pem"),
+            cert: at("server.pem"),
+            key: at("server.key"),
+            dir,
+        })
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Starts `sh -c script` detached: it waits until this process is gone, then runs `stop`.
 fn watchdog(stop: &str) -> Result<(), Error> {
     let script = format!(
@@ -124,18 +230,47 @@ fn pg_command(bin: &Path, program: &str, as_postgres: bool) -> Command {
     }
 }
 
-/// A throwaway PostgreSQL server: its own data directory, a Unix socket in it, no TCP, no
-/// fsync (tests need speed, not durability across power loss). Stopped on drop.
+/// A throwaway PostgreSQL server: its own data directory, a Unix socket in it, no TCP (or,
+/// [`Postgres::start_tls`], TLS on a loopback port and nothing else), no fsync (tests need
+/// speed, not durability across power loss). Stopped on drop.
 #[derive(Debug)]
 pub struct Postgres {
     dir: PathBuf,
     bin: PathBuf,
     as_postgres: bool,
+    /// The loopback port of a TLS-only server.
+    tls_port: Option<u16>,
 }
 
 impl Postgres {
     /// Initialises and starts a server in a fresh directory under `target/testenv/`.
     pub fn start() -> Result<Self, Error> {
+        Self::launch(None)
+    }
+
+    /// A server that takes TLS connections only (`ssl = on`, `hostssl` alone in
+    /// `pg_hba.conf`, like RDS with `rds.force_ssl`) on a free port of 127.0.0.1, with the
+    /// certificate `certs` made (its Unix socket stays, for `createdb`).
+    pub fn start_tls(certs: &Certs) -> Result<Self, Error> {
+        Self::launch(Some(certs))
+    }
+
+    fn options(&self) -> String {
+        let mut options = format!(
+            "-k {} -c fsync=off -c full_page_writes=off -c max_connections=300",
+            self.dir.display()
+        );
+        match self.tls_port {
+            None => options.push_str(" -c listen_addresses=''"),
+            Some(port) => options.push_str(&format!(
+                " -c listen_addresses=127.0.0.1 -p {port} -c ssl=on -c ssl_cert_file={dir}/server.pem -c ssl_key_file={dir}/server.key",
+                dir = self.dir.display()
+            )),
+        }
+        options
+    }
+
+    fn launch(certs: Option<&Certs>) -> Result<Self, Error> {
         let bin = postgres_bin()?;
         let dir = fresh_dir("pg")?;
         let as_postgres = root();
@@ -148,11 +283,36 @@ impl Postgres {
             .arg(&data)
             .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
             .args(["--locale", "C"]))?;
-        let options = format!(
-            "-k {} -c listen_addresses='' -c fsync=off \
-             -c full_page_writes=off -c max_connections=300",
-            dir.display()
-        );
+        let tls_port = match certs {
+            None => None,
+            Some(certs) => {
+                // The key must be the server user's and unreadable to others.
+                std::fs::copy(&certs.cert, dir.join("server.pem"))
+                    .map_err(|e| format!("copy the certificate: {e}"))?;
+                std::fs::copy(&certs.key, dir.join("server.key"))
+                    .map_err(|e| format!("copy the key: {e}"))?;
+                run(Command::new("chmod").arg("600").arg(dir.join("server.key")))?;
+                if as_postgres {
+                    run(Command::new("chown")
+                        .arg("postgres:")
+                        .arg(dir.join("server.pem"))
+                        .arg(dir.join("server.key")))?;
+                }
+                // TLS from 127.0.0.1 only; the local socket (createdb, the watchdog) as before.
+                std::fs::write(
+                    data.join("pg_hba.conf"),
+                    "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+                )
+                .map_err(|e| format!("write pg_hba.conf: {e}"))?;
+                Some(free_port()?)
+            }
+        };
+        let server = Self {
+            dir: dir.clone(),
+            bin: bin.clone(),
+            as_postgres,
+            tls_port,
+        };
         watchdog(&format!(
             "{} -D {} -m immediate stop; rm -rf {}",
             if as_postgres {
@@ -166,14 +326,10 @@ impl Postgres {
         run(pg_command(&bin, "pg_ctl", as_postgres)
             .arg("-D")
             .arg(&data)
-            .args(["-o", &options, "-l"])
+            .args(["-o", &server.options(), "-l"])
             .arg(dir.join("log"))
             .args(["-w", "start"]))?;
-        Ok(Self {
-            dir,
-            bin,
-            as_postgres,
-        })
+        Ok(server)
     }
 
     /// One server for this whole process (a test binary), started on first use and stopped
@@ -184,6 +340,30 @@ impl Postgres {
             .get_or_init(Self::start)
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// The TLS port of a [`Postgres::start_tls`] server.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// The URL of database `name` over TCP to `host` (`127.0.0.1` or `localhost`) with these
+    /// libpq parameters (`sslmode=verify-full&sslrootcert=…`), on a TLS server.
+    pub fn tcp_url(&self, host: &str, name: &str, params: &str) -> Option<String> {
+        let port = self.tls_port?;
+        Some(format!(
+            "postgresql://postgres@{host}:{port}/{name}{}{params}",
+            if params.is_empty() { "" } else { "?" }
+        ))
+    }
+
+    /// A fresh database's name (for [`Postgres::tcp_url`]).
+    pub fn fresh_database_name(&self, name: &str) -> Result<String, Error> {
+        let url = self.fresh_database(name)?;
+        url.split_once(":///")
+            .and_then(|(_, rest)| rest.split_once('?'))
+            .map(|(db, _)| db.to_owned())
+            .ok_or_else(|| format!("no database name in {url}"))
     }
 
     /// The URL of database `name` on this server.
@@ -199,10 +379,13 @@ impl Postgres {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("{name}_{}_{n}", std::process::id());
-        run(Command::new(self.bin.join("createdb"))
-            .arg("-h")
-            .arg(&self.dir)
-            .args(["-U", "postgres", &name]))?;
+        let mut createdb = Command::new(self.bin.join("createdb"));
+        createdb.arg("-h").arg(&self.dir);
+        if let Some(port) = self.tls_port {
+            // The socket's name carries the port.
+            createdb.args(["-p", &port.to_string()]);
+        }
+        run(createdb.args(["-U", "postgres", &name]))?;
         Ok(self.url(&name))
     }
 
@@ -217,15 +400,10 @@ impl Postgres {
 
     /// Starts the server again on the same data after [`Postgres::stop`].
     pub fn restart(&self) -> Result<(), Error> {
-        let options = format!(
-            "-k {} -c listen_addresses='' -c fsync=off \
-             -c full_page_writes=off -c max_connections=300",
-            self.dir.display()
-        );
         run(pg_command(&self.bin, "pg_ctl", self.as_postgres)
             .arg("-D")
             .arg(self.dir.join("data"))
-            .args(["-o", &options, "-l"])
+            .args(["-o", &self.options(), "-l"])
             .arg(self.dir.join("log"))
             .args(["-w", "start"]))
     }
@@ -238,20 +416,66 @@ impl Drop for Postgres {
     }
 }
 
-/// A throwaway Redis server on a Unix socket, nothing saved to disk. Stopped on drop.
+/// A throwaway Redis server on a Unix socket (and, [`Redis::start_tls`], TLS on a loopback
+/// port), nothing saved to disk. Stopped on drop.
 #[derive(Debug)]
 pub struct Redis {
     dir: PathBuf,
     pid: std::sync::Mutex<u32>,
+    tls: Option<RedisTls>,
+}
+
+/// A TLS Redis's port and its one user (ElastiCache's RBAC).
+#[derive(Debug)]
+struct RedisTls {
+    port: u16,
+    user: String,
+    password: String,
 }
 
 impl Redis {
     /// Starts a server in a fresh directory under `target/testenv/`.
     pub fn start() -> Result<Self, Error> {
+        Self::start_with(None, None)
+    }
+
+    /// A server like ElastiCache with in-transit encryption and RBAC: TLS only on a free
+    /// port of 127.0.0.1 (`--port 0 --tls-port N`, the certificate `certs` made), and one
+    /// user `user` with `password` (the `default` user is off).
+    pub fn start_tls(certs: &Certs, user: &str, password: &str) -> Result<Self, Error> {
+        Self::start_with(
+            Some(certs),
+            Some(RedisTls {
+                port: free_port()?,
+                user: user.to_owned(),
+                password: password.to_owned(),
+            }),
+        )
+    }
+
+    fn start_with(certs: Option<&Certs>, tls: Option<RedisTls>) -> Result<Self, Error> {
         let dir = fresh_dir("redis")?;
+        if let (Some(certs), Some(tls)) = (certs, &tls) {
+            std::fs::write(
+                dir.join("redis.conf"),
+                format!(
+                    "tls-port {port}\nport 0\ntls-cert-file {cert}\ntls-key-file {key}\n\
+                     tls-ca-cert-file {ca}\ntls-auth-clients no\nbind 127.0.0.1\n\
+                     user default off\nuser {user} on >{password} ~* &* +@all\n",
+                    port = tls.port,
+                    cert = certs.cert.display(),
+                    key = certs.key.display(),
+                    ca = certs.ca.display(),
+                    user = tls.user,
+                    password = tls.password,
+                ),
+            )
+            .map_err(|e| format!("write redis.conf: {e}"))?;
+        }
         let redis = Self {
             pid: std::sync::Mutex::new(0),
             dir,
+            tls,
         };
         redis.launch()?;
         watchdog(&format!(
@@ -274,8 +498,14 @@ impl Redis {
     fn launch(&self) -> Result<(), Error> {
         let socket = self.socket();
         let _ = std::fs::remove_file(&socket);
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
+        let mut command = Command::new("redis-server");
+        if self.tls.is_some() {
+            command.arg(self.dir.join("redis.conf"));
+        } else {
+            command.args(["--port", "0"]);
+        }
+        let child = command
+            .arg("--unixsocket")
             .arg(&socket)
             .args([
                 "--unixsocketperm",
@@ -322,6 +552,15 @@ impl Redis {
     /// Its socket.
     pub fn socket(&self) -> PathBuf {
         self.dir.join("r.sock")
+    }
+
+    /// The `rediss://user:password@localhost:port/db` URL of a [`Redis::start_tls`] server.
+    pub fn tls_url(&self, db: u8) -> Option<String> {
+        let tls = self.tls.as_ref()?;
+        Some(format!(
+            "rediss://{}:{}@localhost:{}/{db}",
+            tls.user, tls.password, tls.port
+        ))
     }
 
     /// The URL of logical database `db` (0–15).

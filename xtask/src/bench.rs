@@ -3,9 +3,9 @@
 //! 1. The server scenarios: a release dev-server with load-test users on a free port and its
 //!    own store, measured by `farm-chat-bench` (`--server-pid` for memory and CPU). Flags after
 //!    `--` go to `farm-chat-bench` (e.g. `-- --rates 2000`).
-//! 2. `bundle_size`: the release build's transfer size.
-//! 1c. `answers`: the assistant on the scripted model, 100 answers at once (`answers`).
-//! 3. `widget_apply`, `widget_history` and `widget_answer`: `tests/bench_widget.rs` in
+//! 2. `answers`: the assistant on the scripted model, 100 answers at once.
+//! 3. `bundle_size`: the release build's transfer size.
+//! 4. `widget_apply`, `widget_history` and `widget_answer`: `tests/bench_widget.rs` in
 //!    headless Chromium (release build), whose `BENCH {json}` lines are collected.
 //!
 //! `--only server,answers,bundle,widget` runs some of the parts.

@@ -8,7 +8,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use farm_chat_testenv::{Postgres, Redis};
+use farm_chat_testenv::{Certs, Postgres, Redis};
 
 use crate::{
     proc::{cmd, run},
@@ -29,22 +29,70 @@ pub(crate) struct Cluster {
     pub(crate) front: Option<SocketAddr>,
     _redis: Redis,
     _postgres: Postgres,
+    /// The test CA and the servers' certificate, with `--tls`.
+    _certs: Option<Certs>,
 }
 
 impl Cluster {
     /// Starts PostgreSQL, Redis and `n` instances of `bin` with `args` (plus the database
     /// and Redis URLs; each on a free loopback port).
     pub(crate) fn start(n: usize, bin: &Path, args: &[String]) -> Result<Self, String> {
-        println!("xtask: starting PostgreSQL and Redis under target/testenv/");
-        let postgres = Postgres::start()?;
-        let redis = Redis::start()?;
-        let database_url = postgres.fresh_database("farmchat")?;
-        let mut common = vec![
-            "--database-url".to_owned(),
-            database_url,
-            "--redis-url".to_owned(),
-            redis.url(0),
-        ];
+        Self::start_with(n, bin, args, false)
+    }
+
+    /// As [`Cluster::start`]; with `tls`, PostgreSQL and Redis take TLS only (as RDS and
+    /// ElastiCache with in-transit encryption do), with a CA made for the run: the instances
+    /// reach them with `sslmode=verify-full` and `rediss://` as an RBAC user.
+    pub(crate) fn start_with(
+        n: usize,
+        bin: &Path,
+        args: &[String],
+        tls: bool,
+    ) -> Result<Self, String> {
+        let certs = if tls {
+            println!("xtask: making a CA and a certificate for localhost (openssl)");
+            Some(Certs::make("cluster", &["localhost"])?)
+        } else {
+            None
+        };
+        println!(
+            "xtask: starting PostgreSQL and Redis{} under target/testenv/",
+            if tls { " (TLS only)" } else { "" }
+        );
+        let (postgres, redis) = match &certs {
+            Some(certs) => (
+                Postgres::start_tls(certs)?,
+                Redis::start_tls(certs, "farm-chat", &random_password())?,
+            ),
+            None => (Postgres::start()?, Redis::start()?),
+        };
+        let mut common = match &certs {
+            Some(certs) => {
+                let db = postgres.fresh_database_name("farmchat")?;
+                let ca = certs.ca.display().to_string();
+                let url = postgres
+                    .tcp_url(
+                        "localhost",
+                        &db,
+                        &format!("sslmode=verify-full&sslrootcert={ca}"),
+                    )
+                    .ok_or("no TLS port")?;
+                vec![
+                    "--database-url".to_owned(),
+                    url,
+                    "--redis-url".to_owned(),
+                    redis.tls_url(0).ok_or("no TLS port")?,
+                    "--redis-ca-cert".to_owned(),
+                    ca,
+                ]
+            }
+            None => vec![
+                "--database-url".to_owned(),
+                postgres.fresh_database("farmchat")?,
+                "--redis-url".to_owned(),
+                redis.url(0),
+            ],
+        };
         common.extend(args.iter().cloned());
         let mut cluster = Self {
             bin: bin.to_owned(),
@@ -55,6 +103,7 @@ impl Cluster {
             front: None,
             _redis: redis,
             _postgres: postgres,
+            _certs: certs,
         };
         for _ in 0..n {
             let instance = cluster.launch("127.0.0.1:0")?;
@@ -175,14 +224,29 @@ impl Drop for Cluster {
     }
 }
 
-/// `cargo xtask run --cluster N [ARGS…]`: N instances (default 3) behind a round-robin
-/// balancer on `--addr` (default 127.0.0.1:3000); ARGS go to every instance.
+/// A password for the run's Redis user (never printed: the instances get it in their URL).
+fn random_password() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("pw{:016x}", h.finish())
+}
+
+/// `cargo xtask run --cluster N [--no-tls] [ARGS…]`: N instances (default 3) behind a
+/// round-robin balancer on `--addr` (default 127.0.0.1:3000), on PostgreSQL and Redis over
+/// TLS (`--no-tls`: plain Unix sockets); ARGS go to every instance.
 pub(crate) fn run_cluster(n: usize, args: &[String]) -> Result<(), String> {
     let mut front = "127.0.0.1:3000".to_owned();
     let mut rest = Vec::new();
+    let mut tls = true;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--no-tls" => tls = false,
             "--addr" => front = args.next().cloned().ok_or("--addr needs an address")?,
             a if a.starts_with("--addr=") => front = a["--addr=".len()..].to_owned(),
             _ => rest.push(arg.clone()),
@@ -195,11 +259,12 @@ pub(crate) fn run_cluster(n: usize, args: &[String]) -> Result<(), String> {
     rest.extend(["--public-origin".to_owned(), format!("http://{front}")]);
     let bin = server::build()?;
     run(cmd("cargo").args(["build", "--quiet", "-p", "farm-chat-chaos"]))?;
-    let mut cluster = Cluster::start(n, &bin, &rest)?;
+    let mut cluster = Cluster::start_with(n, &bin, &rest, tls)?;
     cluster.balance(&front, "round-robin", 1)?;
     println!(
-        "farm-chat cluster: {n} instances ({}) on PostgreSQL + Redis, behind http://{front}/ \
+        "farm-chat cluster: {n} instances ({}) on PostgreSQL + Redis{}, behind http://{front}/ \
          (Ctrl-C stops everything)",
+        if tls { " over TLS" } else { "" },
         cluster
             .addrs
             .iter()

@@ -147,7 +147,7 @@ enum Backend {
     /// One dev-server on a SQLite file.
     Single { server: DevServer, args: ServerArgs },
     /// Instances on PostgreSQL and Redis.
-    Cluster(crate::cluster::Cluster),
+    Cluster(Box<crate::cluster::Cluster>),
 }
 
 impl Backend {
@@ -449,7 +449,11 @@ pub(crate) fn e2e(args: &[String]) -> Result<(), String> {
         },
         Some(n) => {
             let bin = server::build()?;
-            Backend::Cluster(crate::cluster::Cluster::start(n, &bin, &cluster_args)?)
+            Backend::Cluster(Box::new(crate::cluster::Cluster::start(
+                n,
+                &bin,
+                &cluster_args,
+            )?))
         }
     };
     let proxy = Proxy::start(&backend.upstreams(), seed, proxy_port)?;

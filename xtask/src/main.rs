@@ -59,9 +59,10 @@ Commands:
                    wasm-opt, wasm-bindgen CLI (locked version), trunk. Tools go into .tools/.
   run [ARGS…]      Build the widget (release) and serve it with the API on
                    http://127.0.0.1:3000/ (ARGS go to farm-chat-dev-server, e.g. --addr).
-  run --cluster [N] [ARGS…]
+  run --cluster [N] [--no-tls] [ARGS…]
                    The same as N instances (default 3) on a throwaway PostgreSQL and Redis
-                   under target/, behind a round-robin balancer on http://127.0.0.1:3000/.
+                   under target/, both on TLS only (a CA made for the run; --no-tls: Unix
+                   sockets), behind a round-robin balancer on http://127.0.0.1:3000/.
   test [--e2e-runs N] [--e2e-cluster-runs N] [--only native|browser|page|cluster|e2e|fuzz]
                    Run every suite: native unit + integration tests, browser tests in headless
                    Chromium against a dev-server it starts, a smoke test of the built page, and

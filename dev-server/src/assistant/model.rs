@@ -9,7 +9,8 @@
 //! - [`http`]: the streaming HTTPS client both use.
 
 pub mod bedrock;
-pub mod http;
+/// The outbound HTTP client the engines call their providers with.
+pub use crate::outbound as http;
 pub mod openai;
 pub mod tools;
 
@@ -37,6 +38,15 @@ pub enum Failure {
     Timeout(String),
     /// What came is not the provider's format.
     BadOutput(String),
+}
+
+impl From<http::Failure> for Failure {
+    fn from(e: http::Failure) -> Self {
+        match e {
+            http::Failure::Unavailable(why) => Self::Unavailable(why),
+            http::Failure::Timeout(why) => Self::Timeout(why),
+        }
+    }
 }
 
 impl Failure {

@@ -244,6 +244,11 @@ impl EventBus for Hub {
         self.epoch
     }
 
+    /// In this process: it answers whenever the process does.
+    async fn ping(&self) -> BusResult<()> {
+        Ok(())
+    }
+
     async fn publish(
         &self,
         user: &UserId,

@@ -120,7 +120,45 @@ pub(crate) async fn connection(client: redis::Client) -> redis::RedisResult<Conn
 }
 
 fn unavailable(e: &redis::RedisError) -> BusError {
-    BusError(e.to_string())
+    let text = e.to_string();
+    if ["WRONGPASS", "NOAUTH", "NOPERM", "AuthenticationFailed"]
+        .iter()
+        .any(|m| text.contains(m))
+    {
+        BusError(format!(
+            "{text} — Redis refused the user name or password of the URL \
+             (redis://user:password@host:port, rediss:// for TLS)"
+        ))
+    } else {
+        BusError(text)
+    }
+}
+
+/// A client for `url`: `redis://` (plain), `rediss://` (TLS, trusting the public roots, or only
+/// the CAs of `ca_cert`, a PEM file, for a private CA), or `redis+unix://`. A user name and
+/// password ride in the URL (`rediss://user:password@host:6379`: ElastiCache's RBAC).
+pub fn client(url: &str, ca_cert: Option<&std::path::Path>) -> BusResult<redis::Client> {
+    crate::tls::install_default_provider();
+    let tls = url.starts_with("rediss://");
+    match ca_cert {
+        None => redis::Client::open(url).map_err(|e| unavailable(&e)),
+        Some(path) if !tls => Err(BusError(format!(
+            "--redis-ca-cert {} needs a rediss:// URL (TLS)",
+            path.display()
+        ))),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| BusError(format!("--redis-ca-cert {}: {e}", path.display())))?;
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+            .map_err(|e| BusError(format!("--redis-ca-cert {}: {e}", path.display())))
+        }
+    }
 }
 
 /// The streams of one user open on this instance.
@@ -212,7 +250,16 @@ impl RedisBus {
                 "--redis-prefix {prefix:?}: letters, digits, '-', '_' and '.' only"
             )));
         }
-        let client = redis::Client::open(url).map_err(|e| unavailable(&e))?;
+        Self::connect_client(client(url, None)?, prefix, store, limits).await
+    }
+
+    /// As [`RedisBus::connect`], over a client made by [`client`] (TLS, a private CA).
+    pub async fn connect_client(
+        client: redis::Client,
+        prefix: &str,
+        store: Arc<dyn Store>,
+        limits: HubLimits,
+    ) -> BusResult<Self> {
         let conn = connection(client.clone())
             .await
             .map_err(|e| unavailable(&e))?;
@@ -309,6 +356,15 @@ async fn read_log(inner: &Inner, user: &UserId, epoch: u32, after_n: u64) -> Bus
 impl EventBus for RedisBus {
     fn epoch(&self) -> u32 {
         self.inner.epoch.load(Ordering::Relaxed)
+    }
+
+    async fn ping(&self) -> BusResult<()> {
+        let mut conn = self.inner.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| unavailable(&e))
     }
 
     async fn publish(

@@ -68,7 +68,11 @@ fn unavailable(e: &redis::RedisError) -> BusError {
 impl RedisShared {
     /// Connects to Redis at `url`; keys go under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> BusResult<Self> {
-        let client = redis::Client::open(url).map_err(|e| unavailable(&e))?;
+        Self::connect_client(crate::bus::redis::client(url, None)?, prefix).await
+    }
+
+    /// As [`RedisShared::connect`], over a client made by [`crate::bus::redis::client`].
+    pub async fn connect_client(client: redis::Client, prefix: &str) -> BusResult<Self> {
         Ok(Self {
             conn: crate::bus::redis::connection(client)
                 .await

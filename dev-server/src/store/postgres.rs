@@ -8,6 +8,10 @@
 //! - the epoch is a counter row, the signing key is inserted once (`ON CONFLICT DO NOTHING`)
 //!   and read back, so every instance signs with the same key;
 //! - the schema's migrations are embedded and applied at start-up under an advisory lock.
+//!
+//! Connections use TLS as the URL's `sslmode` says ([`tls`]).
+
+pub mod tls;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use farm_chat_protocol::{
@@ -15,7 +19,7 @@ use farm_chat_protocol::{
     chat::{ConversationKind, Message, Sender},
     task::{TaskSnapshot, TaskState},
 };
-use tokio_postgres::{NoTls, Row, error::SqlState, types::FromSql};
+use tokio_postgres::{Row, error::SqlState, types::FromSql};
 
 use super::{
     Appended, ConversationRecord, Cursor, Idempotency, NewMessage, Overview, Reply, SessionRecord,
@@ -88,7 +92,18 @@ impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         let text = match e.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
+            // The driver's own words are terse ("error performing TLS handshake"): the
+            // causes under them say what happened.
+            None => {
+                let mut text = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    text.push_str(": ");
+                    text.push_str(&c.to_string());
+                    cause = c.source();
+                }
+                text
+            }
         };
         match e.code() {
             Some(code) if *code == SqlState::UNIQUE_VIOLATION => Self::Conflict(text),
@@ -202,14 +217,21 @@ const CONVERSATION_COLUMNS: &str = "c.id, c.tenant_id, c.kind, c.title, c.owner,
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host/db`, or `postgres:///db?host=/socket/dir`),
-    /// and brings its schema up to date.
+    /// over TLS as its `sslmode` says ([`tls`]), and brings its schema up to date.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let config: tokio_postgres::Config = url
+        let (url, settings) =
+            tls::split(url).map_err(|e| StoreError::Failed(format!("--database-url: {e}")))?;
+        let mut config: tokio_postgres::Config = url
             .parse()
+            .map_err(|e| StoreError::Failed(format!("--database-url: {e}")))?;
+        config.ssl_mode(tls::driver_mode(settings.mode));
+        // A server that never answers must not hang start-up (or a request) for long.
+        config.connect_timeout(std::time::Duration::from_secs(5));
+        let connector = tls::connector(&settings)
             .map_err(|e| StoreError::Failed(format!("--database-url: {e}")))?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -222,7 +244,13 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::Failed(format!("connection pool: {e}")))?;
         let store = Self { pool };
-        store.migrate().await?;
+        store.migrate().await.map_err(|e| match e {
+            StoreError::Unavailable(text) => {
+                StoreError::Unavailable(tls::explain(&text, settings.mode))
+            }
+            StoreError::Failed(text) => StoreError::Failed(tls::explain(&text, settings.mode)),
+            other => other,
+        })?;
         Ok(store)
     }
 
@@ -337,6 +365,11 @@ async fn message_by_id(
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
     async fn next_epoch(&self) -> StoreResult<u32> {
         let row = self
             .client()

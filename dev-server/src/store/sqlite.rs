@@ -656,6 +656,12 @@ fn overview(conn: &Connection, c: ConversationRecord, user: &str) -> rusqlite::R
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(drop)
+    }
+
     async fn next_epoch(&self) -> StoreResult<u32> {
         self.run(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

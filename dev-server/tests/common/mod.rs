@@ -253,6 +253,20 @@ impl Process {
         Self { child, addr }
     }
 
+    /// SIGTERM, as an orchestrator stopping it for a deploy would.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM");
+    }
+
+    /// Waits for the process to end by itself; whether it exited 0.
+    pub fn wait(&mut self) -> bool {
+        self.child.wait().unwrap().success()
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

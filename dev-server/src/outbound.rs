@@ -1,7 +1,8 @@
-//! A small streaming HTTP/1.1 client for model endpoints: one connection per request (an
-//! answer is seconds long; reuse would save little), TLS by rustls with the built-in public
-//! roots plus `--model-ca-cert`, and the connection closed when the response is dropped, so a
-//! stopped answer stops the provider's work too.
+//! A small streaming HTTP/1.1 client for what the server calls out to (model endpoints, AWS's
+//! credential endpoints, the platform's JWKS): one connection per request (an answer is
+//! seconds long; reuse would save little), TLS by rustls with the built-in public roots plus
+//! a private CA, and the connection closed when the response is dropped, so a stopped answer
+//! stops the provider's work too.
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,7 +16,16 @@ use tokio_rustls::{
     rustls::{self, pki_types::ServerName},
 };
 
-use super::Failure;
+/// Why a request got no answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// Refused, reset, a TLS failure, or a response that broke off.
+    #[error("{0}")]
+    Unavailable(String),
+    /// No connection (or TLS handshake) in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
 
 /// An endpoint URL, parsed: `http(s)://host[:port]/path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,29 +110,11 @@ impl Client {
         extra_ca: Option<&std::path::Path>,
         connect_timeout: Duration,
     ) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let mut roots = crate::tls::public_roots();
         if let Some(path) = extra_ca {
-            use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
-            let mut added = 0;
-            for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-            {
-                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(format!("{}: no certificate in it", path.display()));
-            }
+            crate::tls::add_pem(&mut roots, path)?;
         }
-        #[expect(
-            deprecated,
-            reason = "ring has no post-quantum key exchange; aws-lc-rs has, but needs cmake and a C build of libcrypto on every CI machine"
-        )]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::provider();
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
