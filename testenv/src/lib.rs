@@ -93,6 +93,8 @@ impl Certs {
     /// (`["localhost"]`, `["localhost", "127.0.0.1"]`), in a fresh directory (removed on drop).
     pub fn make(name: &str, names: &[&str]) -> Result<Self, Error> {
         let dir = fresh_dir(&format!("certs-{name}"))?;
+        // Shared certificates live in statics, which are never dropped: go with the process.
+        watchdog(&format!("rm -rf {}", dir.display()))?;
         let at = |f: &str| dir.join(f);
         let ec = [
             "-newkey",

@@ -264,13 +264,13 @@ pub(crate) fn run_cluster(n: usize, args: &[String]) -> Result<(), String> {
     println!(
         "farm-chat cluster: {n} instances ({}) on PostgreSQL + Redis{}, behind http://{front}/ \
          (Ctrl-C stops everything)",
-        if tls { " over TLS" } else { "" },
         cluster
             .addrs
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        if tls { " over TLS" } else { "" },
     );
     cluster.wait()
 }

@@ -122,10 +122,11 @@ impl DevServer {
         };
         let mut lines = BufReader::new(stdout).lines();
         let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        // The banner is a line of text, or a JSON object with `"url"` (`--log-format json`).
         let addr = first
             .rsplit("http://")
             .next()
-            .map(|s| s.trim_end_matches('/'))
+            .and_then(|s| s.split(['/', '"']).next())
             .and_then(|s| s.parse::<SocketAddr>().ok());
         let Some(addr) = addr else {
             let _ = child.kill();

@@ -164,7 +164,8 @@ fn brotli() -> Result<(), String> {
 }
 
 /// Debian's PostgreSQL and Redis: the store conformance suite, the scale-out tests and
-/// `cargo xtask run --cluster` start throwaway servers of both (`farm-chat-testenv`).
+/// `cargo xtask run --cluster` start throwaway servers of both (`farm-chat-testenv`), and
+/// `openssl`, which makes the test CA their TLS runs use.
 fn databases() -> Result<(), String> {
     let have_postgres = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -172,21 +173,24 @@ fn databases() -> Result<(), String> {
         .flatten()
         .any(|v| v.path().join("bin/initdb").is_file());
     let have_redis = output(std::process::Command::new("redis-server").arg("--version")).is_some();
-    if have_postgres && have_redis {
-        say("postgresql + redis-server", "present");
+    let have_openssl = output(std::process::Command::new("openssl").arg("version")).is_some();
+    if have_postgres && have_redis && have_openssl {
+        say("postgresql + redis-server + openssl", "present");
         return Ok(());
     }
     if !can_apt() {
         return Err(
-            "PostgreSQL or Redis is missing: install the Debian packages `postgresql` and              `redis-server` (as root: apt-get install postgresql redis-server)."
+            "PostgreSQL, Redis or openssl is missing: install the Debian packages `postgresql`, \
+             `redis-server` and `openssl` (as root: apt-get install postgresql redis-server \
+             openssl)."
                 .into(),
         );
     }
-    say("postgresql + redis-server", "installing (apt-get)");
+    say("postgresql + redis-server + openssl", "installing (apt-get)");
     let install = || {
         run(cmd("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(["postgresql", "redis-server"])
+            .args(["postgresql", "redis-server", "openssl"])
             .env("DEBIAN_FRONTEND", "noninteractive"))
     };
     install().or_else(|_| {

@@ -235,21 +235,20 @@ pub fn connector(settings: &TlsSettings) -> Result<MakeRustls, String> {
     }
     let provider = crate::tls::provider();
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    let verifier: Arc<dyn ServerCertVerifier> = match root_for(settings, home.as_deref())? {
-        Some(root) => {
-            let webpki = WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots(&root)?),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| format!("sslrootcert: {e}"))?;
-            if settings.mode == SslMode::VerifyFull {
-                webpki
-            } else {
-                Arc::new(ChainOnly(webpki))
-            }
-        }
-        None => Arc::new(AnyCertificate(provider.clone())),
+    let chain = match root_for(settings, home.as_deref())? {
+        Some(root) => Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots(&root)?), provider.clone())
+                .build()
+                .map_err(|e| format!("sslrootcert: {e}"))?,
+        ),
+        None => None,
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = match chain {
+        Some(chain) if settings.mode == SslMode::VerifyFull => chain,
+        chain => Arc::new(Lenient {
+            chain,
+            provider: provider.clone(),
+        }),
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -262,11 +261,17 @@ pub fn connector(settings: &TlsSettings) -> Result<MakeRustls, String> {
     })
 }
 
-/// `verify-ca`: the chain must lead to a trusted CA; the name is not checked.
+/// The modes short of `verify-full`. With `chain` (`verify-ca`, or `sslrootcert` given to
+/// `prefer` / `require`), the chain must lead to a trusted CA but the name is not checked;
+/// without it (`prefer` / `require` alone), encryption without authentication, as libpq
+/// gives. The handshake's signatures are checked either way.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -275,10 +280,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -292,51 +297,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` without `sslrootcert`: encryption without authentication, as libpq
-/// gives (the handshake's signatures are still checked).
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -350,12 +315,14 @@ impl ServerCertVerifier for AnyCertificate {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
