@@ -359,13 +359,20 @@ impl Postgres {
         ))
     }
 
-    /// A fresh database's name (for [`Postgres::tcp_url`]).
+    /// Creates an empty database and returns its name (for [`Postgres::tcp_url`]). Names are
+    /// made unique per process.
     pub fn fresh_database_name(&self, name: &str) -> Result<String, Error> {
-        let url = self.fresh_database(name)?;
-        url.split_once(":///")
-            .and_then(|(_, rest)| rest.split_once('?'))
-            .map(|(db, _)| db.to_owned())
-            .ok_or_else(|| format!("no database name in {url}"))
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{name}_{}_{n}", std::process::id());
+        let mut createdb = Command::new(self.bin.join("createdb"));
+        createdb.arg("-h").arg(&self.dir);
+        if let Some(port) = self.tls_port {
+            // The socket's name carries the port.
+            createdb.args(["-p", &port.to_string()]);
+        }
+        run(createdb.args(["-U", "postgres", &name]))?;
+        Ok(name)
     }
 
     /// The URL of database `name` on this server.
@@ -378,17 +385,7 @@ impl Postgres {
 
     /// Creates an empty database and returns its URL. Names are made unique per process.
     pub fn fresh_database(&self, name: &str) -> Result<String, Error> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("{name}_{}_{n}", std::process::id());
-        let mut createdb = Command::new(self.bin.join("createdb"));
-        createdb.arg("-h").arg(&self.dir);
-        if let Some(port) = self.tls_port {
-            // The socket's name carries the port.
-            createdb.args(["-p", &port.to_string()]);
-        }
-        run(createdb.args(["-U", "postgres", &name]))?;
-        Ok(self.url(&name))
+        Ok(self.url(&self.fresh_database_name(name)?))
     }
 
     /// Stops the server now (immediate mode: like a crash, the next start recovers). Its data

@@ -186,7 +186,10 @@ fn databases() -> Result<(), String> {
                 .into(),
         );
     }
-    say("postgresql + redis-server + openssl", "installing (apt-get)");
+    say(
+        "postgresql + redis-server + openssl",
+        "installing (apt-get)",
+    );
     let install = || {
         run(cmd("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
